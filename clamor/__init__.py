@@ -1,0 +1,1 @@
+"""Clamor: generated contracts live in clamor.v1."""

@@ -1,0 +1,1 @@
+"""The listener: polls sources and publishes each new post as a mention."""

@@ -1,0 +1,100 @@
+"""Pure listener logic: stable mention ids and turning a replayed post into a Mention."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from clamor.v1 import mention_pb2
+from services.listener.errors import MalformedPostError
+
+MAX_TEXT_CHARS = 10_000
+
+
+def mention_id(source: str, native_id: str) -> str:
+    """Stable across replicas and restarts, so JetStream dedup and idempotent effects work."""
+    return f"{source}:{native_id}"
+
+
+def _timestamp(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value.astimezone(UTC))
+    return stamp
+
+
+def _parse_time(raw: object, field: str) -> datetime:
+    if not isinstance(raw, str):
+        raise MalformedPostError(f"{field} must be an ISO-8601 string")
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise MalformedPostError(f"{field} is not ISO-8601: {raw[:40]!r}") from exc
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _string(post: dict[str, Any], field: str, *, required: bool = False) -> str:
+    value = post.get(field, "")
+    if value is None:
+        value = ""
+    if not isinstance(value, str | int):
+        raise MalformedPostError(f"{field} must be a string")
+    if required and value == "":
+        raise MalformedPostError(f"{field} is required")
+    return str(value)
+
+
+def mention_from_replay_line(line: str, *, source: str, watch: str, discovered_at: datetime) -> mention_pb2.Mention:
+    """Parse one JSON-lines post (the bundled sample's format) into a Mention."""
+    try:
+        post = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise MalformedPostError(f"not JSON: {exc.msg}") from exc
+    if not isinstance(post, dict):
+        raise MalformedPostError("not a JSON object")
+    native_id = _string(post, "id", required=True)
+    text = _string(post, "text", required=True)
+    if len(text) > MAX_TEXT_CHARS:
+        raise MalformedPostError(f"text is {len(text)} characters, over the {MAX_TEXT_CHARS} limit")
+    author = post.get("author") or {}
+    if not isinstance(author, dict):
+        raise MalformedPostError("author must be an object")
+    followers = author.get("followers", 0)
+    if not isinstance(followers, int) or followers < 0:
+        raise MalformedPostError("author.followers must be a non-negative integer")
+    created = _parse_time(post["created_at"], "created_at") if post.get("created_at") else discovered_at
+    return mention_pb2.Mention(
+        id=mention_id(source, native_id),
+        source=source,
+        platform=_string(post, "platform") or "replay",
+        native_id=native_id,
+        url=_string(post, "url"),
+        author=mention_pb2.Author(
+            handle=_string(author, "handle").lstrip("@"),
+            display_name=_string(author, "display_name"),
+            followers=followers,
+        ),
+        text=text,
+        language=_string(post, "language"),
+        created_at=_timestamp(created),
+        discovered_at=_timestamp(discovered_at),
+        watch=watch or _string(post, "watch"),
+        thread_id=_string(post, "thread_id"),
+    )
+
+
+@dataclass
+class SourceState:
+    """What the listener knows about one source right now (served by ListSources)."""
+
+    name: str
+    kind: str
+    watch: str
+    published: int = 0
+    malformed: int = 0
+    exhausted: bool = False
+    last_success_at: datetime | None = None
+    last_error: str = ""

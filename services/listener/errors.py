@@ -1,0 +1,13 @@
+"""Listener errors, rooted in the shared tree."""
+
+from __future__ import annotations
+
+from services.shared.errors import ClamorError, PermanentError
+
+
+class ListenerError(ClamorError):
+    """Base of the listener's own errors."""
+
+
+class MalformedPostError(PermanentError, ListenerError):
+    """A post from a source cannot become a Mention; the message names the field."""

@@ -1,0 +1,1 @@
+"""The notifier: tells people about escalations and alerts through their channels."""

@@ -1,0 +1,1 @@
+"""The router: turns complaints into cases and delivers them to destinations."""

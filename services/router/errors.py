@@ -1,0 +1,17 @@
+"""Router errors, rooted in the shared tree."""
+
+from __future__ import annotations
+
+from services.shared.errors import ClamorError, TransientError
+
+
+class RouterError(ClamorError):
+    """Base of the router's own errors."""
+
+
+class DestinationError(TransientError, RouterError):
+    """A destination could not take a case now; the complaint is retried."""
+
+
+class CaseConflictError(TransientError, RouterError):
+    """Another replica changed the case first; retrying re-reads it."""

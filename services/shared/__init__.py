@@ -1,0 +1,1 @@
+"""Runtime every service uses: config, telemetry, JetStream, gRPC server, health, lifecycle."""

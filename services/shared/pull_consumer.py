@@ -1,0 +1,278 @@
+"""The durable pull-consumer loop every service uses.
+
+Exactly one outcome per message, chosen by error class:
+
+- success → ``ack``;
+- :class:`TransientError` (or any unexpected exception) → ``nak(delay)`` with a growing delay,
+  until the last allowed delivery, when the message is dead-lettered like a poison message;
+- :class:`PermanentError` or an undecodable payload → a copy goes to the stage's dead-letter
+  subject first, then ``term``.
+
+Slow work keeps its messages alive with ``in_progress`` heartbeats. Each message gets a
+``process <subject>`` CONSUMER span whose parent is the producer's context from the headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from google.protobuf.message import DecodeError, Message
+from nats.errors import Error as NatsLibraryError
+from nats.errors import TimeoutError as NatsTimeoutError
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
+
+from services.shared import subjects
+from services.shared.errors import PermanentError
+from services.shared.jetstream import ensure_consumer
+from services.shared.telemetry import extract_context, inject_context
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+    from nats.js import JetStreamContext
+    from opentelemetry.context import Context
+
+    from services.shared.status import Counters
+
+log = logging.getLogger(__name__)
+
+PayloadT = TypeVar("PayloadT", bound=Message)
+
+
+@dataclass
+class Delivery(Generic[PayloadT]):
+    """One decoded message, with the trace context its handler should continue."""
+
+    msg: Msg
+    payload: PayloadT
+    span: Span
+    context: Context
+    mention_id: str
+    attempt: int
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+# A batch handler returns one outcome per delivery, in order: None for success, else the error.
+BatchHandler = Callable[[Sequence[Delivery[PayloadT]]], Awaitable[Sequence[BaseException | None]]]
+MessageHandler = Callable[[Delivery[PayloadT]], Awaitable[None]]
+
+
+def one_at_a_time(handler: MessageHandler[PayloadT]) -> BatchHandler[PayloadT]:
+    """Adapt a per-message handler: messages run in order, each failure stays with its message."""
+
+    async def handle(batch: Sequence[Delivery[PayloadT]]) -> list[BaseException | None]:
+        outcomes: list[BaseException | None] = []
+        for delivery in batch:
+            try:
+                await handler(delivery)
+            except Exception as exc:
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+        return outcomes
+
+    return handle
+
+
+class PullConsumer(Generic[PayloadT]):
+    """Fetches batches from one durable consumer and settles every message exactly once."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        spec: subjects.ConsumerSpec,
+        *,
+        payload_type: type[PayloadT],
+        handler: BatchHandler[PayloadT],
+        tracer: trace.Tracer,
+        counters: Counters,
+        batch_size: int = 16,
+        fetch_wait_s: float = 1.0,
+    ) -> None:
+        self.spec = spec
+        self._js = js
+        self._payload_type = payload_type
+        self._handler = handler
+        self._tracer = tracer
+        self._counters = counters
+        self._batch_size = batch_size
+        self._fetch_wait_s = fetch_wait_s
+        self._stopping = asyncio.Event()
+        self._in_flight: list[Msg] = []
+        self._subscription: JetStreamContext.PullSubscription | None = None
+
+    @property
+    def readiness_condition(self) -> str:
+        return f"consumer:{self.spec.durable}"
+
+    async def bind(self) -> None:
+        """Create or update the durable consumer and bind a pull subscription to it."""
+        await ensure_consumer(self._js, self.spec)
+        self._subscription = await self._js.pull_subscribe_bind(self.spec.durable, stream=self.spec.stream)
+
+    async def run(self) -> None:
+        """Fetch and handle batches until :meth:`stop`; NATS outages are waited out, not fatal."""
+        if self._subscription is None:
+            await self.bind()
+        assert self._subscription is not None
+        while not self._stopping.is_set():
+            try:
+                msgs = await self._subscription.fetch(self._batch_size, timeout=self._fetch_wait_s)
+            except NatsTimeoutError:
+                continue
+            except (NatsLibraryError, OSError) as exc:
+                log.warning("fetch from %s failed: %s", self.spec.durable, exc or type(exc).__name__)
+                await asyncio.sleep(1.0)
+                continue
+            self._in_flight = list(msgs)
+            try:
+                await self._process(msgs)
+            finally:
+                self._in_flight = []
+
+    def stop(self) -> None:
+        """Stop fetching; the batch in hand is finished by :meth:`run` before it returns."""
+        self._stopping.set()
+
+    async def nak_in_flight(self) -> None:
+        """Hand unfinished messages back at once (used when the shutdown grace runs out)."""
+        for msg in self._in_flight:
+            with contextlib.suppress(Exception):
+                await msg.nak()
+
+    async def _process(self, msgs: Sequence[Msg]) -> None:
+        deliveries: list[Delivery[PayloadT]] = []
+        for msg in msgs:
+            delivery = await self._open(msg)
+            if delivery is not None:
+                deliveries.append(delivery)
+        if not deliveries:
+            return
+        heartbeat = asyncio.create_task(self._heartbeat([d.msg for d in deliveries]))
+        try:
+            outcomes = await self._run_handler(deliveries)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        for delivery, outcome in zip(deliveries, outcomes, strict=True):
+            await self._settle(delivery, outcome)
+
+    async def _run_handler(self, deliveries: list[Delivery[PayloadT]]) -> Sequence[BaseException | None]:
+        try:
+            outcomes = await self._handler(deliveries)
+        except Exception as exc:
+            # A failure of the whole batch is every message's failure.
+            return [exc] * len(deliveries)
+        if len(outcomes) != len(deliveries):
+            error = RuntimeError(f"handler returned {len(outcomes)} outcomes for {len(deliveries)} messages")
+            return [error] * len(deliveries)
+        return outcomes
+
+    async def _open(self, msg: Msg) -> Delivery[PayloadT] | None:
+        headers = msg.headers or {}
+        mention_id = headers.get(subjects.MENTION_ID_HEADER, "")
+        attempt = msg.metadata.num_delivered or 1
+        span = self._tracer.start_span(
+            f"process {msg.subject}",
+            context=extract_context(headers),
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": msg.subject,
+                "messaging.consumer.group.name": self.spec.durable,
+                "messaging.message.id": headers.get(subjects.MSG_ID_HEADER, ""),
+                "messaging.nats.delivery_count": attempt,
+                "clamor.mention.id": mention_id,
+            },
+        )
+        context = trace.set_span_in_context(span)
+        payload = self._payload_type()
+        try:
+            payload.ParseFromString(msg.data)
+        except DecodeError as exc:
+            delivery = Delivery(msg, payload, span, context, mention_id, attempt)
+            await self._dead_letter(delivery, PermanentError(f"undecodable {self._payload_type.__name__}: {exc}"))
+            return None
+        return Delivery(msg, payload, span, context, mention_id, attempt)
+
+    async def _settle(self, delivery: Delivery[PayloadT], outcome: BaseException | None) -> None:
+        try:
+            if outcome is None:
+                await delivery.msg.ack()
+                self._counters.inc("acked")
+                delivery.span.end()
+                return
+            if isinstance(outcome, PermanentError) or delivery.attempt >= self.spec.max_deliver:
+                await self._dead_letter(delivery, outcome)
+                return
+            delays = self.spec.nak_delays_s
+            delay = delays[min(delivery.attempt - 1, len(delays) - 1)]
+            log.warning(
+                "%s: delivery %d of %s failed, retrying in %.0fs: %s",
+                self.spec.durable,
+                delivery.attempt,
+                delivery.msg.subject,
+                delay,
+                outcome,
+            )
+            await delivery.msg.nak(delay=delay)
+            self._counters.inc("retried")
+            delivery.span.set_status(Status(StatusCode.ERROR, str(outcome)))
+            delivery.span.end()
+        except (NatsLibraryError, OSError) as exc:
+            # The ack or nak itself failed: the server redelivers after ack_wait, nothing is lost.
+            log.warning("%s: could not settle message: %s", self.spec.durable, exc)
+            delivery.span.end()
+
+    async def _dead_letter(self, delivery: Delivery[PayloadT], error: BaseException) -> None:
+        """Copy the message to the dead-letter subject, then terminate it; never drop silently."""
+        msg = delivery.msg
+        meta = msg.metadata
+        headers = {k: v for k, v in (msg.headers or {}).items() if k != subjects.MSG_ID_HEADER}
+        headers.update(
+            {
+                subjects.MSG_ID_HEADER: f"dlq:{meta.stream}:{meta.sequence.stream}",
+                subjects.DLQ_SUBJECT_HEADER: msg.subject,
+                subjects.DLQ_STREAM_SEQ_HEADER: str(meta.sequence.stream),
+                subjects.DLQ_DELIVERIES_HEADER: str(delivery.attempt),
+                subjects.DLQ_ERROR_HEADER: f"{type(error).__name__}: {error}"[:1000],
+            }
+        )
+        inject_context(headers, delivery.context)
+        try:
+            await self._js.publish(self.spec.dead_letter_subject, msg.data, headers=headers)
+        except (TimeoutError, NatsLibraryError, OSError) as exc:
+            # Without the copy the message must not be terminated: retry it later instead.
+            log.warning("%s: could not dead-letter %s, retrying later: %s", self.spec.durable, msg.subject, exc)
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=self.spec.nak_delays_s[-1])
+            delivery.span.end()
+            return
+        await msg.term()
+        self._counters.inc("dead_lettered")
+        log.error(
+            "%s: dead-lettered %s (stream seq %d) after %d deliveries: %s",
+            self.spec.durable,
+            msg.subject,
+            meta.sequence.stream,
+            delivery.attempt,
+            error,
+        )
+        delivery.span.set_status(Status(StatusCode.ERROR, f"dead-lettered: {error}"))
+        delivery.span.end()
+
+    async def _heartbeat(self, msgs: Sequence[Msg]) -> None:
+        """Tell the server the batch is still being worked on, well within ack_wait."""
+        interval = max(self.spec.ack_wait_s / 3, 0.5)
+        while True:
+            await asyncio.sleep(interval)
+            for msg in msgs:
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()

@@ -1,0 +1,123 @@
+"""Every stream, subject, durable and KV bucket name in one place.
+
+Producers and consumers import names from here only, so a rename is one edit and a typo is an
+import error rather than a silently empty consumer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DAY_S = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A JetStream stream Clamor owns. ``max_age_s`` bounds how long personal data is kept."""
+
+    name: str
+    subjects: tuple[str, ...]
+    max_age_s: float
+    duplicate_window_s: float = 20 * 60.0
+    # The mention streams are the only copy of a post before triage: fsync every write.
+    sync_always: bool = False
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A durable pull consumer, with every limit set and its dead-letter subject."""
+
+    stream: str
+    durable: str
+    filter_subject: str
+    dead_letter_subject: str
+    ack_wait_s: float = 30.0
+    max_deliver: int = 6
+    # Redelivery delays after an ack timeout (a crash); each at least ack_wait so in_progress works.
+    backoff_s: tuple[float, ...] = (30.0, 60.0, 120.0, 300.0, 600.0)
+    # Delays for an explicit nak after a transient failure, indexed by attempt.
+    nak_delays_s: tuple[float, ...] = (1.0, 5.0, 15.0, 60.0, 300.0)
+    max_ack_pending: int = 1000
+
+
+def mention_subject(platform: str) -> str:
+    return f"clamor.mention.{platform}"
+
+
+def triaged_subject(verdict: str) -> str:
+    return f"clamor.triaged.{verdict}"
+
+
+def escalation_subject(team: str) -> str:
+    return f"clamor.escalation.{team}"
+
+
+def routed_subject(destination: str) -> str:
+    return f"clamor.routed.{destination}"
+
+
+def alert_subject(kind: str) -> str:
+    return f"clamor.alert.{kind}"
+
+
+TRIAGED_COMPLAINT = triaged_subject("complaint")
+TRIAGED_NOISE = triaged_subject("noise")
+
+MENTIONS = StreamSpec("MENTIONS", ("clamor.mention.>",), max_age_s=14 * DAY_S, sync_always=True)
+TRIAGED = StreamSpec("TRIAGED", ("clamor.triaged.>",), max_age_s=90 * DAY_S)
+ROUTED = StreamSpec("ROUTED", ("clamor.routed.>",), max_age_s=30 * DAY_S)
+ESCALATIONS = StreamSpec("ESCALATIONS", ("clamor.escalation.>",), max_age_s=30 * DAY_S)
+ALERTS = StreamSpec("ALERTS", ("clamor.alert.>",), max_age_s=30 * DAY_S)
+DEAD_LETTERS = StreamSpec("DEAD_LETTERS", ("clamor.dlq.>",), max_age_s=30 * DAY_S)
+
+ALL_STREAMS: tuple[StreamSpec, ...] = (MENTIONS, TRIAGED, ROUTED, ESCALATIONS, ALERTS, DEAD_LETTERS)
+
+
+def dead_letter_subject(stage: str) -> str:
+    """One dead-letter subject per stage, all kept in the DEAD_LETTERS stream."""
+    return f"clamor.dlq.{stage}"
+
+
+TRIAGE_CONSUMER = ConsumerSpec(
+    stream=MENTIONS.name,
+    durable="triage",
+    filter_subject="clamor.mention.>",
+    dead_letter_subject=dead_letter_subject("triage"),
+)
+ROUTER_CONSUMER = ConsumerSpec(
+    stream=TRIAGED.name,
+    durable="router",
+    filter_subject=TRIAGED_COMPLAINT,
+    dead_letter_subject=dead_letter_subject("router"),
+)
+NOTIFIER_ESCALATIONS_CONSUMER = ConsumerSpec(
+    stream=ESCALATIONS.name,
+    durable="notifier",
+    filter_subject="clamor.escalation.>",
+    dead_letter_subject=dead_letter_subject("notifier"),
+)
+NOTIFIER_ALERTS_CONSUMER = ConsumerSpec(
+    stream=ALERTS.name,
+    durable="notifier-alerts",
+    filter_subject="clamor.alert.>",
+    dead_letter_subject=dead_letter_subject("notifier"),
+)
+
+ALL_CONSUMERS: tuple[ConsumerSpec, ...] = (
+    TRIAGE_CONSUMER,
+    ROUTER_CONSUMER,
+    NOTIFIER_ESCALATIONS_CONSUMER,
+    NOTIFIER_ALERTS_CONSUMER,
+)
+
+# JetStream KV buckets (state lives here: no second database).
+LISTENER_CURSORS_BUCKET = "listener_cursors"
+CASES_BUCKET = "cases"
+
+# Message headers Clamor sets beside Nats-Msg-Id and traceparent.
+MSG_ID_HEADER = "Nats-Msg-Id"
+MENTION_ID_HEADER = "Clamor-Mention-Id"
+DLQ_ERROR_HEADER = "Clamor-Dlq-Error"
+DLQ_SUBJECT_HEADER = "Clamor-Dlq-Subject"
+DLQ_STREAM_SEQ_HEADER = "Clamor-Dlq-Stream-Seq"
+DLQ_DELIVERIES_HEADER = "Clamor-Dlq-Deliveries"

@@ -1,0 +1,1 @@
+"""Triage: tells complaints from noise and sets severity, category, language and risk flags."""

@@ -1,0 +1,59 @@
+"""``clamor serve triage``: config → telemetry → classifier → server → NATS → consumer → run."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from clamor.v1 import mention_pb2, triage_service_pb2_grpc
+from services.shared import subjects
+from services.shared.config import load_config
+from services.shared.lifecycle import ServiceRuntime, service_main
+from services.shared.telemetry import setup_telemetry
+from services.triage.clients import TriagedPublisher
+from services.triage.config import TriageConfig
+from services.triage.consumer import TriageHandler
+from services.triage.domain import RuleClassifier
+from services.triage.server import SERVICE_NAME, TriageServicer
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import grpc
+
+NAME = "triage"
+MODEL_CONDITION = "model"
+
+
+async def run(config_path: Path | None) -> None:
+    config = load_config(TriageConfig, config_path)
+    settings = config.triage
+    runtime = ServiceRuntime(NAME, config.nats, settings.grpc, setup_telemetry(NAME, config.telemetry))
+    runtime.readiness.require(MODEL_CONDITION)
+    classifier = RuleClassifier(
+        threshold=settings.threshold, reach_medium=settings.reach_medium, reach_high=settings.reach_high
+    )
+    await runtime.readiness.mark(MODEL_CONDITION, True)
+
+    def register(server: grpc.aio.Server) -> None:
+        triage_service_pb2_grpc.add_TriageServiceServicer_to_server(TriageServicer(classifier), server)
+
+    await runtime.start_grpc(register, [SERVICE_NAME])
+    js = await runtime.connect()
+    handler = TriageHandler(classifier, TriagedPublisher(js, runtime.tracer), runtime.tracer, runtime.counters)
+    await runtime.add_consumer(
+        subjects.TRIAGE_CONSUMER,
+        mention_pb2.Mention,
+        handler.handle_batch,
+        batch_size=settings.batch_size,
+        fetch_wait_s=settings.batch_wait_ms / 1000,
+    )
+    await runtime.run_until_signal()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return service_main(NAME, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Every outbound call triage makes: publishing triaged mentions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from clamor.v1 import triage_pb2
+from services.shared import subjects
+from services.shared.jetstream import publish
+
+if TYPE_CHECKING:
+    from nats.js import JetStreamContext
+    from opentelemetry import trace
+    from opentelemetry.context import Context
+
+
+class TriagedPublisher:
+    def __init__(self, js: JetStreamContext, tracer: trace.Tracer) -> None:
+        self._js = js
+        self._tracer = tracer
+
+    async def publish(self, triaged: triage_pb2.TriagedMention, *, context: Context) -> None:
+        verdict = "complaint" if triaged.result.verdict == triage_pb2.VERDICT_COMPLAINT else "noise"
+        mention_id = triaged.mention.id
+        await publish(
+            self._js,
+            self._tracer,
+            subjects.triaged_subject(verdict),
+            triaged,
+            msg_id=mention_id,
+            mention_id=mention_id,
+            context=context,
+        )

@@ -1,0 +1,13 @@
+"""Triage errors, rooted in the shared tree."""
+
+from __future__ import annotations
+
+from services.shared.errors import ClamorError, PermanentError
+
+
+class TriageError(ClamorError):
+    """Base of triage's own errors."""
+
+
+class UnclassifiableError(PermanentError, TriageError):
+    """A mention that cannot be classified (no text): dead-lettered, not retried."""
