@@ -27,7 +27,7 @@ LANGUAGES = ("en", "zh", "ja", "ru")
 _SPACED_SCRIPTS = re.compile(r"[A-Za-z\u0400-\u04ff]")
 
 # Score contributions; the logistic of their sum is the complaint score.
-BIAS = -0.9
+BIAS = -0.7
 COMPLAINT_CUE_WEIGHT = 0.9
 NOISE_CUE_WEIGHT = -0.8
 RISK_WEIGHT = 1.0
