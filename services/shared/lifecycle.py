@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NATS_CONDITION = "nats"
+# Set by `clamor up`: a service whose supervisor is gone stops instead of lingering.
+SUPERVISOR_ENV = "CLAMOR_SUPERVISOR_PID"
 
 
 class ServiceRuntime:
@@ -131,8 +133,10 @@ class ServiceRuntime:
             loop.add_signal_handler(signum, self._on_signal, signum)
         tasks = [asyncio.create_task(self._guard(f"consumer {c.spec.durable}", c.run)) for c in self._consumers]
         tasks += [asyncio.create_task(self._guard(name, work)) for name, work in self._workers]
+        watchdog = asyncio.create_task(self._watch_supervisor())
         log.info("%s ready", self.name)
         await self.stopping.wait()
+        watchdog.cancel()
         await self._shutdown(tasks)
         if self._failure is not None:
             raise self._failure
@@ -140,6 +144,17 @@ class ServiceRuntime:
     def _on_signal(self, signum: int) -> None:
         log.info("received %s, shutting down", signal.Signals(signum).name)
         self.stopping.set()
+
+    async def _watch_supervisor(self) -> None:
+        supervisor = os.environ.get(SUPERVISOR_ENV, "")
+        if not supervisor.isdigit():
+            return
+        while not self.stopping.is_set():
+            if os.getppid() != int(supervisor):
+                log.warning("supervisor %s is gone; shutting down", supervisor)
+                self.stopping.set()
+                return
+            await asyncio.sleep(1.0)
 
     async def _guard(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
         try:

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sysconfig
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from services.shared.errors import NatsServerError
@@ -46,8 +47,17 @@ def port_open(host: str, port: int) -> bool:
 class LocalNatsServer:
     """A nats-server with JetStream on loopback, storing under ``store_dir``."""
 
-    def __init__(self, store_dir: Path, *, port: int, host: str = "127.0.0.1", log_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        store_dir: Path,
+        *,
+        port: int,
+        host: str = "127.0.0.1",
+        log_file: Path | None = None,
+        preexec: Callable[[], None] | None = None,
+    ) -> None:
         self.store_dir = store_dir
+        self._preexec = preexec
         self.host = host
         self.port = port
         self._log_file = log_file
@@ -77,7 +87,14 @@ class LocalNatsServer:
         ]
         output = self._log_file.open("ab") if self._log_file is not None else subprocess.DEVNULL
         try:
-            self._process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+            self._process = subprocess.Popen(
+                command,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                # Only `clamor up` passes one, before it starts any thread.
+                preexec_fn=self._preexec,  # noqa: PLW1509
+            )
         finally:
             if self._log_file is not None and not isinstance(output, int):
                 output.close()

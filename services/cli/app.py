@@ -1,0 +1,257 @@
+"""The ``clamor`` command: run the mesh, run one service, inspect it, classify posts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import nats
+import typer
+from nats.aio.client import Client as NatsClient
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from services.cli import live, traces
+from services.cli.mesh import (
+    DEFAULT_DATA_DIR,
+    SERVICES,
+    Bootstrap,
+    MeshConfig,
+    default_config_path,
+    ensure_default_config,
+    load_mesh_config,
+)
+from services.cli.probe import probe_all
+from services.cli.supervisor import Supervisor
+from services.shared.errors import ConfigError, NatsServerError
+
+app = typer.Typer(
+    help="Clamor: hear public complaints, triage them, route them as cases, tell the right people.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Work with the config file.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+console = Console()
+errors = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Config file (default: .clamor/clamor.yaml).", show_default=False)
+]
+
+
+def _load(path: Path) -> MeshConfig:
+    try:
+        return load_mesh_config(path)
+    except ConfigError as exc:
+        errors.print(f"[red]invalid configuration[/red]\n{escape(str(exc))}")
+        raise typer.Exit(2) from exc
+
+
+def _existing_config(config: Path | None) -> Path:
+    path = config or default_config_path()
+    if not path.exists():
+        errors.print(f"[red]no config at {path}[/red]: run [bold]clamor up[/bold] once, or pass --config")
+        raise typer.Exit(2)
+    return path
+
+
+@app.command()
+def up(
+    config: ConfigOption = None,
+    data_dir: Annotated[Path, typer.Option(help="Where NATS data, logs, spans and outputs go.")] = DEFAULT_DATA_DIR,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Delete the data folder first and start over.")] = False,
+    exit_when_idle: Annotated[
+        bool, typer.Option("--exit-when-idle", help="Stop once every replay source is done and nothing is pending.")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Stop after this many seconds (0: never).")] = 0.0,
+) -> None:
+    """Start nats-server and the four services on this machine; show what flows until Ctrl-C."""
+    if fresh and data_dir.exists():
+        shutil.rmtree(data_dir)
+    boot = ensure_default_config(data_dir) if config is None else Bootstrap(config, created=False)
+    if boot.created:
+        console.print(f"wrote the default config to [bold]{boot.config_path}[/bold] (edit it to add real sources)")
+    mesh = _load(boot.config_path)
+    supervisor = Supervisor(mesh, boot.config_path.resolve(), data_dir.resolve())
+    console.print(f"starting nats-server and {', '.join(SERVICES)}; logs in {data_dir / 'logs'}")
+    try:
+        supervisor.start()
+    except NatsServerError as exc:
+        errors.print(f"[red]{escape(str(exc))}[/red]")
+        supervisor.stop()
+        raise typer.Exit(1) from exc
+    try:
+        snapshot = asyncio.run(_watch(mesh, supervisor, exit_when_idle=exit_when_idle, timeout_s=timeout))
+    finally:
+        console.print("stopping services and nats-server…")
+        supervisor.stop()
+    console.print(f"stopped. {live.plain_line(snapshot)}" if snapshot else "stopped.")
+    outbox = mesh.router.outbox.path
+    if outbox.exists():
+        cases = sum(1 for line in outbox.read_text(encoding="utf-8").splitlines() if line.strip())
+        console.print(f"outbox: {cases} cases in {outbox}")
+    console.print("trace one mention with: [bold]clamor trace sample:p0001[/bold]")
+
+
+async def _watch(
+    mesh: MeshConfig, supervisor: Supervisor, *, exit_when_idle: bool, timeout_s: float
+) -> live.Snapshot | None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    nc = await _connect_quietly(mesh.nats.url)
+    started = time.monotonic()
+    snapshot: live.Snapshot | None = None
+    idle_checks = 0
+    last_plain = 0.0
+    live_view = Live(console=console, refresh_per_second=4, transient=False) if console.is_terminal else None
+    with live_view if live_view is not None else contextlib.nullcontext():
+        while not stop.is_set():
+            for name in supervisor.keep_alive():
+                errors.print(f"[yellow]{name} exited; restarted it (see {supervisor.data_dir / 'logs'})[/yellow]")
+            if nc is None:
+                nc = await _connect_quietly(mesh.nats.url)
+            snapshot = await live.take_snapshot(mesh, nc)
+            if live_view is not None:
+                live_view.update(live.render(snapshot, supervisor))
+            elif time.monotonic() - last_plain >= 5.0:
+                print(live.plain_line(snapshot), flush=True)
+                last_plain = time.monotonic()
+            idle_checks = idle_checks + 1 if snapshot.idle else 0
+            if exit_when_idle and idle_checks >= 3:
+                break
+            if timeout_s and time.monotonic() - started >= timeout_s:
+                break
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+    if nc is not None:
+        with contextlib.suppress(Exception):
+            await nc.close()
+    return snapshot
+
+
+async def _connect_quietly(url: str) -> NatsClient | None:
+    try:
+        return await nats.connect(url, connect_timeout=1, max_reconnect_attempts=0, allow_reconnect=False)
+    except Exception:
+        return None
+
+
+@app.command()
+def serve(
+    service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICES)}.")],
+    config: ConfigOption = None,
+) -> None:
+    """Run one service in the foreground (the container entry point)."""
+    if service not in SERVICES:
+        errors.print(f"[red]unknown service {service!r}[/red]; choose one of {', '.join(SERVICES)}")
+        raise typer.Exit(2)
+    module = importlib.import_module(f"services.{service}.__main__")
+    raise typer.Exit(module.main(["--config", str(config)] if config else []))
+
+
+@app.command()
+def status(config: ConfigOption = None) -> None:
+    """Ask each service over gRPC for its health and counters."""
+    mesh = _load(_existing_config(config))
+    reports = asyncio.run(probe_all(mesh))
+    table = Table()
+    for column in ("service", "address", "health", "uptime", "counters", "not ready"):
+        table.add_column(column)
+    for report in reports:
+        colour = "green" if report.serving else "red"
+        counters = ", ".join(f"{k} {v}" for k, v in report.counters.items())
+        table.add_row(
+            report.name,
+            report.address,
+            f"[{colour}]{report.health}[/{colour}]",
+            f"{report.uptime_seconds:.0f}s" if report.serving else "-",
+            escape(counters),
+            escape(", ".join(report.not_ready) or report.error),
+        )
+    console.print(table)
+    for report in reports:
+        for source in report.sources:
+            state = "done" if source.exhausted else "running"
+            error = f", last error: {source.last_error}" if source.last_error else ""
+            console.print(
+                f"source {escape(source.name)} ({source.kind}): {source.published} published, {state}{escape(error)}"
+            )
+    if not all(report.serving for report in reports):
+        raise typer.Exit(1)
+
+
+@app.command()
+def trace(
+    mention_id: Annotated[str, typer.Argument(help="A mention id, e.g. sample:p0001.")],
+    config: ConfigOption = None,
+    span_dir: Annotated[Path | None, typer.Option(help="Folder of span files (default: from the config).")] = None,
+) -> None:
+    """Draw one mention's trace as a tree: service, span, duration."""
+    folder = span_dir or _load(_existing_config(config)).telemetry.span_dir
+    if folder is None or not folder.exists():
+        errors.print("[red]no span files[/red]: set telemetry.span_dir in the config (clamor up does)")
+        raise typer.Exit(2)
+    spans = traces.trace_of(mention_id, traces.read_spans(folder))
+    if not spans:
+        errors.print(f"[red]no spans for mention {escape(mention_id)!r}[/red] in {folder}")
+        raise typer.Exit(1)
+    roots = traces.build_forest(spans)
+    console.print(traces.render(roots, f"mention {escape(mention_id)}: trace {spans[0]['trace_id']}"))
+
+
+@config_app.command("validate")
+def config_validate(path: Annotated[Path, typer.Argument(help="The YAML config file.")]) -> None:
+    """Check a config file; errors name the field and line."""
+    mesh = _load(path)
+    sources = len(mesh.listener.sources)
+    channels = len(mesh.notifier.channels)
+    console.print(f"[green]valid[/green]: {sources} source(s), {channels} channel(s), NATS at {escape(mesh.nats.url)}")
+
+
+@app.command()
+def classify(
+    threshold: Annotated[float, typer.Option(help="Complaint score threshold.")] = 0.5,
+) -> None:
+    """Read JSON lines {"id", "text"} on stdin; write one verdict line per input on stdout."""
+    from services.triage.domain import Post, RuleClassifier  # noqa: PLC0415 - only this command needs it
+    from clamor.v1 import triage_pb2  # noqa: PLC0415
+
+    classifier = RuleClassifier(threshold=threshold)
+    for number, line in enumerate(sys.stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            text = str(item["text"])
+        except (ValueError, KeyError, TypeError):
+            errors.print(f'line {number}: expected a JSON object with a "text" field; skipped')
+            continue
+        result = classifier.classify_one(Post(text=text, language=str(item.get("language", ""))))
+        out = {
+            "id": item.get("id"),
+            "is_complaint": result.verdict == triage_pb2.VERDICT_COMPLAINT,
+            "complaint_score": result.complaint_score,
+            "severity": triage_pb2.Severity.Name(result.severity).removeprefix("SEVERITY_"),
+            "category": result.category,
+            "language": result.language,
+            "risk_flags": [triage_pb2.RiskFlag.Name(f).removeprefix("RISK_FLAG_").lower() for f in result.risk_flags],
+        }
+        sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
+
+
+def main() -> None:
+    app()

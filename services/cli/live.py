@@ -1,0 +1,120 @@
+"""What `clamor up` shows while it runs: services, the flow of work, the latest notifications."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import grpc
+from nats.aio.client import Client as NatsClient
+from nats.errors import Error as NatsLibraryError
+from nats.js.errors import NotFoundError
+from rich.console import Group, RenderableType
+from rich.markup import escape
+from rich.table import Table
+
+from clamor.v1 import notifier_service_pb2, notifier_service_pb2_grpc
+from services.cli.mesh import MeshConfig
+from services.cli.probe import ServiceReport, address_of, probe_all
+from services.cli.supervisor import Supervisor
+from services.shared import subjects
+
+# (service, counter) pairs behind each column of the flow line.
+FLOW = (
+    ("polled", "listener", "polled"),
+    ("triaged", "triage", "triaged"),
+    ("complaints", "triage", "complaints"),
+    ("cases", "router", "cases"),
+    ("escalations", "router", "escalations"),
+    ("notifications", "notifier", "notifications"),
+    ("dead-lettered", "*", "dead_lettered"),
+)
+
+
+@dataclass
+class Snapshot:
+    reports: list[ServiceReport]
+    lag: dict[str, int]
+    notifications: list[str] = field(default_factory=list)
+
+    def flow(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for label, service, counter in FLOW:
+            totals[label] = sum(r.counters.get(counter, 0) for r in self.reports if service in ("*", r.name))
+        return totals
+
+    @property
+    def idle(self) -> bool:
+        """Every replay source is exhausted and no consumer has work pending."""
+        listener = next((r for r in self.reports if r.name == "listener"), None)
+        if listener is None or not listener.serving or not listener.sources:
+            return False
+        if not all(s.exhausted for s in listener.sources):
+            return False
+        return all(r.serving for r in self.reports) and len(self.lag) > 0 and sum(self.lag.values()) == 0
+
+
+async def consumer_lag(nc: NatsClient) -> dict[str, int]:
+    """Messages not yet processed, per durable consumer (pending plus unacknowledged)."""
+    js = nc.jetstream()
+    lag: dict[str, int] = {}
+    for spec in subjects.ALL_CONSUMERS:
+        try:
+            info = await js.consumer_info(spec.stream, spec.durable)
+        except (TimeoutError, NotFoundError, NatsLibraryError):
+            continue
+        lag[spec.durable] = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+    return lag
+
+
+async def latest_notifications(config: MeshConfig, limit: int = 5) -> list[str]:
+    async with grpc.aio.insecure_channel(address_of(config.notifier.grpc)) as channel:
+        try:
+            response = await notifier_service_pb2_grpc.NotifierServiceStub(channel).ListNotifications(
+                notifier_service_pb2.ListNotificationsRequest(limit=limit), timeout=1.0
+            )
+        except grpc.aio.AioRpcError:
+            return []
+    return [n.title for n in response.notifications]
+
+
+async def take_snapshot(config: MeshConfig, nc: NatsClient | None) -> Snapshot:
+    reports = await probe_all(config, timeout_s=0.5)
+    lag = await consumer_lag(nc) if nc is not None and nc.is_connected else {}
+    return Snapshot(reports=reports, lag=lag, notifications=await latest_notifications(config))
+
+
+def render(snapshot: Snapshot, supervisor: Supervisor) -> RenderableType:
+    services = Table(title="Clamor mesh", title_justify="left", expand=False)
+    for column in ("service", "pid", "health", "restarts", "counters"):
+        services.add_column(column)
+    restarts = {s.name: s for s in supervisor.services}
+    for report in snapshot.reports:
+        process = restarts[report.name]
+        colour = "green" if report.serving else ("yellow" if report.health != "UNREACHABLE" else "red")
+        counters = ", ".join(f"{k} {v}" for k, v in report.counters.items())
+        services.add_row(
+            report.name,
+            str(process.pid or "-"),
+            f"[{colour}]{report.health}[/{colour}]",
+            str(process.restarts),
+            escape(counters),
+        )
+    flow = snapshot.flow()
+    lag = sum(snapshot.lag.values())
+    line = (
+        "  ·  ".join(f"[bold]{value}[/bold] {label}" for label, value in flow.items())
+        + f"  ·  [bold]{lag}[/bold] pending"
+    )
+    parts: list[RenderableType] = [services, line]
+    if snapshot.notifications:
+        parts.append("[dim]latest notifications:[/dim]")
+        parts += [f"  {escape(title)}" for title in snapshot.notifications]
+    parts.append("[dim]Ctrl-C stops everything.[/dim]")
+    return Group(*parts)
+
+
+def plain_line(snapshot: Snapshot) -> str:
+    flow = snapshot.flow()
+    ready = sum(r.serving for r in snapshot.reports)
+    counts = ", ".join(f"{label} {value}" for label, value in flow.items())
+    return f"{ready}/{len(snapshot.reports)} services ready; {counts}; {sum(snapshot.lag.values())} pending"

@@ -1,0 +1,136 @@
+"""Run the whole mesh on one machine: a local nats-server and the four services as processes.
+
+Each service runs in its own session, so Ctrl-C reaches only the supervisor, which then stops
+the services in order (SIGTERM, their graceful shutdown, SIGKILL after a grace period) and
+nats-server last. A service that exits unexpectedly is restarted, as Kubernetes would. If the
+supervisor itself dies, services notice (``CLAMOR_SUPERVISOR_PID``) and stop on their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from services.cli.mesh import SERVICES, MeshConfig
+from services.shared.errors import NatsServerError
+from services.shared.nats_server import LocalNatsServer
+
+SUPERVISOR_ENV = "CLAMOR_SUPERVISOR_PID"
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+STOP_GRACE_S = 15.0
+RESTART_DELAY_S = 1.0
+
+
+def _die_with_parent() -> None:
+    """Linux: deliver SIGTERM to this child when the supervisor dies, even by SIGKILL."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    command: list[str]
+    log_path: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    exited_at: float | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            )
+        self.exited_at = None
+
+    def signal(self, signum: int) -> None:
+        if self.running and self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signum)
+
+
+class Supervisor:
+    """Owns nats-server and the service processes for ``clamor up``."""
+
+    def __init__(self, config: MeshConfig, config_path: Path, data_dir: Path) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.data_dir = data_dir
+        self.nats: LocalNatsServer | None = None
+        env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+        env[SUPERVISOR_ENV] = str(os.getpid())
+        self.services = [
+            ServiceProcess(
+                name=name,
+                command=[sys.executable, "-m", f"services.{name}", "--config", str(config_path)],
+                log_path=data_dir / "logs" / f"{name}.log",
+                env=env,
+            )
+            for name in SERVICES
+        ]
+
+    def start(self) -> None:
+        url = urlparse(self.config.nats.url)
+        if url.hostname in LOCAL_HOSTS:
+            self.nats = LocalNatsServer(
+                self.data_dir / "nats",
+                host="127.0.0.1" if url.hostname == "localhost" else url.hostname or "127.0.0.1",
+                port=url.port or 4222,
+                log_file=self.data_dir / "logs" / "nats-server.log",
+                preexec=_die_with_parent,
+            )
+            self.nats.start()
+        for service in self.services:
+            service.start()
+
+    def keep_alive(self) -> list[str]:
+        """Restart services that exited; returns the names restarted now."""
+        restarted = []
+        now = time.monotonic()
+        for service in self.services:
+            if service.running:
+                continue
+            if service.exited_at is None:
+                service.exited_at = now
+            elif now - service.exited_at >= RESTART_DELAY_S:
+                service.restarts += 1
+                service.start()
+                restarted.append(service.name)
+        return restarted
+
+    def stop(self) -> None:
+        for service in self.services:
+            service.signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for service in self.services:
+            if service.process is None:
+                continue
+            try:
+                service.process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                service.signal(signal.SIGKILL)
+                service.process.wait()
+        if self.nats is not None:
+            self.nats.stop()
+
+
+__all__ = ["NatsServerError", "ServiceProcess", "Supervisor"]
