@@ -102,7 +102,9 @@ def up(
     if outbox.exists():
         cases = sum(1 for line in outbox.read_text(encoding="utf-8").splitlines() if line.strip())
         console.print(f"outbox: {cases} cases in {outbox}")
-    console.print("trace one mention with: [bold]clamor trace sample:p0001[/bold]")
+    traced = [mention for _, mention in snapshot.notifications if mention] if snapshot else []
+    if traced:
+        console.print(f"follow one escalated mention end to end: [bold]clamor trace {escape(traced[0])}[/bold]")
 
 
 async def _watch(
@@ -227,8 +229,8 @@ def classify(
     threshold: Annotated[float, typer.Option(help="Complaint score threshold.")] = 0.5,
 ) -> None:
     """Read JSON lines {"id", "text"} on stdin; write one verdict line per input on stdout."""
-    from services.triage.domain import Post, RuleClassifier  # noqa: PLC0415 - only this command needs it
     from clamor.v1 import triage_pb2  # noqa: PLC0415
+    from services.triage.domain import Post, RuleClassifier  # noqa: PLC0415 - only this command needs it
 
     classifier = RuleClassifier(threshold=threshold)
     for number, line in enumerate(sys.stdin, start=1):

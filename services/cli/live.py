@@ -34,7 +34,8 @@ FLOW = (
 class Snapshot:
     reports: list[ServiceReport]
     lag: dict[str, int]
-    notifications: list[str] = field(default_factory=list)
+    # (title, mention id) of the newest notifications.
+    notifications: list[tuple[str, str]] = field(default_factory=list)
 
     def flow(self) -> dict[str, int]:
         totals: dict[str, int] = {}
@@ -66,7 +67,7 @@ async def consumer_lag(nc: NatsClient) -> dict[str, int]:
     return lag
 
 
-async def latest_notifications(config: MeshConfig, limit: int = 5) -> list[str]:
+async def latest_notifications(config: MeshConfig, limit: int = 5) -> list[tuple[str, str]]:
     async with grpc.aio.insecure_channel(address_of(config.notifier.grpc)) as channel:
         try:
             response = await notifier_service_pb2_grpc.NotifierServiceStub(channel).ListNotifications(
@@ -74,7 +75,7 @@ async def latest_notifications(config: MeshConfig, limit: int = 5) -> list[str]:
             )
         except grpc.aio.AioRpcError:
             return []
-    return [n.title for n in response.notifications]
+    return [(n.title, n.mention_id) for n in response.notifications]
 
 
 async def take_snapshot(config: MeshConfig, nc: NatsClient | None) -> Snapshot:
@@ -108,7 +109,7 @@ def render(snapshot: Snapshot, supervisor: Supervisor) -> RenderableType:
     parts: list[RenderableType] = [services, line]
     if snapshot.notifications:
         parts.append("[dim]latest notifications:[/dim]")
-        parts += [f"  {escape(title)}" for title in snapshot.notifications]
+        parts += [f"  {escape(title)}" for title, _ in snapshot.notifications]
     parts.append("[dim]Ctrl-C stops everything.[/dim]")
     return Group(*parts)
 

@@ -56,7 +56,8 @@ async def probe(name: str, settings: GrpcSettings, *, timeout_s: float = 1.0) ->
                 )
                 report.sources = list(sources.sources)
         except grpc.aio.AioRpcError as exc:
-            report.error = exc.details() or exc.code().name
+            unavailable = exc.code() == grpc.StatusCode.UNAVAILABLE
+            report.error = "not running" if unavailable else (exc.details() or exc.code().name)
     return report
 
 

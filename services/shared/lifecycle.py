@@ -178,6 +178,8 @@ class ServiceRuntime:
             await consumer.nak_in_flight()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        for consumer in self._consumers:
+            await consumer.close()
         if self._grpc is not None:
             await self._grpc.stop()
         if self._nc is not None and self._nc.is_connected:

@@ -85,6 +85,8 @@ class LocalNatsServer:
             "--port",
             str(self.port),
         ]
+        if self._log_file is not None:
+            self._log_file.parent.mkdir(parents=True, exist_ok=True)
         output = self._log_file.open("ab") if self._log_file is not None else subprocess.DEVNULL
         try:
             self._process = subprocess.Popen(

@@ -139,6 +139,13 @@ class PullConsumer(Generic[PayloadT]):
         """Stop fetching; the batch in hand is finished by :meth:`run` before it returns."""
         self._stopping.set()
 
+    async def close(self) -> None:
+        """Drop the pull subscription; its inbox would otherwise hold up ``nc.drain()``."""
+        if self._subscription is not None:
+            with contextlib.suppress(Exception):
+                await self._subscription.unsubscribe()
+            self._subscription = None
+
     async def nak_in_flight(self) -> None:
         """Hand unfinished messages back at once (used when the shutdown grace runs out)."""
         for msg in self._in_flight:
