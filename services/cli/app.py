@@ -44,7 +44,7 @@ config_app = typer.Typer(help="Work with the config file.", no_args_is_help=True
 app.add_typer(config_app, name="config")
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="Config file (default: .clamor/clamor.yaml).", show_default=False)

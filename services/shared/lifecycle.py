@@ -141,6 +141,10 @@ class ServiceRuntime:
         if self._failure is not None:
             raise self._failure
 
+    async def shutdown(self) -> None:
+        """Shut down without having run (tests, start-up failures): the same order as on a signal."""
+        await self._shutdown([])
+
     def _on_signal(self, signum: int) -> None:
         log.info("received %s, shutting down", signal.Signals(signum).name)
         self.stopping.set()

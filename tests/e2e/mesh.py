@@ -1,0 +1,154 @@
+"""Start the whole mesh as separate processes, as production does, for end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+import yaml
+
+from services.cli.live import consumer_lag
+from services.cli.mesh import SERVICES, MeshConfig, load_mesh_config
+from services.cli.probe import probe_all
+from services.shared.nats_server import LocalNatsServer, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "services" / "cli_data" / "sample_posts.jsonl"
+
+
+def write_config(folder: Path, *, nats_url: str, posts: Path, rate: float) -> Path:
+    config: dict[str, Any] = {
+        "nats": {"url": nats_url},
+        "telemetry": {"span_dir": "spans", "log_format": "json"},
+        "listener": {
+            "grpc": {"port": free_port()},
+            "sources": [{"name": "e2e", "kind": "replay", "path": str(posts), "rate_per_second": rate}],
+        },
+        "triage": {"grpc": {"port": free_port()}, "batch_size": 16, "batch_wait_ms": 100},
+        "router": {"grpc": {"port": free_port()}, "outbox": {"path": "outbox.jsonl"}},
+        "notifier": {
+            "grpc": {"port": free_port()},
+            "channels": [{"kind": "file", "name": "file", "path": "notifications.jsonl"}],
+        },
+    }
+    path = folder / "clamor.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+@dataclass
+class Mesh:
+    folder: Path
+    posts: Path
+    rate: float = 200.0
+    nats: LocalNatsServer = field(init=False)
+    config_path: Path = field(init=False)
+    config: MeshConfig = field(init=False)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.nats = LocalNatsServer(self.folder / "nats", port=free_port(), log_file=self.folder / "nats.log")
+        self.config_path = write_config(self.folder, nats_url=self.nats.url, posts=self.posts, rate=self.rate)
+        self.config = load_mesh_config(self.config_path)
+
+    @property
+    def outbox(self) -> Path:
+        return self.config.router.outbox.path
+
+    @property
+    def span_dir(self) -> Path:
+        assert self.config.telemetry.span_dir is not None
+        return self.config.telemetry.span_dir
+
+    def start(self) -> None:
+        self.nats.start()
+        for name in SERVICES:
+            self.start_service(name)
+
+    def start_service(self, name: str) -> None:
+        log = (self.folder / f"{name}.log").open("ab")
+        env = dict(os.environ, HF_HUB_OFFLINE="1")
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}", "--config", str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.folder,
+        )
+        log.close()
+
+    def kill(self, name: str) -> None:
+        process = self.processes[name]
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for name, process in self.processes.items():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                raise AssertionError(f"{name} did not stop within 20s of SIGTERM") from None
+        self.nats.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in self.folder.glob("*.log"))
+
+    def counters(self, service: str) -> dict[str, int]:
+        reports = asyncio.run(probe_all(self.config, timeout_s=1.0))
+        return next(r.counters for r in reports if r.name == service)
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            reports = asyncio.run(probe_all(self.config, timeout_s=1.0))
+            if all(r.serving for r in reports):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"services not ready within {timeout_s}s\n{self.logs()}")
+
+    def wait_idle(self, timeout_s: float = 120.0) -> None:
+        """Every post replayed and no consumer with pending or unacknowledged work, twice in a row."""
+        deadline = time.monotonic() + timeout_s
+        calm = 0
+        while time.monotonic() < deadline:
+            if asyncio.run(self._idle()):
+                calm += 1
+                if calm >= 3:
+                    return
+            else:
+                calm = 0
+            time.sleep(0.3)
+        raise AssertionError(f"mesh not idle within {timeout_s}s\n{self.logs()}")
+
+    async def _idle(self) -> bool:
+        reports = await probe_all(self.config, timeout_s=1.0)
+        listener = next(r for r in reports if r.name == "listener")
+        if not listener.sources or not all(s.exhausted for s in listener.sources):
+            return False
+        nc = await nats.connect(self.nats.url)
+        try:
+            lag = await consumer_lag(nc)
+        finally:
+            await nc.close()
+        return len(lag) >= 3 and sum(lag.values()) == 0
+
+
+def outbox_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def mention_ids_of(cases: list[dict[str, Any]]) -> list[str]:
+    return [m["mention"]["id"] for case in cases for m in case["mentions"]]

@@ -1,0 +1,99 @@
+"""`clamor up` as a user runs it: bundled config and sample, live counts, a clean stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clamor.v1 import triage_pb2
+from services.shared.nats_server import free_port, port_open
+from services.triage.domain import Post, RuleClassifier
+from tests.e2e.mesh import SAMPLE, mention_ids_of, outbox_lines
+
+pytestmark = pytest.mark.e2e
+
+
+def up_env() -> tuple[dict[str, str], list[int]]:
+    """Free ports through env overrides, so the test never meets a developer's own `clamor up`."""
+    ports = [free_port() for _ in range(5)]
+    env = dict(os.environ)
+    env["CLAMOR__NATS__URL"] = f"nats://127.0.0.1:{ports[0]}"
+    for name, port in zip(("listener", "triage", "router", "notifier"), ports[1:], strict=True):
+        env[f"CLAMOR__{name.upper()}__GRPC__PORT"] = str(port)
+    sources = [{"name": "sample", "kind": "replay", "path": "sample_posts.jsonl", "rate_per_second": 400}]
+    env["CLAMOR__LISTENER__SOURCES"] = yaml.safe_dump(sources, default_flow_style=True)
+    return env, ports
+
+
+def clamor(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from services.cli import main; main()", *args]
+
+
+def sample_complaints() -> set[str]:
+    classifier = RuleClassifier()
+    complaints = set()
+    for line in SAMPLE.read_text(encoding="utf-8").splitlines():
+        post = json.loads(line)
+        result = classifier.classify_one(Post(post["text"], post["language"], post["author"]["followers"]))
+        if result.verdict == triage_pb2.VERDICT_COMPLAINT:
+            complaints.add(f"sample:{post['id']}")
+    return complaints
+
+
+def test_clamor_up_processes_the_bundled_sample_into_one_case_per_complaint(tmp_path: Path) -> None:
+    env, ports = up_env()
+    done = subprocess.run(
+        clamor("up", "--exit-when-idle", "--timeout", "240"),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "wrote the default config" in done.stdout
+    complaints = sample_complaints()
+    cases = outbox_lines(tmp_path / ".clamor" / "outbox.jsonl")
+    assert len(cases) == len(complaints)
+    assert set(mention_ids_of(cases)) == complaints
+    assert f"outbox: {len(complaints)} cases" in done.stdout
+    assert not any(port_open("127.0.0.1", port) for port in ports), "a process outlived clamor up"
+
+
+def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
+    env, ports = up_env()
+    up = subprocess.Popen(clamor("up"), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not all(port_open("127.0.0.1", port) for port in ports):
+            assert time.monotonic() < deadline, "mesh did not come up"
+            assert up.poll() is None, "clamor up exited early"
+            time.sleep(0.2)
+        up.send_signal(signal.SIGINT)
+        output, _ = up.communicate(timeout=60)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    assert up.returncode == 0, output.decode(errors="replace")
+    assert b"stopped." in output
+    assert not any(port_open("127.0.0.1", port) for port in ports), "a process outlived clamor up"
+
+
+def test_clamor_up_reports_an_invalid_config_by_field_and_line(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("nats:\n  url: nats://127.0.0.1:4222\ntriage:\n  batch_size: lots\n", encoding="utf-8")
+    done = subprocess.run(
+        clamor("up", "--config", str(config)), cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2
+    assert "triage.batch_size" in done.stderr
+    assert "bad.yaml:4" in done.stderr

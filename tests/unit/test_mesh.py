@@ -1,0 +1,49 @@
+"""MeshConfig and the bundled default config."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from services.cli.mesh import CONFIG_NAME, SAMPLE_NAME, SERVICES, MeshConfig, ensure_default_config, load_mesh_config
+from services.shared.config import load_config
+
+
+@pytest.fixture
+def bundled_config() -> Path:
+    return Path(str(resources.files("services.cli_data").joinpath(CONFIG_NAME)))
+
+
+def test_bundled_config_validates(bundled_config: Path) -> None:
+    config = load_config(MeshConfig, bundled_config, environ={})
+    assert config.listener.sources, "the bundled config replays the sample posts"
+
+
+def test_bundled_config_replays_the_bundled_sample(bundled_config: Path) -> None:
+    config = load_config(MeshConfig, bundled_config, environ={})
+    assert config.listener.sources[0].path == bundled_config.parent.resolve() / SAMPLE_NAME
+    assert config.listener.sources[0].path.is_file()
+
+
+def test_bundled_config_gives_each_service_its_own_port(bundled_config: Path) -> None:
+    config = load_config(MeshConfig, bundled_config, environ={})
+    ports = [config.grpc(service).port for service in SERVICES]
+    assert len(set(ports)) == len(SERVICES)
+
+
+def test_ensure_default_config_writes_a_loadable_config_and_the_sample(tmp_path: Path) -> None:
+    boot = ensure_default_config(tmp_path / "data")
+    assert boot.created
+    config = load_mesh_config(boot.config_path)
+    assert config.listener.sources[0].path == (tmp_path / "data").resolve() / SAMPLE_NAME
+    assert config.listener.sources[0].path.is_file()
+
+
+def test_ensure_default_config_keeps_an_existing_config(tmp_path: Path) -> None:
+    existing = tmp_path / CONFIG_NAME
+    existing.write_text("triage:\n  batch_size: 3\n", encoding="utf-8")
+    boot = ensure_default_config(tmp_path)
+    assert not boot.created
+    assert existing.read_text(encoding="utf-8") == "triage:\n  batch_size: 3\n"
