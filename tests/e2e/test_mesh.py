@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,7 +39,7 @@ def expected_complaints(posts: Path, source: str) -> dict[str, triage_pb2.Triage
 
 
 @pytest.fixture(scope="module")
-def finished_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+def finished_mesh(tmp_path_factory: pytest.TempPathFactory) -> Mesh:
     folder = tmp_path_factory.mktemp("mesh")
     mesh = Mesh(folder, sample_posts(folder, POSTS))
     mesh.start()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
@@ -45,7 +45,7 @@ def tracer(exporter: InMemorySpanExporter) -> trace.Tracer:
 
 
 @pytest.fixture
-async def js(nc: NatsClient) -> AsyncIterator[JetStreamContext]:
+async def js(nc: NatsClient) -> JetStreamContext:
     context = nc.jetstream()
     await ensure_streams(context)
     return context

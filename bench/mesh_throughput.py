@@ -1,0 +1,112 @@
+"""End-to-end throughput and latency of the mesh on this machine.
+
+Starts nats-server and the four services as processes (as `clamor up` does), replays N posts
+(the bundled sample, repeated under fresh ids) as fast as the listener may, waits until every
+consumer is drained, then reads the span files for per-mention latency from discovery to the
+outbox. Prints the figures; the last line is the headline.
+
+    python bench/mesh_throughput.py --posts 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import nats
+
+from services.cli.live import consumer_lag
+from services.cli.mesh import SERVICES, load_mesh_config
+from services.cli.probe import probe_all
+from services.cli.supervisor import Supervisor
+from services.cli.traces import read_spans
+from services.shared.nats_server import free_port
+
+SAMPLE = Path(__file__).resolve().parents[1] / "services" / "cli_data" / "sample_posts.jsonl"
+
+
+def write_posts(path: Path, count: int) -> None:
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()
+    with path.open("w", encoding="utf-8") as out:
+        for n in range(count):
+            post = json.loads(lines[n % len(lines)])
+            post["id"] = f"b{n:07d}"
+            out.write(json.dumps(post, ensure_ascii=False) + "\n")
+
+
+def write_config(folder: Path, posts: Path, rate: float) -> Path:
+    ports = {name: free_port() for name in SERVICES}
+    text = f"""
+nats: {{url: "nats://127.0.0.1:{free_port()}"}}
+telemetry: {{span_dir: spans, log_format: json, log_level: WARNING}}
+listener:
+  grpc: {{port: {ports["listener"]}}}
+  sources: [{{name: bench, kind: replay, path: "{posts}", rate_per_second: {rate}}}]
+triage: {{grpc: {{port: {ports["triage"]}}}, batch_size: 64, batch_wait_ms: 50}}
+router: {{grpc: {{port: {ports["router"]}}}, outbox: {{path: outbox.jsonl}}}}
+notifier:
+  grpc: {{port: {ports["notifier"]}}}
+  channels: [{{kind: file, name: file, path: notifications.jsonl}}]
+"""
+    path = folder / "clamor.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+async def drained(config_path: Path) -> bool:
+    config = load_mesh_config(config_path)
+    reports = await probe_all(config)
+    listener = next(r for r in reports if r.name == "listener")
+    if not listener.sources or not all(s.exhausted for s in listener.sources):
+        return False
+    nc = await nats.connect(config.nats.url)
+    try:
+        lag = await consumer_lag(nc)
+    finally:
+        await nc.close()
+    return len(lag) >= 3 and sum(lag.values()) == 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--posts", type=int, default=3000)
+    parser.add_argument("--rate", type=float, default=10_000, help="listener publish rate cap, posts/s")
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        posts = folder / "posts.jsonl"
+        write_posts(posts, options.posts)
+        config_path = write_config(folder, posts, options.rate)
+        supervisor = Supervisor(load_mesh_config(config_path), config_path, folder)
+        supervisor.start()
+        try:
+            while not all(r.serving for r in asyncio.run(probe_all(supervisor.config))):
+                time.sleep(0.1)
+            started = time.monotonic()
+            while not asyncio.run(drained(config_path)):
+                time.sleep(0.2)
+            elapsed = time.monotonic() - started
+        finally:
+            supervisor.stop()
+        spans = read_spans(folder / "spans")
+        discovered = {s["attributes"].get("clamor.mention.id"): s["start_ns"] for s in spans if s["name"] == "discover bench"}
+        by_trace = {s["trace_id"]: s["attributes"]["clamor.mention.id"] for s in spans if s["name"] == "discover bench"}
+        latencies = [
+            (s["end_ns"] - discovered[by_trace[s["trace_id"]]]) / 1e6
+            for s in spans
+            if s["name"] == "deliver outbox" and s["trace_id"] in by_trace
+        ]
+        cases = sum(1 for _ in (folder / "outbox.jsonl").open(encoding="utf-8"))
+    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
+    print(f"posts: {options.posts}, cases: {cases}, drained in {elapsed:.1f}s")
+    print(f"discovery→outbox latency ms: p50 {quantiles[49]:.1f}, p95 {quantiles[94]:.1f}, max {max(latencies):.1f}")
+    print(f"throughput: {options.posts / elapsed:.0f} mentions/s end to end (4 services, 1 nats-server, this machine)")
+
+
+if __name__ == "__main__":
+    main()
