@@ -57,7 +57,7 @@ class ReplaySource:
         except (OSError, UnicodeDecodeError) as exc:
             self._fail(f"cannot read {path}: {exc}")
             return
-        done = int(await self._cursors.get(self.settings.name) or 0)
+        done = await self._resume_line()
         if done:
             log.info("source %s resumes at line %d of %s", self.settings.name, done + 1, path)
         interval = 1.0 / self.settings.rate_per_second
@@ -67,7 +67,7 @@ class ReplaySource:
             line = lines[number]
             if line.strip():
                 await self._publish_line(line, path, number + 1, stopping)
-            await self._cursors.put(self.settings.name, str(number + 1))
+            await self._save_cursor(number + 1, stopping)
             await asyncio.sleep(interval)
         self.state.exhausted = True
         log.info("source %s replayed all %d lines of %s", self.settings.name, len(lines), path)
@@ -102,6 +102,25 @@ class ReplaySource:
                     self.state.last_success_at = now
                     self.state.last_error = ""
                     return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    async def _resume_line(self) -> int:
+        saved = await self._cursors.get(self.settings.name)
+        if saved and not saved.isdigit():
+            self._fail(f"ignoring unreadable cursor {saved[:40]!r}; starting from the first line")
+            return 0
+        return int(saved or 0)
+
+    async def _save_cursor(self, lines_done: int, stopping: asyncio.Event) -> None:
+        """Retry until saved: skipping a save would only repeat a post, but a crash loop helps nobody."""
+        delay = 0.5
+        while not stopping.is_set():
+            try:
+                await self._cursors.put(self.settings.name, str(lines_done))
+                return
+            except TransientError as exc:
+                self._fail(str(exc))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
