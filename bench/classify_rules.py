@@ -1,6 +1,6 @@
 """RuleClassifier speed on one core: posts per second over the bundled sample.
 
-    python bench/classify_rules.py
+python bench/classify_rules.py
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ def main() -> None:
         classifier.classify(posts)
     elapsed = time.perf_counter() - started
     agree = sum(
-        (r.verdict == 1) == (row["label"] == "complaint") for r, row in zip(classifier.classify(posts), rows, strict=True)
+        (r.verdict == 1) == (row["label"] == "complaint")
+        for r, row in zip(classifier.classify(posts), rows, strict=True)
     )
     print(f"agreement with the sample's labels: {agree}/{len(rows)} ({agree / len(rows):.1%})")
     print(f"RuleClassifier: {len(posts) * ROUNDS / elapsed:,.0f} posts/s on one core")

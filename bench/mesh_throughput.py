@@ -94,7 +94,9 @@ def main() -> None:
         finally:
             supervisor.stop()
         spans = read_spans(folder / "spans")
-        discovered = {s["attributes"].get("clamor.mention.id"): s["start_ns"] for s in spans if s["name"] == "discover bench"}
+        discovered = {
+            s["attributes"].get("clamor.mention.id"): s["start_ns"] for s in spans if s["name"] == "discover bench"
+        }
         by_trace = {s["trace_id"]: s["attributes"]["clamor.mention.id"] for s in spans if s["name"] == "discover bench"}
         latencies = [
             (s["end_ns"] - discovered[by_trace[s["trace_id"]]]) / 1e6

@@ -19,7 +19,7 @@ class Collector(trace_service_pb2_grpc.TraceServiceServicer):
     def __init__(self) -> None:
         self.requests: list[trace_service_pb2.ExportTraceServiceRequest] = []
 
-    async def Export(  # noqa: N802 - gRPC method name
+    async def Export(
         self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> trace_service_pb2.ExportTraceServiceResponse:
         self.requests.append(request)
@@ -29,7 +29,7 @@ class Collector(trace_service_pb2_grpc.TraceServiceServicer):
 async def test_spans_are_exported_over_otlp_with_the_service_name(tmp_path: Path) -> None:
     collector = Collector()
     server = grpc.aio.server()
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collector, server)
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collector, server)  # type: ignore[no-untyped-call]
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
