@@ -109,12 +109,12 @@ def test_empty_watch_argument_keeps_the_posts_watch() -> None:
 
 
 def test_line_that_is_not_json_is_malformed() -> None:
-    with pytest.raises(MalformedPostError, match="^not JSON"):
+    with pytest.raises(MalformedPostError, match=r"^not JSON"):
         parse('{"id": "p1", "text": ')
 
 
 def test_json_that_is_not_an_object_is_malformed() -> None:
-    with pytest.raises(MalformedPostError, match="^not a JSON object"):
+    with pytest.raises(MalformedPostError, match=r"^not a JSON object"):
         parse('["p1", "text"]')
 
 

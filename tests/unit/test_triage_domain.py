@@ -16,6 +16,8 @@ REGULATOR = triage_pb2.RISK_FLAG_REGULATOR
 SAFETY = triage_pb2.RISK_FLAG_SAFETY
 HIERARCHY = triage_pb2.RISK_FLAG_HIERARCHICAL_REQUEST
 
+Classified = list[tuple[Post, triage_pb2.TriageResult]]
+
 
 @pytest.fixture(scope="module")
 def classifier() -> RuleClassifier:
@@ -28,9 +30,7 @@ def sample_posts() -> list[Post]:
 
 
 @pytest.fixture(scope="module")
-def sample_results(
-    classifier: RuleClassifier, sample_posts: list[Post]
-) -> list[tuple[Post, triage_pb2.TriageResult]]:
+def sample_results(classifier: RuleClassifier, sample_posts: list[Post]) -> Classified:
     return list(zip(sample_posts, classifier.classify(sample_posts), strict=True))
 
 
@@ -59,7 +59,9 @@ RISK_CASES = [
     pytest.param(REGULATOR, "已经打12315了，退款还是没到", "12315", id="regulator-zh-12315"),
     pytest.param(REGULATOR, "已经向消协投诉，还是没退款", "消协", id="regulator-zh-consumer-association"),
     pytest.param(REGULATOR, "返金されないので消費者センターに相談しました", "消費者センター", id="regulator-ja"),
-    pytest.param(REGULATOR, "Написала в Роспотребнадзор, возврат так и не сделали", "Роспотребнадзор", id="regulator-ru"),
+    pytest.param(
+        REGULATOR, "Написала в Роспотребнадзор, возврат так и не сделали", "Роспотребнадзор", id="regulator-ru"
+    ),
     pytest.param(SAFETY, "The charger caught fire on my desk", "caught fire", id="safety-en"),
     pytest.param(SAFETY, "充电宝起火了，太差了", "起火", id="safety-zh"),
     pytest.param(SAFETY, "充電器が発火しました。最悪です", "発火", id="safety-ja"),
@@ -89,7 +91,7 @@ def test_risk_terms_are_read_in_every_language(classifier: RuleClassifier) -> No
 
 
 def test_every_reason_names_text_found_in_the_post(
-    sample_results: list[tuple[Post, triage_pb2.TriageResult]],
+    sample_results: Classified,
 ) -> None:
     for post, result in sample_results:
         for reason in result.reasons:
@@ -97,7 +99,7 @@ def test_every_reason_names_text_found_in_the_post(
             assert reason.matched.lower() in post.text.lower(), (post.text, reason.rule)
 
 
-def test_every_risk_flag_has_a_reason(sample_results: list[tuple[Post, triage_pb2.TriageResult]]) -> None:
+def test_every_risk_flag_has_a_reason(sample_results: Classified) -> None:
     for post, result in sample_results:
         rules = {r.rule for r in result.reasons}
         assert {_flag_rule(f) for f in result.risk_flags} <= rules, post.text
@@ -139,9 +141,7 @@ def test_regulator_number_does_not_match_inside_a_longer_number(classifier: Rule
 # --- score, verdict and severity ----------------------------------------------------------
 
 
-def test_complaint_score_is_a_probability(
-    classifier: RuleClassifier, sample_results: list[tuple[Post, triage_pb2.TriageResult]]
-) -> None:
+def test_complaint_score_is_a_probability(classifier: RuleClassifier, sample_results: Classified) -> None:
     extremes = [
         Post("worst terrible awful scam refund lawyer FTC fire manager journalist cancel my account"),
         Post("love amazing awesome kudos thank you great job best recommend"),
@@ -170,7 +170,7 @@ def test_noise_gets_severity_low(classifier: RuleClassifier) -> None:
     assert result.severity == triage_pb2.SEVERITY_LOW
 
 
-def test_every_noise_verdict_has_severity_low(sample_results: list[tuple[Post, triage_pb2.TriageResult]]) -> None:
+def test_every_noise_verdict_has_severity_low(sample_results: Classified) -> None:
     for _, result in sample_results:
         if result.verdict == triage_pb2.VERDICT_NOISE:
             assert result.severity == triage_pb2.SEVERITY_LOW
@@ -237,7 +237,7 @@ def test_classify_returns_one_result_per_post_in_order(classifier: RuleClassifie
 
 
 def test_sample_labels_agree_with_the_classifier_on_three_quarters(
-    sample_results: list[tuple[Post, triage_pb2.TriageResult]],
+    sample_results: Classified,
 ) -> None:
     labelled = _labelled_sample()
     agree = sum(
