@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 
 from services.listener.config import ListenerSettings
 from services.notifier.config import NotifierSettings
@@ -26,10 +26,11 @@ class MeshConfig(CommonConfig):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    listener: ListenerSettings = ListenerSettings()
-    triage: TriageSettings = TriageSettings()
-    router: RouterSettings = RouterSettings()
-    notifier: NotifierSettings = NotifierSettings()
+    # Validated from {} so relative paths in defaults resolve against the config file's folder.
+    listener: ListenerSettings = Field(default_factory=dict, validate_default=True)
+    triage: TriageSettings = Field(default_factory=dict, validate_default=True)
+    router: RouterSettings = Field(default_factory=dict, validate_default=True)
+    notifier: NotifierSettings = Field(default_factory=dict, validate_default=True)
 
     def grpc(self, service: str) -> GrpcSettings:
         settings: ListenerSettings | TriageSettings | RouterSettings | NotifierSettings = getattr(self, service)

@@ -29,4 +29,4 @@ class ListenerSettings(Section):
 
 
 class ListenerConfig(CommonConfig):
-    listener: ListenerSettings = ListenerSettings()
+    listener: ListenerSettings = Field(default_factory=dict, validate_default=True)

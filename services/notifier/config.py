@@ -43,4 +43,4 @@ class NotifierSettings(Section):
 
 
 class NotifierConfig(CommonConfig):
-    notifier: NotifierSettings = NotifierSettings()
+    notifier: NotifierSettings = Field(default_factory=dict, validate_default=True)

@@ -12,8 +12,9 @@ from clamor.v1 import alert_pb2, case_pb2, notification_pb2, triage_pb2
 if TYPE_CHECKING:
     from datetime import datetime
 
-# C0/C1 control characters (terminal escapes, CR/LF injection) never reach a channel.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0/C1 control characters (terminal escapes, CR/LF and tab injection) and Unicode line and
+# paragraph separators never reach a channel: a field can never forge a line of the body.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def inert(text: str) -> str:

@@ -21,7 +21,8 @@ class OutboxSettings(Section):
 
 class RouterSettings(Section):
     grpc: GrpcSettings = GrpcSettings(port=50073)
-    outbox: OutboxSettings = OutboxSettings()
+    # Validated from {} so the default path resolves against the config file's folder.
+    outbox: OutboxSettings = Field(default_factory=dict, validate_default=True)
     # Team that owns new cases.
     team: str = Field(default="care", pattern=TEAM_PATTERN)
     # Cases at or above this severity are escalated at once to `escalation_team`.
@@ -30,4 +31,4 @@ class RouterSettings(Section):
 
 
 class RouterConfig(CommonConfig):
-    router: RouterSettings = RouterSettings()
+    router: RouterSettings = Field(default_factory=dict, validate_default=True)

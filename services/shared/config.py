@@ -79,8 +79,9 @@ class CommonConfig(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    nats: NatsSettings = NatsSettings()
-    telemetry: TelemetrySettings = TelemetrySettings()
+    nats: NatsSettings = Field(default_factory=NatsSettings)
+    # Validated from {} so relative paths in defaults resolve against the config file's folder.
+    telemetry: TelemetrySettings = Field(default_factory=dict, validate_default=True)
 
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
@@ -117,22 +118,25 @@ def _record_lines(node: yaml.Node, loc: Location, lines: dict[Location, int]) ->
             _record_lines(item, (*loc, index), lines)
 
 
-def _interpolate(value: Any, loc: Location, where: str) -> Any:
+def _interpolate(
+    value: Any, loc: Location, *, source: str, lines: dict[Location, int], environ: Mapping[str, str]
+) -> Any:
     """Replace ``${NAME}`` and ``${NAME:-default}`` in every string with the environment's value."""
     if isinstance(value, dict):
-        return {k: _interpolate(v, (*loc, k), where) for k, v in value.items()}
+        return {k: _interpolate(v, (*loc, k), source=source, lines=lines, environ=environ) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, (*loc, i), where) for i, v in enumerate(value)]
+        return [_interpolate(v, (*loc, i), source=source, lines=lines, environ=environ) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
 
     def replace(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
-        found = os.environ.get(name)
+        found = environ.get(name)
         if found is not None:
             return found
         if default is not None:
             return default
+        where = _origin(loc, source, lines, {})
         raise ConfigError(f"{_dotted(loc)} ({where}): environment variable {name} is not set")
 
     return _ENV_REF.sub(replace, value)
@@ -151,7 +155,9 @@ def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str], origi
                 target[part] = child
             target = child
         try:
-            target[path[-1]] = yaml.safe_load(raw) if raw != "" else ""
+            # Lists and mappings are YAML; scalars stay strings and pydantic converts them to the
+            # field's type, so CLAMOR__NATS__PASSWORD=123456 remains a string.
+            target[path[-1]] = yaml.safe_load(raw) if raw.lstrip().startswith(("[", "{")) else raw
         except yaml.YAMLError as exc:
             raise ConfigError(f"environment variable {name}: not a valid value: {exc}") from exc
         origins[tuple(path)] = f"environment variable {name}"
@@ -172,12 +178,27 @@ def _origin(loc: Location, source: str, lines: dict[Location, int], origins: dic
     return source
 
 
+def _data_path(loc: tuple[Any, ...], data: Any) -> Location:
+    """The error location as a path into the data: pydantic adds union tags that the file never had."""
+    path: list[str | int] = []
+    for part in loc:
+        if isinstance(data, dict) and isinstance(part, str) and part not in data and part in data.values():
+            continue  # a discriminated-union tag, the item's own "kind": "file" in channels[0].file.path
+        path.append(part)
+        data = (
+            data.get(part)
+            if isinstance(data, dict)
+            else (data[part] if isinstance(data, list) and isinstance(part, int) and part < len(data) else None)
+        )
+    return tuple(path)
+
+
 def format_validation_error(
-    exc: ValidationError, source: str, lines: dict[Location, int], origins: dict[Location, str]
+    exc: ValidationError, source: str, lines: dict[Location, int], origins: dict[Location, str], data: Any = None
 ) -> str:
     problems = []
     for error in exc.errors():
-        loc = tuple(p for p in error["loc"] if isinstance(p, str | int))
+        loc = _data_path(tuple(p for p in error["loc"] if isinstance(p, str | int)), data)
         problems.append(f"  {_dotted(loc)} ({_origin(loc, source, lines, origins)}): {error['msg']}")
     count = len(problems)
     return f"{source}: {count} invalid setting{'s' if count != 1 else ''}\n" + "\n".join(problems)
@@ -194,16 +215,18 @@ def load_config(model: type[ConfigT], path: Path | None = None, *, environ: Mapp
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{source}: not UTF-8 text (byte {exc.start}): {exc.reason}") from exc
         data, lines = _compose_with_lines(text, source)
         if data is None:
             data = {}
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: the top level must be a mapping of sections")
-        data = _interpolate(data, (), source)
+        data = _interpolate(data, (), source=source, lines=lines, environ=environ)
     origins: dict[Location, str] = {}
     _apply_env_overrides(data, environ, origins)
     base_dir = path.parent.resolve() if path is not None else Path.cwd()
     try:
         return model.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source, lines, origins)) from exc
+        raise ConfigError(format_validation_error(exc, source, lines, origins, data)) from exc

@@ -68,7 +68,8 @@ class IdempotentJsonlFile:
                 handle.truncate(cut)
             data = data[:cut]
         keys: set[str] = set()
-        for number, line in enumerate(data.decode("utf-8").splitlines(), start=1):
+        # split("\n"), not splitlines(): JSON may hold U+2028 or U+0085 raw, which splitlines() breaks on.
+        for number, line in enumerate(data.decode("utf-8").split("\n"), start=1):
             if not line.strip():
                 continue
             try:

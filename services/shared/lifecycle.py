@@ -117,7 +117,7 @@ class ServiceRuntime:
             batch_size=batch_size,
             fetch_wait_s=fetch_wait_s,
         )
-        self.readiness.require(consumer.readiness_condition)
+        await self.readiness.require(consumer.readiness_condition)
         await consumer.bind()
         await self.readiness.mark(consumer.readiness_condition, True)
         self._consumers.append(consumer)

@@ -38,8 +38,10 @@ class Readiness:
         self._conditions: dict[str, bool] = dict.fromkeys(conditions, False)
         self._listeners: list[ReadinessListener] = []
 
-    def require(self, condition: str) -> None:
-        self._conditions.setdefault(condition, False)
+    async def require(self, condition: str) -> None:
+        """Add a condition (not yet met); listeners hear it if that ends a ready state."""
+        if condition not in self._conditions:
+            await self.mark(condition, False)
 
     def add_listener(self, listener: ReadinessListener) -> None:
         self._listeners.append(listener)

@@ -29,7 +29,7 @@ async def run(config_path: Path | None) -> None:
     config = load_config(TriageConfig, config_path)
     settings = config.triage
     runtime = ServiceRuntime(NAME, config.nats, settings.grpc, setup_telemetry(NAME, config.telemetry))
-    runtime.readiness.require(MODEL_CONDITION)
+    await runtime.readiness.require(MODEL_CONDITION)
     classifier = RuleClassifier(
         threshold=settings.threshold, reach_medium=settings.reach_medium, reach_high=settings.reach_high
     )

@@ -21,4 +21,4 @@ class TriageSettings(Section):
 
 
 class TriageConfig(CommonConfig):
-    triage: TriageSettings = TriageSettings()
+    triage: TriageSettings = Field(default_factory=dict, validate_default=True)

@@ -47,6 +47,9 @@ MAX_CUES_COUNTED = 3
 def _pattern(term: str) -> str:
     stem = term.endswith("*")
     body = re.escape(term.rstrip("*"))
+    if term.isdigit():
+        # A hotline number, not part of an order number; CJK letters around it are fine ("打12315投诉").
+        return rf"(?<![0-9]){body}(?![0-9])"
     if not _SPACED_SCRIPTS.search(term):
         return body
     return rf"(?<!\w){body}" + (r"\w*" if stem else r"(?!\w)")

@@ -52,7 +52,7 @@ async def test_health_is_not_serving_until_nats_is_connected(runtime: ServiceRun
 
 
 async def test_health_waits_for_every_readiness_condition(runtime: ServiceRuntime) -> None:
-    runtime.readiness.require("model")
+    await runtime.readiness.require("model")
     port = await runtime.start_grpc(lambda server: None, [])
     await runtime.connect()
     assert await health_of(port) == NOT_SERVING
@@ -73,7 +73,7 @@ async def test_health_drops_when_nats_goes_away_and_returns_with_it(
 
 
 async def test_status_service_reports_counters_and_missing_conditions(runtime: ServiceRuntime) -> None:
-    runtime.readiness.require("model")
+    await runtime.readiness.require("model")
     runtime.counters.inc("triaged", 3)
     port = await runtime.start_grpc(lambda server: None, [])
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:

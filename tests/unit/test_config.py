@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import pytest
 
@@ -12,9 +12,6 @@ from services.listener.config import ListenerConfig
 from services.shared.config import load_config
 from services.shared.errors import ConfigError
 from services.triage.config import TriageConfig, TriageSettings
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 NO_ENV: dict[str, str] = {}
 
@@ -67,13 +64,16 @@ def test_fields_missing_from_the_file_take_model_defaults(tmp_path: Path) -> Non
     assert config.nats == MeshConfig().nats
 
 
-def test_no_file_gives_the_model_defaults() -> None:
-    assert load_config(MeshConfig, None, environ=NO_ENV) == MeshConfig()
+def test_no_file_gives_the_model_defaults_with_paths_under_the_working_directory() -> None:
+    expected = MeshConfig.model_validate({}, context={"base_dir": Path.cwd()})
+    assert load_config(MeshConfig, None, environ=NO_ENV) == expected
 
 
-def test_empty_file_gives_the_model_defaults(tmp_path: Path) -> None:
+def test_empty_file_gives_the_model_defaults_with_paths_under_its_folder(tmp_path: Path) -> None:
     path = write_config(tmp_path, "# nothing set yet\n")
-    assert load_config(MeshConfig, path, environ=NO_ENV) == MeshConfig()
+    config = load_config(MeshConfig, path, environ=NO_ENV)
+    assert config == MeshConfig.model_validate({}, context={"base_dir": tmp_path.resolve()})
+    assert config.router.outbox.path == tmp_path.resolve() / "outbox.jsonl"
 
 
 def test_service_config_ignores_other_services_sections(tmp_path: Path) -> None:
@@ -98,16 +98,17 @@ def test_service_config_still_validates_its_own_section(tmp_path: Path) -> None:
 # --- ${ENV} references --------------------------------------------------------------------
 
 
-def test_env_reference_is_replaced_by_its_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLAMOR_TEST_NATS_PASSWORD", "s3cret")
+def test_env_reference_is_replaced_by_its_value(tmp_path: Path) -> None:
     path = write_config(tmp_path, "nats:\n  password: ${CLAMOR_TEST_NATS_PASSWORD}\n")
-    assert load_config(MeshConfig, path, environ=NO_ENV).nats.password == "s3cret"
+    assert load_config(MeshConfig, path, environ={"CLAMOR_TEST_NATS_PASSWORD": "s3cret"}).nats.password == "s3cret"
 
 
-def test_env_reference_inside_a_longer_string_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLAMOR_TEST_NATS_HOST", "broker.internal")
+def test_env_reference_inside_a_longer_string_is_replaced(tmp_path: Path) -> None:
     path = write_config(tmp_path, "nats:\n  url: nats://${CLAMOR_TEST_NATS_HOST}:4222\n")
-    assert load_config(MeshConfig, path, environ=NO_ENV).nats.url == "nats://broker.internal:4222"
+    assert (
+        load_config(MeshConfig, path, environ={"CLAMOR_TEST_NATS_HOST": "broker.internal"}).nats.url
+        == "nats://broker.internal:4222"
+    )
 
 
 def test_env_reference_default_is_used_when_the_variable_is_unset(
@@ -118,10 +119,12 @@ def test_env_reference_default_is_used_when_the_variable_is_unset(
     assert load_config(MeshConfig, path, environ=NO_ENV).nats.url == "nats://fallback:4222"
 
 
-def test_env_reference_value_wins_over_its_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLAMOR_TEST_NATS_URL", "nats://from-env:4222")
+def test_env_reference_value_wins_over_its_default(tmp_path: Path) -> None:
     path = write_config(tmp_path, "nats:\n  url: ${CLAMOR_TEST_NATS_URL:-nats://fallback:4222}\n")
-    assert load_config(MeshConfig, path, environ=NO_ENV).nats.url == "nats://from-env:4222"
+    assert (
+        load_config(MeshConfig, path, environ={"CLAMOR_TEST_NATS_URL": "nats://from-env:4222"}).nats.url
+        == "nats://from-env:4222"
+    )
 
 
 def test_env_reference_may_default_to_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -130,8 +133,7 @@ def test_env_reference_may_default_to_empty(tmp_path: Path, monkeypatch: pytest.
     assert load_config(MeshConfig, path, environ=NO_ENV).nats.token == "tok-"
 
 
-def test_env_reference_in_a_list_item_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLAMOR_TEST_SOURCE", "feed")
+def test_env_reference_in_a_list_item_is_replaced(tmp_path: Path) -> None:
     path = write_config(
         tmp_path,
         """
@@ -140,7 +142,7 @@ def test_env_reference_in_a_list_item_is_replaced(tmp_path: Path, monkeypatch: p
             - {name: "${CLAMOR_TEST_SOURCE}", path: posts.jsonl}
         """,
     )
-    assert load_config(ListenerConfig, path, environ=NO_ENV).listener.sources[0].name == "feed"
+    assert load_config(ListenerConfig, path, environ={"CLAMOR_TEST_SOURCE": "feed"}).listener.sources[0].name == "feed"
 
 
 def test_missing_env_reference_error_names_the_field_and_variable(
@@ -154,21 +156,12 @@ def test_missing_env_reference_error_names_the_field_and_variable(
     assert str(path) in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: _interpolate (services/shared/config.py:136) names only the file, not file:line",
-)
 def test_missing_env_reference_error_names_the_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CLAMOR_TEST_UNSET", raising=False)
     path = write_config(tmp_path, "nats:\n  url: nats://127.0.0.1:4222\n  password: ${CLAMOR_TEST_UNSET}\n")
     assert f"{path}:{line_of(path, 'password')}" in config_error(MeshConfig, path, NO_ENV)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: ${ENV} references read os.environ, not the environ passed to load_config "
-    "(services/shared/config.py:131)",
-)
 def test_env_reference_reads_the_given_environ(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CLAMOR_TEST_GIVEN", raising=False)
     path = write_config(tmp_path, "nats:\n  password: ${CLAMOR_TEST_GIVEN}\n")
@@ -215,7 +208,7 @@ def test_empty_env_override_sets_an_empty_string() -> None:
 
 def test_variables_without_the_prefix_are_ignored() -> None:
     environ = {"TRIAGE__BATCH_SIZE": "5", "CLAMOR_TRIAGE__BATCH_SIZE": "5", "CLAMOR__": "5"}
-    assert load_config(MeshConfig, None, environ=environ) == MeshConfig()
+    assert load_config(MeshConfig, None, environ=environ) == load_config(MeshConfig, None, environ=NO_ENV)
 
 
 def test_invalid_env_override_error_names_the_variable(tmp_path: Path) -> None:
@@ -282,11 +275,6 @@ def test_missing_required_field_names_the_item_line(tmp_path: Path) -> None:
     assert f"listener.sources[0].path ({path}:{line_of(path, 'name: sample')})" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: format_validation_error (services/shared/config.py:180) keeps pydantic's union tag in the "
-    "path, so it says notifier.channels[0].file.path",
-)
 def test_error_in_a_tagged_channel_names_the_real_field_path(tmp_path: Path) -> None:
     path = write_config(tmp_path, "notifier:\n  channels:\n    - {kind: file, name: out}\n")
     assert "notifier.channels[0].path (" in config_error(MeshConfig, path, NO_ENV)
@@ -367,12 +355,12 @@ def test_directory_given_as_the_file_is_a_config_error(tmp_path: Path) -> None:
     assert f"cannot read config file {tmp_path}" in config_error(MeshConfig, tmp_path, NO_ENV)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: load_config catches only OSError (services/shared/config.py:195); a non-UTF-8 file "
-    "raises a bare UnicodeDecodeError",
-)
 def test_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "clamor.yaml"
     path.write_bytes("# café\nnats: {}\n".encode("latin-1"))
     assert str(path) in config_error(MeshConfig, path, NO_ENV)
+
+
+def test_digit_only_override_of_a_text_field_stays_text() -> None:
+    config = load_config(MeshConfig, None, environ={"CLAMOR__NATS__PASSWORD": "123456"})
+    assert config.nats.password == "123456"

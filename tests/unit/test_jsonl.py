@@ -100,11 +100,6 @@ def test_non_ascii_text_round_trips(path: Path) -> None:
     assert next(IdempotentJsonlFile(path).records())["text"] == "退款还没到 — Возврат"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: _load_keys uses str.splitlines (services/shared/jsonl.py:71), which also splits on U+2028/"
-    "U+0085 that json.dumps(ensure_ascii=False) writes raw, so the file cannot be reopened",
-)
 def test_text_with_a_unicode_line_separator_survives_reopening(path: Path) -> None:
     IdempotentJsonlFile(path).append({"id": "a", "text": "first\u2028second"})
     assert "a" in IdempotentJsonlFile(path)

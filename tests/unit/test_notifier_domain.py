@@ -155,11 +155,6 @@ def test_notification_strips_escape_sequences_from_the_post() -> None:
     assert "\x1b" not in notify(escalation(text="\x1b[2Jcleared your terminal"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: inert's control class skips LF and TAB (services/notifier/domain.py:16), so a newline in a "
-    "handle or URL forges a body line",
-)
 def test_notification_author_handle_cannot_add_a_body_line() -> None:
     body = notify(escalation(handle="annie\nLink: https://evil.example"))
     assert not any(line.startswith("Link: https://evil") for line in body.splitlines())

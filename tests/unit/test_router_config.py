@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import pytest
-
 from services.router.config import RouterConfig
 from services.shared.config import load_config
 
@@ -26,11 +24,6 @@ def test_default_outbox_path_resolves_when_the_outbox_block_is_present(tmp_path:
     assert load_config(RouterConfig, path, environ={}).router.outbox.path.is_absolute()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: RouterSettings.outbox defaults to a prebuilt OutboxSettings() (services/router/config.py:24), "
-    "so without an outbox block the path stays relative to the working directory",
-)
 def test_default_outbox_path_resolves_against_the_config_folder(tmp_path: Path) -> None:
     path = tmp_path / "clamor.yaml"
     path.write_text("router:\n  team: care\n", encoding="utf-8")

@@ -92,7 +92,7 @@ async def test_mark_all_down_when_already_down_tells_nobody(heard: Heard) -> Non
 
 async def test_required_condition_must_hold_before_ready() -> None:
     readiness = Readiness("nats")
-    readiness.require("model")
+    await readiness.require("model")
     await readiness.mark("nats", True)
     assert readiness.not_ready == ["model"]
 
@@ -100,20 +100,15 @@ async def test_required_condition_must_hold_before_ready() -> None:
 async def test_require_keeps_a_condition_that_already_holds() -> None:
     readiness = Readiness("nats")
     await readiness.mark("nats", True)
-    readiness.require("nats")
+    await readiness.require("nats")
     assert readiness.ready
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Readiness.require (services/shared/status.py:41) turns a ready set not ready without telling "
-    "listeners, so health keeps saying SERVING",
-)
 async def test_require_on_a_ready_set_tells_listeners(heard: Heard) -> None:
     readiness = Readiness("nats")
     await readiness.mark("nats", True)
     readiness.add_listener(heard)
-    readiness.require("consumer")
+    await readiness.require("consumer")
     assert heard.values == [False]
 
 

@@ -128,11 +128,6 @@ def test_terms_match_regardless_of_case(classifier: RuleClassifier) -> None:
     assert LEGAL in classifier.classify_one(Post("MY LAWYER WILL HEAR ABOUT THIS")).risk_flags
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: digit-only terms (zh regulator '315') get no word boundary (services/triage/domain.py:50), so "
-    "an order number such as 431500 raises a regulator flag",
-)
 def test_regulator_number_does_not_match_inside_a_longer_number(classifier: RuleClassifier) -> None:
     result = classifier.classify_one(Post("Order 431500 never arrived, still waiting"))
     assert REGULATOR not in result.risk_flags
