@@ -19,6 +19,7 @@ import yaml
 from services.cli.live import consumer_lag
 from services.cli.mesh import SERVICES, MeshConfig, load_mesh_config
 from services.cli.probe import probe_all
+from services.shared import subjects
 from services.shared.nats_server import LocalNatsServer, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,6 +86,27 @@ class Mesh:
             cwd=self.folder,
         )
         log.close()
+
+    def freeze_with_unacked_work(self, name: str, timeout_s: float = 30.0) -> int:
+        """SIGSTOP ``name`` at a moment it holds delivered, unacknowledged messages; returns how many."""
+        process = self.processes[name]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            process.send_signal(signal.SIGSTOP)
+            held = asyncio.run(self._ack_pending(name))
+            if held > 0:
+                return held
+            process.send_signal(signal.SIGCONT)
+            time.sleep(0.01)
+        raise AssertionError(f"{name} never held unacknowledged messages")
+
+    async def _ack_pending(self, durable: str) -> int:
+        nc = await nats.connect(self.nats.url)
+        try:
+            info = await nc.jetstream().consumer_info(subjects.TRIAGE_CONSUMER.stream, durable)
+        finally:
+            await nc.close()
+        return int(info.num_ack_pending or 0)
 
     def kill(self, name: str) -> None:
         process = self.processes[name]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -67,6 +68,32 @@ def test_clamor_up_processes_the_bundled_sample_into_one_case_per_complaint(tmp_
     assert set(mention_ids_of(cases)) == complaints
     assert f"outbox: {len(complaints)} cases" in done.stdout
     assert not any(port_open("127.0.0.1", port) for port in ports), "a process outlived clamor up"
+    suggestion = re.search(r"clamor trace (\S+)", done.stdout)
+    assert suggestion is not None, done.stdout
+    drawn = subprocess.run(
+        clamor("trace", suggestion.group(1)),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert drawn.returncode == 0, drawn.stderr
+    for span in ("listener  discover sample", "triage  process", "router  deliver outbox", "notifier  notify"):
+        assert span in drawn.stdout
+
+
+def wait_for_status(folder: Path, env: dict[str, str]) -> str:
+    """`clamor status` until every service is ready (it exits 1 before that)."""
+    deadline = time.monotonic() + 60
+    while True:
+        done = subprocess.run(
+            clamor("status"), cwd=folder, env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        if done.returncode == 0 or time.monotonic() > deadline:
+            return done.stdout + done.stderr
+        time.sleep(0.5)
 
 
 def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
@@ -78,6 +105,8 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "mesh did not come up"
             assert up.poll() is None, "clamor up exited early"
             time.sleep(0.2)
+        status = wait_for_status(tmp_path, env)
+        assert status.count("SERVING") == 4, status
         up.send_signal(signal.SIGINT)
         output, _ = up.communicate(timeout=60)
     finally:

@@ -93,6 +93,8 @@ def test_sigkill_of_triage_mid_run_loses_nothing(tmp_path: Path) -> None:
         while mesh.counters("triage").get("triaged", 0) < 20:
             assert time.monotonic() < deadline, mesh.logs()
             time.sleep(0.1)
+        held = mesh.freeze_with_unacked_work("triage")
+        assert held > 0
         mesh.kill("triage")
         mesh.start_service("triage")
         # Unacked messages come back after the consumer's ack_wait (30 s).

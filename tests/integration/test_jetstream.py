@@ -251,3 +251,28 @@ async def test_unacked_work_is_redelivered_to_the_next_consumer(js: JetStreamCon
     recorder = Recorder()
     await run_until(make_consumer(js, tracer, recorder, Counters()), None, 3.5)
     assert recorder.seen == [("test:crash", 2)]
+
+
+async def test_slow_work_is_kept_alive_with_in_progress(js: JetStreamContext, tracer: trace.Tracer) -> None:
+    """A handler that takes longer than ack_wait is not redelivered: heartbeats extend the deadline."""
+    await publish_mention(js, tracer, mention("slow"))
+    seen: list[int] = []
+
+    async def slow(batch: Sequence[Delivery[mention_pb2.Mention]]) -> list[BaseException | None]:
+        seen.extend(d.attempt for d in batch)
+        await asyncio.sleep(FAST_SPEC.ack_wait_s * 2.5)
+        return [None] * len(batch)
+
+    counters = Counters()
+    consumer: PullConsumer[mention_pb2.Mention] = PullConsumer(
+        js,
+        FAST_SPEC,
+        payload_type=mention_pb2.Mention,
+        handler=slow,
+        tracer=tracer,
+        counters=counters,
+        fetch_wait_s=0.2,
+    )
+    await run_until(consumer, None, FAST_SPEC.ack_wait_s * 4)
+    assert seen == [1]
+    assert counters.get("acked") == 1
