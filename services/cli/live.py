@@ -12,7 +12,7 @@ from rich.console import Group, RenderableType
 from rich.markup import escape
 from rich.table import Table
 
-from clamor.v1 import notifier_service_pb2, notifier_service_pb2_grpc
+from clamor.v1 import notification_pb2, notifier_service_pb2, notifier_service_pb2_grpc
 from services.cli.mesh import MeshConfig
 from services.cli.probe import ServiceReport, address_of, probe_all
 from services.cli.supervisor import Supervisor
@@ -68,14 +68,21 @@ async def consumer_lag(nc: NatsClient) -> dict[str, int]:
 
 
 async def latest_notifications(config: MeshConfig, limit: int = 5) -> list[tuple[str, str]]:
+    """(line, mention id) of the newest notifications, one per escalation with all its channels."""
     async with grpc.aio.insecure_channel(address_of(config.notifier.grpc)) as channel:
         try:
             response = await notifier_service_pb2_grpc.NotifierServiceStub(channel).ListNotifications(
-                notifier_service_pb2.ListNotificationsRequest(limit=limit), timeout=1.0
+                notifier_service_pb2.ListNotificationsRequest(limit=limit * 4), timeout=1.0
             )
         except grpc.aio.AioRpcError:
             return []
-    return [(n.title, n.mention_id) for n in response.notifications]
+    first: dict[str, notification_pb2.Notification] = {}
+    channels: dict[str, list[str]] = {}
+    for n in response.notifications:
+        first.setdefault(n.source_id, n)
+        channels.setdefault(n.source_id, []).append(n.channel)
+    lines = [(f"{n.title} → {', '.join(channels[key])}", n.mention_id) for key, n in first.items()]
+    return lines[:limit]
 
 
 async def take_snapshot(config: MeshConfig, nc: NatsClient | None) -> Snapshot:
@@ -107,6 +114,11 @@ def render(snapshot: Snapshot, supervisor: Supervisor) -> RenderableType:
         + f"  ·  [bold]{lag}[/bold] pending"
     )
     parts: list[RenderableType] = [services, line]
+    listener = next((r for r in snapshot.reports if r.name == "listener"), None)
+    for source in listener.sources if listener is not None else []:
+        state = "[green]done[/green]" if source.exhausted else "running"
+        error = f"  [red]{escape(source.last_error)}[/red]" if source.last_error else ""
+        parts.append(f"source {escape(source.name)} ({source.kind}): {source.published} published, {state}{error}")
     if snapshot.notifications:
         parts.append("[dim]latest notifications:[/dim]")
         parts += [f"  {escape(title)}" for title, _ in snapshot.notifications]
