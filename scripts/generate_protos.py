@@ -38,8 +38,8 @@ def generate(out_root: Path) -> list[Path]:
         f"--proto_path={well_known}",
         f"--python_out={out_root}",
         f"--grpc_python_out={out_root}",
-        f"--mypy_out={out_root}",
-        f"--mypy_grpc_out={out_root}",
+        f"--mypy_out=quiet:{out_root}",
+        f"--mypy_grpc_out=quiet:{out_root}",
         *(str(p.relative_to(PROTO_ROOT)) for p in protos),
     ]
     if protoc.main(args) != 0:
