@@ -1,31 +1,192 @@
-"""The ``listener`` section of the config file."""
+"""The ``listener`` section of the config file: watches and sources."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from services.shared.config import CommonConfig, GrpcSettings, RelativePath, Section
 
 SOURCE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
-class ReplaySourceSettings(Section):
+def _http_url(value: str) -> str:
+    if not value.lower().startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/") if value.count("/") > 2 and value.endswith("/") else value
+
+
+class WatchSettings(Section):
+    """What to listen for: any of ``terms`` (brands, handles), and ``query`` if set, in ``languages``."""
+
+    name: str = Field(pattern=SOURCE_NAME_PATTERN)
+    terms: list[str] = Field(default_factory=list)
+    # Boolean query: AND, OR, NOT, "quoted phrases", parentheses; adjacent terms are ANDed.
+    query: str = ""
+    # BCP-47 primary tags (en, zh, ja, ru); empty means any. Posts of unknown language pass.
+    languages: list[str] = Field(default_factory=list)
+
+
+class SourceSettings(Section):
+    """What every source has: a name (part of KV keys), the watch it serves, its schedule."""
+
+    name: str = Field(pattern=SOURCE_NAME_PATTERN)
+    # Name of a watch under listener.watches; empty keeps every post the source returns.
+    watch: str = ""
+    enabled: bool = True
+
+
+class HttpSourceSettings(SourceSettings):
+    """Sources that poll an HTTP API or feed."""
+
+    interval_s: float = Field(default=300.0, ge=5.0, le=86_400.0)
+    # Each wait is interval × (1 ± jitter), so many listeners never poll in step.
+    jitter: float = Field(default=0.1, ge=0.0, le=0.5)
+    # Hosts, IPs or CIDRs this source may reach although they are private or loopback (SSRF guard).
+    allow_hosts: list[str] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+    timeout_s: float = Field(default=20.0, gt=0, le=300)
+    # On the very first poll, how far back to take posts.
+    backfill_hours: float = Field(default=24.0, ge=0, le=24 * 30)
+    # Raise an operational alert after this long without a successful poll, or this many failures in a row.
+    silent_after_s: float = Field(default=6 * 3600.0, ge=60)
+    failing_after: int = Field(default=5, ge=1)
+
+
+class RssSourceSettings(HttpSourceSettings):
+    """RSS or Atom feed: news, blogs, app-store review feeds, public-opinion sites with feeds."""
+
+    kind: Literal["rss"]
+    url: str
+    # Platform label on mentions, e.g. "appstore", "weibo", "blog".
+    platform: str = Field(default="rss", pattern=r"^[a-z0-9_-]{1,32}$")
+
+    _check_url = field_validator("url")(_http_url)
+
+
+class RedditSourceSettings(HttpSourceSettings):
+    """Reddit search or subreddit listing, public JSON or an app-only OAuth token."""
+
+    kind: Literal["reddit"]
+    base_url: str = "https://www.reddit.com"
+    subreddit: str = ""
+    query: str = ""
+    # With both set, an app-only token is fetched from token_url and oauth_base_url is used.
+    client_id: str = ""
+    client_secret: str = ""
+    token_url: str = "https://www.reddit.com/api/v1/access_token"
+    oauth_base_url: str = "https://oauth.reddit.com"
+    user_agent: str = "clamor-listener/0.1"
+
+    _check_urls = field_validator("base_url", "token_url", "oauth_base_url")(_http_url)
+
+
+class MastodonSourceSettings(HttpSourceSettings):
+    """Hashtag timeline or status search on any Mastodon instance."""
+
+    kind: Literal["mastodon"]
+    base_url: str
+    hashtag: str = ""
+    query: str = ""
+    # Search of statuses needs a token on most instances; hashtag timelines are public.
+    access_token: str = ""
+
+    _check_url = field_validator("base_url")(_http_url)
+
+
+class BlueskySourceSettings(HttpSourceSettings):
+    """app.bsky.feed.searchPosts on the public AppView."""
+
+    kind: Literal["bluesky"]
+    base_url: str = "https://public.api.bsky.app"
+    query: str
+
+    _check_url = field_validator("base_url")(_http_url)
+
+
+class HackerNewsSourceSettings(HttpSourceSettings):
+    """Hacker News through the Algolia search API, newest first."""
+
+    kind: Literal["hackernews"]
+    base_url: str = "https://hn.algolia.com"
+    query: str
+    # Algolia tags filter: stories and comments by default.
+    tags: str = "(story,comment)"
+
+    _check_url = field_validator("base_url")(_http_url)
+
+
+class XSourceSettings(HttpSourceSettings):
+    """X API v2 recent search with an app bearer token."""
+
+    kind: Literal["x"]
+    base_url: str = "https://api.x.com"
+    query: str
+    bearer_token: str
+
+    _check_url = field_validator("base_url")(_http_url)
+
+
+class JsonApiSourceSettings(HttpSourceSettings):
+    """Any JSON HTTP API (review sites, in-house systems), mapped to posts by dotted paths."""
+
+    kind: Literal["json"]
+    url: str
+    platform: str = Field(default="json", pattern=r"^[a-z0-9_-]{1,32}$")
+    headers: dict[str, str] = Field(default_factory=dict)
+    # Dotted path to the list of items ("" when the body is the list itself).
+    items_path: str = ""
+    # Post field → dotted path inside an item; id and text are required.
+    fields: dict[str, str] = Field(default_factory=lambda: {"id": "id", "text": "text"})
+
+    _check_url = field_validator("url")(_http_url)
+
+
+class WebhookSourceSettings(SourceSettings):
+    """Posts pushed to the listener: POST JSON to /hooks/<name>, signed with HMAC-SHA256."""
+
+    kind: Literal["webhook"]
+    platform: str = Field(default="webhook", pattern=r"^[a-z0-9_-]{1,32}$")
+    # Several secrets allow rotation: a signature made with any of them is accepted.
+    secrets: list[str] = Field(min_length=1)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=16 * 1024 * 1024)
+
+
+class ReplaySourceSettings(SourceSettings):
     """Publishes posts from a JSON-lines file at a set rate (demos, load tests, backfills)."""
 
     kind: Literal["replay"] = "replay"
-    # Lowercase letters, digits, '-' and '_': the name is part of mention ids and KV keys.
-    name: str = Field(pattern=SOURCE_NAME_PATTERN)
     path: RelativePath
     rate_per_second: float = Field(default=20.0, gt=0, le=10_000)
-    # Watch to tag posts with; empty keeps each post's own "watch" field.
-    watch: str = ""
+
+
+AnySourceSettings = Annotated[
+    RssSourceSettings
+    | RedditSourceSettings
+    | MastodonSourceSettings
+    | BlueskySourceSettings
+    | HackerNewsSourceSettings
+    | XSourceSettings
+    | JsonApiSourceSettings
+    | WebhookSourceSettings
+    | ReplaySourceSettings,
+    Field(discriminator="kind"),
+]
+
+
+class WebhookServerSettings(Section):
+    """The HTTP endpoint for webhook sources; port 0 picks a free port."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8071, ge=0, le=65535)
 
 
 class ListenerSettings(Section):
     grpc: GrpcSettings = GrpcSettings(port=50071)
-    sources: list[ReplaySourceSettings] = Field(default_factory=list)
+    watches: list[WatchSettings] = Field(default_factory=list)
+    sources: list[AnySourceSettings] = Field(default_factory=list)
+    webhook_server: WebhookServerSettings = Field(default_factory=WebhookServerSettings)
 
 
 class ListenerConfig(CommonConfig):

@@ -11,3 +11,7 @@ class ListenerError(ClamorError):
 
 class MalformedPostError(PermanentError, ListenerError):
     """A post from a source cannot become a Mention; the message names the field."""
+
+
+class SourceFormatError(PermanentError, ListenerError):
+    """A source answered with a body that is not what its documented format promises."""

@@ -84,7 +84,7 @@ def test_service_config_ignores_other_services_sections(tmp_path: Path) -> None:
           batch_size: 9
         listener:
           sources:
-            - {name: sample, path: posts.jsonl}
+            - {kind: replay, name: sample, path: posts.jsonl}
         """,
     )
     assert load_config(TriageConfig, path, environ=NO_ENV).triage.batch_size == 9
@@ -139,7 +139,7 @@ def test_env_reference_in_a_list_item_is_replaced(tmp_path: Path) -> None:
         """
         listener:
           sources:
-            - {name: "${CLAMOR_TEST_SOURCE}", path: posts.jsonl}
+            - {kind: replay, name: "${CLAMOR_TEST_SOURCE}", path: posts.jsonl}
         """,
     )
     assert load_config(ListenerConfig, path, environ={"CLAMOR_TEST_SOURCE": "feed"}).listener.sources[0].name == "feed"
@@ -251,9 +251,11 @@ def test_validation_error_in_a_list_item_names_its_index_and_line(tmp_path: Path
         """
         listener:
           sources:
-            - name: good
+            - kind: replay
+              name: good
               path: a.jsonl
-            - path: b.jsonl
+            - kind: replay
+              path: b.jsonl
               name: Not Valid
         """,
     )
@@ -270,9 +272,9 @@ def test_validation_error_lists_every_invalid_setting(tmp_path: Path) -> None:
 
 
 def test_missing_required_field_names_the_item_line(tmp_path: Path) -> None:
-    path = write_config(tmp_path, "listener:\n  sources:\n    - name: sample\n")
+    path = write_config(tmp_path, "listener:\n  sources:\n    - kind: replay\n      name: sample\n")
     message = config_error(MeshConfig, path, NO_ENV)
-    assert f"listener.sources[0].path ({path}:{line_of(path, 'name: sample')})" in message
+    assert f"listener.sources[0].path ({path}:{line_of(path, 'kind: replay')})" in message
 
 
 def test_error_in_a_tagged_channel_names_the_real_field_path(tmp_path: Path) -> None:
@@ -311,7 +313,7 @@ def test_relative_path_resolves_against_the_config_folder(tmp_path: Path, monkey
 
 
 def test_relative_path_in_a_list_item_resolves_against_the_config_folder(tmp_path: Path) -> None:
-    path = write_config(tmp_path / "conf", "listener:\n  sources:\n    - {name: s, path: data/posts.jsonl}\n")
+    path = write_config(tmp_path / "conf", "listener:\n  sources:\n    - {kind: replay, name: s, path: data/posts.jsonl}\n")
     config = load_config(MeshConfig, path, environ=NO_ENV)
     assert config.listener.sources[0].path == (tmp_path / "conf").resolve() / "data" / "posts.jsonl"
 
