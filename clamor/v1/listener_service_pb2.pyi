@@ -32,9 +32,16 @@ class SourceStatus(_message.Message):
     EXHAUSTED_FIELD_NUMBER: _builtins.int
     LAST_SUCCESS_AT_FIELD_NUMBER: _builtins.int
     LAST_ERROR_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_AT_FIELD_NUMBER: _builtins.int
+    CONSECUTIVE_FAILURES_FIELD_NUMBER: _builtins.int
+    POSTS_SEEN_FIELD_NUMBER: _builtins.int
+    NEWEST_POST_AT_FIELD_NUMBER: _builtins.int
+    NEXT_POLL_AT_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    DYNAMIC_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     kind: _builtins.str
-    """Source kind, e.g. "replay"."""
+    """Source kind, e.g. "rss", "reddit", "replay"."""
     watch: _builtins.str
     published: _builtins.int
     """Posts published since the service started."""
@@ -42,8 +49,22 @@ class SourceStatus(_message.Message):
     """True when the source has nothing more to publish (a replay file read to its end)."""
     last_error: _builtins.str
     """Last error message; empty when the last poll succeeded."""
+    consecutive_failures: _builtins.int
+    posts_seen: _builtins.int
+    """Posts the source returned since start, before watch matching and dedup."""
+    paused: _builtins.bool
+    dynamic: _builtins.bool
+    """True for sources added over gRPC rather than from the config file."""
     @_builtins.property
     def last_success_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_error_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def newest_post_at(self) -> _timestamp_pb2.Timestamp:
+        """Creation time of the newest post seen: how fresh the source is."""
+
+    @_builtins.property
+    def next_poll_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -54,10 +75,17 @@ class SourceStatus(_message.Message):
         exhausted: _builtins.bool = ...,
         last_success_at: _timestamp_pb2.Timestamp | None = ...,
         last_error: _builtins.str = ...,
+        last_error_at: _timestamp_pb2.Timestamp | None = ...,
+        consecutive_failures: _builtins.int = ...,
+        posts_seen: _builtins.int = ...,
+        newest_post_at: _timestamp_pb2.Timestamp | None = ...,
+        next_poll_at: _timestamp_pb2.Timestamp | None = ...,
+        paused: _builtins.bool = ...,
+        dynamic: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["last_success_at", b"last_success_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_error_at", b"last_error_at", "last_success_at", b"last_success_at", "newest_post_at", b"newest_post_at", "next_poll_at", b"next_poll_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["exhausted", b"exhausted", "kind", b"kind", "last_error", b"last_error", "last_success_at", b"last_success_at", "name", b"name", "published", b"published", "watch", b"watch"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consecutive_failures", b"consecutive_failures", "dynamic", b"dynamic", "exhausted", b"exhausted", "kind", b"kind", "last_error", b"last_error", "last_error_at", b"last_error_at", "last_success_at", b"last_success_at", "name", b"name", "newest_post_at", b"newest_post_at", "next_poll_at", b"next_poll_at", "paused", b"paused", "posts_seen", b"posts_seen", "published", b"published", "watch", b"watch"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -97,3 +125,209 @@ class ListSourcesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListSourcesResponse: _TypeAlias = ListSourcesResponse  # noqa: Y015
+
+@_typing.final
+class AddSourceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    SOURCE_CONFIG_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Makes retries safe: a repeated request_id returns the first call's result."""
+    source_config: _builtins.str
+    """One source as YAML or JSON, exactly as under listener.sources in the config file."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        source_config: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "source_config", b"source_config"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddSourceRequest: _TypeAlias = AddSourceRequest  # noqa: Y015
+
+@_typing.final
+class AddSourceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def source(self) -> Global___SourceStatus: ...
+    def __init__(
+        self,
+        *,
+        source: Global___SourceStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddSourceResponse: _TypeAlias = AddSourceResponse  # noqa: Y015
+
+@_typing.final
+class RemoveSourceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveSourceRequest: _TypeAlias = RemoveSourceRequest  # noqa: Y015
+
+@_typing.final
+class RemoveSourceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveSourceResponse: _TypeAlias = RemoveSourceResponse  # noqa: Y015
+
+@_typing.final
+class PauseSourceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseSourceRequest: _TypeAlias = PauseSourceRequest  # noqa: Y015
+
+@_typing.final
+class PauseSourceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def source(self) -> Global___SourceStatus: ...
+    def __init__(
+        self,
+        *,
+        source: Global___SourceStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseSourceResponse: _TypeAlias = PauseSourceResponse  # noqa: Y015
+
+@_typing.final
+class ResumeSourceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeSourceRequest: _TypeAlias = ResumeSourceRequest  # noqa: Y015
+
+@_typing.final
+class ResumeSourceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def source(self) -> Global___SourceStatus: ...
+    def __init__(
+        self,
+        *,
+        source: Global___SourceStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeSourceResponse: _TypeAlias = ResumeSourceResponse  # noqa: Y015
+
+@_typing.final
+class PollNowRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PollNowRequest: _TypeAlias = PollNowRequest  # noqa: Y015
+
+@_typing.final
+class PollNowResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    FETCHED_FIELD_NUMBER: _builtins.int
+    PUBLISHED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    fetched: _builtins.int
+    """Posts the poll returned, and how many of them were published (matched the watch and were new)."""
+    published: _builtins.int
+    error: _builtins.str
+    """The poll's error, if it failed."""
+    @_builtins.property
+    def source(self) -> Global___SourceStatus: ...
+    def __init__(
+        self,
+        *,
+        source: Global___SourceStatus | None = ...,
+        fetched: _builtins.int = ...,
+        published: _builtins.int = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "fetched", b"fetched", "published", b"published", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PollNowResponse: _TypeAlias = PollNowResponse  # noqa: Y015

@@ -40,6 +40,31 @@ class ListenerServiceStub:
                 request_serializer=clamor_dot_v1_dot_listener__service__pb2.ListSourcesRequest.SerializeToString,
                 response_deserializer=clamor_dot_v1_dot_listener__service__pb2.ListSourcesResponse.FromString,
                 _registered_method=True)
+        self.AddSource = channel.unary_unary(
+                '/clamor.v1.ListenerService/AddSource',
+                request_serializer=clamor_dot_v1_dot_listener__service__pb2.AddSourceRequest.SerializeToString,
+                response_deserializer=clamor_dot_v1_dot_listener__service__pb2.AddSourceResponse.FromString,
+                _registered_method=True)
+        self.RemoveSource = channel.unary_unary(
+                '/clamor.v1.ListenerService/RemoveSource',
+                request_serializer=clamor_dot_v1_dot_listener__service__pb2.RemoveSourceRequest.SerializeToString,
+                response_deserializer=clamor_dot_v1_dot_listener__service__pb2.RemoveSourceResponse.FromString,
+                _registered_method=True)
+        self.PauseSource = channel.unary_unary(
+                '/clamor.v1.ListenerService/PauseSource',
+                request_serializer=clamor_dot_v1_dot_listener__service__pb2.PauseSourceRequest.SerializeToString,
+                response_deserializer=clamor_dot_v1_dot_listener__service__pb2.PauseSourceResponse.FromString,
+                _registered_method=True)
+        self.ResumeSource = channel.unary_unary(
+                '/clamor.v1.ListenerService/ResumeSource',
+                request_serializer=clamor_dot_v1_dot_listener__service__pb2.ResumeSourceRequest.SerializeToString,
+                response_deserializer=clamor_dot_v1_dot_listener__service__pb2.ResumeSourceResponse.FromString,
+                _registered_method=True)
+        self.PollNow = channel.unary_unary(
+                '/clamor.v1.ListenerService/PollNow',
+                request_serializer=clamor_dot_v1_dot_listener__service__pb2.PollNowRequest.SerializeToString,
+                response_deserializer=clamor_dot_v1_dot_listener__service__pb2.PollNowResponse.FromString,
+                _registered_method=True)
 
 
 class ListenerServiceServicer:
@@ -53,6 +78,40 @@ class ListenerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddSource(self, request, context):
+        """Adds a source at run time; it is kept in JetStream KV and survives restarts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveSource(self, request, context):
+        """Removes a source added at run time (sources from the config file are paused instead).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseSource(self, request, context):
+        """Stops polling a source until it is resumed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeSource(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PollNow(self, request, context):
+        """Polls a source at once, outside its schedule, and waits for the result.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ListenerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -60,6 +119,31 @@ def add_ListenerServiceServicer_to_server(servicer, server):
                     servicer.ListSources,
                     request_deserializer=clamor_dot_v1_dot_listener__service__pb2.ListSourcesRequest.FromString,
                     response_serializer=clamor_dot_v1_dot_listener__service__pb2.ListSourcesResponse.SerializeToString,
+            ),
+            'AddSource': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddSource,
+                    request_deserializer=clamor_dot_v1_dot_listener__service__pb2.AddSourceRequest.FromString,
+                    response_serializer=clamor_dot_v1_dot_listener__service__pb2.AddSourceResponse.SerializeToString,
+            ),
+            'RemoveSource': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveSource,
+                    request_deserializer=clamor_dot_v1_dot_listener__service__pb2.RemoveSourceRequest.FromString,
+                    response_serializer=clamor_dot_v1_dot_listener__service__pb2.RemoveSourceResponse.SerializeToString,
+            ),
+            'PauseSource': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseSource,
+                    request_deserializer=clamor_dot_v1_dot_listener__service__pb2.PauseSourceRequest.FromString,
+                    response_serializer=clamor_dot_v1_dot_listener__service__pb2.PauseSourceResponse.SerializeToString,
+            ),
+            'ResumeSource': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeSource,
+                    request_deserializer=clamor_dot_v1_dot_listener__service__pb2.ResumeSourceRequest.FromString,
+                    response_serializer=clamor_dot_v1_dot_listener__service__pb2.ResumeSourceResponse.SerializeToString,
+            ),
+            'PollNow': grpc.unary_unary_rpc_method_handler(
+                    servicer.PollNow,
+                    request_deserializer=clamor_dot_v1_dot_listener__service__pb2.PollNowRequest.FromString,
+                    response_serializer=clamor_dot_v1_dot_listener__service__pb2.PollNowResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -90,6 +174,141 @@ class ListenerService:
             '/clamor.v1.ListenerService/ListSources',
             clamor_dot_v1_dot_listener__service__pb2.ListSourcesRequest.SerializeToString,
             clamor_dot_v1_dot_listener__service__pb2.ListSourcesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddSource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clamor.v1.ListenerService/AddSource',
+            clamor_dot_v1_dot_listener__service__pb2.AddSourceRequest.SerializeToString,
+            clamor_dot_v1_dot_listener__service__pb2.AddSourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveSource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clamor.v1.ListenerService/RemoveSource',
+            clamor_dot_v1_dot_listener__service__pb2.RemoveSourceRequest.SerializeToString,
+            clamor_dot_v1_dot_listener__service__pb2.RemoveSourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseSource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clamor.v1.ListenerService/PauseSource',
+            clamor_dot_v1_dot_listener__service__pb2.PauseSourceRequest.SerializeToString,
+            clamor_dot_v1_dot_listener__service__pb2.PauseSourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeSource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clamor.v1.ListenerService/ResumeSource',
+            clamor_dot_v1_dot_listener__service__pb2.ResumeSourceRequest.SerializeToString,
+            clamor_dot_v1_dot_listener__service__pb2.ResumeSourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PollNow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clamor.v1.ListenerService/PollNow',
+            clamor_dot_v1_dot_listener__service__pb2.PollNowRequest.SerializeToString,
+            clamor_dot_v1_dot_listener__service__pb2.PollNowResponse.FromString,
             options,
             channel_credentials,
             insecure,

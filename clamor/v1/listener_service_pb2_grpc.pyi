@@ -35,6 +35,15 @@ class ListenerServiceStub:
     def __new__(cls, channel: _aio.Channel) -> ListenerServiceAsyncStub: ...
     ListSources: _grpc.UnaryUnaryMultiCallable[_listener_service_pb2.ListSourcesRequest, _listener_service_pb2.ListSourcesResponse]
     """The configured sources and how each is doing."""
+    AddSource: _grpc.UnaryUnaryMultiCallable[_listener_service_pb2.AddSourceRequest, _listener_service_pb2.AddSourceResponse]
+    """Adds a source at run time; it is kept in JetStream KV and survives restarts."""
+    RemoveSource: _grpc.UnaryUnaryMultiCallable[_listener_service_pb2.RemoveSourceRequest, _listener_service_pb2.RemoveSourceResponse]
+    """Removes a source added at run time (sources from the config file are paused instead)."""
+    PauseSource: _grpc.UnaryUnaryMultiCallable[_listener_service_pb2.PauseSourceRequest, _listener_service_pb2.PauseSourceResponse]
+    """Stops polling a source until it is resumed."""
+    ResumeSource: _grpc.UnaryUnaryMultiCallable[_listener_service_pb2.ResumeSourceRequest, _listener_service_pb2.ResumeSourceResponse]
+    PollNow: _grpc.UnaryUnaryMultiCallable[_listener_service_pb2.PollNowRequest, _listener_service_pb2.PollNowResponse]
+    """Polls a source at once, outside its schedule, and waits for the result."""
 
 @_typing.type_check_only
 class ListenerServiceAsyncStub(ListenerServiceStub):
@@ -43,6 +52,15 @@ class ListenerServiceAsyncStub(ListenerServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListSources: _aio.UnaryUnaryMultiCallable[_listener_service_pb2.ListSourcesRequest, _listener_service_pb2.ListSourcesResponse]  # type: ignore[assignment]
     """The configured sources and how each is doing."""
+    AddSource: _aio.UnaryUnaryMultiCallable[_listener_service_pb2.AddSourceRequest, _listener_service_pb2.AddSourceResponse]  # type: ignore[assignment]
+    """Adds a source at run time; it is kept in JetStream KV and survives restarts."""
+    RemoveSource: _aio.UnaryUnaryMultiCallable[_listener_service_pb2.RemoveSourceRequest, _listener_service_pb2.RemoveSourceResponse]  # type: ignore[assignment]
+    """Removes a source added at run time (sources from the config file are paused instead)."""
+    PauseSource: _aio.UnaryUnaryMultiCallable[_listener_service_pb2.PauseSourceRequest, _listener_service_pb2.PauseSourceResponse]  # type: ignore[assignment]
+    """Stops polling a source until it is resumed."""
+    ResumeSource: _aio.UnaryUnaryMultiCallable[_listener_service_pb2.ResumeSourceRequest, _listener_service_pb2.ResumeSourceResponse]  # type: ignore[assignment]
+    PollNow: _aio.UnaryUnaryMultiCallable[_listener_service_pb2.PollNowRequest, _listener_service_pb2.PollNowResponse]  # type: ignore[assignment]
+    """Polls a source at once, outside its schedule, and waits for the result."""
 
 class ListenerServiceServicer(metaclass=_abc_1.ABCMeta):
     """The listener polls sources and publishes each new post as a mention."""
@@ -54,5 +72,44 @@ class ListenerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_listener_service_pb2.ListSourcesResponse, _abc.Awaitable[_listener_service_pb2.ListSourcesResponse]]:
         """The configured sources and how each is doing."""
+
+    @_abc_1.abstractmethod
+    def AddSource(
+        self,
+        request: _listener_service_pb2.AddSourceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_listener_service_pb2.AddSourceResponse, _abc.Awaitable[_listener_service_pb2.AddSourceResponse]]:
+        """Adds a source at run time; it is kept in JetStream KV and survives restarts."""
+
+    @_abc_1.abstractmethod
+    def RemoveSource(
+        self,
+        request: _listener_service_pb2.RemoveSourceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_listener_service_pb2.RemoveSourceResponse, _abc.Awaitable[_listener_service_pb2.RemoveSourceResponse]]:
+        """Removes a source added at run time (sources from the config file are paused instead)."""
+
+    @_abc_1.abstractmethod
+    def PauseSource(
+        self,
+        request: _listener_service_pb2.PauseSourceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_listener_service_pb2.PauseSourceResponse, _abc.Awaitable[_listener_service_pb2.PauseSourceResponse]]:
+        """Stops polling a source until it is resumed."""
+
+    @_abc_1.abstractmethod
+    def ResumeSource(
+        self,
+        request: _listener_service_pb2.ResumeSourceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_listener_service_pb2.ResumeSourceResponse, _abc.Awaitable[_listener_service_pb2.ResumeSourceResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def PollNow(
+        self,
+        request: _listener_service_pb2.PollNowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_listener_service_pb2.PollNowResponse, _abc.Awaitable[_listener_service_pb2.PollNowResponse]]:
+        """Polls a source at once, outside its schedule, and waits for the result."""
 
 def add_ListenerServiceServicer_to_server(servicer: ListenerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

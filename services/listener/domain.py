@@ -11,6 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from clamor.v1 import mention_pb2
 from services.listener.errors import MalformedPostError
+from services.listener.sources.base import Post
 
 MAX_TEXT_CHARS = 10_000
 
@@ -86,15 +87,60 @@ def mention_from_replay_line(line: str, *, source: str, watch: str, discovered_a
     )
 
 
+def mention_from_post(
+    post: Post, *, source: str, platform: str, watch: str, discovered_at: datetime
+) -> mention_pb2.Mention:
+    """A polled post as a Mention; its id is "<platform>:<native id>", the same from any source."""
+    created = post.created_at or discovered_at
+    return mention_pb2.Mention(
+        id=mention_id(platform, post.native_id),
+        source=source,
+        platform=platform,
+        native_id=post.native_id,
+        url=post.url,
+        author=mention_pb2.Author(
+            handle=post.author_handle.lstrip("@"), display_name=post.author_name, followers=max(post.followers, 0)
+        ),
+        text=post.text[:MAX_TEXT_CHARS],
+        language=post.language,
+        created_at=_timestamp(created),
+        discovered_at=_timestamp(discovered_at),
+        watch=watch,
+        thread_id=post.thread_id,
+    )
+
+
 @dataclass
-class SourceState:
+class SourceStatus:
     """What the listener knows about one source right now (served by ListSources)."""
 
     name: str
     kind: str
     watch: str
     published: int = 0
+    posts_seen: int = 0
     malformed: int = 0
     exhausted: bool = False
+    paused: bool = False
+    dynamic: bool = False
+    consecutive_failures: int = 0
     last_success_at: datetime | None = None
     last_error: str = ""
+    last_error_at: datetime | None = None
+    newest_post_at: datetime | None = None
+    next_poll_at: datetime | None = None
+
+    def succeeded(self, at: datetime) -> None:
+        self.last_success_at = at
+        self.last_error = ""
+        self.consecutive_failures = 0
+
+    def failed(self, message: str, at: datetime) -> None:
+        self.last_error = message
+        self.last_error_at = at
+        self.consecutive_failures += 1
+
+    def saw(self, created: datetime | None) -> None:
+        self.posts_seen += 1
+        if created is not None and (self.newest_post_at is None or created > self.newest_post_at):
+            self.newest_post_at = created

@@ -1,7 +1,7 @@
-"""The source loops: read each source, start a trace per post, publish, advance the cursor.
+"""The replay source's loop: read a JSON-lines file, start a trace per post, publish, keep the place.
 
-The listener has no JetStream consumer; its input is the outside world, so this module takes
-the place the other services give to ``consumer.py``.
+The listener has no JetStream consumer; its input is the outside world, so this module and
+``runner.py`` take the place the other services give to ``consumer.py``.
 """
 
 from __future__ import annotations
@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 
-from services.listener.domain import SourceState, mention_from_replay_line
+from services.listener.domain import SourceStatus, mention_from_replay_line
 from services.listener.errors import MalformedPostError
+from services.listener.sources.base import SourceState
 from services.shared.errors import TransientError
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from services.listener.clients import CursorStore, MentionPublisher
+    from services.listener.clients import MentionPublisher, StateStore
     from services.listener.config import ReplaySourceSettings
     from services.shared.status import Counters
 
@@ -39,16 +40,26 @@ class ReplaySource:
         settings: ReplaySourceSettings,
         *,
         publisher: MentionPublisher,
-        cursors: CursorStore,
+        states: StateStore,
         tracer: trace.Tracer,
         counters: Counters,
     ) -> None:
         self.settings = settings
-        self.state = SourceState(name=settings.name, kind=settings.kind, watch=settings.watch)
+        self.status = SourceStatus(name=settings.name, kind=settings.kind, watch=settings.watch)
         self._publisher = publisher
-        self._cursors = cursors
+        self._states = states
         self._tracer = tracer
         self._counters = counters
+        self._resume = asyncio.Event()
+        self._resume.set()
+
+    def pause(self) -> None:
+        self.status.paused = True
+        self._resume.clear()
+
+    def resume(self) -> None:
+        self.status.paused = False
+        self._resume.set()
 
     async def run(self, stopping: asyncio.Event) -> None:
         path: Path = self.settings.path
@@ -62,6 +73,7 @@ class ReplaySource:
             log.info("source %s resumes at line %d of %s", self.settings.name, done + 1, path)
         interval = 1.0 / self.settings.rate_per_second
         for number in range(done, len(lines)):
+            await self._resume.wait()
             if stopping.is_set():
                 return
             line = lines[number]
@@ -69,7 +81,7 @@ class ReplaySource:
                 await self._publish_line(line, path, number + 1, stopping)
             await self._save_cursor(number + 1, stopping)
             await asyncio.sleep(interval)
-        self.state.exhausted = True
+        self.status.exhausted = True
         log.info("source %s replayed all %d lines of %s", self.settings.name, len(lines), path)
 
     async def _publish_line(self, line: str, path: Path, number: int, stopping: asyncio.Event) -> None:
@@ -79,7 +91,7 @@ class ReplaySource:
                 line, source=self.settings.name, watch=self.settings.watch, discovered_at=now
             )
         except MalformedPostError as exc:
-            self.state.malformed += 1
+            self.status.malformed += 1
             self._counters.inc("malformed")
             self._fail(f"{path}:{number}: skipped malformed post: {exc}")
             return
@@ -98,15 +110,15 @@ class ReplaySource:
                 else:
                     self._counters.inc("polled")
                     self._counters.inc("published" if fresh else "duplicates")
-                    self.state.published += int(fresh)
-                    self.state.last_success_at = now
-                    self.state.last_error = ""
+                    self.status.published += int(fresh)
+                    self.status.saw(None)
+                    self.status.succeeded(now)
                     return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
     async def _resume_line(self) -> int:
-        saved = await self._cursors.get(self.settings.name)
+        saved = (await self._states.load(self.settings.name)).cursor
         if saved and not saved.isdigit():
             self._fail(f"ignoring unreadable cursor {saved[:40]!r}; starting from the first line")
             return 0
@@ -115,9 +127,10 @@ class ReplaySource:
     async def _save_cursor(self, lines_done: int, stopping: asyncio.Event) -> None:
         """Retry until saved: skipping a save would only repeat a post, but a crash loop helps nobody."""
         delay = 0.5
+        state = SourceState(cursor=str(lines_done))
         while not stopping.is_set():
             try:
-                await self._cursors.put(self.settings.name, str(lines_done))
+                await self._states.save(self.settings.name, state)
                 return
             except TransientError as exc:
                 self._fail(str(exc))
@@ -125,5 +138,5 @@ class ReplaySource:
             delay = min(delay * 2, 10.0)
 
     def _fail(self, message: str) -> None:
-        self.state.last_error = message
+        self.status.failed(message, datetime.now(UTC))
         log.warning("source %s: %s", self.settings.name, message)

@@ -1,44 +1,151 @@
-"""The listener's gRPC API."""
+"""The listener's gRPC API: list, add, remove, pause, resume and poll sources."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import grpc
+import yaml
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from clamor.v1 import listener_service_pb2, listener_service_pb2_grpc
+from services.listener.registry import (
+    InvalidSourceError,
+    Runner,
+    SourceConflictError,
+    SourceRegistry,
+    UnknownSourceError,
+    parse_source_settings,
+)
+from services.listener.runner import SourceRunner
+from services.shared.errors import ClamorError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from datetime import datetime
 
-    import grpc
-
-    from services.listener.domain import SourceState
+    from services.listener.domain import SourceStatus
 
 SERVICE_NAME = listener_service_pb2.DESCRIPTOR.services_by_name["ListenerService"].full_name
+Context = grpc.aio.ServicerContext[object, object]
+MAX_SOURCE_CONFIG_BYTES = 64 * 1024
 
 
 class ListenerServicer(listener_service_pb2_grpc.ListenerServiceServicer):
-    def __init__(self, sources: Sequence[SourceState]) -> None:
-        self._sources = sources
+    def __init__(self, registries: list[SourceRegistry]) -> None:
+        # A one-element list filled once NATS is up: the server starts before the registry exists.
+        self._registries = registries
+        self._added: dict[str, listener_service_pb2.AddSourceResponse] = {}
 
     async def ListSources(
-        self, request: listener_service_pb2.ListSourcesRequest, context: grpc.aio.ServicerContext[object, object]
+        self, request: listener_service_pb2.ListSourcesRequest, context: Context
     ) -> listener_service_pb2.ListSourcesResponse:
-        return listener_service_pb2.ListSourcesResponse(sources=[_status(s) for s in self._sources])
+        registry = await self._registry(context)
+        return listener_service_pb2.ListSourcesResponse(sources=[to_proto(s) for s in registry.statuses()])
+
+    async def AddSource(
+        self, request: listener_service_pb2.AddSourceRequest, context: Context
+    ) -> listener_service_pb2.AddSourceResponse:
+        if request.request_id and request.request_id in self._added:
+            return self._added[request.request_id]
+        registry = await self._registry(context)
+        if len(request.source_config.encode()) > MAX_SOURCE_CONFIG_BYTES:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "source_config is over 64 KiB")
+        try:
+            data = yaml.safe_load(request.source_config)
+        except yaml.YAMLError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"source_config is not YAML or JSON: {exc}")
+        try:
+            runner = await registry.add(parse_source_settings(data))
+        except InvalidSourceError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except SourceConflictError as exc:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
+        except ClamorError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        response = listener_service_pb2.AddSourceResponse(source=to_proto(runner.status))
+        if request.request_id:
+            self._added[request.request_id] = response
+        return response
+
+    async def RemoveSource(
+        self, request: listener_service_pb2.RemoveSourceRequest, context: Context
+    ) -> listener_service_pb2.RemoveSourceResponse:
+        registry = await self._registry(context)
+        try:
+            await registry.remove(request.name)
+        except UnknownSourceError as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        except SourceConflictError as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except ClamorError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        return listener_service_pb2.RemoveSourceResponse()
+
+    async def PauseSource(
+        self, request: listener_service_pb2.PauseSourceRequest, context: Context
+    ) -> listener_service_pb2.PauseSourceResponse:
+        runner = await self._runner(request.name, context)
+        runner.pause()
+        return listener_service_pb2.PauseSourceResponse(source=to_proto(runner.status))
+
+    async def ResumeSource(
+        self, request: listener_service_pb2.ResumeSourceRequest, context: Context
+    ) -> listener_service_pb2.ResumeSourceResponse:
+        runner = await self._runner(request.name, context)
+        runner.resume()
+        return listener_service_pb2.ResumeSourceResponse(source=to_proto(runner.status))
+
+    async def PollNow(
+        self, request: listener_service_pb2.PollNowRequest, context: Context
+    ) -> listener_service_pb2.PollNowResponse:
+        runner = await self._runner(request.name, context)
+        if not isinstance(runner, SourceRunner):
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"source {request.name!r} is not polled")
+            raise AssertionError("unreachable")
+        outcome = await runner.poll_now()
+        return listener_service_pb2.PollNowResponse(
+            source=to_proto(runner.status), fetched=outcome.fetched, published=outcome.published, error=outcome.error
+        )
+
+    async def _registry(self, context: Context) -> SourceRegistry:
+        if not self._registries:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "listener is not connected to NATS yet")
+        return self._registries[0]
+
+    async def _runner(self, name: str, context: Context) -> Runner:
+        registry = await self._registry(context)
+        try:
+            return registry.get(name)
+        except UnknownSourceError as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            raise AssertionError("unreachable") from exc
 
 
-def _status(state: SourceState) -> listener_service_pb2.SourceStatus:
-    status = listener_service_pb2.SourceStatus(
-        name=state.name,
-        kind=state.kind,
-        watch=state.watch,
-        published=state.published,
-        exhausted=state.exhausted,
-        last_error=state.last_error,
+def _stamp(at: datetime | None) -> Timestamp | None:
+    if at is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(at)
+    return stamp
+
+
+def to_proto(status: SourceStatus) -> listener_service_pb2.SourceStatus:
+    return listener_service_pb2.SourceStatus(
+        name=status.name,
+        kind=status.kind,
+        watch=status.watch,
+        published=status.published,
+        exhausted=status.exhausted,
+        last_error=status.last_error,
+        consecutive_failures=status.consecutive_failures,
+        posts_seen=status.posts_seen,
+        paused=status.paused,
+        dynamic=status.dynamic,
+        last_success_at=_stamp(status.last_success_at),
+        last_error_at=_stamp(status.last_error_at),
+        newest_post_at=_stamp(status.newest_post_at),
+        next_poll_at=_stamp(status.next_poll_at),
     )
-    if state.last_success_at is not None:
-        stamp = Timestamp()
-        stamp.FromDatetime(state.last_success_at)
-        status.last_success_at.CopyFrom(stamp)
-    return status
+
+
+

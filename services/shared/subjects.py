@@ -60,6 +60,9 @@ def alert_subject(kind: str) -> str:
     return f"clamor.alert.{kind}"
 
 
+SOURCE_HEALTH_ALERTS = alert_subject("source_health")
+
+
 TRIAGED_COMPLAINT = triaged_subject("complaint")
 TRIAGED_NOISE = triaged_subject("noise")
 
@@ -111,7 +114,8 @@ ALL_CONSUMERS: tuple[ConsumerSpec, ...] = (
 )
 
 # JetStream KV buckets (state lives here: no second database).
-LISTENER_CURSORS_BUCKET = "listener_cursors"
+LISTENER_STATE_BUCKET = "listener_state"
+LISTENER_SOURCES_BUCKET = "listener_sources"
 CASES_BUCKET = "cases"
 
 # Message headers Clamor sets beside Nats-Msg-Id and traceparent.

@@ -1,0 +1,136 @@
+"""The running sources, by name: built from the config file or added over gRPC, steered by gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import TypeAdapter, ValidationError
+
+from services.listener.config import AnySourceSettings
+from services.listener.errors import ListenerError
+from services.shared.config import format_validation_error
+
+if TYPE_CHECKING:
+    from services.listener.clients import AddedSourceStore
+    from services.listener.domain import SourceStatus
+
+log = logging.getLogger(__name__)
+
+_SETTINGS = TypeAdapter[Any](AnySourceSettings)
+
+
+class Runner(Protocol):
+    status: SourceStatus
+
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    async def run(self, stopping: asyncio.Event) -> None: ...
+
+
+class UnknownSourceError(ListenerError):
+    """No source has that name."""
+
+
+class SourceConflictError(ListenerError):
+    """The change is not allowed for this source (name taken, or it comes from the config file)."""
+
+
+class InvalidSourceError(ListenerError):
+    """A source definition sent over gRPC does not validate; the message names the fields."""
+
+
+def parse_source_settings(data: object, *, where: str = "source") -> Any:
+    try:
+        return _SETTINGS.validate_python(data)
+    except ValidationError as exc:
+        raise InvalidSourceError(format_validation_error(exc, where, {}, {}, data)) from exc
+
+
+class SourceRegistry:
+    def __init__(self, build: Callable[[Any, bool], Runner], added: AddedSourceStore, stopping: asyncio.Event) -> None:
+        self._build = build
+        self._added = added
+        self._stopping = stopping
+        self._runners: dict[str, Runner] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def statuses(self) -> list[SourceStatus]:
+        return [runner.status for runner in self._runners.values()]
+
+    def get(self, name: str) -> Runner:
+        try:
+            return self._runners[name]
+        except KeyError:
+            raise UnknownSourceError(f"no source named {name!r}") from None
+
+    def start(self, settings: Any, *, dynamic: bool = False) -> Runner:
+        if settings.name in self._runners:
+            raise SourceConflictError(f"a source named {settings.name!r} already exists")
+        runner = self._build(settings, dynamic)
+        self._runners[settings.name] = runner
+        if settings.enabled:
+            self._tasks[settings.name] = asyncio.create_task(self._guard(settings.name, runner))
+        else:
+            runner.pause()
+        return runner
+
+    async def add(self, settings: Any) -> Runner:
+        """Start a source added at run time and keep its settings in KV so it survives restarts."""
+        if settings.kind == "webhook":
+            raise SourceConflictError("webhook sources come from the config file, which also opens their endpoint")
+        runner = self.start(settings, dynamic=True)
+        try:
+            await self._added.put_json(settings.name, settings.model_dump(mode="json"))
+        except Exception:
+            await self._stop_task(settings.name)
+            del self._runners[settings.name]
+            raise
+        return runner
+
+    async def remove(self, name: str) -> None:
+        runner = self.get(name)
+        if not runner.status.dynamic:
+            raise SourceConflictError(f"source {name!r} comes from the config file: pause it, or edit the file")
+        await self._added.delete(name)
+        await self._stop_task(name)
+        del self._runners[name]
+
+    async def restore(self) -> None:
+        """Start the sources added over gRPC before the last restart."""
+        for name in await self._added.keys():
+            data = await self._added.get_json(name)
+            if data is None or name in self._runners:
+                continue
+            try:
+                self.start(parse_source_settings(data, where=f"added source {name}"), dynamic=True)
+            except (InvalidSourceError, SourceConflictError, ValueError) as exc:
+                log.error("cannot restore added source %s: %s", name, exc)
+
+    async def run(self) -> None:
+        """Wait for shutdown, then let every source loop finish."""
+        await self._stopping.wait()
+        if self._tasks:
+            await asyncio.wait(self._tasks.values(), timeout=5.0)
+        for name in list(self._tasks):
+            await self._stop_task(name)
+
+    async def _guard(self, name: str, runner: Runner) -> None:
+        try:
+            await runner.run(self._stopping)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # One broken source must not take the others down: record it and leave it stopped.
+            log.exception("source %s stopped after an unexpected error", name)
+            runner.status.last_error = "stopped after an unexpected error; see the listener log"
+
+    async def _stop_task(self, name: str) -> None:
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,271 @@
+"""The loop behind every polled source: schedule, poll, match the watch, publish, remember.
+
+Politeness lives here, the same for every platform: an interval with jitter, the longest wait
+the platform's headers ask for (``Retry-After``, rate-limit resets), exponential backoff on
+errors, and nothing fetched while paused. State is saved only after every new post is
+published, so a crash repeats a poll (dropped by JetStream's ``Nats-Msg-Id`` dedup), never
+loses one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from opentelemetry import trace
+
+from services.listener.domain import SourceStatus, mention_from_post
+from services.shared.errors import ClamorError, TransientError
+from services.shared.outbound import OutboundError
+
+if TYPE_CHECKING:
+    from services.listener.clients import AlertPublisher, MentionPublisher, StateStore
+    from services.listener.config import HttpSourceSettings, WebhookSourceSettings
+    from services.listener.sources.base import Post, Source
+    from services.listener.watch import Watch
+    from services.shared.outbound import OutboundClient
+    from services.shared.status import Counters
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 3600.0
+
+
+class Emitter:
+    """Turns accepted posts into published mentions: watch match, root span, counters, status."""
+
+    def __init__(
+        self,
+        source: str,
+        platform: str,
+        watch_name: str,
+        status: SourceStatus,
+        *,
+        publisher: MentionPublisher,
+        watch: Watch | None,
+        tracer: trace.Tracer,
+        counters: Counters,
+    ) -> None:
+        self._source = source
+        self._platform = platform
+        self._watch_name = watch_name
+        self._status = status
+        self._publisher = publisher
+        self._watch = watch
+        self._tracer = tracer
+        self._counters = counters
+
+    async def emit(self, post: Post, now: datetime) -> int:
+        """Publish ``post`` if it matches the watch; returns 1 when it was new to the stream."""
+        self._status.saw(post.created_at)
+        if self._watch is not None and not self._watch.matches(post.text, post.language):
+            self._counters.inc("unmatched")
+            return 0
+        mention = mention_from_post(
+            post, source=self._source, platform=self._platform, watch=self._watch_name, discovered_at=now
+        )
+        # The root span of the mention's trace: discovery starts it, every later hop continues it.
+        with self._tracer.start_as_current_span(
+            f"discover {self._source}",
+            context=trace.set_span_in_context(trace.INVALID_SPAN),
+            attributes={"clamor.mention.id": mention.id, "clamor.source": self._source},
+        ):
+            fresh = await self._publisher.publish(mention)
+        self._counters.inc("polled")
+        self._counters.inc("published" if fresh else "duplicates")
+        self._status.published += int(fresh)
+        return int(fresh)
+
+
+@dataclass(frozen=True)
+class PollOutcome:
+    fetched: int
+    published: int
+    error: str = ""
+
+
+class SourceRunner:
+    """Runs one HTTP source until stopped; ``poll_now``, ``pause`` and ``resume`` steer it."""
+
+    def __init__(
+        self,
+        settings: HttpSourceSettings,
+        source: Source,
+        *,
+        http: OutboundClient,
+        states: StateStore,
+        publisher: MentionPublisher,
+        alerts: AlertPublisher,
+        watch: Watch | None,
+        tracer: trace.Tracer,
+        counters: Counters,
+        dynamic: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.source = source
+        self.platform = str(getattr(source, "platform", source.kind))
+        self.status = SourceStatus(name=settings.name, kind=source.kind, watch=settings.watch, dynamic=dynamic)
+        self._http = http
+        self._states = states
+        self._emitter = Emitter(
+            settings.name,
+            self.platform,
+            settings.watch,
+            self.status,
+            publisher=publisher,
+            watch=watch,
+            tracer=tracer,
+            counters=counters,
+        )
+        self._alerts = alerts
+        self._counters = counters
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._started_at = datetime.now(UTC)
+        self._alerted_for: str = ""
+
+    def pause(self) -> None:
+        self.status.paused = True
+
+    def resume(self) -> None:
+        self.status.paused = False
+        self._wake.set()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        wait_s = random.uniform(0, min(self.settings.interval_s, 5.0))  # spread the first polls
+        while not stopping.is_set():
+            self.status.next_poll_at = datetime.now(UTC) + timedelta(seconds=wait_s)
+            await self._sleep(wait_s, stopping)
+            if stopping.is_set():
+                return
+            if self.status.paused:
+                wait_s = self.settings.interval_s
+                continue
+            outcome, asked_wait = await self._poll_and_publish()
+            wait_s = self._next_wait(asked_wait, failed=bool(outcome.error))
+            await self._check_health()
+
+    async def poll_now(self) -> PollOutcome:
+        """One poll outside the schedule (the gRPC PollNow); runs even while paused."""
+        outcome, _ = await self._poll_and_publish()
+        self._wake.set()
+        return outcome
+
+    async def _sleep(self, seconds: float, stopping: asyncio.Event) -> None:
+        self._wake.clear()
+        stop = asyncio.create_task(stopping.wait())
+        wake = asyncio.create_task(self._wake.wait())
+        try:
+            await asyncio.wait({stop, wake}, timeout=max(seconds, 0.0), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (stop, wake):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def _next_wait(self, asked_wait: float | None, *, failed: bool) -> float:
+        interval = self.settings.interval_s
+        wait = interval * random.uniform(1 - self.settings.jitter, 1 + self.settings.jitter)
+        if failed:
+            wait = min(interval * 2 ** min(self.status.consecutive_failures - 1, 10), MAX_BACKOFF_S)
+        return max(wait, asked_wait or 0.0)
+
+    async def _poll_and_publish(self) -> tuple[PollOutcome, float | None]:
+        async with self._lock:
+            now = datetime.now(UTC)
+            try:
+                state = await self._states.load(self.settings.name)
+                since = now - timedelta(hours=self.settings.backfill_hours)
+                poll = await self.source.poll(self._http, state, since=since)
+                published = 0
+                for post in poll.posts:
+                    published += await self._emitter.emit(post, now)
+                await self._states.save(self.settings.name, poll.state)
+            except ClamorError as exc:
+                self._counters.inc("poll_errors")
+                self.status.failed(str(exc), now)
+                log.warning("source %s: %s", self.settings.name, exc)
+                asked = exc.retry_after_s if isinstance(exc, OutboundError) else None
+                return PollOutcome(fetched=0, published=0, error=str(exc)), asked
+            self.status.succeeded(now)
+            self._counters.inc("polls")
+            return PollOutcome(fetched=len(poll.posts), published=published), poll.wait_s
+
+    async def _check_health(self) -> None:
+        """Alert once per episode when the source has been silent or failing past its thresholds."""
+        now = datetime.now(UTC)
+        last_good = self.status.last_success_at or self._started_at
+        silent_s = (now - last_good).total_seconds()
+        problem = ""
+        if self.status.consecutive_failures >= self.settings.failing_after:
+            problem = f"{self.status.consecutive_failures} polls in a row failed; last error: {self.status.last_error}"
+        elif silent_s >= self.settings.silent_after_s:
+            problem = f"no successful poll for {silent_s / 60:.0f} minutes"
+        if not problem:
+            self._alerted_for = ""
+            return
+        episode = f"{last_good.isoformat()}"
+        if self._alerted_for == episode:
+            return
+        try:
+            await self._alerts.source_unhealthy(self.settings.name, f"source {self.settings.name}: {problem}")
+        except TransientError as exc:
+            log.warning("could not raise the health alert of source %s: %s", self.settings.name, exc)
+            return
+        self._alerted_for = episode
+        self._counters.inc("source_alerts")
+
+
+class PushedSource:
+    """A webhook source: posts arrive through the listener's HTTP endpoint instead of a poll."""
+
+    def __init__(
+        self,
+        settings: WebhookSourceSettings,
+        *,
+        publisher: MentionPublisher,
+        watch: Watch | None,
+        tracer: trace.Tracer,
+        counters: Counters,
+    ) -> None:
+        self.settings = settings
+        self.status = SourceStatus(name=settings.name, kind=settings.kind, watch=settings.watch)
+        self._emitter = Emitter(
+            settings.name,
+            settings.platform,
+            settings.watch,
+            self.status,
+            publisher=publisher,
+            watch=watch,
+            tracer=tracer,
+            counters=counters,
+        )
+
+    def pause(self) -> None:
+        self.status.paused = True
+
+    def resume(self) -> None:
+        self.status.paused = False
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        await stopping.wait()
+
+    async def accept(self, posts: list[Post]) -> int:
+        """Publish pushed posts; a TransientError makes the endpoint answer 503 so the sender retries."""
+        if self.status.paused:
+            raise TransientError(f"source {self.settings.name} is paused")
+        now = datetime.now(UTC)
+        published = 0
+        try:
+            for post in posts:
+                published += await self._emitter.emit(post, now)
+        except TransientError as exc:
+            self.status.failed(str(exc), now)
+            raise
+        self.status.succeeded(now)
+        return published

@@ -1,0 +1,346 @@
+"""Watches: what a source listens for, and the matcher every post goes through.
+
+A watch names brand terms (names, @handles, #hashtags), an optional boolean keyword query and
+optional languages. Sources that cannot filter server-side rely on ``Watch.matches`` alone, so
+it is built for hostile input: queries are parsed by hand under length and nesting limits, and
+every pattern is made of escaped text and starts with a literal, which lets the regex engine
+scan for it in linear time instead of trying a lookbehind at every position.
+
+Matching rules, for watch terms and query words and phrases alike:
+
+- Text and terms are compared after NFKC normalisation and Unicode casefolding, so full-width
+  letters and any letter case match.
+- An end of a term that is a letter or digit of a spaced script (Latin, Cyrillic, Greek...)
+  must sit at a word boundary: ``sue`` does not match "issue". Letters of scripts written
+  without spaces (Chinese, Japanese, Korean, Thai...) neither need nor form a boundary, so
+  ``退款`` matches inside a sentence and ``skylark`` matches in "我的skylark订单".
+- A trailing ``*`` drops the right boundary: ``refund*`` matches "refunded". Inflected
+  languages need it: ``суд`` matches "суд" but not "суда", while ``суд*`` matches "суда" and
+  "судьба" alike, so list the forms of short stems instead.
+- The words of a phrase match across any run of whitespace, newlines included.
+- ``@handle`` and ``#tag`` also match the bare word: ``@SkylarkAir`` hits "SkylarkAir".
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+MAX_QUERY_CHARS = 2_000
+MAX_DEPTH = 32
+
+# Scripts written without spaces between words: no word boundaries exist inside them.
+_UNSPACED = (
+    "\u0e00-\u0eff"  # Thai, Lao
+    "\u1000-\u109f"  # Myanmar
+    "\u1100-\u11ff"  # Hangul Jamo
+    "\u1780-\u17ff"  # Khmer
+    "\u2e80-\u2fdf"  # CJK and Kangxi radicals
+    "\u3005-\u3007\u3021-\u3029\u3038-\u303c"  # ideographic iteration marks and numerals
+    "\u3040-\u30ff"  # Hiragana, Katakana
+    "\u3130-\u318f"  # Hangul compatibility Jamo
+    "\u31f0-\u31ff"  # Katakana phonetic extensions
+    "\u3400-\u4dbf"  # CJK extension A
+    "\u4e00-\u9fff"  # CJK unified ideographs
+    "\uac00-\ud7af"  # Hangul syllables
+    "\uf900-\ufaff"  # CJK compatibility ideographs
+    "\U00020000-\U0003134f"  # CJK extensions B to G
+)
+_WORD_CHAR = f"[^\\W{_UNSPACED}]"
+_IS_WORD_CHAR = re.compile(_WORD_CHAR)
+_BARE_WORD = re.compile(r'[^\s()"]+')
+_SIGILS = ("@", "#")
+# "und" is BCP-47 for "undetermined", which is what the triage language guess says when unsure.
+_UNKNOWN_LANGUAGES = frozenset({"", "und"})
+
+
+class QueryError(ValueError):
+    """A query or watch that cannot be used; ``position`` is a 0-based offset into the query."""
+
+    def __init__(self, problem: str, position: int | None = None) -> None:
+        super().__init__(problem if position is None else f"{problem} at position {position}")
+        self.problem = problem
+        self.position = position
+
+
+def _fold(text: str) -> str:
+    # NFKC again after casefolding, because casefolding can leave a few characters unnormalised.
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+
+
+def _compile(term: str, position: int | None) -> re.Pattern[str]:
+    body = _fold(term).strip()
+    prefix = body.endswith("*")
+    if prefix:
+        body = body[:-1]
+    if len(body) > 1 and body.startswith(_SIGILS):
+        body = body[1:]
+    words = body.split()
+    if not words:
+        raise QueryError(f"nothing to match in {term!r}", position)
+    first, last = words[0], words[-1]
+    pattern = re.escape(first)
+    if _IS_WORD_CHAR.match(first[0]):
+        # The left boundary is checked behind the literal, so the pattern still starts with it.
+        pattern += f"(?<!{_WORD_CHAR}.{{{len(first)}}})"
+    for word in words[1:]:
+        # Possessive: whitespace never needs giving back, so a long run cannot backtrack.
+        pattern += r"\s++" + re.escape(word)
+    if not prefix and _IS_WORD_CHAR.match(last[-1]):
+        pattern += f"(?!{_WORD_CHAR})"
+    return re.compile(pattern)
+
+
+@dataclass(frozen=True)
+class _Term:
+    text: str
+    pattern: re.Pattern[str]
+
+    def matches(self, folded: str) -> bool:
+        return self.pattern.search(folded) is not None
+
+    def positives(self, negated: bool) -> Iterator[str]:
+        if not negated:
+            yield self.text
+
+
+@dataclass(frozen=True)
+class _Not:
+    operand: _Node
+
+    def matches(self, folded: str) -> bool:
+        return not self.operand.matches(folded)
+
+    def positives(self, negated: bool) -> Iterator[str]:
+        yield from self.operand.positives(not negated)
+
+
+@dataclass(frozen=True)
+class _All:
+    operands: tuple[_Node, ...]
+
+    def matches(self, folded: str) -> bool:
+        return all(operand.matches(folded) for operand in self.operands)
+
+    def positives(self, negated: bool) -> Iterator[str]:
+        for operand in self.operands:
+            yield from operand.positives(negated)
+
+
+@dataclass(frozen=True)
+class _Any:
+    operands: tuple[_Node, ...]
+
+    def matches(self, folded: str) -> bool:
+        return any(operand.matches(folded) for operand in self.operands)
+
+    def positives(self, negated: bool) -> Iterator[str]:
+        for operand in self.operands:
+            yield from operand.positives(negated)
+
+
+_Node = _Term | _Not | _All | _Any
+_Kind = Literal["word", "phrase", "AND", "OR", "NOT", "(", ")"]
+_OPERATORS: dict[str, _Kind] = {"AND": "AND", "OR": "OR", "NOT": "NOT"}
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: _Kind
+    text: str
+    position: int
+
+
+def _tokenize(text: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char.isspace():
+            i += 1
+        elif char in "()":
+            tokens.append(_Token("(" if char == "(" else ")", char, i))
+            i += 1
+        elif char == '"':
+            end = text.find('"', i + 1)
+            if end < 0:
+                raise QueryError("unclosed quote", i)
+            phrase = " ".join(text[i + 1 : end].split())
+            if not phrase:
+                raise QueryError("empty phrase", i)
+            tokens.append(_Token("phrase", phrase, i))
+            i = end + 1
+        elif char == "-":
+            following = text[i + 1 : i + 2]
+            if not following or following.isspace() or following == ")":
+                raise QueryError('"-" must be followed by a word', i)
+            tokens.append(_Token("NOT", char, i))
+            i += 1
+        else:
+            word = _BARE_WORD.match(text, i)
+            assert word is not None  # any other character starts a bare word
+            tokens.append(_Token(_OPERATORS.get(word.group(), "word"), word.group(), i))
+            i = word.end()
+    return tokens
+
+
+class _Parser:
+    """Recursive descent; only parentheses recurse, so MAX_DEPTH bounds the stack."""
+
+    def __init__(self, tokens: list[_Token]) -> None:
+        self._tokens = tokens
+        self._next = 0
+
+    def parse(self) -> _Node:
+        node = self._any(0)
+        extra = self._peek()
+        if extra is not None:  # the loops below stop early only at a ")" nobody opened
+            raise QueryError('unbalanced ")"', extra.position)
+        return node
+
+    def _peek(self) -> _Token | None:
+        return self._tokens[self._next] if self._next < len(self._tokens) else None
+
+    def _take(self) -> _Token:
+        token = self._tokens[self._next]
+        self._next += 1
+        return token
+
+    def _any(self, depth: int) -> _Node:
+        operands = [self._all(depth, None)]
+        while (token := self._peek()) is not None and token.kind == "OR":
+            operands.append(self._all(depth, self._take()))
+        return operands[0] if len(operands) == 1 else _Any(tuple(operands))
+
+    def _all(self, depth: int, after: _Token | None) -> _Node:
+        operands = [self._unary(depth, after)]
+        while (token := self._peek()) is not None and token.kind not in ("OR", ")"):
+            # Adjacent operands with no operator between them are ANDed.
+            operands.append(self._unary(depth, self._take() if token.kind == "AND" else None))
+        return operands[0] if len(operands) == 1 else _All(tuple(operands))
+
+    def _unary(self, depth: int, after: _Token | None) -> _Node:
+        # A loop, not recursion: a run of NOTs must not count against the stack.
+        negated = False
+        while (token := self._peek()) is not None and token.kind == "NOT":
+            negated = not negated
+            after = self._take()
+        operand = self._operand(depth, after)
+        return _Not(operand) if negated else operand
+
+    def _operand(self, depth: int, after: _Token | None) -> _Node:
+        token = self._peek()
+        if token is None or token.kind in ("AND", "OR", ")"):
+            if after is not None:
+                raise QueryError(f'"{after.text}" has no operand after it', after.position)
+            if token is None:
+                raise QueryError("empty query", 0)
+            if token.kind == ")":
+                raise QueryError('unbalanced ")"', token.position)
+            raise QueryError(f'"{token.text}" has no operand before it', token.position)
+        self._take()
+        if token.kind == "(":
+            return self._group(token, depth + 1)
+        return _Term(token.text, _compile(token.text, token.position))
+
+    def _group(self, opening: _Token, depth: int) -> _Node:
+        if depth > MAX_DEPTH:
+            raise QueryError(f"parentheses nested deeper than {MAX_DEPTH}", opening.position)
+        token = self._peek()
+        if token is None:
+            raise QueryError('unbalanced "("', opening.position)
+        if token.kind == ")":
+            raise QueryError("empty parentheses", opening.position)
+        node = self._any(depth)
+        if self._peek() is None:
+            raise QueryError('unbalanced "("', opening.position)
+        self._take()
+        return node
+
+
+@dataclass(frozen=True)
+class Query:
+    """A boolean keyword query.
+
+    Grammar: words, double-quoted phrases, ``AND``, ``OR``, ``NOT`` (uppercase only; lowercase
+    ones are words), parentheses, and an implicit AND between adjacent operands. NOT binds
+    tighter than AND, AND tighter than OR. ``-word`` (also ``-"phrase"`` and ``-(...)``) is
+    NOT. A trailing ``*`` makes a word or phrase match as a prefix.
+    """
+
+    text: str
+    root: _Node = field(repr=False, compare=False)
+
+    @classmethod
+    def parse(cls, text: str) -> Query:
+        if len(text) > MAX_QUERY_CHARS:
+            raise QueryError(f"query is {len(text):,} characters, over the {MAX_QUERY_CHARS:,} limit")
+        return cls(text, _Parser(_tokenize(text)).parse())
+
+    def matches(self, text: str) -> bool:
+        return self.root.matches(_fold(text))
+
+    def terms(self) -> list[str]:
+        """The words and phrases a matching post may contain (not those under NOT), for server-side search.
+
+        As written, once each: phrases without their quotes, prefix words with their ``*``.
+        """
+        return list(dict.fromkeys(self.root.positives(negated=False)))
+
+
+def _primary_subtag(tag: str) -> str:
+    return tag.strip().replace("_", "-").split("-", 1)[0].casefold()
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What a source listens for.
+
+    A post matches when any of ``terms`` matches (none given: no constraint), ``query`` matches
+    if set, and its language is one of ``languages`` if set. A post of unknown language ("" or
+    "und") passes the language check, since many platforms do not say.
+    """
+
+    name: str
+    terms: tuple[str, ...] = ()
+    query: Query | None = None
+    languages: tuple[str, ...] = ()
+    _patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False, default=())
+    _languages: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
+
+    def __post_init__(self) -> None:
+        # Config loaders hand over lists; a bare string would silently become one term per letter.
+        if isinstance(self.terms, str) or isinstance(self.languages, str):
+            raise TypeError(f"watch {self.name!r}: terms and languages must be sequences of strings")
+        object.__setattr__(self, "terms", tuple(self.terms))
+        object.__setattr__(self, "languages", tuple(self.languages))
+        patterns = []
+        for term in self.terms:
+            if len(term) > MAX_QUERY_CHARS:
+                raise QueryError(f"watch {self.name!r}: a term is over the {MAX_QUERY_CHARS:,} character limit")
+            try:
+                patterns.append(_compile(term, None))
+            except QueryError as exc:
+                raise QueryError(f"watch {self.name!r}: {exc.problem}") from exc
+        languages = frozenset(_primary_subtag(tag) for tag in self.languages)
+        if "" in languages:
+            raise QueryError(f"watch {self.name!r}: empty language tag")
+        object.__setattr__(self, "_patterns", tuple(patterns))
+        object.__setattr__(self, "_languages", languages)
+
+    def matches(self, text: str, language: str = "") -> bool:
+        if self._languages:
+            tag = _primary_subtag(language)
+            if tag not in _UNKNOWN_LANGUAGES and tag not in self._languages:
+                return False
+        if not self._patterns and self.query is None:
+            return True
+        folded = _fold(text)
+        if self._patterns and not any(pattern.search(folded) for pattern in self._patterns):
+            return False
+        return self.query is None or self.query.root.matches(folded)
