@@ -32,6 +32,7 @@ from services.cli.mesh import (
     load_mesh_config,
 )
 from services.cli.probe import probe_all
+from services.cli.sources import app as sources_app
 from services.cli.supervisor import Supervisor
 from services.shared.errors import ConfigError, NatsServerError
 
@@ -42,6 +43,7 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Work with the config file.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(sources_app, name="sources")
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -70,9 +69,13 @@ async def run(config_path: Path | None) -> None:
     def build(source: Any, dynamic: bool) -> Runner:
         watch = watches.get(source.watch) if source.watch else None
         if isinstance(source, ReplaySourceSettings):
-            return ReplaySource(source, publisher=publisher, states=states, tracer=runtime.tracer, counters=runtime.counters)
+            return ReplaySource(
+                source, publisher=publisher, states=states, tracer=runtime.tracer, counters=runtime.counters
+            )
         if isinstance(source, WebhookSourceSettings):
-            return PushedSource(source, publisher=publisher, watch=watch, tracer=runtime.tracer, counters=runtime.counters)
+            return PushedSource(
+                source, publisher=publisher, watch=watch, tracer=runtime.tracer, counters=runtime.counters
+            )
         assert isinstance(source, HttpSourceSettings)
         http = OutboundClient(
             OutboundPolicy(tuple(source.allow_hosts)),

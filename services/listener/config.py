@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from services.listener.watch import Query, QueryError
 from services.shared.config import CommonConfig, GrpcSettings, RelativePath, Section
 
 SOURCE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -26,6 +27,16 @@ class WatchSettings(Section):
     query: str = ""
     # BCP-47 primary tags (en, zh, ja, ru); empty means any. Posts of unknown language pass.
     languages: list[str] = Field(default_factory=list)
+
+    @field_validator("query")
+    @classmethod
+    def _query_parses(cls, value: str) -> str:
+        if value:
+            try:
+                Query.parse(value)
+            except QueryError as exc:
+                raise ValueError(f"invalid query: {exc}") from exc
+        return value
 
 
 class SourceSettings(Section):
@@ -187,6 +198,21 @@ class ListenerSettings(Section):
     watches: list[WatchSettings] = Field(default_factory=list)
     sources: list[AnySourceSettings] = Field(default_factory=list)
     webhook_server: WebhookServerSettings = Field(default_factory=WebhookServerSettings)
+
+    @model_validator(mode="after")
+    def _names_are_consistent(self) -> ListenerSettings:
+        names = [s.name for s in self.sources]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(duplicates)}")
+        watches = {w.name for w in self.watches}
+        for index, source in enumerate(self.sources):
+            if source.watch and source.watch not in watches:
+                known = ", ".join(sorted(watches)) or "none defined"
+                raise ValueError(
+                    f"sources[{index}] ({source.name}): no watch named {source.watch!r} (watches: {known})"
+                )
+        return self
 
 
 class ListenerConfig(CommonConfig):

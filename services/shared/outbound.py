@@ -28,7 +28,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Names that mean "this machine" or "the cloud metadata service" whatever DNS says.
 BLOCKED_NAMES = ("localhost", "localhost.localdomain", "metadata", "metadata.google.internal", "instance-data")
-BLOCKED_SUFFIXES = (".localhost", ".internal", ".local")
+BLOCKED_SUFFIXES = (".localhost", ".internal", ".local", ".svc", ".cluster.local", ".localdomain")
 # Beyond ipaddress's own flags: carrier-grade NAT, and the AWS IPv6 metadata address.
 EXTRA_BLOCKED = (ipaddress.ip_network("100.64.0.0/10"), ipaddress.ip_network("fd00:ec2::/32"))
 DEFAULT_USER_AGENT = "Clamor/0.1 (+https://github.com/clamor-mesh/clamor)"
@@ -76,13 +76,21 @@ class OutboundPolicy:
     def host_allowed(self, host: str) -> bool:
         return host.lower().rstrip(".") in {h.lower().rstrip(".") for h in self.allow_hosts}
 
-    def check(self, host: str, addresses: Iterable[IPAddress]) -> None:
-        """Raise BlockedAddressError unless every address is public or explicitly allowed."""
+    def check_name(self, host: str) -> None:
+        """Refuse local, metadata and cluster names before they are even resolved."""
         if self.host_allowed(host):
             return
         name = host.lower().rstrip(".")
         if name in BLOCKED_NAMES or name.endswith(BLOCKED_SUFFIXES):
-            raise BlockedAddressError(f"refusing {host}: a local or metadata host name (allow it with allow_hosts)")
+            raise BlockedAddressError(
+                f"refusing {host}: a local, metadata or cluster host name (allow it with allow_hosts)"
+            )
+
+    def check(self, host: str, addresses: Iterable[IPAddress]) -> None:
+        """Raise BlockedAddressError unless every address is public or explicitly allowed."""
+        self.check_name(host)
+        if self.host_allowed(host):
+            return
         allowed = self._allowed_networks()
         for address in addresses:
             if any(address in network for network in allowed):
@@ -140,6 +148,7 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        self._policy.check_name(host)
         addresses = await resolve(host, port)
         self._policy.check(host, addresses)
         last_error: Exception | None = None
@@ -258,6 +267,9 @@ class OutboundClient:
             raise OutboundError(f"{method} {url}: no complete answer within {self.limits.timeout_s:.0f}s") from exc
         except httpx.TooManyRedirects as exc:
             raise OutboundError(f"{method} {url}: more than {self.limits.max_redirects} redirects") from exc
+        except httpx.InvalidURL as exc:
+            # e.g. octal or otherwise ambiguous IPv4 forms, which resolvers disagree about.
+            raise BlockedAddressError(f"refusing {url[:80]!r}: not a valid URL ({exc})") from exc
         except httpx.UnsupportedProtocol as exc:
             raise BlockedAddressError(f"{method} {url}: redirected to a scheme other than http or https") from exc
         except httpx.HTTPError as exc:
