@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from services.listener.watch import Query, QueryError
+from services.listener.watch import Query, QueryError, Watch
 from services.shared.config import CommonConfig, GrpcSettings, RelativePath, Section
 
 SOURCE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -27,6 +27,14 @@ class WatchSettings(Section):
     query: str = ""
     # BCP-47 primary tags (en, zh, ja, ru); empty means any. Posts of unknown language pass.
     languages: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _watch_builds(self) -> WatchSettings:
+        try:
+            Watch(name=self.name, terms=tuple(self.terms), languages=tuple(self.languages))
+        except (QueryError, TypeError) as exc:
+            raise ValueError(str(exc)) from exc
+        return self
 
     @field_validator("query")
     @classmethod
