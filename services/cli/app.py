@@ -10,17 +10,20 @@ import shutil
 import signal
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import nats
 import typer
+from google.protobuf.timestamp_pb2 import Timestamp
 from nats.aio.client import Client as NatsClient
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from clamor.v1 import listener_service_pb2
 from services.cli import live, traces
 from services.cli.mesh import (
     DEFAULT_DATA_DIR,
@@ -187,15 +190,42 @@ def status(config: ConfigOption = None) -> None:
             escape(", ".join(report.not_ready) or report.error),
         )
     console.print(table)
-    for report in reports:
-        for source in report.sources:
-            state = "done" if source.exhausted else "running"
-            error = f", last error: {source.last_error}" if source.last_error else ""
-            console.print(
-                f"source {escape(source.name)} ({source.kind}): {source.published} published, {state}{escape(error)}"
-            )
+    sources = [source for report in reports for source in report.sources]
+    if sources:
+        console.print(sources_table(sources))
     if not all(report.serving for report in reports):
         raise typer.Exit(1)
+
+
+def _age(stamp: Timestamp, now: datetime) -> str:
+    if not stamp.seconds:
+        return "-"
+    seconds = (now - stamp.ToDatetime(tzinfo=UTC)).total_seconds()
+    if seconds < 0:
+        return f"in {-seconds:.0f}s"
+    return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f}m ago"
+
+
+def sources_table(sources: list[listener_service_pb2.SourceStatus]) -> Table:
+    now = datetime.now(UTC)
+    table = Table(title="sources", title_justify="left")
+    for column in ("source", "kind", "watch", "state", "seen", "published", "last success", "next poll", "last error"):
+        table.add_column(column)
+    for source in sources:
+        if source.paused:
+            state = "[yellow]paused[/yellow]"
+        elif source.exhausted:
+            state = "[green]done[/green]"
+        elif source.consecutive_failures:
+            state = f"[red]failing ×{source.consecutive_failures}[/red]"
+        else:
+            state = "[green]ok[/green]"
+        table.add_row(
+            escape(source.name), source.kind, escape(source.watch or "-"), state, str(source.posts_seen),
+            str(source.published), _age(source.last_success_at, now), _age(source.next_poll_at, now),
+            escape(source.last_error[:80]),
+        )  # fmt: skip
+    return table
 
 
 @app.command()
