@@ -146,6 +146,3 @@ def to_proto(status: SourceStatus) -> listener_service_pb2.SourceStatus:
         newest_post_at=_stamp(status.newest_post_at),
         next_poll_at=_stamp(status.next_poll_at),
     )
-
-
-

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from services.cli.mesh import MeshConfig
-from services.listener.config import ListenerConfig
+from services.listener.config import ListenerConfig, ReplaySourceSettings
 from services.shared.config import load_config
 from services.shared.errors import ConfigError
 from services.triage.config import TriageConfig, TriageSettings
@@ -313,9 +313,13 @@ def test_relative_path_resolves_against_the_config_folder(tmp_path: Path, monkey
 
 
 def test_relative_path_in_a_list_item_resolves_against_the_config_folder(tmp_path: Path) -> None:
-    path = write_config(tmp_path / "conf", "listener:\n  sources:\n    - {kind: replay, name: s, path: data/posts.jsonl}\n")
+    path = write_config(
+        tmp_path / "conf", "listener:\n  sources:\n    - {kind: replay, name: s, path: data/posts.jsonl}\n"
+    )
     config = load_config(MeshConfig, path, environ=NO_ENV)
-    assert config.listener.sources[0].path == (tmp_path / "conf").resolve() / "data" / "posts.jsonl"
+    replay = config.listener.sources[0]
+    assert isinstance(replay, ReplaySourceSettings)
+    assert replay.path == (tmp_path / "conf").resolve() / "data" / "posts.jsonl"
 
 
 def test_absolute_path_is_kept(tmp_path: Path) -> None:

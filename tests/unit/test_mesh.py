@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from services.cli.mesh import CONFIG_NAME, SAMPLE_NAME, SERVICES, MeshConfig, ensure_default_config, load_mesh_config
+from services.listener.config import ReplaySourceSettings
 from services.shared.config import load_config
 
 
@@ -23,8 +24,10 @@ def test_bundled_config_validates(bundled_config: Path) -> None:
 
 def test_bundled_config_replays_the_bundled_sample(bundled_config: Path) -> None:
     config = load_config(MeshConfig, bundled_config, environ={})
-    assert config.listener.sources[0].path == bundled_config.parent.resolve() / SAMPLE_NAME
-    assert config.listener.sources[0].path.is_file()
+    replay = config.listener.sources[0]
+    assert isinstance(replay, ReplaySourceSettings)
+    assert replay.path == bundled_config.parent.resolve() / SAMPLE_NAME
+    assert replay.path.is_file()
 
 
 def test_bundled_config_gives_each_service_its_own_port(bundled_config: Path) -> None:
@@ -37,8 +40,10 @@ def test_ensure_default_config_writes_a_loadable_config_and_the_sample(tmp_path:
     boot = ensure_default_config(tmp_path / "data")
     assert boot.created
     config = load_mesh_config(boot.config_path)
-    assert config.listener.sources[0].path == (tmp_path / "data").resolve() / SAMPLE_NAME
-    assert config.listener.sources[0].path.is_file()
+    replay = config.listener.sources[0]
+    assert isinstance(replay, ReplaySourceSettings)
+    assert replay.path == (tmp_path / "data").resolve() / SAMPLE_NAME
+    assert replay.path.is_file()
 
 
 def test_ensure_default_config_keeps_an_existing_config(tmp_path: Path) -> None:
