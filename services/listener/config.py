@@ -100,6 +100,14 @@ class RedditSourceSettings(HttpSourceSettings):
 
     _check_urls = field_validator("base_url", "token_url", "oauth_base_url")(_http_url)
 
+    @model_validator(mode="after")
+    def _has_something_to_read(self) -> RedditSourceSettings:
+        if not self.subreddit and not self.query:
+            raise ValueError("set subreddit, query, or both")
+        if bool(self.client_id) != bool(self.client_secret):
+            raise ValueError("client_id and client_secret go together")
+        return self
+
 
 class MastodonSourceSettings(HttpSourceSettings):
     """Hashtag timeline or status search on any Mastodon instance."""
@@ -112,6 +120,12 @@ class MastodonSourceSettings(HttpSourceSettings):
     access_token: str = ""
 
     _check_url = field_validator("base_url")(_http_url)
+
+    @model_validator(mode="after")
+    def _reads_one_thing(self) -> MastodonSourceSettings:
+        if bool(self.hashtag) == bool(self.query):
+            raise ValueError("set exactly one of hashtag and query")
+        return self
 
 
 class BlueskySourceSettings(HttpSourceSettings):

@@ -199,7 +199,9 @@ def format_validation_error(
     problems = []
     for error in exc.errors():
         loc = _data_path(tuple(p for p in error["loc"] if isinstance(p, str | int)), data)
-        problems.append(f"  {_dotted(loc)} ({_origin(loc, source, lines, origins)}): {error['msg']}")
+        origin = _origin(loc, source, lines, origins)
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"  {_dotted(loc)} ({origin}): {message}" if loc else f"  {origin}: {message}")
     count = len(problems)
     return f"{source}: {count} invalid setting{'s' if count != 1 else ''}\n" + "\n".join(problems)
 
