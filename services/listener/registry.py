@@ -97,7 +97,9 @@ class SourceRegistry:
             raise SourceConflictError(f"source {name!r} comes from the config file: pause it, or edit the file")
         await self._added.delete(name)
         await self._stop_task(name)
-        del self._runners[name]
+        closing = getattr(self._runners.pop(name), "close", None)
+        if closing is not None:
+            await closing()
 
     async def restore(self) -> None:
         """Start the sources added over gRPC before the last restart."""

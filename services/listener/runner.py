@@ -196,8 +196,13 @@ class SourceRunner:
             self._counters.inc("polls")
             return PollOutcome(fetched=len(poll.posts), published=published), poll.wait_s
 
+    async def close(self) -> None:
+        await self._http.aclose()
+
     async def _check_health(self) -> None:
         """Alert once per episode when the source has been silent or failing past its thresholds."""
+        if self.status.paused:
+            return
         now = datetime.now(UTC)
         last_good = self.status.last_success_at or self._started_at
         silent_s = (now - last_good).total_seconds()
