@@ -26,8 +26,7 @@ from aiohttp import web
 from services.listener.domain import MAX_TEXT_CHARS
 from services.listener.errors import MalformedPostError
 from services.listener.sources.base import Post
-from services.listener.sources.json_api import decode_json, parse_created_at
-from services.listener.sources.rss import http_url, primary_language
+from services.listener.sources.common import MAX_NATIVE_ID_CHARS, decode_json, http_url, language, parse_time
 from services.shared.errors import PermanentError, TransientError
 
 if TYPE_CHECKING:
@@ -44,7 +43,6 @@ MAX_CLOCK_SKEW_S = 300
 RETRY_AFTER_S = 5
 # A sender that trickles its body this slowly is holding a connection, not delivering posts.
 BODY_READ_TIMEOUT_S = 30.0
-MAX_NATIVE_ID_CHARS = 512
 _HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
@@ -153,7 +151,7 @@ def post_from_item(item: Any, index: int) -> Post:
     if isinstance(followers, bool) or not isinstance(followers, int) or followers < 0:
         raise bad("author.followers", "must be a non-negative integer")
     created_raw = item.get("created_at")
-    created_at = parse_created_at(created_raw)
+    created_at = parse_time(created_raw)
     if created_raw not in (None, "") and created_at is None:
         raise bad("created_at", "must be ISO 8601 or epoch seconds")
     return Post(
@@ -164,7 +162,7 @@ def post_from_item(item: Any, index: int) -> Post:
         author_name=_string(author, "display_name", bad, prefix="author."),
         followers=followers,
         created_at=created_at,
-        language=primary_language(_string(item, "language", bad)),
+        language=language(_string(item, "language", bad)),
         thread_id=_string(item, "thread_id", bad),
     )
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,8 +14,13 @@ from services.listener.errors import SourceFormatError
 from services.listener.ratelimit import MAX_WAIT_S
 from services.listener.sources.base import SourceState
 from services.listener.sources.bluesky import BlueskySource
-from services.shared.outbound import OutboundClient, OutboundError, OutboundPolicy
-from tests.http_server import Handler, LocalHttpServer, serve
+from services.shared.outbound import OutboundClient
+from tests.http_server import LocalHttpServer, serve
+from tests.integration.source_cases import (
+    PagedSourceCases,
+    SpentBudget,
+    answering,
+)
 
 SINCE = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SEARCH_PATH = "/xrpc/app.bsky.feed.searchPosts"
@@ -66,19 +70,6 @@ def settings(server: LocalHttpServer) -> BlueskySourceSettings:
     return BlueskySourceSettings(kind="bluesky", name="bsky-acme", base_url=server.base_url, query="acme")
 
 
-def fixed(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Handler:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return web.Response(body=body, status=status, headers=headers, content_type="application/json")
-
-    return handler
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[OutboundClient]:
-    async with OutboundClient(OutboundPolicy(allow_hosts=("127.0.0.1",))) as client:
-        yield client
-
-
 async def test_poll_searches_latest_posts_without_credentials(http: OutboundClient) -> None:
     bluesky = FakeBluesky(post_view("r1", 5))
     async with serve({("GET", SEARCH_PATH): bluesky.search}) as server:
@@ -90,7 +81,7 @@ async def test_poll_searches_latest_posts_without_credentials(http: OutboundClie
 
 async def test_post_view_becomes_a_post_with_web_url_language_and_reply_root(http: OutboundClient) -> None:
     reply = {"root": {"uri": uri("root1"), "cid": "bafyroot"}, "parent": {"uri": uri("mid"), "cid": "bafymid"}}
-    bluesky = FakeBluesky(post_view("r1", 5, reply=reply, langs=["pt", "en"]))
+    bluesky = FakeBluesky(post_view("r1", 5, reply=reply, langs=["pt-BR", "en"]))
     async with serve({("GET", SEARCH_PATH): bluesky.search}) as server:
         poll = await BlueskySource(settings(server)).poll(http, SourceState(), since=SINCE)
     [post] = poll.posts
@@ -159,39 +150,8 @@ async def test_paging_is_bounded_within_one_poll(http: OutboundClient) -> None:
     assert len(poll.posts) == 10
 
 
-async def test_rate_limited_answer_raises_outbound_error_with_retry_after(http: OutboundClient) -> None:
-    body = b'{"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"}'
-    async with serve({("GET", SEARCH_PATH): fixed(body, status=429, headers={"Retry-After": "9"})}) as server:
-        with pytest.raises(OutboundError) as caught:
-            await BlueskySource(settings(server)).poll(http, SourceState(), since=SINCE)
-    assert caught.value.retry_after_s == 9.0
-
-
-async def test_spent_budget_sets_wait_and_requests_no_further_page(http: OutboundClient) -> None:
-    bluesky = FakeBluesky(*(post_view(f"p{i:02}", i) for i in range(1, 6)), page_size=2)
-    bluesky.headers = {"RateLimit-Limit": "3000", "RateLimit-Remaining": "0", "RateLimit-Reset": "4070908800"}
-    async with serve({("GET", SEARCH_PATH): bluesky.search}) as server:
-        poll = await BlueskySource(settings(server)).poll(http, SourceState(), since=SINCE)
-    assert poll.wait_s == MAX_WAIT_S
-    assert len(server.requests) == 1
-    assert [p.native_id for p in poll.posts] == [uri("p04"), uri("p05")]
-
-
-async def test_invalid_json_is_a_source_format_error(http: OutboundClient) -> None:
-    async with serve({("GET", SEARCH_PATH): fixed(b"upstream connect error")}) as server:
-        with pytest.raises(SourceFormatError, match="bluesky source bsky-acme"):
-            await BlueskySource(settings(server)).poll(http, SourceState(), since=SINCE)
-
-
-async def test_truncated_json_is_a_source_format_error(http: OutboundClient) -> None:
-    body = json.dumps({"posts": [post_view("a", 1)]}).encode()[:-25]
-    async with serve({("GET", SEARCH_PATH): fixed(body)}) as server:
-        with pytest.raises(SourceFormatError, match="not valid JSON"):
-            await BlueskySource(settings(server)).poll(http, SourceState(), since=SINCE)
-
-
 async def test_answer_without_posts_is_a_source_format_error(http: OutboundClient) -> None:
-    async with serve({("GET", SEARCH_PATH): fixed(b'{"cursor": "25", "hitsTotal": 3}')}) as server:
+    async with serve({("GET", SEARCH_PATH): answering(b'{"cursor": "25", "hitsTotal": 3}')}) as server:
         with pytest.raises(SourceFormatError, match="'posts'"):
             await BlueskySource(settings(server)).poll(http, SourceState(), since=SINCE)
 
@@ -200,6 +160,18 @@ async def test_malformed_post_view_is_skipped(http: OutboundClient) -> None:
     broken = post_view("bad", 3)
     broken["uri"] = "https://not-an-at-uri.example/post"
     views = [post_view("b", 2), broken, {"uri": uri("norecord"), "author": {}}, post_view("a", 1)]
-    async with serve({("GET", SEARCH_PATH): fixed(json.dumps({"posts": views}).encode())}) as server:
+    async with serve({("GET", SEARCH_PATH): answering(json.dumps({"posts": views}).encode())}) as server:
         poll = await BlueskySource(settings(server)).poll(http, SourceState(), since=SINCE)
     assert [p.native_id for p in poll.posts] == [uri("a"), uri("b")]
+
+
+class TestBlueskyLikeEveryPagedSource(PagedSourceCases):
+    path, what, since = SEARCH_PATH, "bluesky source bsky-acme", SINCE
+
+    def source(self, server: LocalHttpServer) -> BlueskySource:
+        return BlueskySource(settings(server))
+
+    def spent_budget(self) -> SpentBudget:
+        bluesky = FakeBluesky(*(post_view(f"p{i:02}", i) for i in range(1, 6)), page_size=2)
+        bluesky.headers = {"RateLimit-Limit": "3000", "RateLimit-Remaining": "0", "RateLimit-Reset": "4070908800"}
+        return SpentBudget(bluesky.search, wait_s=MAX_WAIT_S, first_page=[uri("p04"), uri("p05")])

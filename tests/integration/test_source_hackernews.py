@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,8 +14,13 @@ from services.listener.config import HackerNewsSourceSettings
 from services.listener.errors import SourceFormatError
 from services.listener.sources.base import SourceState
 from services.listener.sources.hackernews import HackerNewsSource
-from services.shared.outbound import OutboundClient, OutboundError, OutboundPolicy
-from tests.http_server import Handler, LocalHttpServer, serve
+from services.shared.outbound import OutboundClient
+from tests.http_server import LocalHttpServer, serve
+from tests.integration.source_cases import (
+    PagedSourceCases,
+    SpentBudget,
+    answering,
+)
 
 SINCE = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SEARCH_PATH = "/api/v1/search_by_date"
@@ -89,19 +93,6 @@ class FakeAlgolia:
 
 def settings(server: LocalHttpServer) -> HackerNewsSourceSettings:
     return HackerNewsSourceSettings(kind="hackernews", name="hn-acme", base_url=server.base_url, query="acme")
-
-
-def fixed(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Handler:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return web.Response(body=body, status=status, headers=headers, content_type="application/json")
-
-    return handler
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[OutboundClient]:
-    async with OutboundClient(OutboundPolicy(allow_hosts=("127.0.0.1",))) as client:
-        yield client
 
 
 async def test_first_poll_searches_by_date_from_since(http: OutboundClient) -> None:
@@ -179,45 +170,26 @@ async def test_paging_is_bounded_within_one_poll(http: OutboundClient) -> None:
     assert len(poll.posts) == 10
 
 
-async def test_rate_limited_answer_raises_outbound_error_with_retry_after(http: OutboundClient) -> None:
-    body = b'{"message": "You have exceeded your rate limit", "status": 429}'
-    async with serve({("GET", SEARCH_PATH): fixed(body, status=429, headers={"Retry-After": "60"})}) as server:
-        with pytest.raises(OutboundError) as caught:
-            await HackerNewsSource(settings(server)).poll(http, SourceState(), since=SINCE)
-    assert caught.value.retry_after_s == 60.0
-
-
-async def test_spent_budget_sets_wait_and_requests_no_further_page(http: OutboundClient) -> None:
-    algolia = FakeAlgolia(*(story(100 + i, i) for i in range(1, 6)), page_size=2)
-    algolia.headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "300"}
-    async with serve({("GET", SEARCH_PATH): algolia.search}) as server:
-        poll = await HackerNewsSource(settings(server)).poll(http, SourceState(), since=SINCE)
-    assert poll.wait_s == 300.0
-    assert len(server.requests) == 1
-    assert [p.native_id for p in poll.posts] == ["104", "105"]
-
-
-async def test_invalid_json_is_a_source_format_error(http: OutboundClient) -> None:
-    async with serve({("GET", SEARCH_PATH): fixed(b"Bad gateway, please retry")}) as server:
-        with pytest.raises(SourceFormatError, match="hackernews source hn-acme"):
-            await HackerNewsSource(settings(server)).poll(http, SourceState(), since=SINCE)
-
-
-async def test_truncated_json_is_a_source_format_error(http: OutboundClient) -> None:
-    body = json.dumps({"hits": [story(100, 1)], "nbPages": 1}).encode()[:-30]
-    async with serve({("GET", SEARCH_PATH): fixed(body)}) as server:
-        with pytest.raises(SourceFormatError, match="not valid JSON"):
-            await HackerNewsSource(settings(server)).poll(http, SourceState(), since=SINCE)
-
-
 async def test_answer_without_hits_is_a_source_format_error(http: OutboundClient) -> None:
-    async with serve({("GET", SEARCH_PATH): fixed(b'{"nbHits": 0, "page": 0}')}) as server:
+    async with serve({("GET", SEARCH_PATH): answering(b'{"nbHits": 0, "page": 0}')}) as server:
         with pytest.raises(SourceFormatError, match="'hits'"):
             await HackerNewsSource(settings(server)).poll(http, SourceState(), since=SINCE)
 
 
 async def test_malformed_hit_is_skipped(http: OutboundClient) -> None:
     hits = [story(102, 2), {"objectID": "103", "title": "no time at all"}, [], story(101, 1)]
-    async with serve({("GET", SEARCH_PATH): fixed(json.dumps({"hits": hits, "nbPages": 1}).encode())}) as server:
+    async with serve({("GET", SEARCH_PATH): answering(json.dumps({"hits": hits, "nbPages": 1}).encode())}) as server:
         poll = await HackerNewsSource(settings(server)).poll(http, SourceState(), since=SINCE)
     assert [p.native_id for p in poll.posts] == ["101", "102"]
+
+
+class TestHackerNewsLikeEveryPagedSource(PagedSourceCases):
+    path, what, since = SEARCH_PATH, "hackernews source hn-acme", SINCE
+
+    def source(self, server: LocalHttpServer) -> HackerNewsSource:
+        return HackerNewsSource(settings(server))
+
+    def spent_budget(self) -> SpentBudget:
+        algolia = FakeAlgolia(*(story(100 + i, i) for i in range(1, 6)), page_size=2)
+        algolia.headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "300"}
+        return SpentBudget(algolia.search, wait_s=300.0, first_page=["104", "105"])

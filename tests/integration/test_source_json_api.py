@@ -16,8 +16,9 @@ from services.listener.errors import SourceFormatError
 from services.listener.sources.base import Poll, Post, SourceState
 from services.listener.sources.json_api import JsonApiSource
 from services.shared.errors import ConfigError
-from services.shared.outbound import FetchLimits, OutboundClient, OutboundPolicy
+from services.shared.outbound import FetchLimits
 from tests.http_server import Handler, LocalHttpServer, serve
+from tests.integration.source_cases import JsonSourceCases, answering, outbound
 
 SINCE = datetime(2024, 1, 1, tzinfo=UTC)
 REVIEW_FIELDS = {
@@ -56,14 +57,7 @@ def settings_for(
 
 
 def answering_json(payload: object) -> Handler:
-    return answering_bytes(json.dumps(payload).encode())
-
-
-def answering_bytes(body: bytes) -> Handler:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return web.Response(body=body, content_type="application/json")
-
-    return handler
+    return answering(json.dumps(payload).encode())
 
 
 @asynccontextmanager
@@ -82,7 +76,7 @@ async def poll(
 ) -> Poll:
     settings = settings_for(server.url("/reviews"), items_path=items_path, fields=fields)
     limits = FetchLimits(max_bytes=settings.max_body_bytes, timeout_s=settings.timeout_s)
-    async with OutboundClient(OutboundPolicy(allow_hosts=("127.0.0.1",)), limits=limits) as http:
+    async with outbound(limits=limits) as http:
         return await (source or JsonApiSource(settings)).poll(http, state or SourceState(), since=SINCE)
 
 
@@ -184,14 +178,6 @@ async def test_items_path_that_is_not_a_list_is_a_format_error() -> None:
         await poll_payload({"data": {"reviews": {"r-1": {}}}})
 
 
-async def test_truncated_json_is_a_format_error_with_its_position() -> None:
-    body = json.dumps(reviews_page(review(1, "Cut off"))).encode()[:40]
-
-    async with api_server(answering_bytes(body)) as server:
-        with pytest.raises(SourceFormatError, match=r"invalid JSON at line 1, column 41 \(character 40\)"):
-            await poll(server)
-
-
 async def test_configured_headers_and_etag_are_sent_and_304_means_not_modified() -> None:
     async def with_etag(request: web.Request) -> web.StreamResponse:
         if request.headers.get("If-None-Match") == '"page-1"':
@@ -237,3 +223,10 @@ def test_field_mapping_to_an_unknown_post_field_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="unknown post field"):
         JsonApiSource(settings_for("https://reviews.example/api", fields=fields))
+
+
+class TestJsonApiLikeEveryJsonSource(JsonSourceCases):
+    path, what = "/reviews", "json source acme-reviews"
+
+    def source(self, server: LocalHttpServer) -> JsonApiSource:
+        return JsonApiSource(settings_for(server.url(self.path)))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,8 +15,13 @@ from services.listener.ratelimit import MAX_WAIT_S
 from services.listener.sources.base import SourceState
 from services.listener.sources.mastodon import MastodonSource
 from services.shared.errors import ConfigError
-from services.shared.outbound import OutboundClient, OutboundError, OutboundPolicy
-from tests.http_server import Handler, LocalHttpServer, serve
+from services.shared.outbound import OutboundClient
+from tests.http_server import LocalHttpServer, serve
+from tests.integration.source_cases import (
+    PagedSourceCases,
+    SpentBudget,
+    answering,
+)
 
 SINCE = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TAG_PATH = "/api/v1/timelines/tag/acme"
@@ -87,19 +91,6 @@ def settings(server: LocalHttpServer, **overrides: Any) -> MastodonSourceSetting
     return MastodonSourceSettings(**(values | overrides))
 
 
-def fixed(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Handler:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return web.Response(body=body, status=status, headers=headers, content_type="application/json")
-
-    return handler
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[OutboundClient]:
-    async with OutboundClient(OutboundPolicy(allow_hosts=("127.0.0.1",))) as client:
-        yield client
-
-
 async def test_hashtag_poll_reads_the_public_tag_timeline_without_a_token(http: OutboundClient) -> None:
     mastodon = FakeMastodon(status(1, 5))
     async with serve({("GET", TAG_PATH): mastodon.timeline}) as server:
@@ -120,12 +111,10 @@ async def test_query_poll_searches_statuses_with_the_bearer_token(http: Outbound
     assert [p.native_id for p in poll.posts] == [sid(1)]
 
 
-def test_source_with_both_hashtag_and_query_is_a_config_error() -> None:
+def test_hashtag_that_is_only_a_hash_sign_without_a_query_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="masto-acme"):
         MastodonSource(
-            MastodonSourceSettings(
-                kind="mastodon", name="masto-acme", base_url="https://social.example", hashtag="a", query="b"
-            )
+            MastodonSourceSettings(kind="mastodon", name="masto-acme", base_url="https://social.example", hashtag="#")
         )
 
 
@@ -143,6 +132,20 @@ async def test_status_becomes_a_post_with_plain_text_author_and_reply_thread(htt
     assert post.created_at == SINCE + timedelta(minutes=5)
     assert post.language == ""
     assert post.thread_id == "109999"
+
+
+async def test_plain_http_status_url_is_kept(http: OutboundClient) -> None:
+    mastodon = FakeMastodon(status(1, 5, url="http://small.example/@ana/1"))
+    async with serve({("GET", TAG_PATH): mastodon.timeline}) as server:
+        poll = await MastodonSource(settings(server)).poll(http, SourceState(), since=SINCE)
+    assert poll.posts[0].url == "http://small.example/@ana/1"
+
+
+async def test_status_url_that_is_not_http_falls_back_to_its_uri(http: OutboundClient) -> None:
+    mastodon = FakeMastodon(status(1, 5, url="javascript:alert(1)"))
+    async with serve({("GET", TAG_PATH): mastodon.timeline}) as server:
+        poll = await MastodonSource(settings(server)).poll(http, SourceState(), since=SINCE)
+    assert poll.posts[0].url == f"https://social.example/users/ana/statuses/{sid(1)}"
 
 
 async def test_first_poll_pages_back_to_since_and_takes_only_newer_posts(http: OutboundClient) -> None:
@@ -190,49 +193,14 @@ async def test_burst_beyond_the_page_bound_is_left_for_the_next_poll(http: Outbo
     assert [p.native_id for p in third.posts] == [sid(i) for i in range(202, 232)]
 
 
-async def test_rate_limited_answer_raises_outbound_error_with_retry_after(http: OutboundClient) -> None:
-    handler = fixed(b'{"error": "Too many requests"}', status=429, headers={"Retry-After": "17"})
-    async with serve({("GET", TAG_PATH): handler}) as server:
-        with pytest.raises(OutboundError) as caught:
-            await MastodonSource(settings(server)).poll(http, SourceState(), since=SINCE)
-    assert caught.value.retry_after_s == 17.0
-
-
-async def test_spent_budget_sets_wait_and_requests_no_further_page(http: OutboundClient) -> None:
-    mastodon = FakeMastodon(*(status(i, i) for i in range(1, 61)))
-    mastodon.headers = {
-        "X-RateLimit-Limit": "300",
-        "X-RateLimit-Remaining": "0",
-        "X-RateLimit-Reset": "2099-01-01T00:00:00.000Z",
-    }
-    async with serve({("GET", TAG_PATH): mastodon.timeline}) as server:
-        poll = await MastodonSource(settings(server)).poll(http, SourceState(), since=SINCE)
-    assert poll.wait_s == MAX_WAIT_S
-    assert len(server.requests) == 1
-    assert len(poll.posts) == 40
-
-
-async def test_invalid_json_is_a_source_format_error(http: OutboundClient) -> None:
-    async with serve({("GET", TAG_PATH): fixed(b"<!DOCTYPE html><p>maintenance</p>")}) as server:
-        with pytest.raises(SourceFormatError, match="mastodon source masto-acme"):
-            await MastodonSource(settings(server)).poll(http, SourceState(), since=SINCE)
-
-
-async def test_truncated_json_is_a_source_format_error(http: OutboundClient) -> None:
-    body = json.dumps([status(1, 5)]).encode()[:-40]
-    async with serve({("GET", TAG_PATH): fixed(body)}) as server:
-        with pytest.raises(SourceFormatError, match="not valid JSON"):
-            await MastodonSource(settings(server)).poll(http, SourceState(), since=SINCE)
-
-
 async def test_timeline_that_is_not_an_array_is_a_source_format_error(http: OutboundClient) -> None:
-    async with serve({("GET", TAG_PATH): fixed(b'{"error": "This action is not allowed"}')}) as server:
+    async with serve({("GET", TAG_PATH): answering(b'{"error": "This action is not allowed"}')}) as server:
         with pytest.raises(SourceFormatError, match="array"):
             await MastodonSource(settings(server)).poll(http, SourceState(), since=SINCE)
 
 
 async def test_search_without_statuses_is_a_source_format_error(http: OutboundClient) -> None:
-    async with serve({("GET", SEARCH_PATH): fixed(b'{"accounts": [], "hashtags": []}')}) as server:
+    async with serve({("GET", SEARCH_PATH): answering(b'{"accounts": [], "hashtags": []}')}) as server:
         source = MastodonSource(settings(server, hashtag="", query="acme"))
         with pytest.raises(SourceFormatError, match="'statuses'"):
             await source.poll(http, SourceState(), since=SINCE)
@@ -240,6 +208,22 @@ async def test_search_without_statuses_is_a_source_format_error(http: OutboundCl
 
 async def test_malformed_status_is_skipped(http: OutboundClient) -> None:
     statuses = [status(3, 3), {"id": 12345, "content": "id is not a string"}, "nonsense", status(2, 2)]
-    async with serve({("GET", TAG_PATH): fixed(json.dumps(statuses).encode())}) as server:
+    async with serve({("GET", TAG_PATH): answering(json.dumps(statuses).encode())}) as server:
         poll = await MastodonSource(settings(server)).poll(http, SourceState(), since=SINCE)
     assert [p.native_id for p in poll.posts] == [sid(2), sid(3)]
+
+
+class TestMastodonLikeEveryPagedSource(PagedSourceCases):
+    path, what, since = TAG_PATH, "mastodon source masto-acme", SINCE
+
+    def source(self, server: LocalHttpServer) -> MastodonSource:
+        return MastodonSource(settings(server))
+
+    def spent_budget(self) -> SpentBudget:
+        mastodon = FakeMastodon(*(status(i, i) for i in range(1, 61)))
+        mastodon.headers = {
+            "X-RateLimit-Limit": "300",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": "2099-01-01T00:00:00.000Z",
+        }
+        return SpentBudget(mastodon.timeline, wait_s=MAX_WAIT_S, first_page=[sid(i) for i in range(21, 61)])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,8 +15,13 @@ from services.listener.errors import SourceFormatError
 from services.listener.sources.base import SourceState
 from services.listener.sources.reddit import RedditSource
 from services.shared.errors import ConfigError
-from services.shared.outbound import HttpStatusError, OutboundClient, OutboundError, OutboundPolicy
+from services.shared.outbound import HttpStatusError, OutboundClient
 from tests.http_server import Handler, LocalHttpServer, serve
+from tests.integration.source_cases import (
+    PagedSourceCases,
+    SpentBudget,
+    answering,
+)
 
 SINCE = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -74,19 +78,6 @@ def settings(server: LocalHttpServer, **overrides: Any) -> RedditSourceSettings:
     return RedditSourceSettings(**(values | overrides))
 
 
-def fixed(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Handler:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return web.Response(body=body, status=status, headers=headers, content_type="application/json")
-
-    return handler
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[OutboundClient]:
-    async with OutboundClient(OutboundPolicy(allow_hosts=("127.0.0.1",))) as client:
-        yield client
-
-
 async def test_subreddit_poll_requests_the_new_listing_with_the_configured_user_agent(http: OutboundClient) -> None:
     reddit = FakeReddit(link("a1", 5))
     async with serve({("GET", "/r/acme/new.json"): reddit.listing}) as server:
@@ -114,9 +105,9 @@ async def test_query_alone_searches_all_of_reddit(http: OutboundClient) -> None:
     assert "restrict_sr" not in request.query
 
 
-def test_source_without_subreddit_or_query_is_a_config_error() -> None:
+def test_subreddit_of_only_blanks_without_a_query_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="reddit-acme"):
-        RedditSource(RedditSourceSettings(kind="reddit", name="reddit-acme"))
+        RedditSource(RedditSourceSettings(kind="reddit", name="reddit-acme", subreddit="  "))
 
 
 async def test_link_becomes_a_post_with_title_and_body_permalink_and_own_thread(http: OutboundClient) -> None:
@@ -156,7 +147,16 @@ async def test_first_poll_takes_only_posts_newer_than_since_oldest_first(http: O
     async with serve({("GET", "/r/acme/new.json"): reddit.listing}) as server:
         poll = await RedditSource(settings(server)).poll(http, SourceState(), since=SINCE)
     assert [p.native_id for p in poll.posts] == ["t3_a", "t3_b"]
-    assert poll.state.seen == ["t3_a", "t3_b"]
+    assert poll.state.seen == ["t3_old", "t3_a", "t3_b"]
+
+
+async def test_post_older_than_since_is_not_taken_by_a_later_poll_either(http: OutboundClient) -> None:
+    reddit = FakeReddit(link("early", -1))
+    async with serve({("GET", "/r/acme/new.json"): reddit.listing}) as server:
+        source = RedditSource(settings(server))
+        first = await source.poll(http, SourceState(), since=SINCE)
+        second = await source.poll(http, first.state, since=SINCE)
+    assert first.posts == second.posts == []
 
 
 async def test_second_poll_returns_only_posts_that_are_new(http: OutboundClient) -> None:
@@ -198,45 +198,15 @@ async def test_paging_is_bounded_within_one_poll(http: OutboundClient) -> None:
     assert [p.native_id for p in poll.posts][-1] == "t3_p29"
 
 
-async def test_rate_limited_answer_raises_outbound_error_with_retry_after(http: OutboundClient) -> None:
-    handler = fixed(b'{"message": "Too Many Requests", "error": 429}', status=429, headers={"Retry-After": "42"})
-    async with serve({("GET", "/r/acme/new.json"): handler}) as server:
-        with pytest.raises(OutboundError) as caught:
-            await RedditSource(settings(server)).poll(http, SourceState(), since=SINCE)
-    assert caught.value.retry_after_s == 42.0
-
-
 async def test_forbidden_subreddit_is_a_permanent_http_status_error(http: OutboundClient) -> None:
-    handler = fixed(b'{"reason": "private", "message": "Forbidden", "error": 403}', status=403)
+    handler = answering(b'{"reason": "private", "message": "Forbidden", "error": 403}', status=403)
     async with serve({("GET", "/r/acme/new.json"): handler}) as server:
         with pytest.raises(HttpStatusError):
             await RedditSource(settings(server)).poll(http, SourceState(), since=SINCE)
 
 
-async def test_spent_budget_sets_wait_and_requests_no_further_page(http: OutboundClient) -> None:
-    reddit = FakeReddit(*(link(f"p{i}", i) for i in range(1, 6)), page_size=2)
-    reddit.headers = {"X-Ratelimit-Used": "100", "X-Ratelimit-Remaining": "0.0", "X-Ratelimit-Reset": "240"}
-    async with serve({("GET", "/r/acme/new.json"): reddit.listing}) as server:
-        poll = await RedditSource(settings(server)).poll(http, SourceState(), since=SINCE)
-    assert poll.wait_s == 240.0
-    assert len(server.requests) == 1
-    assert [p.native_id for p in poll.posts] == ["t3_p4", "t3_p5"]
-
-
-async def test_invalid_json_is_a_source_format_error(http: OutboundClient) -> None:
-    async with serve({("GET", "/r/acme/new.json"): fixed(b"<html>try again later</html>")}) as server:
-        with pytest.raises(SourceFormatError, match="reddit source reddit-acme"):
-            await RedditSource(settings(server)).poll(http, SourceState(), since=SINCE)
-
-
-async def test_truncated_json_is_a_source_format_error(http: OutboundClient) -> None:
-    async with serve({("GET", "/r/acme/new.json"): fixed(b'{"kind": "Listing", "data": {"children": [')}) as server:
-        with pytest.raises(SourceFormatError, match="not valid JSON"):
-            await RedditSource(settings(server)).poll(http, SourceState(), since=SINCE)
-
-
 async def test_listing_without_data_is_a_source_format_error(http: OutboundClient) -> None:
-    async with serve({("GET", "/r/acme/new.json"): fixed(b'{"kind": "Listing"}')}) as server:
+    async with serve({("GET", "/r/acme/new.json"): answering(b'{"kind": "Listing"}')}) as server:
         with pytest.raises(SourceFormatError, match="'data'"):
             await RedditSource(settings(server)).poll(http, SourceState(), since=SINCE)
 
@@ -249,7 +219,7 @@ async def test_malformed_child_is_skipped(http: OutboundClient) -> None:
         link("a", 10),
     ]
     body = json.dumps({"kind": "Listing", "data": {"after": None, "children": children}}).encode()
-    async with serve({("GET", "/r/acme/new.json"): fixed(body)}) as server:
+    async with serve({("GET", "/r/acme/new.json"): answering(body)}) as server:
         poll = await RedditSource(settings(server)).poll(http, SourceState(), since=SINCE)
     assert [p.native_id for p in poll.posts] == ["t3_a", "t3_b"]
 
@@ -324,3 +294,15 @@ async def test_oauth_rejected_token_is_replaced_once(http: OutboundClient) -> No
         poll = await source.poll(http, state, since=SINCE)
     assert reddit.issued == 2
     assert [p.native_id for p in poll.posts] == ["t3_b"]
+
+
+class TestRedditLikeEveryPagedSource(PagedSourceCases):
+    path, what, since = "/r/acme/new.json", "reddit source reddit-acme", SINCE
+
+    def source(self, server: LocalHttpServer) -> RedditSource:
+        return RedditSource(settings(server))
+
+    def spent_budget(self) -> SpentBudget:
+        reddit = FakeReddit(*(link(f"p{i}", i) for i in range(1, 6)), page_size=2)
+        reddit.headers = {"X-Ratelimit-Used": "100", "X-Ratelimit-Remaining": "0.0", "X-Ratelimit-Reset": "240"}
+        return SpentBudget(reddit.listing, wait_s=240.0, first_page=["t3_p4", "t3_p5"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,15 +14,9 @@ from services.listener.config import RssSourceSettings
 from services.listener.errors import SourceFormatError
 from services.listener.sources.base import Poll, Post, SourceState
 from services.listener.sources.rss import RssSource
-from services.shared.outbound import (
-    BlockedAddressError,
-    FetchLimits,
-    OutboundClient,
-    OutboundError,
-    OutboundPolicy,
-    ResponseTooLargeError,
-)
+from services.shared.outbound import BlockedAddressError, FetchLimits, OutboundClient, ResponseTooLargeError
 from tests.http_server import Handler, LocalHttpServer, serve
+from tests.integration.source_cases import SourceCases, answering, outbound
 
 FEEDS = Path(__file__).resolve().parent.parent / "data" / "feeds"
 SINCE = datetime(2024, 1, 1, tzinfo=UTC)
@@ -37,18 +31,12 @@ def settings_for(url: str, *, max_body_bytes: int = 5 * 1024 * 1024) -> RssSourc
     return RssSourceSettings(name="acme-forum", kind="rss", url=url, platform="forum", max_body_bytes=max_body_bytes)
 
 
-def outbound(settings: RssSourceSettings, *, allow: tuple[str, ...] = ("127.0.0.1",)) -> OutboundClient:
-    limits = FetchLimits(max_bytes=settings.max_body_bytes, timeout_s=settings.timeout_s)
-    return OutboundClient(OutboundPolicy(allow_hosts=allow), limits=limits)
+def client_for(settings: RssSourceSettings, *, allow: tuple[str, ...] = ("127.0.0.1",)) -> OutboundClient:
+    return outbound(allow=allow, limits=FetchLimits(max_bytes=settings.max_body_bytes, timeout_s=settings.timeout_s))
 
 
-def answering(
-    body: bytes, *, status: int = 200, content_type: str = RSS_TYPE, headers: Mapping[str, str] | None = None
-) -> Handler:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return web.Response(body=body, status=status, content_type=content_type, headers=headers)
-
-    return handler
+def answering_feed(body: bytes) -> Handler:
+    return answering(body, content_type=RSS_TYPE)
 
 
 @asynccontextmanager
@@ -59,12 +47,12 @@ async def feed_server(handler: Handler) -> AsyncIterator[LocalHttpServer]:
 
 async def poll(server: LocalHttpServer, state: SourceState | None = None, *, max_body_bytes: int = 1 << 20) -> Poll:
     settings = settings_for(server.url("/feed"), max_body_bytes=max_body_bytes)
-    async with outbound(settings) as http:
+    async with client_for(settings) as http:
         return await RssSource(settings).poll(http, state or SourceState(), since=SINCE)
 
 
 async def poll_body(body: bytes, state: SourceState | None = None) -> Poll:
-    async with feed_server(answering(body)) as server:
+    async with feed_server(answering_feed(body)) as server:
         return await poll(server, state)
 
 
@@ -103,7 +91,7 @@ async def test_rss_cdata_html_loses_tags_and_scripts() -> None:
 
 
 async def test_rss_item_without_guid_is_identified_by_its_link_as_written() -> None:
-    async with feed_server(answering(feed("acme_forum_rss20.xml"))) as server:
+    async with feed_server(answering_feed(feed("acme_forum_rss20.xml"))) as server:
         result = await poll(server)
 
     post = by_id(result.posts)["/t/1003"]
@@ -237,14 +225,6 @@ async def test_last_modified_answered_with_304_means_not_modified_and_no_posts()
     assert server.requests[1].headers["If-Modified-Since"] == stamp
 
 
-async def test_429_with_retry_after_is_a_transient_error_carrying_the_wait() -> None:
-    async with feed_server(answering(b"slow down", status=429, headers={"Retry-After": "120"})) as server:
-        with pytest.raises(OutboundError) as raised:
-            await poll(server)
-
-    assert raised.value.retry_after_s == 120.0
-
-
 async def test_malformed_xml_without_entries_is_a_format_error() -> None:
     with pytest.raises(SourceFormatError, match="feed acme-forum: not well-formed XML"):
         await poll_body(feed("not_a_feed.xml"))
@@ -288,7 +268,7 @@ async def test_entity_declaration_in_an_encoding_expat_cannot_read_is_refused() 
 async def test_body_over_max_body_bytes_is_refused_unread() -> None:
     oversized = feed("acme_forum_rss20.xml") * 4
 
-    async with feed_server(answering(oversized)) as server:
+    async with feed_server(answering_feed(oversized)) as server:
         with pytest.raises(ResponseTooLargeError):
             await poll(server, max_body_bytes=2048)
 
@@ -297,10 +277,10 @@ async def test_redirect_to_a_loopback_address_that_is_not_allowed_is_blocked() -
     async def redirect(request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound(f"http://127.0.0.1:{request.url.port}/feed")
 
-    routes = {("GET", "/"): redirect, ("GET", "/feed"): answering(feed("acme_forum_rss20.xml"))}
+    routes = {("GET", "/"): redirect, ("GET", "/feed"): answering_feed(feed("acme_forum_rss20.xml"))}
     async with serve(routes) as server:
         settings = settings_for(f"http://localhost:{server.port}/")
-        async with outbound(settings, allow=("localhost",)) as http:
+        async with client_for(settings, allow=("localhost",)) as http:
             with pytest.raises(BlockedAddressError, match=r"127\.0\.0\.1"):
                 await RssSource(settings).poll(http, SourceState(), since=SINCE)
 
@@ -312,3 +292,10 @@ def test_platform_label_comes_from_the_settings() -> None:
 
     assert RssSource.platform == "rss"
     assert source.platform == "forum"
+
+
+class TestRssLikeEverySource(SourceCases):
+    path = "/feed"
+
+    def source(self, server: LocalHttpServer) -> RssSource:
+        return RssSource(settings_for(server.url(self.path)))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,8 +14,13 @@ from services.listener.errors import SourceFormatError
 from services.listener.ratelimit import MAX_WAIT_S
 from services.listener.sources.base import SourceState
 from services.listener.sources.x import XSource
-from services.shared.outbound import OutboundClient, OutboundError, OutboundPolicy
-from tests.http_server import Handler, LocalHttpServer, serve
+from services.shared.outbound import OutboundClient, OutboundError
+from tests.http_server import LocalHttpServer, serve
+from tests.integration.source_cases import (
+    PagedSourceCases,
+    SpentBudget,
+    answering,
+)
 
 SEARCH_PATH = "/2/tweets/search/recent"
 TWEET_FIELDS = "created_at,lang,author_id,conversation_id,public_metrics"
@@ -83,19 +87,6 @@ def settings(server: LocalHttpServer) -> XSourceSettings:
     return XSourceSettings(
         kind="x", name="x-acme", base_url=server.base_url, query="@acme -is:retweet", bearer_token="app-token"
     )
-
-
-def fixed(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Handler:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return web.Response(body=body, status=status, headers=headers, content_type="application/json")
-
-    return handler
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[OutboundClient]:
-    async with OutboundClient(OutboundPolicy(allow_hosts=("127.0.0.1",))) as client:
-        yield client
 
 
 async def test_first_poll_searches_from_since_with_the_bearer_token(http: OutboundClient) -> None:
@@ -168,55 +159,24 @@ async def test_empty_result_without_data_is_not_an_error(http: OutboundClient) -
     assert second.state.cursor == tid(1)
 
 
-async def test_rate_limited_answer_raises_outbound_error_with_retry_after(http: OutboundClient) -> None:
-    body = b'{"title": "Too Many Requests", "detail": "Too Many Requests", "type": "about:blank", "status": 429}'
-    async with serve({("GET", SEARCH_PATH): fixed(body, status=429, headers={"Retry-After": "15"})}) as server:
-        with pytest.raises(OutboundError) as caught:
-            await XSource(settings(server)).poll(http, SourceState(), since=SINCE)
-    assert caught.value.retry_after_s == 15.0
-
-
 async def test_rate_limited_answer_waits_until_the_window_resets(http: OutboundClient) -> None:
     headers = {"x-rate-limit-limit": "450", "x-rate-limit-remaining": "0", "x-rate-limit-reset": "4070908800"}
     body = b'{"title": "Too Many Requests", "status": 429}'
-    async with serve({("GET", SEARCH_PATH): fixed(body, status=429, headers=headers)}) as server:
+    async with serve({("GET", SEARCH_PATH): answering(body, status=429, headers=headers)}) as server:
         with pytest.raises(OutboundError) as caught:
             await XSource(settings(server)).poll(http, SourceState(), since=SINCE)
     assert caught.value.retry_after_s == MAX_WAIT_S
 
 
-async def test_spent_budget_sets_wait_and_requests_no_further_page(http: OutboundClient) -> None:
-    x = FakeX(*(tweet(i, i) for i in range(1, 6)), page_size=2)
-    x.headers = {"x-rate-limit-limit": "450", "x-rate-limit-remaining": "0", "x-rate-limit-reset": "4070908800"}
-    async with serve({("GET", SEARCH_PATH): x.search}) as server:
-        poll = await XSource(settings(server)).poll(http, SourceState(), since=SINCE)
-    assert poll.wait_s == MAX_WAIT_S
-    assert len(server.requests) == 1
-    assert [p.native_id for p in poll.posts] == [tid(4), tid(5)]
-
-
-async def test_invalid_json_is_a_source_format_error(http: OutboundClient) -> None:
-    async with serve({("GET", SEARCH_PATH): fixed(b"Over capacity")}) as server:
-        with pytest.raises(SourceFormatError, match="x source x-acme"):
-            await XSource(settings(server)).poll(http, SourceState(), since=SINCE)
-
-
-async def test_truncated_json_is_a_source_format_error(http: OutboundClient) -> None:
-    body = json.dumps({"data": [tweet(1, 1)], "meta": {"result_count": 1}}).encode()[:-20]
-    async with serve({("GET", SEARCH_PATH): fixed(body)}) as server:
-        with pytest.raises(SourceFormatError, match="not valid JSON"):
-            await XSource(settings(server)).poll(http, SourceState(), since=SINCE)
-
-
 async def test_answer_without_meta_is_a_source_format_error(http: OutboundClient) -> None:
-    async with serve({("GET", SEARCH_PATH): fixed(json.dumps({"data": [tweet(1, 1)]}).encode())}) as server:
+    async with serve({("GET", SEARCH_PATH): answering(json.dumps({"data": [tweet(1, 1)]}).encode())}) as server:
         with pytest.raises(SourceFormatError, match="'meta'"):
             await XSource(settings(server)).poll(http, SourceState(), since=SINCE)
 
 
 async def test_results_without_a_data_list_are_a_source_format_error(http: OutboundClient) -> None:
     body = json.dumps({"data": {"id": tid(1)}, "meta": {"result_count": 1}}).encode()
-    async with serve({("GET", SEARCH_PATH): fixed(body)}) as server:
+    async with serve({("GET", SEARCH_PATH): answering(body)}) as server:
         with pytest.raises(SourceFormatError, match="'data'"):
             await XSource(settings(server)).poll(http, SourceState(), since=SINCE)
 
@@ -224,6 +184,18 @@ async def test_results_without_a_data_list_are_a_source_format_error(http: Outbo
 async def test_malformed_tweet_is_skipped(http: OutboundClient) -> None:
     tweets = [tweet(3, 3), {"id": tid(2), "text": "no time"}, {"text": "no id"}, tweet(1, 1)]
     body = {"data": tweets, "includes": {"users": [USER]}, "meta": {"result_count": 4}}
-    async with serve({("GET", SEARCH_PATH): fixed(json.dumps(body).encode())}) as server:
+    async with serve({("GET", SEARCH_PATH): answering(json.dumps(body).encode())}) as server:
         poll = await XSource(settings(server)).poll(http, SourceState(), since=SINCE)
     assert [p.native_id for p in poll.posts] == [tid(1), tid(3)]
+
+
+class TestXLikeEveryPagedSource(PagedSourceCases):
+    path, what, since = SEARCH_PATH, "x source x-acme", SINCE
+
+    def source(self, server: LocalHttpServer) -> XSource:
+        return XSource(settings(server))
+
+    def spent_budget(self) -> SpentBudget:
+        x = FakeX(*(tweet(i, i) for i in range(1, 6)), page_size=2)
+        x.headers = {"x-rate-limit-limit": "450", "x-rate-limit-remaining": "0", "x-rate-limit-reset": "4070908800"}
+        return SpentBudget(x.search, wait_s=MAX_WAIT_S, first_page=[tid(4), tid(5)])

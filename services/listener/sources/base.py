@@ -99,11 +99,15 @@ def poll_from(response: HttpResponse, posts: list[Post], state: SourceState) -> 
 
 
 class Source(abc.ABC):
-    """A platform adapter. Subclasses set ``kind`` (config key) and ``platform`` (mention id prefix)."""
+    """A platform adapter. Subclasses set ``kind`` (config key) and ``platform`` (mention id prefix).
+
+    ``platform`` is a class-level default that an instance may replace, as the generic sources do
+    with the one their settings name ("appstore", "weibo").
+    """
 
     kind: ClassVar[str]
-    platform: ClassVar[str]
+    platform: str
 
     @abc.abstractmethod
     async def poll(self, http: OutboundClient, state: SourceState, *, since: datetime) -> Poll:
-        """Fetch what is new since ``state`` (or, on a first poll, since ``since``)."""
+        """Fetch what is new since ``state`` (or, on a first poll, since the timezone-aware ``since``)."""

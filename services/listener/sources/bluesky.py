@@ -13,16 +13,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 from services.listener.errors import SourceFormatError
-from services.listener.ratelimit import next_wait_seconds
 from services.listener.sources.base import Poll, Post, Source, SourceState, poll_from
-from services.listener.sources.text import (
+from services.listener.sources.common import (
     MAX_PAGES,
     budget_spent,
-    fresh_posts,
+    decode_json,
     language,
-    load_json,
-    parse_iso,
+    parse_time,
+    retry_after_for,
     string,
+    take_new,
 )
 from services.shared.outbound import raise_for_status
 
@@ -37,7 +37,7 @@ POST_COLLECTION = "app.bsky.feed.post"
 
 class BlueskySource(Source):
     kind: ClassVar[str] = "bluesky"
-    platform: ClassVar[str] = "bluesky"
+    platform = "bluesky"
 
     def __init__(self, settings: BlueskySourceSettings) -> None:
         self.settings = settings
@@ -45,19 +45,19 @@ class BlueskySource(Source):
         self._url = f"{settings.base_url}/xrpc/app.bsky.feed.searchPosts"
 
     async def poll(self, http: OutboundClient, state: SourceState, *, since: datetime) -> Poll:
-        cursor = parse_iso(state.cursor)
+        cursor = parse_time(state.cursor)
         newer_than = cursor - LATE_INDEXING if cursor else since
         items: list[tuple[datetime, Post]] = []
         page_cursor = ""
         for _ in range(MAX_PAGES):
             response = await self._get(http, page_cursor)
-            page, page_cursor = self._parse(load_json(response, self._what))
+            page, page_cursor = self._parse(decode_json(response.body, what=self._what))
             items.extend(page)
             reached = any(at <= newer_than or state.is_seen(post.native_id) for at, post in page)
             if reached or not page or not page_cursor or budget_spent(response.headers):
                 break
         newest = max([at for at, _ in items] + [cursor or since])
-        posts = fresh_posts(items, state, newer_than=newer_than)
+        posts = take_new(items, state, newer_than=newer_than)
         state.cursor = newest.isoformat()
         return poll_from(response, posts, state)
 
@@ -66,7 +66,7 @@ class BlueskySource(Source):
         if page_cursor:
             params["cursor"] = page_cursor
         response = await http.get(self._url, params=params)
-        raise_for_status(response, what=self._what, retry_after_s=next_wait_seconds(dict(response.headers)))
+        raise_for_status(response, what=self._what, retry_after_s=retry_after_for(response))
         return response
 
     def _parse(self, body: Any) -> tuple[list[tuple[datetime, Post]], str]:
@@ -88,7 +88,7 @@ def _post(view: object) -> tuple[datetime, Post] | None:
     parts = uri.removeprefix("at://").split("/")
     if not uri.startswith("at://") or len(parts) != 3 or parts[1] != POST_COLLECTION or not parts[2]:
         return None
-    created, indexed = parse_iso(record.get("createdAt")), parse_iso(view.get("indexedAt"))
+    created, indexed = parse_time(record.get("createdAt")), parse_time(view.get("indexedAt"))
     times = [t for t in (created, indexed) if t is not None]
     text = string(record.get("text")).strip()
     if not times or not text:

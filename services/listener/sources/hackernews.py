@@ -11,18 +11,17 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from services.listener.errors import SourceFormatError
-from services.listener.ratelimit import next_wait_seconds
 from services.listener.sources.base import Poll, Post, Source, SourceState, poll_from
-from services.listener.sources.text import (
+from services.listener.sources.common import (
     MAX_PAGES,
     budget_spent,
-    fresh_posts,
+    decode_json,
     html_to_text,
-    load_json,
-    parse_epoch,
-    parse_iso,
+    parse_time,
+    retry_after_for,
     safe_int,
     string,
+    take_new,
 )
 from services.shared.outbound import raise_for_status
 
@@ -37,7 +36,7 @@ ITEM_URL = "https://news.ycombinator.com/item?id="
 
 class HackerNewsSource(Source):
     kind: ClassVar[str] = "hackernews"
-    platform: ClassVar[str] = "hackernews"
+    platform = "hackernews"
 
     def __init__(self, settings: HackerNewsSourceSettings) -> None:
         self.settings = settings
@@ -45,18 +44,18 @@ class HackerNewsSource(Source):
         self._url = f"{settings.base_url}/api/v1/search_by_date"
 
     async def poll(self, http: OutboundClient, state: SourceState, *, since: datetime) -> Poll:
-        cursor = parse_epoch(state.cursor)
+        cursor = parse_time(state.cursor)
         newer_than = cursor - LATE_INDEXING if cursor else since
         items: list[tuple[datetime, Post]] = []
         for number in range(MAX_PAGES):
             response = await self._get(http, int(newer_than.timestamp()), number)
-            page, pages = self._parse(load_json(response, self._what))
+            page, pages = self._parse(decode_json(response.body, what=self._what))
             items.extend(page)
             reached = any(state.is_seen(post.native_id) for _, post in page)
             if reached or not page or number + 1 >= pages or budget_spent(response.headers):
                 break
         newest = max([at for at, _ in items] + [cursor or since])
-        posts = fresh_posts(items, state, newer_than=newer_than)
+        posts = take_new(items, state, newer_than=newer_than)
         state.cursor = str(int(newest.timestamp()))
         return poll_from(response, posts, state)
 
@@ -69,7 +68,7 @@ class HackerNewsSource(Source):
             "page": page,
         }
         response = await http.get(self._url, params=params)
-        raise_for_status(response, what=self._what, retry_after_s=next_wait_seconds(dict(response.headers)))
+        raise_for_status(response, what=self._what, retry_after_s=retry_after_for(response))
         return response
 
     def _parse(self, body: Any) -> tuple[list[tuple[datetime, Post]], int]:
@@ -86,7 +85,7 @@ def _post(hit: object) -> tuple[datetime, Post] | None:
     if not isinstance(hit, dict):
         return None
     object_id = hit.get("objectID")
-    created = parse_epoch(hit.get("created_at_i")) or parse_iso(hit.get("created_at"))
+    created = parse_time(hit.get("created_at_i")) or parse_time(hit.get("created_at"))
     if not isinstance(object_id, str) or not object_id.isdigit() or created is None:
         return None
     comment = string(hit.get("comment_text"))

@@ -9,21 +9,27 @@ counted; a body where no item is usable is a format error, since the mapping no 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import math
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from services.listener.domain import MAX_TEXT_CHARS
 from services.listener.errors import SourceFormatError
 from services.listener.sources.base import Poll, Post, Source, SourceState, poll_from
-from services.listener.sources.rss import PlatformLabel, http_url, primary_language, retry_after_for, take_new
+from services.listener.sources.common import (
+    decode_json,
+    http_url,
+    language,
+    parse_time,
+    retry_after_for,
+    take_new_with_time_cursor,
+)
 from services.shared.errors import ConfigError
 from services.shared.outbound import raise_for_status
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from services.listener.config import JsonApiSourceSettings
     from services.shared.outbound import HttpResponse, OutboundClient
 
@@ -63,46 +69,6 @@ def text_value(value: Any) -> str:
     return str(value).strip()
 
 
-def parse_created_at(value: Any) -> datetime | None:
-    """ISO 8601 (without an offset it is UTC) or epoch seconds, as a number or a numeric string."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return _from_epoch(float(value))
-    if not isinstance(value, str) or not value.strip():
-        return None
-    raw = value.strip()
-    try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        try:
-            return _from_epoch(float(raw))
-        except ValueError:
-            return None
-    return parsed.astimezone(UTC) if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def _from_epoch(seconds: float) -> datetime | None:
-    if not math.isfinite(seconds) or seconds < 0:
-        return None
-    try:
-        return datetime.fromtimestamp(seconds, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
-def decode_json(body: bytes, *, what: str) -> Any:
-    """The parsed body, or SourceFormatError saying where it stops being JSON."""
-    try:
-        return json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise SourceFormatError(
-            f"{what}: invalid JSON at line {exc.lineno}, column {exc.colno} (character {exc.pos}): {exc.msg}"
-        ) from exc
-    except UnicodeDecodeError as exc:
-        raise SourceFormatError(f"{what}: body is not UTF-8 text (byte {exc.start})") from exc
-    except RecursionError as exc:
-        raise SourceFormatError(f"{what}: JSON nested too deeply to read") from exc
-
-
 @dataclass(frozen=True)
 class _Rejected:
     index: int
@@ -113,7 +79,7 @@ class JsonApiSource(Source):
     """Polls one JSON URL; the config says where the items are and which fields they carry."""
 
     kind: ClassVar[str] = "json"
-    platform = PlatformLabel("json")
+    platform = "json"
 
     def __init__(self, settings: JsonApiSourceSettings) -> None:
         unknown = sorted(set(settings.fields) - POST_FIELDS)
@@ -126,6 +92,7 @@ class JsonApiSource(Source):
         if missing:
             raise ConfigError(f"listener.sources[{settings.name}].fields: {', '.join(missing)} must be mapped")
         self.settings = settings
+        self.platform = settings.platform
         # Items skipped since start for lacking an id or text; the poll result has no place for it.
         self.skipped_items = 0
 
@@ -151,7 +118,7 @@ class JsonApiSource(Source):
                 rejected[0].index,
                 rejected[0].reason,
             )
-        return poll_from(response, take_new(posts, state, since=since), state)
+        return poll_from(response, take_new_with_time_cursor(posts, state, since=since), state)
 
     def _parse(self, response: HttpResponse) -> tuple[list[Post], list[_Rejected]]:
         body = decode_json(response.body, what=self.what)
@@ -204,7 +171,7 @@ class JsonApiSource(Source):
             author_handle=text_value(field("author_handle")),
             author_name=text_value(field("author_name")),
             followers=followers,
-            created_at=parse_created_at(field("created_at")),
-            language=primary_language(text_value(field("language"))),
+            created_at=parse_time(field("created_at")),
+            language=language(text_value(field("language"))),
             thread_id=text_value(field("thread_id")),
         )

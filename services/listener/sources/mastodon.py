@@ -13,20 +13,20 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 from services.listener.errors import SourceFormatError
-from services.listener.ratelimit import next_wait_seconds
 from services.listener.sources.base import Poll, Post, Source, SourceState, poll_from
-from services.listener.sources.text import (
+from services.listener.sources.common import (
     MAX_PAGES,
     budget_spent,
-    fresh_posts,
+    decode_json,
     html_to_text,
-    https_url,
+    http_url,
     id_order,
     language,
-    load_json,
-    parse_iso,
+    parse_time,
+    retry_after_for,
     safe_int,
     string,
+    take_new,
 )
 from services.shared.errors import ConfigError
 from services.shared.outbound import raise_for_status
@@ -40,7 +40,7 @@ PAGE_SIZE = 40
 
 class MastodonSource(Source):
     kind: ClassVar[str] = "mastodon"
-    platform: ClassVar[str] = "mastodon"
+    platform = "mastodon"
 
     def __init__(self, settings: MastodonSourceSettings) -> None:
         hashtag, query = settings.hashtag.strip().lstrip("#"), settings.query.strip()
@@ -63,7 +63,7 @@ class MastodonSource(Source):
         bound = state.cursor
         for _ in range(MAX_PAGES):
             response = await self._get(http, ("min_id" if forwards else "max_id", bound))
-            statuses = self._statuses(load_json(response, self._what))
+            statuses = self._statuses(decode_json(response.body, what=self._what))
             page = [item for item in map(_post, statuses) if item is not None]
             items.extend(page)
             ids = sorted((post.native_id for _, post in page), key=id_order)
@@ -80,7 +80,7 @@ class MastodonSource(Source):
         ids = [post.native_id for _, post in items] + ([state.cursor] if state.cursor else [])
         # Newest first, as fresh_posts expects; Mastodon orders by id, which follows time.
         items.sort(key=lambda item: id_order(item[1].native_id), reverse=True)
-        posts = fresh_posts(items, state, newer_than=None if forwards else since)
+        posts = take_new(items, state, newer_than=None if forwards else since)
         state.cursor = max(ids, key=id_order, default="")
         return poll_from(response, posts, state)
 
@@ -88,7 +88,7 @@ class MastodonSource(Source):
         name, value = bound
         params = {**self._params, name: value} if value else self._params
         response = await http.get(self._url, headers=self._headers, params=params)
-        raise_for_status(response, what=self._what, retry_after_s=next_wait_seconds(dict(response.headers)))
+        raise_for_status(response, what=self._what, retry_after_s=retry_after_for(response))
         return response
 
     def _statuses(self, body: Any) -> list[Any]:
@@ -107,7 +107,7 @@ def _post(status: object) -> tuple[datetime, Post] | None:
     if not isinstance(status, dict):
         return None
     native_id = status.get("id")
-    created = parse_iso(status.get("created_at"))
+    created = parse_time(status.get("created_at"))
     if not isinstance(native_id, str) or not native_id or created is None:
         return None
     content = html_to_text(string(status.get("content")))
@@ -120,7 +120,7 @@ def _post(status: object) -> tuple[datetime, Post] | None:
     post = Post(
         native_id=native_id,
         text=text,
-        url=https_url(status.get("url")) or https_url(status.get("uri")),
+        url=http_url(status.get("url")) or http_url(status.get("uri")),
         author_handle=string(account.get("acct")) or string(account.get("username")),
         author_name=string(account.get("display_name")) or string(account.get("username")),
         followers=safe_int(account.get("followers_count")),

@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 from services.listener.errors import SourceFormatError
-from services.listener.ratelimit import next_wait_seconds
 from services.listener.sources.base import Poll, Post, Source, SourceState, poll_from
-from services.listener.sources.text import (
+from services.listener.sources.common import (
     MAX_PAGES,
     budget_spent,
-    fresh_posts,
-    https_url,
-    load_json,
-    parse_epoch,
+    decode_json,
+    http_url,
+    parse_time,
+    retry_after_for,
     string,
+    take_new,
 )
 from services.shared.errors import ConfigError
 from services.shared.outbound import raise_for_status
@@ -42,7 +42,7 @@ TOKEN_MARGIN_S = 60.0
 
 class RedditSource(Source):
     kind: ClassVar[str] = "reddit"
-    platform: ClassVar[str] = "reddit"
+    platform = "reddit"
 
     def __init__(self, settings: RedditSourceSettings, *, clock: Callable[[], float] = time.monotonic) -> None:
         if not settings.subreddit.strip() and not settings.query.strip():
@@ -58,19 +58,19 @@ class RedditSource(Source):
         return bool(self.settings.client_id and self.settings.client_secret)
 
     async def poll(self, http: OutboundClient, state: SourceState, *, since: datetime) -> Poll:
-        cursor = parse_epoch(state.cursor)
+        cursor = parse_time(state.cursor)
         newer_than = cursor - LATE_LISTING if cursor else since
         items: list[tuple[datetime, Post]] = []
         after = ""
         for _ in range(MAX_PAGES):
             response = await self._get(http, after)
-            page, after = self._parse(load_json(response, self._what))
+            page, after = self._parse(decode_json(response.body, what=self._what))
             items.extend(page)
             reached = any(at <= newer_than or state.is_seen(post.native_id) for at, post in page)
             if reached or not after or not page or budget_spent(response.headers):
                 break
         newest = max([at for at, _ in items] + [cursor or since])
-        posts = fresh_posts(items, state, newer_than=newer_than)
+        posts = take_new(items, state, newer_than=newer_than)
         state.cursor = str(int(newest.timestamp()))
         return poll_from(response, posts, state)
 
@@ -105,7 +105,7 @@ class RedditSource(Source):
             self._token = ""
             headers["Authorization"] = f"bearer {await self._bearer(http)}"
             response = await http.get(self._url(), headers=headers, params=self._params(after))
-        raise_for_status(response, what=self._what, retry_after_s=next_wait_seconds(dict(response.headers)))
+        raise_for_status(response, what=self._what, retry_after_s=retry_after_for(response))
         return response
 
     async def _bearer(self, http: OutboundClient) -> str:
@@ -123,8 +123,8 @@ class RedditSource(Source):
             data={"grant_type": "client_credentials"},
         )
         what = f"{self._what} token"
-        raise_for_status(response, what=what, retry_after_s=next_wait_seconds(dict(response.headers)))
-        body = load_json(response, what)
+        raise_for_status(response, what=what, retry_after_s=retry_after_for(response))
+        body = decode_json(response.body, what=what)
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise SourceFormatError(f"{what}: the answer has no access_token")
@@ -154,7 +154,7 @@ def _post(child: object) -> tuple[datetime, Post] | None:
     if not isinstance(data, dict):
         return None
     name = string(data.get("name")) or (f"{child['kind']}_{data['id']}" if isinstance(data.get("id"), str) else "")
-    created = parse_epoch(data.get("created_utc"))
+    created = parse_time(data.get("created_utc"))
     if not name or created is None:
         return None
     if child["kind"] == "t3":
@@ -167,7 +167,7 @@ def _post(child: object) -> tuple[datetime, Post] | None:
     if not text:
         return None
     permalink = string(data.get("permalink"))
-    url = PERMALINK_BASE + permalink if permalink.startswith("/") else https_url(data.get("url"))
+    url = PERMALINK_BASE + permalink if permalink.startswith("/") else http_url(data.get("url"))
     post = Post(
         native_id=name,
         text=text,

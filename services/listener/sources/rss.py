@@ -1,8 +1,4 @@
-"""RSS and Atom feeds: fetched with a conditional GET, refused if they declare entities, parsed by feedparser.
-
-The helpers at the bottom (which posts are new, language tags, safe URLs, plain text from HTML)
-hold the cursor and normalisation rules that every polled source shares.
-"""
+"""RSS and Atom feeds: fetched with a conditional GET, refused if they declare entities, parsed by feedparser."""
 
 from __future__ import annotations
 
@@ -12,9 +8,8 @@ import io
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
-from html.parser import HTMLParser
 from pyexpat import errors as expat_errors
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urljoin
 from xml.etree.ElementTree import ParseError
 from xml.sax import SAXParseException
@@ -25,8 +20,15 @@ from defusedxml import ElementTree as SafeElementTree
 
 from services.listener.domain import MAX_TEXT_CHARS
 from services.listener.errors import SourceFormatError
-from services.listener.ratelimit import retry_after_seconds
 from services.listener.sources.base import Poll, Post, Source, SourceState, poll_from
+from services.listener.sources.common import (
+    MAX_NATIVE_ID_CHARS,
+    html_to_text,
+    http_url,
+    language,
+    retry_after_for,
+    take_new_with_time_cursor,
+)
 from services.shared.outbound import raise_for_status
 
 if TYPE_CHECKING:
@@ -35,10 +37,6 @@ if TYPE_CHECKING:
     from services.listener.config import RssSourceSettings
     from services.shared.outbound import HttpResponse, OutboundClient
 
-# Longer native ids (some feeds use whole URLs with tracking parameters) are replaced by their hash.
-MAX_NATIVE_ID_CHARS = 512
-# HTML beyond this is not worth stripping: the text is capped at MAX_TEXT_CHARS anyway.
-MAX_HTML_CHARS = 20 * MAX_TEXT_CHARS
 # Expat errors that only occur when the document ends early: the feed was cut off in transit or at its origin.
 _TRUNCATION_ERRORS = frozenset(
     expat_errors.codes[message]
@@ -49,44 +47,20 @@ _TRUNCATION_ERRORS = frozenset(
         expat_errors.XML_ERROR_UNCLOSED_CDATA_SECTION,
     )
 )
-_UNDATED = datetime.max.replace(tzinfo=UTC)
 _ENTITY_DECLARATION = re.compile(rb"<!\s*ENTITY", re.IGNORECASE)
 _EMAIL_AND_NAME = re.compile(r"[^\s()<>]+@[^\s()<>]+ \((?P<name>[^()]+)\)")
 _BARE_EMAIL = re.compile(r"<?[^\s()<>]+@[^\s()<>]+>?")
-_BLOCK_TAGS = frozenset(
-    {"p", "br", "div", "li", "ul", "ol", "tr", "table", "blockquote", "pre", "hr", "section", "article"}
-    | {f"h{level}" for level in range(1, 7)}
-)
-
-
-class _HasPlatformSettings(Protocol):
-    @property
-    def settings(self) -> _PlatformSettings: ...
-
-
-class _PlatformSettings(Protocol):
-    @property
-    def platform(self) -> str: ...
-
-
-class PlatformLabel:
-    """``platform`` read from the instance's settings, with a class-level default for the registry."""
-
-    def __init__(self, default: str) -> None:
-        self.default = default
-
-    def __get__(self, source: _HasPlatformSettings | None, owner: type[Any] | None = None) -> str:
-        return self.default if source is None else source.settings.platform
 
 
 class RssSource(Source):
     """One RSS 0.9x/1.0/2.0 or Atom feed; each entry becomes a Post."""
 
     kind: ClassVar[str] = "rss"
-    platform = PlatformLabel("rss")
+    platform = "rss"
 
     def __init__(self, settings: RssSourceSettings) -> None:
         self.settings = settings
+        self.platform = settings.platform
 
     @property
     def what(self) -> str:
@@ -99,7 +73,7 @@ class RssSource(Source):
         if response.not_modified:
             return poll_from(response, [], state)
         posts = await asyncio.to_thread(self._parse, response)
-        return poll_from(response, take_new(posts, state, since=since), state)
+        return poll_from(response, take_new_with_time_cursor(posts, state, since=since), state)
 
     def _parse(self, response: HttpResponse) -> list[Post]:
         refuse_entity_declarations(response.body, what=self.what)
@@ -127,11 +101,6 @@ class RssSource(Source):
 def _expat_code(error: SAXParseException) -> int | None:
     code = getattr(error.getException(), "code", None)
     return code if isinstance(code, int) else None
-
-
-def retry_after_for(response: HttpResponse) -> float | None:
-    """The ``Retry-After`` wait of a 429 or 503, which is all it means there."""
-    return retry_after_seconds(response.headers) if response.status in (429, 503) else None
 
 
 def refuse_entity_declarations(body: bytes, *, what: str) -> None:
@@ -183,7 +152,7 @@ def post_from_entry(entry: Mapping[str, Any], *, feed_language: str, base_url: s
     elif len(native_id) > MAX_NATIVE_ID_CHARS:
         native_id = "sha256:" + hashlib.sha256(native_id.encode()).hexdigest()
     author_name = _author_name(entry)
-    language = next(
+    tag = next(
         (
             str(detail["language"])
             for detail in (entry.get("summary_detail"), entry.get("title_detail"), *contents)
@@ -198,7 +167,7 @@ def post_from_entry(entry: Mapping[str, Any], *, feed_language: str, base_url: s
         author_handle=author_name,
         author_name=author_name,
         created_at=created_at,
-        language=primary_language(language),
+        language=language(tag),
     )
 
 
@@ -231,92 +200,3 @@ def _entry_time(entry: Mapping[str, Any]) -> datetime | None:
             except (TypeError, ValueError):
                 continue
     return None
-
-
-# Rules every polled source shares.
-
-
-def take_new(posts: list[Post], state: SourceState, *, since: datetime) -> list[Post]:
-    """The posts not seen before, oldest first; ``state`` gets their ids and the newest time.
-
-    An id already in ``state.seen`` is never returned again, even if its timestamp moved on
-    (an edit). On the first poll (no cursor yet) posts dated before ``since`` are skipped, but
-    remembered as seen, so they do not come back once a cursor exists. Undated posts are
-    judged by their id alone and come last. The cursor is the newest timestamp seen, as ISO 8601.
-    """
-    since = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
-    cursor = parse_cursor(state.cursor)
-    newest = cursor
-    seen_now: dict[str, None] = {}
-    fresh: list[Post] = []
-    for post in posts:
-        if post.native_id in seen_now:
-            continue
-        seen_now[post.native_id] = None
-        created = post.created_at
-        if created is not None and (newest is None or created > newest):
-            newest = created
-        if state.is_seen(post.native_id):
-            continue
-        if cursor is None and created is not None and created < since:
-            continue
-        fresh.append(post)
-    state.mark_seen(list(seen_now))
-    if newest is not None:
-        state.cursor = newest.isoformat()
-    # Stable: posts with equal times keep the source's order.
-    return sorted(fresh, key=lambda post: post.created_at or _UNDATED)
-
-
-def parse_cursor(cursor: str) -> datetime | None:
-    if not cursor:
-        return None
-    try:
-        parsed = datetime.fromisoformat(cursor)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def primary_language(tag: object) -> str:
-    """The primary subtag of a BCP-47 tag, lower case ("zh-CN" → "zh"); '' when it is not one."""
-    primary = re.split(r"[-_]", str(tag or "").strip(), maxsplit=1)[0].lower()
-    return primary if re.fullmatch(r"[a-z]{2,3}", primary) else ""
-
-
-def http_url(value: object) -> str:
-    """``value`` if it is an absolute http(s) URL, else ''; feeds can carry javascript: and data: links."""
-    url = str(value or "").strip()
-    return url if re.match(r"https?://[^\s/]", url, re.IGNORECASE) else ""
-
-
-class _TextExtractor(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skipping = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style"):
-            self._skipping += 1
-        elif tag in _BLOCK_TAGS:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style"):
-            self._skipping = max(self._skipping - 1, 0)
-        elif tag in _BLOCK_TAGS:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self._skipping:
-            self.parts.append(data)
-
-
-def html_to_text(markup: str) -> str:
-    """Plain text of an HTML fragment: tags and scripts dropped, entities decoded, one line per block."""
-    extractor = _TextExtractor()
-    extractor.feed(markup[:MAX_HTML_CHARS])
-    extractor.close()
-    lines = (" ".join(line.split()) for line in "".join(extractor.parts).splitlines())
-    return "\n".join(line for line in lines if line)

@@ -13,18 +13,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 from services.listener.errors import SourceFormatError
-from services.listener.ratelimit import next_wait_seconds
 from services.listener.sources.base import Poll, Post, Source, SourceState, poll_from
-from services.listener.sources.text import (
+from services.listener.sources.common import (
     MAX_PAGES,
     budget_spent,
-    fresh_posts,
+    decode_json,
     id_order,
     language,
-    load_json,
-    parse_iso,
+    parse_time,
+    retry_after_for,
     safe_int,
     string,
+    take_new,
 )
 from services.shared.outbound import raise_for_status
 
@@ -41,7 +41,7 @@ USER_FIELDS = "username,name,public_metrics"
 
 class XSource(Source):
     kind: ClassVar[str] = "x"
-    platform: ClassVar[str] = "x"
+    platform = "x"
 
     def __init__(self, settings: XSourceSettings) -> None:
         self.settings = settings
@@ -56,14 +56,14 @@ class XSource(Source):
         next_token = ""
         for _ in range(MAX_PAGES):
             response = await self._get(http, {**bound, "next_token": next_token} if next_token else bound)
-            page, meta = self._parse(load_json(response, self._what))
+            page, meta = self._parse(decode_json(response.body, what=self._what))
             items.extend(page)
             newest_ids += [string(meta.get("newest_id"))] + [post.native_id for _, post in page]
             next_token = string(meta.get("next_token"))
             reached = any(state.is_seen(post.native_id) for _, post in page)
             if reached or not next_token or budget_spent(response.headers):
                 break
-        posts = fresh_posts(items, state, newer_than=None if state.cursor else since)
+        posts = take_new(items, state, newer_than=None if state.cursor else since)
         state.cursor = max((i for i in newest_ids if i.isdigit()), key=id_order, default="")
         return poll_from(response, posts, state)
 
@@ -77,7 +77,7 @@ class XSource(Source):
             **bound,
         }
         response = await http.get(self._url, headers=self._headers, params=params)
-        raise_for_status(response, what=self._what, retry_after_s=next_wait_seconds(dict(response.headers)))
+        raise_for_status(response, what=self._what, retry_after_s=retry_after_for(response))
         return response
 
     def _parse(self, body: Any) -> tuple[list[tuple[datetime, Post]], dict[str, Any]]:
@@ -110,7 +110,7 @@ def _post(tweet: object, users: dict[str, dict[str, Any]]) -> tuple[datetime, Po
     if not isinstance(tweet, dict):
         return None
     tweet_id = tweet.get("id")
-    created = parse_iso(tweet.get("created_at"))
+    created = parse_time(tweet.get("created_at"))
     # The v2 API escapes &, < and > in tweet text as HTML entities.
     text = unescape(string(tweet.get("text"))).strip()
     if not isinstance(tweet_id, str) or not tweet_id.isdigit() or created is None or not text:
