@@ -20,12 +20,12 @@ from pathlib import Path
 import nats
 from aiohttp import web
 from opentelemetry.sdk.trace import TracerProvider
-from services.listener.sources.rss import RssSource
 
 from services.listener.clients import AlertPublisher, MentionPublisher, StateStore
 from services.listener.config import RssSourceSettings
 from services.listener.runner import SourceRunner
 from services.listener.sources.base import SourceState
+from services.listener.sources.rss import RssSource
 from services.listener.watch import Query, Watch
 from services.shared.jetstream import ensure_streams
 from services.shared.nats_server import LocalNatsServer, free_port
