@@ -36,6 +36,18 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 3600.0
 
 
+def next_poll_delay(
+    interval_s: float, *, jitter: float, failures: int, asked_s: float | None, rng: random.Random | None = None
+) -> float:
+    """Seconds until the next poll: the interval with jitter, doubled per failure in a row (capped),
+    and never less than the platform asked for."""
+    if failures > 0:
+        wait = min(interval_s * 2 ** min(failures - 1, 10), MAX_BACKOFF_S)
+    else:
+        wait = interval_s * (rng or random).uniform(1 - jitter, 1 + jitter)
+    return float(max(wait, asked_s or 0.0))
+
+
 class Emitter:
     """Turns accepted posts into published mentions: watch match, root span, counters, status."""
 
@@ -105,8 +117,10 @@ class SourceRunner:
         tracer: trace.Tracer,
         counters: Counters,
         dynamic: bool = False,
+        first_poll_within_s: float = 5.0,
     ) -> None:
         self.settings = settings
+        self._first_poll_within_s = first_poll_within_s
         self.source = source
         self.platform = str(getattr(source, "platform", source.kind))
         self.status = SourceStatus(name=settings.name, kind=source.kind, watch=settings.watch, dynamic=dynamic)
@@ -137,7 +151,8 @@ class SourceRunner:
         self._wake.set()
 
     async def run(self, stopping: asyncio.Event) -> None:
-        wait_s = random.uniform(0, min(self.settings.interval_s, 5.0))  # spread the first polls
+        # Spread the first polls so a restart does not hit every platform at the same instant.
+        wait_s = random.uniform(0, min(self.settings.interval_s, self._first_poll_within_s))
         while not stopping.is_set():
             self.status.next_poll_at = datetime.now(UTC) + timedelta(seconds=wait_s)
             await self._sleep(wait_s, stopping)
@@ -169,11 +184,12 @@ class SourceRunner:
                     await task
 
     def _next_wait(self, asked_wait: float | None, *, failed: bool) -> float:
-        interval = self.settings.interval_s
-        wait = interval * random.uniform(1 - self.settings.jitter, 1 + self.settings.jitter)
-        if failed:
-            wait = min(interval * 2 ** min(self.status.consecutive_failures - 1, 10), MAX_BACKOFF_S)
-        return max(wait, asked_wait or 0.0)
+        return next_poll_delay(
+            self.settings.interval_s,
+            jitter=self.settings.jitter,
+            failures=self.status.consecutive_failures if failed else 0,
+            asked_s=asked_wait,
+        )
 
     async def _poll_and_publish(self) -> tuple[PollOutcome, float | None]:
         async with self._lock:

@@ -1,0 +1,180 @@
+"""The source loop against a real nats-server and a local API: politeness, watches, pause, poll-now."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import nats
+import pytest
+from aiohttp import web
+from nats.js import JetStreamContext
+from opentelemetry.sdk.trace import TracerProvider
+
+from services.listener.clients import AlertPublisher, MentionPublisher, StateStore
+from services.listener.config import JsonApiSourceSettings
+from services.listener.runner import MAX_BACKOFF_S, SourceRunner, next_poll_delay
+from services.listener.sources.json_api import JsonApiSource
+from services.listener.watch import Watch
+from services.shared import subjects
+from services.shared.jetstream import ensure_streams
+from services.shared.nats_server import LocalNatsServer
+from services.shared.outbound import OutboundClient, OutboundPolicy
+from services.shared.status import Counters
+from tests.http_server import LocalHttpServer, serve
+
+ITEMS = [
+    {"id": "r1", "text": "Voltio charger smells of smoke"},
+    {"id": "r2", "text": "Lovely weather today"},
+    {"id": "r3", "text": "Voltio app locked me out"},
+]
+
+
+@pytest.fixture
+async def js(nats_server: LocalNatsServer) -> AsyncIterator[JetStreamContext]:
+    nc = await nats.connect(nats_server.url)
+    context = nc.jetstream()
+    await ensure_streams(context)
+    yield context
+    await nc.close()
+
+
+class Api:
+    """A JSON API whose next answer the test decides."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.headers: dict[str, str] = {}
+
+    async def handle(self, _: web.Request) -> web.Response:
+        return web.json_response({"items": ITEMS}, status=self.status, headers=self.headers)
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[tuple[Api, LocalHttpServer]]:
+    state = Api()
+    async with serve({("GET", "/reviews"): state.handle}) as server:
+        yield state, server
+
+
+OPEN: list[SourceRunner] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_runners() -> AsyncIterator[None]:
+    yield
+    while OPEN:
+        await OPEN.pop().close()
+
+
+async def make_runner(
+    js: JetStreamContext, server: LocalHttpServer, *, watch: Watch | None = None, **settings: Any
+) -> SourceRunner:
+    config = JsonApiSourceSettings(
+        kind="json", name="reviews", url=server.url("/reviews"), items_path="items", allow_hosts=["127.0.0.1"],
+        interval_s=60, jitter=0, **settings,
+    )  # fmt: skip
+    tracer = TracerProvider().get_tracer("test")
+    runner = SourceRunner(
+        config, JsonApiSource(config), http=OutboundClient(OutboundPolicy(("127.0.0.1",))),
+        states=await StateStore.open(js, replicas=1), publisher=MentionPublisher(js, tracer),
+        alerts=AlertPublisher(js, tracer), watch=watch, tracer=tracer, counters=Counters(), first_poll_within_s=0,
+    )  # fmt: skip
+    OPEN.append(runner)
+    return runner
+
+
+async def first_scheduled_wait(runner: SourceRunner) -> float:
+    """Let the loop poll once, then read how long it chose to wait."""
+    stopping = asyncio.Event()
+    task = asyncio.create_task(runner.run(stopping))
+    for _ in range(500):
+        if runner.status.last_success_at or runner.status.last_error:
+            next_at = runner.status.next_poll_at
+            if next_at is not None and next_at > datetime.now(UTC) + timedelta(seconds=1):
+                break
+        await asyncio.sleep(0.01)
+    stopping.set()
+    await task
+    assert runner.status.next_poll_at is not None
+    return (runner.status.next_poll_at - datetime.now(UTC)).total_seconds()
+
+
+async def stream_count(js: JetStreamContext) -> int:
+    return int((await js.stream_info(subjects.MENTIONS.name)).state.messages)
+
+
+async def test_a_429_with_retry_after_is_waited_out(js: JetStreamContext, api: tuple[Api, LocalHttpServer]) -> None:
+    state, server = api
+    state.status, state.headers = 429, {"Retry-After": "600"}
+    runner = await make_runner(js, server)
+    wait = await first_scheduled_wait(runner)
+    assert 590 < wait <= 600
+    assert runner.status.consecutive_failures == 1
+    assert "HTTP 429" in runner.status.last_error
+
+
+async def test_a_spent_budget_delays_the_next_poll_past_the_interval(
+    js: JetStreamContext, api: tuple[Api, LocalHttpServer]
+) -> None:
+    state, server = api
+    state.headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "900"}
+    runner = await make_runner(js, server)
+    wait = await first_scheduled_wait(runner)
+    assert 890 < wait <= 900
+    assert runner.status.published == 3
+
+
+async def test_only_posts_matching_the_watch_are_published(
+    js: JetStreamContext, api: tuple[Api, LocalHttpServer]
+) -> None:
+    _, server = api
+    runner = await make_runner(js, server, watch=Watch(name="voltio", terms=("Voltio",)))
+    outcome = await runner.poll_now()
+    assert (outcome.fetched, outcome.published) == (3, 2)
+    assert runner.status.posts_seen == 3
+    assert await stream_count(js) == 2
+
+
+async def test_a_second_poll_publishes_nothing_new(js: JetStreamContext, api: tuple[Api, LocalHttpServer]) -> None:
+    _, server = api
+    runner = await make_runner(js, server)
+    await runner.poll_now()
+    again = await runner.poll_now()
+    assert (again.fetched, again.published) == (0, 0)
+    assert await stream_count(js) == 3
+
+
+async def test_a_paused_source_is_not_polled_on_schedule(
+    js: JetStreamContext, api: tuple[Api, LocalHttpServer]
+) -> None:
+    _, server = api
+    runner = await make_runner(js, server)
+    runner.pause()
+    stopping = asyncio.Event()
+    task = asyncio.create_task(runner.run(stopping))
+    await asyncio.sleep(0.3)
+    stopping.set()
+    await task
+    assert server.requests == []
+    outcome = await runner.poll_now()
+    assert outcome.published == 3
+
+
+def test_the_delay_is_the_interval_with_jitter() -> None:
+    delays = [next_poll_delay(100, jitter=0.1, failures=0, asked_s=None, rng=random.Random(n)) for n in range(50)]
+    assert all(90 <= d <= 110 for d in delays)
+    assert len(set(delays)) > 1
+
+
+def test_failures_double_the_delay_up_to_the_cap() -> None:
+    assert [next_poll_delay(60, jitter=0.1, failures=n, asked_s=None) for n in (1, 2, 3)] == [60, 120, 240]
+    assert next_poll_delay(60, jitter=0, failures=30, asked_s=None) == MAX_BACKOFF_S
+
+
+def test_the_platform_wait_wins_when_longer() -> None:
+    assert next_poll_delay(60, jitter=0, failures=0, asked_s=3600) == 3600
+    assert next_poll_delay(60, jitter=0, failures=0, asked_s=5) == 60
