@@ -7,7 +7,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from clamor.v1 import alert_pb2, case_pb2, notification_pb2, notifier_service_pb2_grpc
-from services.notifier.clients import build_channel
+from services.notifier.clients import DeliveryStore, build_channel
 from services.notifier.config import NotifierConfig
 from services.notifier.consumer import NotifyHandler
 from services.notifier.server import SERVICE_NAME, NotifierServicer
@@ -29,22 +29,28 @@ async def run(config_path: Path | None) -> None:
     config = load_config(NotifierConfig, config_path)
     settings = config.notifier
     runtime = ServiceRuntime(NAME, config.nats, settings.grpc, setup_telemetry(NAME, config.telemetry))
-    channels = [build_channel(channel) for channel in settings.channels]
+    channels = [build_channel(channel, quote_chars=settings.quote_chars) for channel in settings.channels]
     log: deque[notification_pb2.Notification] = deque(maxlen=settings.log_size)
 
     def register(server: grpc.aio.Server) -> None:
         notifier_service_pb2_grpc.add_NotifierServiceServicer_to_server(NotifierServicer(log), server)
 
     await runtime.start_grpc(register, [SERVICE_NAME])
-    await runtime.connect()
+    js = await runtime.connect()
+    deliveries = await DeliveryStore.open(js, replicas=config.nats.stream_replicas)
     handler = NotifyHandler(
-        channels, quote_chars=settings.quote_chars, log=log, tracer=runtime.tracer, counters=runtime.counters
-    )
+        channels, deliveries=deliveries, quote_chars=settings.quote_chars, log=log, tracer=runtime.tracer,
+        counters=runtime.counters,
+    )  # fmt: skip
     await runtime.add_consumer(
         subjects.NOTIFIER_ESCALATIONS_CONSUMER, case_pb2.Escalation, one_at_a_time(handler.on_escalation)
     )
     await runtime.add_consumer(subjects.NOTIFIER_ALERTS_CONSUMER, alert_pb2.Alert, one_at_a_time(handler.on_alert))
-    await runtime.run_until_signal()
+    try:
+        await runtime.run_until_signal()
+    finally:
+        for channel in channels:
+            await channel.aclose()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,55 +1,82 @@
-"""Every outbound call the notifier makes: its channels."""
+"""Every outbound call the notifier makes: its channels, and the delivery record in KV."""
 
 from __future__ import annotations
 
-import sys
-from typing import TYPE_CHECKING, Protocol, TextIO
+import hashlib
+import importlib
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from google.protobuf.json_format import MessageToDict
+from nats.errors import Error as NatsLibraryError
+from nats.js.errors import KeyNotFoundError
 
-from services.notifier.config import ChannelSettings, ConsoleChannelSettings
-from services.notifier.errors import ChannelError
-from services.shared.jsonl import IdempotentJsonlFile
+from services.shared.errors import TransientError
+from services.shared.jetstream import ensure_bucket
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    from nats.js import JetStreamContext
+    from nats.js.kv import KeyValue
 
-    from clamor.v1 import notification_pb2
+    from services.notifier.channels.base import Channel, Delivery
+    from services.notifier.config import ChannelSettings
+
+DELIVERIES_BUCKET = "notifier_deliveries"
+
+# kind → "module:Class"; imported on first use, so one channel's dependencies never load for another.
+CHANNELS: dict[str, str] = {
+    "console": "services.notifier.channels.console:ConsoleChannel",
+    "file": "services.notifier.channels.file:FileChannel",
+    "slack": "services.notifier.channels.slack:SlackChannel",
+    "teams": "services.notifier.channels.teams:TeamsChannel",
+    "email": "services.notifier.channels.email:EmailChannel",
+    "sms": "services.notifier.channels.sms:SmsChannel",
+    "dingtalk": "services.notifier.channels.dingtalk:DingTalkChannel",
+    "pagerduty": "services.notifier.channels.pagerduty:PagerDutyChannel",
+    "webhook": "services.notifier.channels.webhook:WebhookChannel",
+}
 
 
-class Channel(Protocol):
-    name: str
-
-    def send(self, notification: notification_pb2.Notification) -> bool:
-        """Deliver; returns False when this notification id was delivered before."""
+# Plain-text channels quote the post themselves; the others render their own templates.
+QUOTING = frozenset({"console", "file"})
 
 
-class ConsoleChannel:
-    def __init__(self, name: str, stream: TextIO | None = None) -> None:
-        self.name = name
-        self._stream = stream or sys.stdout
+def build_channel(settings: ChannelSettings, *, quote_chars: int) -> Channel:
+    module_name, class_name = CHANNELS[settings.kind].split(":")
+    channel_type: Any = getattr(importlib.import_module(module_name), class_name)
+    channel: Channel = (
+        channel_type(settings, quote_chars=quote_chars) if settings.kind in QUOTING else channel_type(settings)
+    )
+    return channel
 
-    def send(self, notification: notification_pb2.Notification) -> bool:
-        body = "\n".join(f"    {line}" for line in notification.body.splitlines())
-        self._stream.write(f"{notification.title}\n{body}\n")
-        self._stream.flush()
+
+class DeliveryStore:
+    """What was delivered, per notification id, in JetStream KV: a redelivered escalation sends nothing twice."""
+
+    def __init__(self, bucket: KeyValue) -> None:
+        self._bucket = bucket
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, *, replicas: int) -> DeliveryStore:
+        return cls(await ensure_bucket(js, DELIVERIES_BUCKET, replicas=replicas))
+
+    @staticmethod
+    def _key(notification_id: str) -> str:
+        return hashlib.blake2b(notification_id.encode(), digest_size=16).hexdigest()
+
+    async def delivered(self, notification_id: str) -> bool:
+        try:
+            await self._bucket.get(self._key(notification_id))
+        except KeyNotFoundError:
+            return False
+        except (NatsLibraryError, TimeoutError) as exc:
+            raise TransientError(f"cannot read the delivery record of {notification_id}: {exc}") from exc
         return True
 
-
-class FileChannel:
-    def __init__(self, name: str, path: Path) -> None:
-        self.name = name
-        self._file = IdempotentJsonlFile(path)
-
-    def send(self, notification: notification_pb2.Notification) -> bool:
-        record = MessageToDict(notification, preserving_proto_field_name=True)
+    async def record(self, notification_id: str, delivery: Delivery) -> None:
+        value = {"id": notification_id, "channel": delivery.channel, "remote_id": delivery.remote_id,
+                 "at": datetime.now(UTC).isoformat()}  # fmt: skip
         try:
-            return self._file.append(record)
-        except OSError as exc:
-            raise ChannelError(f"file channel {self.name}: {exc.strerror or exc}") from exc
-
-
-def build_channel(settings: ChannelSettings) -> Channel:
-    if isinstance(settings, ConsoleChannelSettings):
-        return ConsoleChannel(settings.name)
-    return FileChannel(settings.name, settings.path)
+            await self._bucket.put(self._key(notification_id), json.dumps(value).encode())
+        except (TimeoutError, NatsLibraryError) as exc:
+            raise TransientError(f"cannot record the delivery of {notification_id}: {exc}") from exc

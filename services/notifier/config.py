@@ -26,7 +26,98 @@ class FileChannelSettings(Section):
     path: RelativePath
 
 
-ChannelSettings = Annotated[ConsoleChannelSettings | FileChannelSettings, Field(discriminator="kind")]
+class HttpChannelSettings(Section):
+    """Channels that call an HTTP API, through the SSRF-guarded outbound client."""
+
+    name: str = Field(pattern=CHANNEL_NAME_PATTERN)
+    # Hosts, IPs or CIDRs this channel may reach although they are private or loopback.
+    allow_hosts: list[str] = Field(default_factory=list)
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+
+class SlackChannelSettings(HttpChannelSettings):
+    """Slack: an incoming webhook URL, or chat.postMessage with a bot token and a channel id."""
+
+    kind: Literal["slack"]
+    webhook_url: str = ""
+    token: str = ""
+    channel: str = ""
+    api_base_url: str = "https://slack.com/api"
+
+
+class TeamsChannelSettings(HttpChannelSettings):
+    """Microsoft Teams: a Workflows webhook that posts an Adaptive Card."""
+
+    kind: Literal["teams"]
+    webhook_url: str
+
+
+class EmailChannelSettings(Section):
+    """E-mail over SMTP, STARTTLS by default, with HTML and plain-text parts."""
+
+    kind: Literal["email"]
+    name: str = Field(pattern=CHANNEL_NAME_PATTERN)
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = True
+    username: str = ""
+    password: str = ""
+    sender: str
+    recipients: list[str] = Field(min_length=1)
+    # A CA bundle to trust for the server's certificate (private CAs); the system store otherwise.
+    ca_file: RelativePath | None = None
+    timeout_s: float = Field(default=20.0, gt=0, le=120)
+
+
+class SmsChannelSettings(HttpChannelSettings):
+    """SMS through the Twilio Messages API."""
+
+    kind: Literal["sms"]
+    account_sid: str
+    auth_token: str
+    from_number: str
+    to_numbers: list[str] = Field(min_length=1)
+    api_base_url: str = "https://api.twilio.com"
+
+
+class DingTalkChannelSettings(HttpChannelSettings):
+    """A DingTalk group robot; with ``secret`` set, requests use the signed-timestamp mode."""
+
+    kind: Literal["dingtalk"]
+    webhook_url: str
+    secret: str = ""
+
+
+class PagerDutyChannelSettings(HttpChannelSettings):
+    """PagerDuty Events API v2: trigger, acknowledge and resolve, one incident per case (dedup_key)."""
+
+    kind: Literal["pagerduty"]
+    routing_key: str
+    api_base_url: str = "https://events.pagerduty.com"
+    source: str = "clamor"
+
+
+class WebhookChannelSettings(HttpChannelSettings):
+    """Any HTTP endpoint: a CloudEvents 1.0 JSON body signed per the Standard Webhooks spec."""
+
+    kind: Literal["webhook"]
+    url: str
+    # "whsec_<base64>" secrets; several allow rotation (each signs, receivers accept any).
+    secrets: list[str] = Field(min_length=1)
+
+
+ChannelSettings = Annotated[
+    ConsoleChannelSettings
+    | FileChannelSettings
+    | SlackChannelSettings
+    | TeamsChannelSettings
+    | EmailChannelSettings
+    | SmsChannelSettings
+    | DingTalkChannelSettings
+    | PagerDutyChannelSettings
+    | WebhookChannelSettings,
+    Field(discriminator="kind"),
+]
 
 
 def _console_only() -> list[ChannelSettings]:

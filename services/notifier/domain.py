@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from clamor.v1 import alert_pb2, case_pb2, notification_pb2, triage_pb2
+from clamor.v1 import alert_pb2, case_pb2, notification_pb2
+from services.notifier.message import Message, message_from_alert, message_from_escalation
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -33,41 +34,49 @@ def _stamp(at: datetime) -> Timestamp:
     return stamp
 
 
+def plain_body(message: Message, *, quote_chars: int) -> str:
+    """The body for plain-text channels (console, file, the log): one fact per line, nothing forged."""
+    if message.kind == "alert":
+        return inert(message.reason)
+    lines = [f"Why: {inert(message.reason)}"]
+    if message.post_text or message.author_handle:
+        author = f"@{inert(message.author_handle)} ({message.author_followers} followers)"
+        lines.append(f"Author: {author} on {inert(message.platform)}")
+        lines.append(f"Post: \u201c{quote(message.post_text, quote_chars)}\u201d")
+        if message.post_url.startswith("https://"):
+            lines.append(f"Link: {inert(message.post_url)}")
+    return "\n".join(lines)
+
+
+def notification_for(
+    message: Message,
+    *,
+    channel: str,
+    quote_chars: int,
+    now: datetime,
+    status: notification_pb2.DeliveryStatus.ValueType = notification_pb2.DELIVERY_STATUS_UNSPECIFIED,
+) -> notification_pb2.Notification:
+    """The notification log's record of ``message`` sent through ``channel``."""
+    return notification_pb2.Notification(
+        id=message.id,
+        channel=channel,
+        recipient=message.team,
+        title=inert(message.title),
+        body=plain_body(message, quote_chars=quote_chars),
+        source_id=message.id.removesuffix(f":{channel}"),
+        case_id=message.case_id,
+        mention_id=message.mention_id,
+        status=status,
+        sent_at=_stamp(now),
+    )
+
+
 def from_escalation(
     escalation: case_pb2.Escalation, *, channel: str, quote_chars: int, now: datetime
 ) -> notification_pb2.Notification:
-    case = escalation.case
-    first = case.mentions[0].mention if case.mentions else None
-    severity = triage_pb2.Severity.Name(case.severity).removeprefix("SEVERITY_")
-    title = f"[{severity}] case {case.id} escalated to {escalation.team} (level {escalation.level})"
-    lines = [f"Why: {escalation.reason}"]
-    if first is not None:
-        author = first.author
-        lines.append(f"Author: @{inert(author.handle)} ({author.followers} followers) on {first.platform}")
-        lines.append(f"Post: \u201c{quote(first.text, quote_chars)}\u201d")
-        if first.url.startswith("https://"):
-            lines.append(f"Link: {inert(first.url)}")
-    return notification_pb2.Notification(
-        id=f"{escalation.id}:{channel}",
-        channel=channel,
-        recipient=escalation.team,
-        title=title,
-        body="\n".join(lines),
-        source_id=escalation.id,
-        case_id=case.id,
-        mention_id=first.id if first is not None else "",
-        sent_at=_stamp(now),
-    )
+    message = message_from_escalation(escalation, channel=channel)
+    return notification_for(message, channel=channel, quote_chars=quote_chars, now=now)
 
 
 def from_alert(alert: alert_pb2.Alert, *, channel: str, now: datetime) -> notification_pb2.Notification:
-    kind = alert_pb2.AlertKind.Name(alert.kind).removeprefix("ALERT_KIND_").lower()
-    return notification_pb2.Notification(
-        id=f"{alert.id}:{channel}",
-        channel=channel,
-        title=f"[alert] {kind}: {inert(alert.topic)}",
-        body=inert(alert.summary),
-        source_id=alert.id,
-        mention_id=alert.sample_mention_ids[0] if alert.sample_mention_ids else "",
-        sent_at=_stamp(now),
-    )
+    return notification_for(message_from_alert(alert, channel=channel), channel=channel, quote_chars=280, now=now)

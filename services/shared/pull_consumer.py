@@ -221,6 +221,10 @@ class PullConsumer(Generic[PayloadT]):
                 return
             delays = self.spec.nak_delays_s
             delay = delays[min(delivery.attempt - 1, len(delays) - 1)]
+            # A downstream that said when to come back (429 Retry-After) is not asked sooner.
+            asked = getattr(outcome, "retry_after_s", None)
+            if isinstance(asked, int | float):
+                delay = max(delay, float(asked))
             log.warning(
                 "%s: delivery %d of %s failed, retrying in %.0fs: %s",
                 self.spec.durable,

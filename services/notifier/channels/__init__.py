@@ -1,0 +1,1 @@
+"""Notification channels, one module per service, all behind :class:`channels.base.Channel`."""

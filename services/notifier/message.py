@@ -1,0 +1,87 @@
+"""What a responder needs, channel-neutral: built from an escalation or an alert.
+
+Every text field here is *untrusted* (it comes from a public post or its author). Channels
+render it through their own escaping (services/notifier/render.py); nothing here is escaped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from clamor.v1 import alert_pb2, case_pb2, triage_pb2
+
+MAX_QUOTE_CHARS = 500
+
+
+@dataclass(frozen=True)
+class Message:
+    # Idempotency key of this notification: "<escalation or alert id>:<channel>".
+    id: str
+    # "escalation" or "alert".
+    kind: str
+    title: str
+    severity: str = "LOW"
+    risk_flags: tuple[str, ...] = ()
+    reason: str = ""
+    post_text: str = ""
+    author_handle: str = ""
+    author_followers: int = 0
+    platform: str = ""
+    post_url: str = ""
+    case_id: str = ""
+    team: str = ""
+    level: int = 0
+    sla_due: datetime | None = None
+    # A signed link that acknowledges the case; empty when acknowledgement links are off.
+    ack_url: str = ""
+    # Stable per case (or alert topic), so a paging service folds repeats into one incident.
+    dedup_key: str = ""
+    mention_id: str = ""
+    raised_at: datetime | None = None
+
+
+def _severity(value: triage_pb2.Severity.ValueType) -> str:
+    return triage_pb2.Severity.Name(value).removeprefix("SEVERITY_") if value else "LOW"
+
+
+def message_from_escalation(escalation: case_pb2.Escalation, *, channel: str, ack_url: str = "") -> Message:
+    case = escalation.case
+    first = case.mentions[0].mention if case.mentions else None
+    severity = _severity(case.severity)
+    sla = case.sla.first_response_due
+    return Message(
+        id=f"{escalation.id}:{channel}",
+        kind="escalation",
+        title=f"[{severity}] case {case.id} escalated to {escalation.team} (level {escalation.level})",
+        severity=severity,
+        risk_flags=tuple(triage_pb2.RiskFlag.Name(f).removeprefix("RISK_FLAG_").lower() for f in case.risk_flags),
+        reason=escalation.reason,
+        post_text=first.text if first is not None else "",
+        author_handle=first.author.handle if first is not None else "",
+        author_followers=first.author.followers if first is not None else 0,
+        platform=first.platform if first is not None else "",
+        post_url=first.url if first is not None else "",
+        case_id=case.id,
+        team=escalation.team,
+        level=escalation.level,
+        sla_due=sla.ToDatetime(tzinfo=UTC) if sla.seconds else None,
+        ack_url=ack_url,
+        dedup_key=f"clamor-case-{case.id}",
+        mention_id=first.id if first is not None else "",
+        raised_at=escalation.raised_at.ToDatetime(tzinfo=UTC) if escalation.raised_at.seconds else None,
+    )
+
+
+def message_from_alert(alert: alert_pb2.Alert, *, channel: str) -> Message:
+    kind = alert_pb2.AlertKind.Name(alert.kind).removeprefix("ALERT_KIND_").lower()
+    return Message(
+        id=f"{alert.id}:{channel}",
+        kind="alert",
+        title=f"[alert] {kind}: {alert.topic}",
+        severity="HIGH",
+        reason=alert.summary,
+        dedup_key=f"clamor-alert-{kind}-{alert.topic}",
+        mention_id=alert.sample_mention_ids[0] if alert.sample_mention_ids else "",
+        raised_at=alert.raised_at.ToDatetime(tzinfo=UTC) if alert.raised_at.seconds else None,
+    )
