@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpcore
 import httpx
@@ -208,6 +209,25 @@ class HttpResponse:
         return self.body.decode(_charset(self.headers), errors="replace")
 
 
+def redact(url: str) -> str:
+    """The URL as errors may show it: scheme and host only. Webhook paths and queries hold credentials
+    (Slack's path, Teams' ``sig=``, DingTalk's ``access_token``), and errors end up in logs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid URL>"
+    if not parts.scheme or not parts.netloc:
+        return "<invalid URL>"
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    suffix = "/…" if (parts.path not in ("", "/") or parts.query) else ""
+    return f"{parts.scheme}://{host}{port}{suffix}"
+
+
+class RedirectRefusedError(PermanentError):
+    """A redirect where the request said none may be followed (signed webhooks: 3xx is a failure)."""
+
+
 def _charset(headers: httpx.Headers) -> str:
     content_type = str(headers.get("content-type", ""))
     for part in content_type.split(";")[1:]:
@@ -252,28 +272,45 @@ class OutboundClient:
         params: Mapping[str, str | int] | None = None,
         content: bytes | None = None,
         data: Mapping[str, str] | None = None,
+        follow_redirects: bool = True,
     ) -> HttpResponse:
-        """Send and read the body within the size and time caps; statuses are the caller's to judge."""
+        """Send and read the body within the size and time caps; statuses are the caller's to judge.
+
+        With ``follow_redirects=False`` a 3xx raises :class:`RedirectRefusedError` (signed webhooks).
+        """
         scheme = url.split(":", 1)[0].lower()
         if scheme not in ("http", "https"):
-            raise BlockedAddressError(f"refusing {url[:80]!r}: only http and https URLs are fetched")
+            raise BlockedAddressError(f"refusing {redact(url)}: only http and https URLs are fetched")
         started = time.monotonic()
         try:
             return await asyncio.wait_for(
-                self._send(method, url, headers=headers, params=params, content=content, data=data, started=started),
+                self._send(
+                    method,
+                    url,
+                    headers=headers,
+                    params=params,
+                    content=content,
+                    data=data,
+                    started=started,
+                    follow_redirects=follow_redirects,
+                ),
                 timeout=self.limits.timeout_s,
             )
         except TimeoutError as exc:
-            raise OutboundError(f"{method} {url}: no complete answer within {self.limits.timeout_s:.0f}s") from exc
+            raise OutboundError(
+                f"{method} {redact(url)}: no complete answer within {self.limits.timeout_s:.0f}s"
+            ) from exc
         except httpx.TooManyRedirects as exc:
-            raise OutboundError(f"{method} {url}: more than {self.limits.max_redirects} redirects") from exc
+            raise OutboundError(f"{method} {redact(url)}: more than {self.limits.max_redirects} redirects") from exc
         except httpx.InvalidURL as exc:
             # e.g. octal or otherwise ambiguous IPv4 forms, which resolvers disagree about.
-            raise BlockedAddressError(f"refusing {url[:80]!r}: not a valid URL ({exc})") from exc
+            raise BlockedAddressError(f"refusing {redact(url)}: not a valid URL ({exc})") from exc
         except httpx.UnsupportedProtocol as exc:
-            raise BlockedAddressError(f"{method} {url}: redirected to a scheme other than http or https") from exc
+            raise BlockedAddressError(
+                f"{method} {redact(url)}: redirected to a scheme other than http or https"
+            ) from exc
         except httpx.HTTPError as exc:
-            raise OutboundError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+            raise OutboundError(f"{method} {redact(url)}: {type(exc).__name__}: {exc}") from exc
 
     async def get(
         self, url: str, *, headers: Mapping[str, str] | None = None, params: Mapping[str, str | int] | None = None
@@ -290,14 +327,18 @@ class OutboundClient:
         content: bytes | None,
         data: Mapping[str, str] | None,
         started: float,
+        follow_redirects: bool,
     ) -> HttpResponse:
         request = self._client.build_request(method, url, headers=headers, params=params, content=content, data=data)
-        response = await self._client.send(request, stream=True)
+        response = await self._client.send(request, stream=True, follow_redirects=follow_redirects)
+        if not follow_redirects and response.is_redirect:
+            await response.aclose()
+            raise RedirectRefusedError(f"{method} {redact(url)}: answered {response.status_code} with a redirect")
         try:
             declared = int(response.headers.get("content-length") or 0)
             if declared > self.limits.max_bytes:
                 raise ResponseTooLargeError(
-                    f"{method} {url}: body of {declared} bytes exceeds the {self.limits.max_bytes}-byte cap"
+                    f"{method} {redact(url)}: body of {declared} bytes exceeds the {self.limits.max_bytes}-byte cap"
                 )
             chunks: list[bytes] = []
             size = 0
@@ -305,7 +346,7 @@ class OutboundClient:
                 size += len(chunk)
                 if size > self.limits.max_bytes:
                     raise ResponseTooLargeError(
-                        f"{method} {url}: body exceeds the {self.limits.max_bytes}-byte cap; stopped reading"
+                        f"{method} {redact(url)}: body exceeds the {self.limits.max_bytes}-byte cap; stopped reading"
                     )
                 chunks.append(chunk)
         finally:

@@ -1,0 +1,131 @@
+"""Microsoft Teams: an Adaptive Card posted to a Workflows ("When a Teams webhook request is received") URL.
+
+TextBlock and FactSet render a Markdown subset, so a post's ``[bank](https://evil.example)``
+would become a link there. Every text on this card is therefore a TextRun inside a
+RichTextBlock, which Teams shows literally; each is one line and clipped. The card's only links
+are its actions: "Acknowledge" and "Open the post", each only for a plain https URL.
+
+Workflows answers 202 Accepted (older connectors 200); 429 is retried after its
+``Retry-After``, 5xx retried, and any other 4xx (a deleted flow, an expired signature in the
+URL, a card it refuses) is a configuration problem. The URL carries its own credential
+(``sig=``), so no error message includes it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from services.notifier.channels.base import Channel, Delivery
+from services.notifier.channels.webhook import post, retry_after_s, snippet
+from services.notifier.errors import ChannelConfigError, ChannelError
+from services.notifier.message import MAX_QUOTE_CHARS
+from services.notifier.render import clip, https, oneline
+from services.shared.outbound import FetchLimits, OutboundClient, OutboundPolicy
+
+if TYPE_CHECKING:
+    from services.notifier.config import TeamsChannelSettings
+    from services.notifier.message import Message
+
+CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
+CARD_VERSION = "1.4"
+CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
+FALLBACK_TITLE = "Clamor notification"
+
+
+def run(value: object, limit: int, **style: Any) -> dict[str, Any]:
+    """A literal TextRun: one line, clipped; ``style`` sets weight, size, italic…"""
+    return {"type": "TextRun", "text": clip(oneline(value), limit)} | style
+
+
+def rich(*inlines: dict[str, Any], **style: Any) -> dict[str, Any]:
+    return {"type": "RichTextBlock", "inlines": list(inlines)} | style
+
+
+def fact(label: str, value: object, limit: int) -> dict[str, Any]:
+    # The label is ours; run() would strip its trailing space.
+    return rich({"type": "TextRun", "text": f"{label}: ", "weight": "Bolder"}, run(value, limit))
+
+
+def card_body(message: Message, *, quote_chars: int) -> list[dict[str, Any]]:
+    body = [
+        rich(run(oneline(message.title) or FALLBACK_TITLE, 300, weight="Bolder", size="Medium")),
+        fact("Severity", message.severity, 20),
+    ]
+    if message.risk_flags:
+        body.append(fact("Risk flags", ", ".join(message.risk_flags), 300))
+    if message.reason:
+        body.append(fact("Reason", message.reason, 500))
+    if message.author_handle or message.post_text:
+        author = f"@{oneline(message.author_handle).lstrip('@')} ({message.author_followers:,} followers)"
+        if message.platform:
+            author += f" on {clip(oneline(message.platform), 40)}"
+        body.append(fact("Author", author, 200))
+    if message.case_id:
+        case = f"{clip(oneline(message.case_id), 80)}, team {clip(oneline(message.team), 80)}, level {message.level}"
+        body.append(fact("Case", case, 200))
+    if message.sla_due is not None:
+        body.append(fact("SLA due", message.sla_due.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), 40))
+    if message.post_text:
+        body.append(rich(run(message.post_text, quote_chars, italic=True), separator=True))
+    return body
+
+
+def card_actions(message: Message) -> list[dict[str, str]]:
+    links = (("Acknowledge", https(message.ack_url)), ("Open the post", https(message.post_url)))
+    return [{"type": "Action.OpenUrl", "title": title, "url": url} for title, url in links if url]
+
+
+def teams_payload(message: Message, *, quote_chars: int = MAX_QUOTE_CHARS) -> dict[str, Any]:
+    card = {
+        "$schema": CARD_SCHEMA,
+        "type": "AdaptiveCard",
+        "version": CARD_VERSION,
+        "body": card_body(message, quote_chars=quote_chars),
+        "actions": card_actions(message),
+    }
+    return {
+        "type": "message",
+        "attachments": [{"contentType": CARD_CONTENT_TYPE, "contentUrl": None, "content": card}],
+    }
+
+
+class TeamsChannel(Channel):
+    kind: ClassVar[str] = "teams"
+
+    def __init__(
+        self, settings: TeamsChannelSettings, *, http: OutboundClient | None = None, quote_chars: int = MAX_QUOTE_CHARS
+    ) -> None:
+        self.name = settings.name
+        self._settings = settings
+        self._quote_chars = quote_chars
+        if not settings.webhook_url:
+            raise ChannelConfigError(f"teams {settings.name}: needs webhook_url")
+        self._owns_http = http is None
+        self._http = http or OutboundClient(
+            OutboundPolicy(tuple(settings.allow_hosts)), limits=FetchLimits(timeout_s=settings.timeout_s)
+        )
+
+    async def send(self, message: Message) -> Delivery:
+        what = f"teams {self.name}"
+        payload = teams_payload(message, quote_chars=self._quote_chars)
+        response = await post(
+            self._http,
+            self._settings.webhook_url,
+            what=what,
+            headers={"Content-Type": "application/json"},
+            body=json.dumps(payload, ensure_ascii=False).encode(),
+        )
+        status = response.status
+        if 200 <= status < 300:
+            return Delivery(channel=self.name, detail=f"HTTP {status}")
+        if status == 429 or status >= 500:
+            raise ChannelError(
+                f"{what}: HTTP {status}: {snippet(response)}", retry_after_s=retry_after_s(response.headers)
+            )
+        raise ChannelConfigError(f"{what}: HTTP {status}: {snippet(response)}")
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()

@@ -1,0 +1,210 @@
+"""The webhook channel against a local receiver: a CloudEvents 1.0 JSON event, signed per Standard Webhooks."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from services.notifier.channels.webhook import WebhookChannel
+from services.notifier.config import WebhookChannelSettings
+from services.notifier.errors import ChannelConfigError, ChannelError
+from services.notifier.message import Message
+from services.shared.outbound import OutboundClient
+from services.shared.standard_webhooks import verify
+from tests.http_server import LocalHttpServer, serve
+from tests.integration.source_cases import answering
+
+HOOK_PATH = "/hooks/clamor"
+OLD_KEY = b"old-key-for-clamor-webhooks-0001"
+NEW_KEY = b"new-key-for-clamor-webhooks-0002"
+SECRETS = ["whsec_" + base64.b64encode(OLD_KEY).decode(), "whsec_" + base64.b64encode(NEW_KEY).decode()]
+NOW = 1_772_370_000  # 2026-03-01T13:00:00Z
+
+MESSAGE = Message(
+    id="esc-1:hook",
+    kind="escalation",
+    title="[HIGH] case c-42 escalated to social-care (level 2)",
+    severity="HIGH",
+    risk_flags=("legal_threat", "outage"),
+    reason="no first response within 30 minutes",
+    post_text="Acme ate my deposit & nobody answers. Lawyers next.",
+    author_handle="angry_ann",
+    author_followers=12345,
+    platform="mastodon",
+    post_url="https://social.example/@angry_ann/1",
+    case_id="c-42",
+    team="social-care",
+    level=2,
+    sla_due=datetime(2026, 3, 1, 13, 30, tzinfo=UTC),
+    ack_url="https://clamor.example/ack?case=c-42&sig=abc",
+    dedup_key="clamor-case-c-42",
+    raised_at=datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC),
+)
+
+EXPECTED_EVENT: dict[str, Any] = {
+    "specversion": "1.0",
+    "id": "esc-1:hook",
+    "source": "clamor/notifier",
+    "type": "io.clamor.notification.escalation",
+    "time": "2026-03-01T12:00:05Z",
+    "datacontenttype": "application/json",
+    "data": {
+        "title": "[HIGH] case c-42 escalated to social-care (level 2)",
+        "severity": "HIGH",
+        "risk_flags": ["legal_threat", "outage"],
+        "reason": "no first response within 30 minutes",
+        "post": {
+            "text": "Acme ate my deposit & nobody answers. Lawyers next.",
+            "url": "https://social.example/@angry_ann/1",
+            "author": {"handle": "angry_ann", "followers": 12345},
+            "platform": "mastodon",
+        },
+        "case": {"id": "c-42", "team": "social-care", "level": 2, "sla_due": "2026-03-01T13:30:00Z"},
+        "ack_url": "https://clamor.example/ack?case=c-42&sig=abc",
+        "dedup_key": "clamor-case-c-42",
+    },
+}
+
+HOSTILE_TEXT = (
+    "<!channel> <@U123> <https://evil|bank> <script>alert(1)</script> "
+    "line1\r\nBcc: victim@example.com [bank](https://evil.example) javascript:alert(1)"
+)
+
+
+def settings(url: str, *, allow_hosts: tuple[str, ...] = ()) -> WebhookChannelSettings:
+    return WebhookChannelSettings(kind="webhook", name="hook", url=url, secrets=SECRETS, allow_hosts=list(allow_hosts))
+
+
+def channel(server: LocalHttpServer, http: OutboundClient) -> WebhookChannel:
+    return WebhookChannel(settings(server.url(HOOK_PATH)), http=http, clock=lambda: NOW + 0.9)
+
+
+def by_hand(key: bytes, msg_id: str, body: bytes) -> str:
+    digest = hmac.new(key, f"{msg_id}.{NOW}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+async def test_posts_a_cloudevent_signed_with_every_secret(http: OutboundClient) -> None:
+    async with serve({("POST", HOOK_PATH): answering(b"", status=204)}) as server:
+        delivery = await channel(server, http).send(MESSAGE)
+    (request,) = server.requests
+    assert json.loads(request.body) == EXPECTED_EVENT
+    assert request.headers["Content-Type"] == "application/cloudevents+json"
+    assert request.headers["webhook-id"] == "esc-1:hook"
+    assert request.headers["webhook-timestamp"] == str(NOW)
+    assert request.headers["webhook-signature"] == (
+        f"{by_hand(OLD_KEY, 'esc-1:hook', request.body)} {by_hand(NEW_KEY, 'esc-1:hook', request.body)}"
+    )
+    verify(SECRETS[1:], request.headers, request.body, now=NOW)
+    assert delivery.detail == "HTTP 204"
+
+
+async def test_an_alert_is_typed_as_one_and_timed_at_sending_when_it_has_no_raise_time(http: OutboundClient) -> None:
+    alert = Message(id="al-1:hook", kind="alert", title="[alert] volume_spike: acme", severity="HIGH", reason="5x")
+    async with serve({("POST", HOOK_PATH): answering(b"{}", status=200)}) as server:
+        await channel(server, http).send(alert)
+    event = json.loads(server.requests[0].body)
+    assert event["type"] == "io.clamor.notification.alert"
+    assert event["time"] == "2026-03-01T13:00:00Z"
+    assert event["data"]["case"] == {"id": "", "team": "", "level": 0, "sla_due": None}
+
+
+async def test_hostile_text_is_carried_verbatim_as_data_and_signed(http: OutboundClient) -> None:
+    hostile = Message(
+        id="esc-2:hook",
+        kind="escalation",
+        title="t",
+        post_text=HOSTILE_TEXT,
+        author_handle="evil\nX-Injected: 1",
+        post_url="javascript:alert(1)",
+    )
+    async with serve({("POST", HOOK_PATH): answering(b"", status=202)}) as server:
+        await channel(server, http).send(hostile)
+    (request,) = server.requests
+    post = json.loads(request.body)["data"]["post"]
+    assert post["text"] == HOSTILE_TEXT
+    assert post["author"]["handle"] == "evil\nX-Injected: 1"
+    assert post["url"] == "javascript:alert(1)"
+    assert "X-Injected" not in request.headers
+    verify(SECRETS, request.headers, request.body, now=NOW)
+
+
+async def test_410_gone_is_a_configuration_error(http: OutboundClient) -> None:
+    async with serve({("POST", HOOK_PATH): answering(b"", status=410)}) as server:
+        with pytest.raises(ChannelConfigError, match="endpoint gone"):
+            await channel(server, http).send(MESSAGE)
+
+
+@pytest.mark.parametrize("status", [429, 503, 408])
+async def test_throttling_and_server_errors_are_retried_after_retry_after(http: OutboundClient, status: int) -> None:
+    busy = answering(b"busy", status=status, content_type="text/plain", headers={"Retry-After": "120"})
+    async with serve({("POST", HOOK_PATH): busy}) as server:
+        with pytest.raises(ChannelError, match=f"HTTP {status}") as caught:
+            await channel(server, http).send(MESSAGE)
+    assert caught.value.retry_after_s == 120.0
+
+
+@pytest.mark.parametrize("status", [400, 401, 404])
+async def test_other_refusals_are_configuration_errors(http: OutboundClient, status: int) -> None:
+    async with serve({("POST", HOOK_PATH): answering(b"bad signature", status=status, content_type="text/plain")}) as s:
+        with pytest.raises(ChannelConfigError, match="bad signature"):
+            await channel(s, http).send(MESSAGE)
+
+
+async def redirect(_: web.Request) -> web.StreamResponse:
+    raise web.HTTPTemporaryRedirect("/elsewhere")
+
+
+async def test_a_redirect_is_not_followed(http: OutboundClient) -> None:
+    routes = {("POST", HOOK_PATH): redirect, ("POST", "/elsewhere"): answering(b"", status=202)}
+    async with serve(routes) as server:
+        own_client = WebhookChannel(settings(server.url(HOOK_PATH), allow_hosts=("127.0.0.1",)))
+        try:
+            with pytest.raises(ChannelConfigError, match="redirects"):
+                await own_client.send(MESSAGE)
+        finally:
+            await own_client.aclose()
+    assert [request.path for request in server.requests] == [HOOK_PATH]
+
+
+async def test_a_redirect_followed_by_a_handed_in_client_still_fails(http: OutboundClient) -> None:
+    routes = {("POST", HOOK_PATH): redirect, ("POST", "/elsewhere"): answering(b"", status=202)}
+    async with serve(routes) as server:
+        with pytest.raises(ChannelConfigError, match="redirect"):
+            await channel(server, http).send(MESSAGE)
+
+
+async def test_a_3xx_without_location_is_a_failure(http: OutboundClient) -> None:
+    async with serve({("POST", HOOK_PATH): answering(b"", status=300)}) as server:
+        with pytest.raises(ChannelConfigError, match="HTTP 300"):
+            await channel(server, http).send(MESSAGE)
+
+
+async def test_unreachable_receiver_is_retried_without_naming_the_url(http: OutboundClient) -> None:
+    async with serve({}) as closed:
+        url = closed.url("/hooks/clamor?token=urlsecret42")
+    with pytest.raises(ChannelError) as caught:
+        await WebhookChannel(settings(url), http=http).send(MESSAGE)
+    assert "urlsecret42" not in str(caught.value)
+
+
+async def test_a_url_the_guard_refuses_is_a_configuration_error() -> None:
+    refused = WebhookChannel(settings("http://169.254.169.254/latest/meta-data/"))
+    try:
+        with pytest.raises(ChannelConfigError, match="a link-local"):
+            await refused.send(MESSAGE)
+    finally:
+        await refused.aclose()
+
+
+def test_a_secret_that_is_not_base64_is_refused_at_construction() -> None:
+    bad = WebhookChannelSettings(kind="webhook", name="hook", url="https://hooks.example/x", secrets=["whsec_no!"])
+    with pytest.raises(ChannelConfigError, match="secrets"):
+        WebhookChannel(bad)
