@@ -11,7 +11,7 @@ from aiohttp import web
 
 from services.listener.config import MastodonSourceSettings
 from services.listener.errors import SourceFormatError
-from services.listener.ratelimit import MAX_WAIT_S
+from services.shared.ratelimit import MAX_WAIT_S
 from services.listener.sources.base import SourceState
 from services.listener.sources.mastodon import MastodonSource
 from services.shared.errors import ConfigError

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from services.listener.config import XSourceSettings
 from services.listener.errors import SourceFormatError
-from services.listener.ratelimit import MAX_WAIT_S
+from services.shared.ratelimit import MAX_WAIT_S
 from services.listener.sources.base import SourceState
 from services.listener.sources.x import XSource
 from services.shared.outbound import OutboundClient, OutboundError

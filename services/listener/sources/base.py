@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from services.listener.ratelimit import next_wait_seconds
+from services.shared.ratelimit import next_wait_seconds
 
 if TYPE_CHECKING:
     from services.shared.outbound import HttpResponse, OutboundClient

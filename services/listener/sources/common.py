@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from services.listener.domain import MAX_TEXT_CHARS
 from services.listener.errors import SourceFormatError
-from services.listener.ratelimit import next_wait_seconds
+from services.shared.ratelimit import next_wait_seconds
 
 if TYPE_CHECKING:
     from services.listener.sources.base import Post, SourceState

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -32,6 +31,7 @@ from services.notifier.errors import ChannelConfigError, ChannelError
 from services.notifier.render import clip, oneline
 from services.shared.errors import PermanentError
 from services.shared.outbound import FetchLimits, OutboundClient, OutboundError, OutboundPolicy
+from services.shared.ratelimit import retry_after_seconds
 from services.shared.standard_webhooks import secret_key, sign
 
 if TYPE_CHECKING:
@@ -53,20 +53,7 @@ def rfc3339(at: datetime) -> str:
 
 def retry_after_s(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
     """``Retry-After`` in seconds (delta-seconds or HTTP date, RFC 9110), or None when absent or unreadable."""
-    value = headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        instant = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=UTC)
-    return max((instant - (now or datetime.now(UTC))).total_seconds(), 0.0)
+    return retry_after_seconds(dict(headers), now)
 
 
 def snippet(response: HttpResponse) -> str:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.listener.ratelimit import MAX_WAIT_S, budget_wait_seconds, next_wait_seconds, retry_after_seconds
+from services.shared.ratelimit import MAX_WAIT_S, budget_wait_seconds, next_wait_seconds, retry_after_seconds
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 
