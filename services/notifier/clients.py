@@ -37,16 +37,10 @@ CHANNELS: dict[str, str] = {
 }
 
 
-# Plain-text channels quote the post themselves; the others render their own templates.
-QUOTING = frozenset({"console", "file"})
-
-
 def build_channel(settings: ChannelSettings, *, quote_chars: int) -> Channel:
     module_name, class_name = CHANNELS[settings.kind].split(":")
     channel_type: Any = getattr(importlib.import_module(module_name), class_name)
-    channel: Channel = (
-        channel_type(settings, quote_chars=quote_chars) if settings.kind in QUOTING else channel_type(settings)
-    )
+    channel: Channel = channel_type(settings, quote_chars=quote_chars)
     return channel
 
 

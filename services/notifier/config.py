@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from services.shared.config import CommonConfig, GrpcSettings, RelativePath, Section
 
@@ -59,7 +59,9 @@ class EmailChannelSettings(Section):
     name: str = Field(pattern=CHANNEL_NAME_PATTERN)
     host: str
     port: int = Field(default=587, ge=1, le=65535)
+    # STARTTLS on a submission port (587), or TLS from the first byte (implicit_tls, port 465).
     starttls: bool = True
+    implicit_tls: bool = False
     username: str = ""
     password: str = ""
     sender: str
@@ -67,6 +69,14 @@ class EmailChannelSettings(Section):
     # A CA bundle to trust for the server's certificate (private CAs); the system store otherwise.
     ca_file: RelativePath | None = None
     timeout_s: float = Field(default=20.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _password_only_over_tls(self) -> EmailChannelSettings:
+        if self.starttls and self.implicit_tls:
+            raise ValueError("choose one of starttls and implicit_tls")
+        if self.username and not (self.starttls or self.implicit_tls):
+            raise ValueError("a login needs starttls or implicit_tls: the password would cross the network in clear")
+        return self
 
 
 class SmsChannelSettings(HttpChannelSettings):

@@ -11,11 +11,11 @@ from aiohttp import web
 
 from services.listener.config import MastodonSourceSettings
 from services.listener.errors import SourceFormatError
-from services.shared.ratelimit import MAX_WAIT_S
 from services.listener.sources.base import SourceState
 from services.listener.sources.mastodon import MastodonSource
 from services.shared.errors import ConfigError
 from services.shared.outbound import OutboundClient
+from services.shared.ratelimit import MAX_WAIT_S
 from tests.http_server import LocalHttpServer, serve
 from tests.integration.source_cases import (
     PagedSourceCases,

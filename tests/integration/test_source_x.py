@@ -11,10 +11,10 @@ from aiohttp import web
 
 from services.listener.config import XSourceSettings
 from services.listener.errors import SourceFormatError
-from services.shared.ratelimit import MAX_WAIT_S
 from services.listener.sources.base import SourceState
 from services.listener.sources.x import XSource
 from services.shared.outbound import OutboundClient, OutboundError
+from services.shared.ratelimit import MAX_WAIT_S
 from tests.http_server import LocalHttpServer, serve
 from tests.integration.source_cases import (
     PagedSourceCases,
