@@ -9,8 +9,7 @@ import json
 import time
 import traceback
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -19,40 +18,17 @@ from aiohttp import web
 from services.notifier.channels.dingtalk import DingTalkChannel
 from services.notifier.config import DingTalkChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
-from services.notifier.message import Message
 from services.shared.nats_server import free_port
 from services.shared.outbound import OutboundClient
 from tests.http_server import LocalHttpServer, serve
+from tests.integration.channel_cases import HOSTILE_TEXT, escalation, hostile_escalation
 
 PATH = "/robot/send"
 TOKEN = "d3adb33f-robot-access-token"
 SECRET = "SEC0123456789abcdef"
-HOSTILE_POST = (
-    "<!channel> <@U123> <https://evil|bank> <script>alert(1)</script> line1\r\nBcc: victim@example.com "
-    "[bank](https://evil.example) javascript:alert(1) @all"
-)
-INJECTED = "\r\nBcc: victim@example.com"
+HOSTILE_POST = HOSTILE_TEXT + " @all"
 
-ESCALATION = Message(
-    id="esc-1:ding",
-    kind="escalation",
-    title="[HIGH] case c-1 escalated to care (level 1)",
-    severity="HIGH",
-    risk_flags=("legal_threat", "viral"),
-    reason="legal threat from a large account",
-    post_text="I will sue you if my refund is not here by Friday",
-    author_handle="ana",
-    author_followers=12000,
-    platform="mastodon",
-    post_url="https://social.example/@ana/1",
-    case_id="c-1",
-    team="care",
-    level=1,
-    sla_due=datetime(2026, 3, 1, 13, 0, tzinfo=UTC),
-    ack_url="https://clamor.example/ack/c-1?sig=abc",
-    dedup_key="clamor-case-c-1",
-    mention_id="m-1",
-)
+ESCALATION = escalation("esc-1:ding")
 EXPECTED_CONTENT = (
     "[HIGH] case c-1 escalated to care (level 1)\n"
     "Severity: HIGH\n"
@@ -177,13 +153,7 @@ async def test_sending_too_fast_is_retried_after_a_minute(
 
 
 async def test_hostile_text_stays_literal_on_its_own_line(server: LocalHttpServer, http: OutboundClient) -> None:
-    hostile = replace(
-        ESCALATION,
-        title="Refund now" + INJECTED,
-        author_handle="mallory" + INJECTED,
-        post_text=HOSTILE_POST,
-        post_url="javascript:alert(1)",
-    )
+    hostile = hostile_escalation("esc-1:ding", post_text=HOSTILE_POST)
     await DingTalkChannel(settings(server), http=http).send(hostile)
 
     body = json.loads(server.requests[0].body)

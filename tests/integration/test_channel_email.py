@@ -6,7 +6,6 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -20,38 +19,13 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from services.notifier.channels.email import EmailChannel, message_id
 from services.notifier.config import EmailChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
-from services.notifier.message import Message
 from services.shared.nats_server import free_port
+from tests.integration.channel_cases import escalation, hostile_escalation
 
 HOST = "127.0.0.1"
 RECIPIENTS = ["oncall@acme.example", "care-lead@acme.example"]
-HOSTILE_POST = (
-    "<!channel> <@U123> <https://evil|bank> <script>alert(1)</script> line1\r\nBcc: victim@example.com "
-    "[bank](https://evil.example) javascript:alert(1)"
-)
-INJECTED = "\r\nBcc: victim@example.com"
 
-ESCALATION = Message(
-    id="esc-1:mail",
-    kind="escalation",
-    title="[HIGH] case c-1 escalated to care (level 1)",
-    severity="HIGH",
-    risk_flags=("legal_threat", "viral"),
-    reason="legal threat from a large account",
-    post_text="I will sue you if my refund is not here by Friday",
-    author_handle="ana",
-    author_followers=12000,
-    platform="mastodon",
-    post_url="https://social.example/@ana/1",
-    case_id="c-1",
-    team="care",
-    level=1,
-    sla_due=datetime(2026, 3, 1, 13, 0, tzinfo=UTC),
-    ack_url="https://clamor.example/ack/c-1?sig=abc",
-    dedup_key="clamor-case-c-1",
-    mention_id="m-1",
-    raised_at=datetime(2026, 3, 1, 12, 0, tzinfo=UTC),
-)
+ESCALATION = escalation("esc-1:mail")
 
 
 @dataclass
@@ -278,13 +252,7 @@ async def test_acknowledge_link_appears_only_for_an_https_url(plain_server: Cont
 async def test_hostile_post_and_author_text_cannot_add_headers_recipients_or_markup(
     plain_server: Controller, mailbox: Mailbox
 ) -> None:
-    hostile = replace(
-        ESCALATION,
-        title="Refund now" + INJECTED,
-        author_handle="mallory" + INJECTED,
-        post_text=HOSTILE_POST,
-        post_url="javascript:alert(1)",
-    )
+    hostile = hostile_escalation("esc-1:mail")
     await EmailChannel(settings(plain_server.port)).send(hostile)
 
     [received] = mailbox.received

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,39 +13,15 @@ from aiohttp import web
 from services.notifier.channels.pagerduty import PagerDutyChannel, trigger_event
 from services.notifier.config import PagerDutyChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
-from services.notifier.message import Message
 from services.shared.outbound import OutboundClient
 from tests.http_server import LocalHttpServer, serve
+from tests.integration.channel_cases import HOSTILE_TEXT, escalation, hostile_escalation
+from tests.integration.channel_cases import alert as sample_alert
 
 PATH = "/v2/enqueue"
 ROUTING_KEY = "R0123456789abcdef0123456789abcde"
-HOSTILE_POST = (
-    "<!channel> <@U123> <https://evil|bank> <script>alert(1)</script> line1\r\nBcc: victim@example.com "
-    "[bank](https://evil.example) javascript:alert(1)"
-)
-INJECTED = "\r\nBcc: victim@example.com"
 
-ESCALATION = Message(
-    id="esc-1:pd",
-    kind="escalation",
-    title="[HIGH] case c-1 escalated to care (level 1)",
-    severity="HIGH",
-    risk_flags=("legal_threat", "viral"),
-    reason="legal threat from a large account",
-    post_text="I will sue you if my refund is not here by Friday",
-    author_handle="ana",
-    author_followers=12000,
-    platform="mastodon",
-    post_url="https://social.example/@ana/1",
-    case_id="c-1",
-    team="care",
-    level=1,
-    sla_due=datetime(2026, 3, 1, 13, 0, tzinfo=UTC),
-    ack_url="https://clamor.example/ack/c-1?sig=abc",
-    dedup_key="clamor-case-c-1",
-    mention_id="m-1",
-    raised_at=datetime(2026, 3, 1, 12, 0, tzinfo=UTC),
-)
+ESCALATION = escalation("esc-1:pd")
 EXPECTED_TRIGGER = {
     "routing_key": ROUTING_KEY,
     "event_action": "trigger",
@@ -230,14 +205,7 @@ async def test_server_error_is_retried(server: LocalHttpServer, api: FakeEventsA
 async def test_hostile_text_yields_a_one_line_summary_and_only_https_links(
     server: LocalHttpServer, http: OutboundClient
 ) -> None:
-    hostile = replace(
-        ESCALATION,
-        title="Refund now" + INJECTED,
-        reason=HOSTILE_POST,
-        author_handle="mallory" + INJECTED,
-        post_text=HOSTILE_POST,
-        post_url="javascript:alert(1)",
-    )
+    hostile = hostile_escalation("esc-1:pd", reason=HOSTILE_TEXT)
     await PagerDutyChannel(settings(server), http=http).send(hostile)
 
     [event] = events(server)
@@ -280,7 +248,7 @@ async def test_without_a_client_it_opens_one_within_allow_hosts_and_closes_it(se
 
 
 def test_alert_event_leaves_out_what_an_alert_does_not_have() -> None:
-    alert = Message(id="al-1:pd", kind="alert", title="[alert] spike: refunds", severity="HIGH", reason="5x volume")
+    alert = sample_alert("al-1:pd", title="[alert] spike: refunds", reason="5x volume")
 
     payload = trigger_event(alert, routing_key=ROUTING_KEY, source="clamor")["payload"]
 

@@ -12,34 +12,24 @@ import pytest
 from services.notifier.channels.slack import SlackChannel
 from services.notifier.config import SlackChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
-from services.notifier.message import Message
 from services.shared.outbound import OutboundClient
 from tests.http_server import LocalHttpServer, serve
+from tests.integration.channel_cases import CASE_C42, escalation, hostile_escalation
+from tests.integration.channel_cases import alert as sample_alert
 from tests.integration.source_cases import answering
 
 HOOK_PATH = "/services/T0001/B0001/hooksecret42"
 TOKEN = "xoxb-1-test-token"
 CHANNEL = "C0123ABCD"
 
-MESSAGE = Message(
-    id="esc-1:slack",
-    kind="escalation",
-    title="[HIGH] case c-42 escalated to social-care (level 2)",
-    severity="HIGH",
-    risk_flags=("legal_threat", "outage"),
-    reason="no first response within 30 minutes",
-    post_text="Acme ate my deposit & nobody answers. Lawyers next.",
-    author_handle="@angry_ann",
-    author_followers=12345,
-    platform="mastodon",
-    post_url="https://social.example/@angry_ann/1?x=1&y=2",
-    case_id="c-42",
-    team="social-care",
-    level=2,
-    sla_due=datetime(2026, 3, 1, 13, 30, tzinfo=UTC),
-    ack_url="https://clamor.example/ack?case=c-42&sig=abc",
-    dedup_key="clamor-case-c-42",
-    raised_at=datetime(2026, 3, 1, 12, 0, tzinfo=UTC),
+MESSAGE = escalation(
+    "esc-1:slack",
+    **CASE_C42
+    | {
+        "author_handle": "@angry_ann",
+        "post_url": "https://social.example/@angry_ann/1?x=1&y=2",
+        "raised_at": datetime(2026, 3, 1, 12, 0, tzinfo=UTC),
+    },
 )
 
 EXPECTED_BLOCKS: list[dict[str, Any]] = [
@@ -80,11 +70,6 @@ EXPECTED_PAYLOAD: dict[str, Any] = {
     "unfurl_links": False,
     "unfurl_media": False,
 }
-
-HOSTILE_TEXT = (
-    "<!channel> <@U123> <https://evil|bank> <script>alert(1)</script> "
-    "line1\r\nBcc: victim@example.com [bank](https://evil.example) javascript:alert(1)"
-)
 
 
 def webhook_settings(server: LocalHttpServer) -> SlackChannelSettings:
@@ -148,7 +133,7 @@ async def test_api_mode_posts_with_bearer_token_and_returns_the_message_ts(http:
 
 
 async def test_an_alert_carries_only_its_title_severity_and_reason(http: OutboundClient) -> None:
-    alert = Message(id="al-1:slack", kind="alert", title="[alert] volume_spike: acme", severity="HIGH", reason="5x")
+    alert = sample_alert("al-1:slack")
     async with serve({("POST", HOOK_PATH): answering(b"ok", content_type="text/html")}) as server:
         await SlackChannel(webhook_settings(server), http=http).send(alert)
     assert sent(server) == {
@@ -164,14 +149,11 @@ async def test_an_alert_carries_only_its_title_severity_and_reason(http: Outboun
 
 
 async def test_hostile_post_text_stays_inert_text(http: OutboundClient) -> None:
-    hostile = Message(
-        id="esc-2:slack",
-        kind="escalation",
+    hostile = hostile_escalation(
+        "esc-2:slack",
         title="<!here> " + "x" * 300,
         reason="<@U999> said so",
-        post_text=HOSTILE_TEXT,
         author_handle="evil\n*Severity*\nLOW <!channel>",
-        post_url="javascript:alert(1)",
         ack_url="https://clamor.example/ack?case=c-9",
     )
     async with serve({("POST", HOOK_PATH): answering(b"ok", content_type="text/html")}) as server:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -15,9 +14,9 @@ from aiohttp import web
 from services.notifier.channels.sms import MAX_BODY_CHARS, SmsChannel
 from services.notifier.config import SmsChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
-from services.notifier.message import Message
 from services.shared.outbound import OutboundClient
 from tests.http_server import LocalHttpServer, RecordedRequest, serve
+from tests.integration.channel_cases import escalation, hostile_escalation
 
 ACCOUNT_SID = "AC0123456789abcdef0123456789abcdef"
 AUTH_TOKEN = "twilio-auth-token"
@@ -25,32 +24,8 @@ PATH = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
 FROM = "+15005550006"
 ONCALL = "+15551230001"
 LEAD = "+15551230002"
-HOSTILE_POST = (
-    "<!channel> <@U123> <https://evil|bank> <script>alert(1)</script> line1\r\nBcc: victim@example.com "
-    "[bank](https://evil.example) javascript:alert(1)"
-)
-INJECTED = "\r\nBcc: victim@example.com"
 
-ESCALATION = Message(
-    id="esc-1:sms",
-    kind="escalation",
-    title="[HIGH] case c-1 escalated to care (level 1)",
-    severity="HIGH",
-    risk_flags=("legal_threat", "viral"),
-    reason="legal threat from a large account",
-    post_text="I will sue you if my refund is not here by Friday",
-    author_handle="ana",
-    author_followers=12000,
-    platform="mastodon",
-    post_url="https://social.example/@ana/1",
-    case_id="c-1",
-    team="care",
-    level=1,
-    sla_due=datetime(2026, 3, 1, 13, 0, tzinfo=UTC),
-    ack_url="https://clamor.example/ack/c-1?sig=abc",
-    dedup_key="clamor-case-c-1",
-    mention_id="m-1",
-)
+ESCALATION = escalation("esc-1:sms")
 EXPECTED_BODY = (
     "[HIGH] case c-1 escalated to care (level 1)\n"
     "Flags: legal_threat, viral\n"
@@ -169,13 +144,7 @@ async def test_a_long_post_is_cut_so_the_body_fits_one_twilio_message(
 async def test_hostile_text_stays_on_its_own_line_and_its_javascript_link_is_dropped(
     server: LocalHttpServer, http: OutboundClient
 ) -> None:
-    hostile = replace(
-        ESCALATION,
-        title="Refund now" + INJECTED,
-        author_handle="mallory" + INJECTED,
-        post_text=HOSTILE_POST,
-        post_url="javascript:alert(1)",
-    )
+    hostile = hostile_escalation("esc-1:sms")
     await SmsChannel(settings(server, to_numbers=[ONCALL]), http=http).send(hostile)
 
     [body] = form(server.requests[0])["Body"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,38 +11,15 @@ import pytest
 from services.notifier.channels.teams import TeamsChannel
 from services.notifier.config import TeamsChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
-from services.notifier.message import Message
 from services.shared.outbound import OutboundClient
 from tests.http_server import LocalHttpServer, serve
+from tests.integration.channel_cases import CASE_C42, escalation, hostile_escalation
 from tests.integration.source_cases import answering
 
 FLOW_PATH = "/workflows/4f1c/triggers/manual/paths/invoke"
 FLOW_QUERY = "?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=flowsecret42"
 
-MESSAGE = Message(
-    id="esc-1:teams",
-    kind="escalation",
-    title="[HIGH] case c-42 escalated to social-care (level 2)",
-    severity="HIGH",
-    risk_flags=("legal_threat", "outage"),
-    reason="no first response within 30 minutes",
-    post_text="Acme ate my deposit & nobody answers. Lawyers next.",
-    author_handle="@angry_ann",
-    author_followers=12345,
-    platform="mastodon",
-    post_url="https://social.example/@angry_ann/1",
-    case_id="c-42",
-    team="social-care",
-    level=2,
-    sla_due=datetime(2026, 3, 1, 13, 30, tzinfo=UTC),
-    ack_url="https://clamor.example/ack?case=c-42&sig=abc",
-    dedup_key="clamor-case-c-42",
-)
-
-HOSTILE_TEXT = (
-    "<!channel> <@U123> <https://evil|bank> <script>alert(1)</script> "
-    "line1\r\nBcc: victim@example.com [bank](https://evil.example) javascript:alert(1)"
-)
+MESSAGE = escalation("esc-1:teams", **CASE_C42 | {"author_handle": "@angry_ann"})
 
 
 def fact(label: str, value: str) -> dict[str, Any]:
@@ -127,14 +103,13 @@ async def test_posts_an_adaptive_card_and_succeeds_when_accepted(http: OutboundC
 
 
 async def test_hostile_text_appears_only_as_literal_one_line_text_runs(http: OutboundClient) -> None:
-    hostile = Message(
-        id="esc-2:teams",
-        kind="escalation",
+    hostile = hostile_escalation(
+        "esc-2:teams",
         title="**urgent** [click](https://evil.example)",
         reason="[bank](https://evil.example)",
-        post_text=HOSTILE_TEXT,
         author_handle="evil\n**Severity**: LOW",
-        post_url="javascript:alert(1)",
+        author_followers=0,
+        platform="",
         ack_url="http://clamor.example/ack",
     )
     async with serve({("POST", FLOW_PATH): answering(b"", status=202)}) as server:

@@ -15,10 +15,11 @@ from aiohttp import web
 from services.notifier.channels.webhook import WebhookChannel
 from services.notifier.config import WebhookChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
-from services.notifier.message import Message
 from services.shared.outbound import OutboundClient
 from services.shared.standard_webhooks import verify
 from tests.http_server import LocalHttpServer, serve
+from tests.integration.channel_cases import CASE_C42, HOSTILE_TEXT, escalation, hostile_escalation
+from tests.integration.channel_cases import alert as sample_alert
 from tests.integration.source_cases import answering
 
 HOOK_PATH = "/hooks/clamor"
@@ -27,26 +28,7 @@ NEW_KEY = b"new-key-for-clamor-webhooks-0002"
 SECRETS = ["whsec_" + base64.b64encode(OLD_KEY).decode(), "whsec_" + base64.b64encode(NEW_KEY).decode()]
 NOW = 1_772_370_000  # 2026-03-01T13:00:00Z
 
-MESSAGE = Message(
-    id="esc-1:hook",
-    kind="escalation",
-    title="[HIGH] case c-42 escalated to social-care (level 2)",
-    severity="HIGH",
-    risk_flags=("legal_threat", "outage"),
-    reason="no first response within 30 minutes",
-    post_text="Acme ate my deposit & nobody answers. Lawyers next.",
-    author_handle="angry_ann",
-    author_followers=12345,
-    platform="mastodon",
-    post_url="https://social.example/@angry_ann/1",
-    case_id="c-42",
-    team="social-care",
-    level=2,
-    sla_due=datetime(2026, 3, 1, 13, 30, tzinfo=UTC),
-    ack_url="https://clamor.example/ack?case=c-42&sig=abc",
-    dedup_key="clamor-case-c-42",
-    raised_at=datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC),
-)
+MESSAGE = escalation("esc-1:hook", **CASE_C42 | {"raised_at": datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC)})
 
 EXPECTED_EVENT: dict[str, Any] = {
     "specversion": "1.0",
@@ -71,11 +53,6 @@ EXPECTED_EVENT: dict[str, Any] = {
         "dedup_key": "clamor-case-c-42",
     },
 }
-
-HOSTILE_TEXT = (
-    "<!channel> <@U123> <https://evil|bank> <script>alert(1)</script> "
-    "line1\r\nBcc: victim@example.com [bank](https://evil.example) javascript:alert(1)"
-)
 
 
 def settings(url: str, *, allow_hosts: tuple[str, ...] = ()) -> WebhookChannelSettings:
@@ -107,7 +84,7 @@ async def test_posts_a_cloudevent_signed_with_every_secret(http: OutboundClient)
 
 
 async def test_an_alert_is_typed_as_one_and_timed_at_sending_when_it_has_no_raise_time(http: OutboundClient) -> None:
-    alert = Message(id="al-1:hook", kind="alert", title="[alert] volume_spike: acme", severity="HIGH", reason="5x")
+    alert = sample_alert("al-1:hook")
     async with serve({("POST", HOOK_PATH): answering(b"{}", status=200)}) as server:
         await channel(server, http).send(alert)
     event = json.loads(server.requests[0].body)
@@ -117,14 +94,7 @@ async def test_an_alert_is_typed_as_one_and_timed_at_sending_when_it_has_no_rais
 
 
 async def test_hostile_text_is_carried_verbatim_as_data_and_signed(http: OutboundClient) -> None:
-    hostile = Message(
-        id="esc-2:hook",
-        kind="escalation",
-        title="t",
-        post_text=HOSTILE_TEXT,
-        author_handle="evil\nX-Injected: 1",
-        post_url="javascript:alert(1)",
-    )
+    hostile = hostile_escalation("esc-2:hook", title="t", author_handle="evil\nX-Injected: 1")
     async with serve({("POST", HOOK_PATH): answering(b"", status=202)}) as server:
         await channel(server, http).send(hostile)
     (request,) = server.requests

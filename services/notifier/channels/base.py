@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
+
+from services.notifier.message import MAX_QUOTE_CHARS
+from services.shared.outbound import FetchLimits, OutboundClient, OutboundPolicy
 
 if TYPE_CHECKING:
+    from services.notifier.config import HttpChannelSettings
     from services.notifier.message import Message
+
+SettingsT = TypeVar("SettingsT", bound="HttpChannelSettings")
 
 
 @dataclass(frozen=True)
@@ -44,3 +50,28 @@ class Channel(abc.ABC):
     async def aclose(self) -> None:
         """Release connections."""
         return
+
+
+class HttpChannel(Channel, Generic[SettingsT]):
+    """A channel that talks HTTP through an :class:`OutboundClient` limited to its ``allow_hosts``.
+
+    A client handed in (``http=``, tests and shared pools) belongs to the caller and is never
+    closed here; one the channel builds itself is closed by :meth:`aclose`.
+    """
+
+    def __init__(
+        self, settings: SettingsT, *, http: OutboundClient | None = None, quote_chars: int = MAX_QUOTE_CHARS
+    ) -> None:
+        self.name = settings.name
+        self._settings = settings
+        self._quote_chars = quote_chars
+        self._owns_http = http is None
+        self._http = http or OutboundClient(OutboundPolicy(tuple(settings.allow_hosts)), limits=self._limits(settings))
+
+    def _limits(self, settings: SettingsT) -> FetchLimits:
+        """The limits for a client the channel builds itself."""
+        return FetchLimits(timeout_s=settings.timeout_s)
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()

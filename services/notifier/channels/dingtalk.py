@@ -21,15 +21,14 @@ from datetime import UTC
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote_plus, urlsplit
 
-from services.notifier.channels.base import Channel, Delivery
+from services.notifier.channels.base import Delivery, HttpChannel
 from services.notifier.channels.webhook import post, retry_after_s, snippet
+from services.notifier.config import DingTalkChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
 from services.notifier.message import MAX_QUOTE_CHARS
 from services.notifier.render import clip, https, oneline, render_text
-from services.shared.outbound import FetchLimits, OutboundClient, OutboundPolicy
 
 if TYPE_CHECKING:
-    from services.notifier.config import DingTalkChannelSettings
     from services.notifier.message import Message
 
 SEND_TOO_FAST = 130101
@@ -63,23 +62,8 @@ def dingtalk_payload(message: Message, *, quote_chars: int = MAX_QUOTE_CHARS) ->
     return {"msgtype": "text", "text": {"content": content}, "at": {"atMobiles": [], "atUserIds": []}}
 
 
-class DingTalkChannel(Channel):
+class DingTalkChannel(HttpChannel[DingTalkChannelSettings]):
     kind: ClassVar[str] = "dingtalk"
-
-    def __init__(
-        self,
-        settings: DingTalkChannelSettings,
-        *,
-        http: OutboundClient | None = None,
-        quote_chars: int = MAX_QUOTE_CHARS,
-    ) -> None:
-        self.name = settings.name
-        self._settings = settings
-        self._quote_chars = quote_chars
-        self._owns_http = http is None
-        self._http = http or OutboundClient(
-            OutboundPolicy(tuple(settings.allow_hosts)), limits=FetchLimits(timeout_s=settings.timeout_s)
-        )
 
     def _url(self) -> str:
         settings = self._settings
@@ -112,7 +96,3 @@ class DingTalkChannel(Channel):
         if errcode == SEND_TOO_FAST:
             raise ChannelError(f"{what}: errcode {errcode}: {errmsg}", retry_after_s=SEND_TOO_FAST_WAIT_S)
         raise ChannelConfigError(f"{what}: errcode {errcode}: {errmsg}")
-
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()

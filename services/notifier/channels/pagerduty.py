@@ -17,17 +17,16 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from services.notifier.channels.base import Channel, Delivery
+from services.notifier.channels.base import Delivery, HttpChannel
 from services.notifier.channels.webhook import post, retry_after_s, snippet
+from services.notifier.config import PagerDutyChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
 from services.notifier.message import MAX_QUOTE_CHARS
 from services.notifier.render import clip, https, oneline
-from services.shared.outbound import FetchLimits, OutboundClient, OutboundPolicy
 
 if TYPE_CHECKING:
-    from services.notifier.config import PagerDutyChannelSettings
     from services.notifier.message import Message
-    from services.shared.outbound import HttpResponse
+    from services.shared.outbound import HttpResponse, OutboundClient
 
 SUMMARY_CHARS = 1024
 DEDUP_KEY_CHARS = 255
@@ -105,7 +104,7 @@ def _errors(response: HttpResponse) -> str:
     return snippet(response)
 
 
-class PagerDutyChannel(Channel):
+class PagerDutyChannel(HttpChannel[PagerDutyChannelSettings]):
     kind: ClassVar[str] = "pagerduty"
 
     def __init__(
@@ -115,13 +114,7 @@ class PagerDutyChannel(Channel):
         http: OutboundClient | None = None,
         quote_chars: int = MAX_QUOTE_CHARS,
     ) -> None:
-        self.name = settings.name
-        self._settings = settings
-        self._quote_chars = quote_chars
-        self._owns_http = http is None
-        self._http = http or OutboundClient(
-            OutboundPolicy(tuple(settings.allow_hosts)), limits=FetchLimits(timeout_s=settings.timeout_s)
-        )
+        super().__init__(settings, http=http, quote_chars=quote_chars)
         self._url = f"{settings.api_base_url.rstrip('/')}/v2/enqueue"
 
     async def send(self, message: Message) -> Delivery:
@@ -168,7 +161,3 @@ class PagerDutyChannel(Channel):
         if status == 400:
             raise ChannelConfigError(f"{what}: invalid event: {_errors(response)}")
         raise ChannelConfigError(f"{what}: HTTP {status}: {_errors(response)}")
-
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()

@@ -21,17 +21,16 @@ import json
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from services.notifier.channels.base import Channel, Delivery
+from services.notifier.channels.base import Delivery, HttpChannel
 from services.notifier.channels.webhook import post, retry_after_s, snippet
+from services.notifier.config import SlackChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
 from services.notifier.message import MAX_QUOTE_CHARS
 from services.notifier.render import clip, https, oneline, slack
-from services.shared.outbound import FetchLimits, OutboundClient, OutboundPolicy
 
 if TYPE_CHECKING:
-    from services.notifier.config import SlackChannelSettings
     from services.notifier.message import Message
-    from services.shared.outbound import HttpResponse
+    from services.shared.outbound import HttpResponse, OutboundClient
 
 HEADER_CHARS = 150
 FALLBACK_TITLE = "Clamor notification"
@@ -105,24 +104,18 @@ def slack_payload(message: Message, *, quote_chars: int = MAX_QUOTE_CHARS) -> di
     return {"text": mrkdwn(title, 300), "blocks": blocks, "unfurl_links": False, "unfurl_media": False}
 
 
-class SlackChannel(Channel):
+class SlackChannel(HttpChannel[SlackChannelSettings]):
     kind: ClassVar[str] = "slack"
 
     def __init__(
         self, settings: SlackChannelSettings, *, http: OutboundClient | None = None, quote_chars: int = MAX_QUOTE_CHARS
     ) -> None:
-        self.name = settings.name
-        self._settings = settings
-        self._quote_chars = quote_chars
         api = bool(settings.token or settings.channel)
         if settings.webhook_url and api:
             raise ChannelConfigError(f"slack {settings.name}: set webhook_url, or token and channel, not both")
         if not settings.webhook_url and not (settings.token and settings.channel):
             raise ChannelConfigError(f"slack {settings.name}: needs webhook_url, or both token and channel")
-        self._owns_http = http is None
-        self._http = http or OutboundClient(
-            OutboundPolicy(tuple(settings.allow_hosts)), limits=FetchLimits(timeout_s=settings.timeout_s)
-        )
+        super().__init__(settings, http=http, quote_chars=quote_chars)
 
     async def send(self, message: Message) -> Delivery:
         payload = slack_payload(message, quote_chars=self._quote_chars)
@@ -173,10 +166,6 @@ class SlackChannel(Channel):
         if error in TRANSIENT_API_ERRORS:
             raise ChannelError(f"{what}: {error}", retry_after_s=retry_after_s(response.headers))
         raise ChannelConfigError(f"{what}: {error}")
-
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
 
 
 def _raise_for_http(response: HttpResponse, what: str) -> None:

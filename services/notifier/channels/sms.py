@@ -19,17 +19,16 @@ from datetime import UTC
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, urlencode
 
-from services.notifier.channels.base import Channel, Delivery
+from services.notifier.channels.base import Delivery, HttpChannel
 from services.notifier.channels.webhook import post, retry_after_s, snippet
+from services.notifier.config import SmsChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
 from services.notifier.message import MAX_QUOTE_CHARS
 from services.notifier.render import clip, https, oneline, render_text
-from services.shared.outbound import FetchLimits, OutboundClient, OutboundPolicy
 
 if TYPE_CHECKING:
-    from services.notifier.config import SmsChannelSettings
     from services.notifier.message import Message
-    from services.shared.outbound import HttpResponse
+    from services.shared.outbound import HttpResponse, OutboundClient
 
 MAX_BODY_CHARS = 1600
 # Numbers already texted, per notification: enough for every retry in flight, bounded in memory.
@@ -65,19 +64,13 @@ def _twilio_error(response: HttpResponse) -> str:
     return snippet(response)
 
 
-class SmsChannel(Channel):
+class SmsChannel(HttpChannel[SmsChannelSettings]):
     kind: ClassVar[str] = "sms"
 
     def __init__(
         self, settings: SmsChannelSettings, *, http: OutboundClient | None = None, quote_chars: int = MAX_QUOTE_CHARS
     ) -> None:
-        self.name = settings.name
-        self._settings = settings
-        self._quote_chars = quote_chars
-        self._owns_http = http is None
-        self._http = http or OutboundClient(
-            OutboundPolicy(tuple(settings.allow_hosts)), limits=FetchLimits(timeout_s=settings.timeout_s)
-        )
+        super().__init__(settings, http=http, quote_chars=quote_chars)
         self._url = (
             f"{settings.api_base_url.rstrip('/')}/2010-04-01/Accounts/{quote(settings.account_sid, safe='')}"
             "/Messages.json"
@@ -140,7 +133,3 @@ class SmsChannel(Channel):
                 f"{what}: HTTP {status}, check account_sid and auth_token: {_twilio_error(response)}"
             )
         raise ChannelConfigError(f"{what}: HTTP {status}: {_twilio_error(response)}")
-
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()

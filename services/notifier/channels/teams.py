@@ -17,16 +17,16 @@ import json
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from services.notifier.channels.base import Channel, Delivery
+from services.notifier.channels.base import Delivery, HttpChannel
 from services.notifier.channels.webhook import post, retry_after_s, snippet
+from services.notifier.config import TeamsChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
 from services.notifier.message import MAX_QUOTE_CHARS
 from services.notifier.render import clip, https, oneline
-from services.shared.outbound import FetchLimits, OutboundClient, OutboundPolicy
 
 if TYPE_CHECKING:
-    from services.notifier.config import TeamsChannelSettings
     from services.notifier.message import Message
+    from services.shared.outbound import OutboundClient
 
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 CARD_VERSION = "1.4"
@@ -91,21 +91,15 @@ def teams_payload(message: Message, *, quote_chars: int = MAX_QUOTE_CHARS) -> di
     }
 
 
-class TeamsChannel(Channel):
+class TeamsChannel(HttpChannel[TeamsChannelSettings]):
     kind: ClassVar[str] = "teams"
 
     def __init__(
         self, settings: TeamsChannelSettings, *, http: OutboundClient | None = None, quote_chars: int = MAX_QUOTE_CHARS
     ) -> None:
-        self.name = settings.name
-        self._settings = settings
-        self._quote_chars = quote_chars
         if not settings.webhook_url:
             raise ChannelConfigError(f"teams {settings.name}: needs webhook_url")
-        self._owns_http = http is None
-        self._http = http or OutboundClient(
-            OutboundPolicy(tuple(settings.allow_hosts)), limits=FetchLimits(timeout_s=settings.timeout_s)
-        )
+        super().__init__(settings, http=http, quote_chars=quote_chars)
 
     async def send(self, message: Message) -> Delivery:
         what = f"teams {self.name}"
@@ -125,7 +119,3 @@ class TeamsChannel(Channel):
                 f"{what}: HTTP {status}: {snippet(response)}", retry_after_s=retry_after_s(response.headers)
             )
         raise ChannelConfigError(f"{what}: HTTP {status}: {snippet(response)}")
-
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()

@@ -26,18 +26,19 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from services.notifier.channels.base import Channel, Delivery
+from services.notifier.channels.base import Delivery, HttpChannel
+from services.notifier.config import WebhookChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
+from services.notifier.message import MAX_QUOTE_CHARS
 from services.notifier.render import clip, oneline
 from services.shared.errors import PermanentError
-from services.shared.outbound import FetchLimits, OutboundClient, OutboundError, OutboundPolicy
+from services.shared.outbound import FetchLimits, OutboundClient, OutboundError
 from services.shared.ratelimit import retry_after_seconds
 from services.shared.standard_webhooks import secret_key, sign
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from services.notifier.config import WebhookChannelSettings
     from services.notifier.message import Message
     from services.shared.outbound import HttpResponse
 
@@ -123,7 +124,7 @@ def cloud_event(message: Message, *, now: datetime) -> dict[str, Any]:
     }
 
 
-class WebhookChannel(Channel):
+class WebhookChannel(HttpChannel[WebhookChannelSettings]):
     kind: ClassVar[str] = "webhook"
 
     def __init__(
@@ -131,22 +132,20 @@ class WebhookChannel(Channel):
         settings: WebhookChannelSettings,
         *,
         http: OutboundClient | None = None,
+        quote_chars: int = MAX_QUOTE_CHARS,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.name = settings.name
-        self._settings = settings
-        self._clock = clock
         try:
             for secret in settings.secrets:
                 secret_key(secret)
         except ValueError as exc:
             raise ChannelConfigError(f"webhook {settings.name}: secrets: {exc}") from None
-        self._owns_http = http is None
+        super().__init__(settings, http=http, quote_chars=quote_chars)
+        self._clock = clock
+
+    def _limits(self, settings: WebhookChannelSettings) -> FetchLimits:
         # max_redirects=0: the client stops at the first 3xx instead of re-sending the signed body.
-        self._http = http or OutboundClient(
-            OutboundPolicy(tuple(settings.allow_hosts)),
-            limits=FetchLimits(timeout_s=settings.timeout_s, max_redirects=0),
-        )
+        return FetchLimits(timeout_s=settings.timeout_s, max_redirects=0)
 
     async def send(self, message: Message) -> Delivery:
         url = self._settings.url
@@ -175,7 +174,3 @@ class WebhookChannel(Channel):
                 f"{what}: HTTP {status}: {snippet(response)}", retry_after_s=retry_after_s(response.headers)
             )
         raise ChannelConfigError(f"{what}: HTTP {status}: {snippet(response)}")
-
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
