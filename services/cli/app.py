@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
+import grpc
 import nats
 import typer
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -23,7 +24,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from clamor.v1 import listener_service_pb2
+from clamor.v1 import listener_service_pb2, notification_pb2
 from services.cli import live, traces
 from services.cli.mesh import (
     DEFAULT_DATA_DIR,
@@ -34,7 +35,7 @@ from services.cli.mesh import (
     ensure_default_config,
     load_mesh_config,
 )
-from services.cli.probe import probe_all
+from services.cli.probe import address_of, probe_all
 from services.cli.sources import app as sources_app
 from services.cli.supervisor import Supervisor
 from services.shared.errors import ConfigError, NatsServerError
@@ -226,6 +227,30 @@ def sources_table(sources: list[listener_service_pb2.SourceStatus]) -> Table:
             escape(source.last_error[:80]),
         )  # fmt: skip
     return table
+
+
+@app.command()
+def notifications(
+    config: ConfigOption = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many, newest first.")] = 20,
+) -> None:
+    """The notification log: what was sent to whom, when, and the result."""
+    mesh = _load(_existing_config(config))
+    try:
+        found = asyncio.run(live.notification_log(mesh, limit=limit))
+    except grpc.aio.AioRpcError as exc:
+        errors.print(
+            f"[red]notifier not reachable at {escape(address_of(mesh.notifier.grpc))}[/red]: {escape(exc.code().name)}"
+        )
+        raise typer.Exit(1) from exc
+    table = Table(title=f"latest {len(found)} notifications", title_justify="left")
+    for column in ("sent", "channel", "to", "result", "title"):
+        table.add_column(column)
+    for item in found:
+        sent = item.sent_at.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S") if item.sent_at.seconds else "-"
+        result = notification_pb2.DeliveryStatus.Name(item.status).removeprefix("DELIVERY_STATUS_").lower()
+        table.add_row(sent, escape(item.channel), escape(item.recipient or "-"), result, escape(item.title))
+    console.print(table)
 
 
 @app.command()

@@ -67,6 +67,15 @@ async def consumer_lag(nc: NatsClient) -> dict[str, int]:
     return lag
 
 
+async def notification_log(config: MeshConfig, *, limit: int) -> list[notification_pb2.Notification]:
+    """The notifier's log, newest first; raises AioRpcError when the notifier does not answer."""
+    async with grpc.aio.insecure_channel(address_of(config.notifier.grpc)) as channel:
+        response = await notifier_service_pb2_grpc.NotifierServiceStub(channel).ListNotifications(
+            notifier_service_pb2.ListNotificationsRequest(limit=limit), timeout=2.0
+        )
+    return list(response.notifications)
+
+
 async def latest_notifications(config: MeshConfig, limit: int = 5) -> list[tuple[str, str]]:
     """(line, mention id) of the newest notifications, one per escalation with all its channels."""
     async with grpc.aio.insecure_channel(address_of(config.notifier.grpc)) as channel:

@@ -96,6 +96,19 @@ def wait_for_status(folder: Path, env: dict[str, str]) -> str:
         time.sleep(0.5)
 
 
+def wait_for_notifications(folder: Path, env: dict[str, str]) -> str:
+    """`clamor notifications` until the log shows an escalation."""
+    deadline = time.monotonic() + 60
+    while True:
+        done = subprocess.run(
+            clamor("notifications", "--limit", "5"), cwd=folder, env={**env, "COLUMNS": "250"}, capture_output=True,
+            text=True, timeout=60, check=False,
+        )  # fmt: skip
+        if "escalated" in done.stdout or time.monotonic() > deadline:
+            return done.stdout + done.stderr
+        time.sleep(0.5)
+
+
 def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
     env, ports = up_env()
     up = subprocess.Popen(clamor("up"), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -107,11 +120,15 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
             time.sleep(0.2)
         status = wait_for_status(tmp_path, env)
         assert status.count("SERVING") == 4, status
+        log = wait_for_notifications(tmp_path, env)
+        assert "escalated to escalations" in log
+        assert "sent" in log
         up.send_signal(signal.SIGINT)
         output, _ = up.communicate(timeout=60)
     finally:
         if up.poll() is None:
             up.kill()
+            up.communicate()
     assert up.returncode == 0, output.decode(errors="replace")
     assert b"stopped." in output
     assert not any(port_open("127.0.0.1", port) for port in ports), "a process outlived clamor up"
