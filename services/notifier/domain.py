@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from clamor.v1 import alert_pb2, case_pb2, notification_pb2
-from services.notifier.message import Message, message_from_alert, message_from_escalation
+from clamor.v1 import notification_pb2
+from services.notifier.message import Message
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -69,14 +69,3 @@ def notification_for(
         status=status,
         sent_at=_stamp(now),
     )
-
-
-def from_escalation(
-    escalation: case_pb2.Escalation, *, channel: str, quote_chars: int, now: datetime
-) -> notification_pb2.Notification:
-    message = message_from_escalation(escalation, channel=channel)
-    return notification_for(message, channel=channel, quote_chars=quote_chars, now=now)
-
-
-def from_alert(alert: alert_pb2.Alert, *, channel: str, now: datetime) -> notification_pb2.Notification:
-    return notification_for(message_from_alert(alert, channel=channel), channel=channel, quote_chars=280, now=now)

@@ -6,8 +6,22 @@ from datetime import UTC, datetime
 
 import pytest
 
-from clamor.v1 import alert_pb2, case_pb2, mention_pb2, triage_pb2
-from services.notifier.domain import from_alert, from_escalation, inert, quote
+from clamor.v1 import alert_pb2, case_pb2, mention_pb2, notification_pb2, triage_pb2
+from services.notifier.domain import inert, notification_for, quote
+from services.notifier.message import message_from_alert, message_from_escalation
+
+
+def from_escalation(
+    escalation: case_pb2.Escalation, *, channel: str, quote_chars: int, now: datetime
+) -> notification_pb2.Notification:
+    """The log record the notifier keeps for an escalation sent through ``channel``."""
+    message = message_from_escalation(escalation, channel=channel)
+    return notification_for(message, channel=channel, quote_chars=quote_chars, now=now)
+
+
+def from_alert(alert: alert_pb2.Alert, *, channel: str, now: datetime) -> notification_pb2.Notification:
+    return notification_for(message_from_alert(alert, channel=channel), channel=channel, quote_chars=280, now=now)
+
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 
