@@ -45,6 +45,32 @@ CASE_STATE_ACKNOWLEDGED: CaseState.ValueType  # 4
 CASE_STATE_RESOLVED: CaseState.ValueType  # 5
 Global___CaseState: _TypeAlias = CaseState  # noqa: Y015
 
+class _CaseActionKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CaseActionKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CaseActionKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CASE_ACTION_KIND_UNSPECIFIED: _CaseActionKind.ValueType  # 0
+    CASE_ACTION_KIND_ACKNOWLEDGE: _CaseActionKind.ValueType  # 1
+    """Somebody took the case: SLA first-response clock and re-escalation stop."""
+    CASE_ACTION_KIND_RESOLVE: _CaseActionKind.ValueType  # 2
+    """The grievance was handled: every clock stops."""
+    CASE_ACTION_KIND_NOT_A_COMPLAINT: _CaseActionKind.ValueType  # 3
+    """The post was not a complaint: closes the case and becomes a training label."""
+
+class CaseActionKind(_CaseActionKind, metaclass=_CaseActionKindEnumTypeWrapper):
+    """What a responder or a CRM says about a case."""
+
+CASE_ACTION_KIND_UNSPECIFIED: CaseActionKind.ValueType  # 0
+CASE_ACTION_KIND_ACKNOWLEDGE: CaseActionKind.ValueType  # 1
+"""Somebody took the case: SLA first-response clock and re-escalation stop."""
+CASE_ACTION_KIND_RESOLVE: CaseActionKind.ValueType  # 2
+"""The grievance was handled: every clock stops."""
+CASE_ACTION_KIND_NOT_A_COMPLAINT: CaseActionKind.ValueType  # 3
+"""The post was not a complaint: closes the case and becomes a training label."""
+Global___CaseActionKind: _TypeAlias = CaseActionKind  # noqa: Y015
+
 @_typing.final
 class CaseEvent(_message.Message):
     """One entry of a case's history."""
@@ -211,3 +237,49 @@ class Escalation(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Escalation: _TypeAlias = Escalation  # noqa: Y015
+
+@_typing.final
+class CaseAction(_message.Message):
+    """An answer about a case from outside the router (acknowledgement link, PagerDuty, CLI, CRM
+    callback): the payload of the CASE_ACTIONS stream, read by the router and the notifier.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    VIA_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Stable id "<case_id>:<kind>:<request_id>"; producers use it as Nats-Msg-Id."""
+    case_id: _builtins.str
+    kind: Global___CaseActionKind.ValueType
+    actor: _builtins.str
+    """Who acted: a person's name or address, or the integration's name."""
+    via: _builtins.str
+    """How the action arrived: "link", "grpc", "pagerduty", "crm"."""
+    note: _builtins.str
+    """Optional free text from the actor."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        case_id: _builtins.str = ...,
+        kind: Global___CaseActionKind.ValueType = ...,
+        actor: _builtins.str = ...,
+        via: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "at", b"at", "case_id", b"case_id", "id", b"id", "kind", b"kind", "note", b"note", "via", b"via"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseAction: _TypeAlias = CaseAction  # noqa: Y015

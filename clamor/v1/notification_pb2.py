@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63lamor/v1/notification.proto\x12\tclamor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xeb\x01\n\x0cNotification\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x11\n\trecipient\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0c\n\x04\x62ody\x18\x05 \x01(\t\x12\x11\n\tsource_id\x18\x06 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x07 \x01(\t\x12\x12\n\nmention_id\x18\x08 \x01(\t\x12)\n\x06status\x18\t \x01(\x0e\x32\x19.clamor.v1.DeliveryStatus\x12+\n\x07sent_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x86\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x45LIVERY_STATUS_SENT\x10\x01\x12\x1a\n\x16\x44\x45LIVERY_STATUS_FAILED\x10\x02\x12\x1d\n\x19\x44\x45LIVERY_STATUS_DUPLICATE\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63lamor/v1/notification.proto\x12\tclamor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x02\n\x0cNotification\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x11\n\trecipient\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0c\n\x04\x62ody\x18\x05 \x01(\t\x12\x11\n\tsource_id\x18\x06 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x07 \x01(\t\x12\x12\n\nmention_id\x18\x08 \x01(\t\x12)\n\x06status\x18\t \x01(\x0e\x32\x19.clamor.v1.DeliveryStatus\x12+\n\x07sent_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x64\x65tail\x18\x0b \x01(\t\x12\x10\n\x08item_ids\x18\x0c \x03(\t\x12\x0c\n\x04step\x18\r \x01(\x05\x12\x0e\n\x06policy\x18\x0e \x01(\t*\xbf\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x45LIVERY_STATUS_SENT\x10\x01\x12\x1a\n\x16\x44\x45LIVERY_STATUS_FAILED\x10\x02\x12\x1d\n\x19\x44\x45LIVERY_STATUS_DUPLICATE\x10\x03\x12\x18\n\x14\x44\x45LIVERY_STATUS_HELD\x10\x04\x12\x1d\n\x19\x44\x45LIVERY_STATUS_CANCELLED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'clamor.v1.notification_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DELIVERYSTATUS']._serialized_start=315
-  _globals['_DELIVERYSTATUS']._serialized_end=449
+  _globals['_DELIVERYSTATUS']._serialized_start=379
+  _globals['_DELIVERYSTATUS']._serialized_end=570
   _globals['_NOTIFICATION']._serialized_start=77
-  _globals['_NOTIFICATION']._serialized_end=312
+  _globals['_NOTIFICATION']._serialized_end=376
 # @@protoc_insertion_point(module_scope)

@@ -3,9 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -29,6 +31,10 @@ class _DeliveryStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Delive
     DELIVERY_STATUS_FAILED: _DeliveryStatus.ValueType  # 2
     DELIVERY_STATUS_DUPLICATE: _DeliveryStatus.ValueType  # 3
     """Already sent before (idempotent repeat); nothing was sent again."""
+    DELIVERY_STATUS_HELD: _DeliveryStatus.ValueType  # 4
+    """Held back by quiet hours; sent when they end (CRITICAL is never held)."""
+    DELIVERY_STATUS_CANCELLED: _DeliveryStatus.ValueType  # 5
+    """A re-escalation that was no longer needed: the case was acknowledged first."""
 
 class DeliveryStatus(_DeliveryStatus, metaclass=_DeliveryStatusEnumTypeWrapper):
     """Outcome of one delivery attempt to a channel."""
@@ -38,6 +44,10 @@ DELIVERY_STATUS_SENT: DeliveryStatus.ValueType  # 1
 DELIVERY_STATUS_FAILED: DeliveryStatus.ValueType  # 2
 DELIVERY_STATUS_DUPLICATE: DeliveryStatus.ValueType  # 3
 """Already sent before (idempotent repeat); nothing was sent again."""
+DELIVERY_STATUS_HELD: DeliveryStatus.ValueType  # 4
+"""Held back by quiet hours; sent when they end (CRITICAL is never held)."""
+DELIVERY_STATUS_CANCELLED: DeliveryStatus.ValueType  # 5
+"""A re-escalation that was no longer needed: the case was acknowledged first."""
 Global___DeliveryStatus: _TypeAlias = DeliveryStatus  # noqa: Y015
 
 @_typing.final
@@ -56,8 +66,12 @@ class Notification(_message.Message):
     MENTION_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     SENT_AT_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    ITEM_IDS_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    POLICY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """Stable id "<escalation or alert id>:<channel>"; repeats are detected by it."""
+    """Stable id "<group id>:<sequence>": one per message sent; repeats are detected by it."""
     channel: _builtins.str
     """Configured channel name."""
     recipient: _builtins.str
@@ -70,8 +84,17 @@ class Notification(_message.Message):
     mention_id: _builtins.str
     """The mention whose trace this notification continues."""
     status: Global___DeliveryStatus.ValueType
+    detail: _builtins.str
+    """Why it failed or was held, for humans."""
+    step: _builtins.int
+    """Step of the escalation policy that sent it (0: the first), and the policy's name."""
+    policy: _builtins.str
     @_builtins.property
     def sent_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def item_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids of the escalations and alerts this (possibly grouped) message carried."""
+
     def __init__(
         self,
         *,
@@ -85,10 +108,14 @@ class Notification(_message.Message):
         mention_id: _builtins.str = ...,
         status: Global___DeliveryStatus.ValueType = ...,
         sent_at: _timestamp_pb2.Timestamp | None = ...,
+        detail: _builtins.str = ...,
+        item_ids: _abc.Iterable[_builtins.str] | None = ...,
+        step: _builtins.int = ...,
+        policy: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["sent_at", b"sent_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "case_id", b"case_id", "channel", b"channel", "id", b"id", "mention_id", b"mention_id", "recipient", b"recipient", "sent_at", b"sent_at", "source_id", b"source_id", "status", b"status", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "case_id", b"case_id", "channel", b"channel", "detail", b"detail", "id", b"id", "item_ids", b"item_ids", "mention_id", b"mention_id", "policy", b"policy", "recipient", b"recipient", "sent_at", b"sent_at", "source_id", b"source_id", "status", b"status", "step", b"step", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

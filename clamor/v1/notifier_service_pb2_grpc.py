@@ -40,6 +40,16 @@ class NotifierServiceStub:
                 request_serializer=clamor_dot_v1_dot_notifier__service__pb2.ListNotificationsRequest.SerializeToString,
                 response_deserializer=clamor_dot_v1_dot_notifier__service__pb2.ListNotificationsResponse.FromString,
                 _registered_method=True)
+        self.Acknowledge = channel.unary_unary(
+                '/clamor.v1.NotifierService/Acknowledge',
+                request_serializer=clamor_dot_v1_dot_notifier__service__pb2.AcknowledgeRequest.SerializeToString,
+                response_deserializer=clamor_dot_v1_dot_notifier__service__pb2.AcknowledgeResponse.FromString,
+                _registered_method=True)
+        self.TestChannel = channel.unary_unary(
+                '/clamor.v1.NotifierService/TestChannel',
+                request_serializer=clamor_dot_v1_dot_notifier__service__pb2.TestChannelRequest.SerializeToString,
+                response_deserializer=clamor_dot_v1_dot_notifier__service__pb2.TestChannelResponse.FromString,
+                _registered_method=True)
 
 
 class NotifierServiceServicer:
@@ -47,7 +57,21 @@ class NotifierServiceServicer:
     """
 
     def ListNotifications(self, request, context):
-        """Recent notifications, newest first.
+        """Recent notifications from the durable notification log, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Acknowledge(self, request, context):
+        """Acknowledge a case: stops its re-escalation and tells the router.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TestChannel(self, request, context):
+        """Send a test message through one configured channel, bypassing grouping and quiet hours.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -60,6 +84,16 @@ def add_NotifierServiceServicer_to_server(servicer, server):
                     servicer.ListNotifications,
                     request_deserializer=clamor_dot_v1_dot_notifier__service__pb2.ListNotificationsRequest.FromString,
                     response_serializer=clamor_dot_v1_dot_notifier__service__pb2.ListNotificationsResponse.SerializeToString,
+            ),
+            'Acknowledge': grpc.unary_unary_rpc_method_handler(
+                    servicer.Acknowledge,
+                    request_deserializer=clamor_dot_v1_dot_notifier__service__pb2.AcknowledgeRequest.FromString,
+                    response_serializer=clamor_dot_v1_dot_notifier__service__pb2.AcknowledgeResponse.SerializeToString,
+            ),
+            'TestChannel': grpc.unary_unary_rpc_method_handler(
+                    servicer.TestChannel,
+                    request_deserializer=clamor_dot_v1_dot_notifier__service__pb2.TestChannelRequest.FromString,
+                    response_serializer=clamor_dot_v1_dot_notifier__service__pb2.TestChannelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -90,6 +124,60 @@ class NotifierService:
             '/clamor.v1.NotifierService/ListNotifications',
             clamor_dot_v1_dot_notifier__service__pb2.ListNotificationsRequest.SerializeToString,
             clamor_dot_v1_dot_notifier__service__pb2.ListNotificationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Acknowledge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clamor.v1.NotifierService/Acknowledge',
+            clamor_dot_v1_dot_notifier__service__pb2.AcknowledgeRequest.SerializeToString,
+            clamor_dot_v1_dot_notifier__service__pb2.AcknowledgeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestChannel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clamor.v1.NotifierService/TestChannel',
+            clamor_dot_v1_dot_notifier__service__pb2.TestChannelRequest.SerializeToString,
+            clamor_dot_v1_dot_notifier__service__pb2.TestChannelResponse.FromString,
             options,
             channel_credentials,
             insecure,

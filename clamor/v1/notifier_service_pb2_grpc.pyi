@@ -34,7 +34,11 @@ class NotifierServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> NotifierServiceAsyncStub: ...
     ListNotifications: _grpc.UnaryUnaryMultiCallable[_notifier_service_pb2.ListNotificationsRequest, _notifier_service_pb2.ListNotificationsResponse]
-    """Recent notifications, newest first."""
+    """Recent notifications from the durable notification log, newest first."""
+    Acknowledge: _grpc.UnaryUnaryMultiCallable[_notifier_service_pb2.AcknowledgeRequest, _notifier_service_pb2.AcknowledgeResponse]
+    """Acknowledge a case: stops its re-escalation and tells the router."""
+    TestChannel: _grpc.UnaryUnaryMultiCallable[_notifier_service_pb2.TestChannelRequest, _notifier_service_pb2.TestChannelResponse]
+    """Send a test message through one configured channel, bypassing grouping and quiet hours."""
 
 @_typing.type_check_only
 class NotifierServiceAsyncStub(NotifierServiceStub):
@@ -42,7 +46,11 @@ class NotifierServiceAsyncStub(NotifierServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListNotifications: _aio.UnaryUnaryMultiCallable[_notifier_service_pb2.ListNotificationsRequest, _notifier_service_pb2.ListNotificationsResponse]  # type: ignore[assignment]
-    """Recent notifications, newest first."""
+    """Recent notifications from the durable notification log, newest first."""
+    Acknowledge: _aio.UnaryUnaryMultiCallable[_notifier_service_pb2.AcknowledgeRequest, _notifier_service_pb2.AcknowledgeResponse]  # type: ignore[assignment]
+    """Acknowledge a case: stops its re-escalation and tells the router."""
+    TestChannel: _aio.UnaryUnaryMultiCallable[_notifier_service_pb2.TestChannelRequest, _notifier_service_pb2.TestChannelResponse]  # type: ignore[assignment]
+    """Send a test message through one configured channel, bypassing grouping and quiet hours."""
 
 class NotifierServiceServicer(metaclass=_abc_1.ABCMeta):
     """The notifier tells people about escalations and alerts through their channels."""
@@ -53,6 +61,22 @@ class NotifierServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _notifier_service_pb2.ListNotificationsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_notifier_service_pb2.ListNotificationsResponse, _abc.Awaitable[_notifier_service_pb2.ListNotificationsResponse]]:
-        """Recent notifications, newest first."""
+        """Recent notifications from the durable notification log, newest first."""
+
+    @_abc_1.abstractmethod
+    def Acknowledge(
+        self,
+        request: _notifier_service_pb2.AcknowledgeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notifier_service_pb2.AcknowledgeResponse, _abc.Awaitable[_notifier_service_pb2.AcknowledgeResponse]]:
+        """Acknowledge a case: stops its re-escalation and tells the router."""
+
+    @_abc_1.abstractmethod
+    def TestChannel(
+        self,
+        request: _notifier_service_pb2.TestChannelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notifier_service_pb2.TestChannelResponse, _abc.Awaitable[_notifier_service_pb2.TestChannelResponse]]:
+        """Send a test message through one configured channel, bypassing grouping and quiet hours."""
 
 def add_NotifierServiceServicer_to_server(servicer: NotifierServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

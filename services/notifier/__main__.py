@@ -1,18 +1,22 @@
-"""``clamor serve notifier``: config → telemetry → channels → server → NATS → consumers → run."""
+"""``clamor serve notifier``: config → telemetry → channels → server → NATS → state → consumers → run."""
 
 from __future__ import annotations
 
 import sys
-from collections import deque
 from typing import TYPE_CHECKING
 
-from clamor.v1 import alert_pb2, case_pb2, notification_pb2, notifier_service_pb2_grpc
-from services.notifier.clients import DeliveryStore, build_channel
+from clamor.v1 import alert_pb2, case_pb2, notifier_service_pb2_grpc
+from services.notifier import grouping, pages
+from services.notifier.ack_links import AckLinks
+from services.notifier.clients import CaseActions, DeliveryStore, NotificationLog, build_channel
 from services.notifier.config import NotifierConfig
 from services.notifier.consumer import NotifyHandler
+from services.notifier.dispatcher import Dispatcher
+from services.notifier.http import AckServer
 from services.notifier.server import SERVICE_NAME, NotifierServicer
 from services.shared import subjects
 from services.shared.config import load_config
+from services.shared.kv_state import KvState
 from services.shared.lifecycle import ServiceRuntime, service_main
 from services.shared.pull_consumer import one_at_a_time
 from services.shared.telemetry import setup_telemetry
@@ -30,25 +34,50 @@ async def run(config_path: Path | None) -> None:
     settings = config.notifier
     runtime = ServiceRuntime(NAME, config.nats, settings.grpc, setup_telemetry(NAME, config.telemetry))
     channels = [build_channel(channel, quote_chars=settings.quote_chars) for channel in settings.channels]
-    log: deque[notification_pb2.Notification] = deque(maxlen=settings.log_size)
+    by_name = {channel.name: channel for channel in channels}
+    servicer = NotifierServicer()
 
     def register(server: grpc.aio.Server) -> None:
-        notifier_service_pb2_grpc.add_NotifierServiceServicer_to_server(NotifierServicer(log), server)
+        notifier_service_pb2_grpc.add_NotifierServiceServicer_to_server(servicer, server)
 
     await runtime.start_grpc(register, [SERVICE_NAME])
     js = await runtime.connect()
-    deliveries = await DeliveryStore.open(js, replicas=config.nats.stream_replicas)
-    handler = NotifyHandler(
-        channels, deliveries=deliveries, quote_chars=settings.quote_chars, log=log, tracer=runtime.tracer,
+    replicas = config.nats.stream_replicas
+    log = NotificationLog(js, runtime.tracer)
+    actions = CaseActions(js, runtime.tracer)
+    servicer.attach(log, actions, by_name)
+    group_state = await KvState.open(js, subjects.NOTIFIER_GROUPS_BUCKET, decode=grouping.group_from_json,
+                                     encode=grouping.group_to_json, replicas=replicas)  # fmt: skip
+    page_state = await KvState.open(js, subjects.NOTIFIER_PAGES_BUCKET, decode=pages.page_from_json,
+                                    encode=pages.page_to_json, replicas=replicas)  # fmt: skip
+    dispatcher = Dispatcher(
+        settings, channels, groups=group_state, pages=page_state,
+        deliveries=await DeliveryStore.open(js, replicas=replicas), log=log, tracer=runtime.tracer,
         counters=runtime.counters,
     )  # fmt: skip
+    links = None
+    ack_server = None
+    if settings.ack.enabled:
+        links = AckLinks(secret=settings.ack.secret, public_url=settings.ack.public_url, ttl_s=settings.ack.link_ttl_s)
+        ack_server = AckServer(settings.ack, links=links, sink=actions.publish)
+        await ack_server.start()
+    handler = NotifyHandler(settings, channels, dispatcher=dispatcher, pages=page_state, links=links,
+                            counters=runtime.counters)  # fmt: skip
     await runtime.add_consumer(
         subjects.NOTIFIER_ESCALATIONS_CONSUMER, case_pb2.Escalation, one_at_a_time(handler.on_escalation)
     )
     await runtime.add_consumer(subjects.NOTIFIER_ALERTS_CONSUMER, alert_pb2.Alert, one_at_a_time(handler.on_alert))
+    await runtime.add_consumer(
+        subjects.NOTIFIER_ACTIONS_CONSUMER, case_pb2.CaseAction, one_at_a_time(handler.on_action)
+    )
+    runtime.add_worker("dispatcher", lambda: dispatcher.run(runtime.stopping))
     try:
         await runtime.run_until_signal()
     finally:
+        if ack_server is not None:
+            await ack_server.stop()
+        await group_state.close()
+        await page_state.close()
         for channel in channels:
             await channel.aclose()
 

@@ -1,4 +1,4 @@
-"""Every outbound call the notifier makes: its channels, and the delivery record in KV."""
+"""Every outbound call the notifier makes: channels, delivery records, case actions, the notification log."""
 
 from __future__ import annotations
 
@@ -9,19 +9,24 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from nats.errors import Error as NatsLibraryError
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError
 
+from clamor.v1 import case_pb2, notification_pb2
+from services.shared import subjects
 from services.shared.errors import TransientError
-from services.shared.jetstream import ensure_bucket
+from services.shared.jetstream import ensure_bucket, publish
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
     from nats.js.kv import KeyValue
+    from opentelemetry import trace
 
     from services.notifier.channels.base import Channel, Delivery
     from services.notifier.config import ChannelSettings
 
-DELIVERIES_BUCKET = "notifier_deliveries"
+DELIVERIES_BUCKET = subjects.NOTIFIER_DELIVERIES_BUCKET
+# Messages read back from the log per ListNotifications call at most (filters skip the others).
+LOG_SCAN_LIMIT = 5000
 
 # kind → "module:Class"; imported on first use, so one channel's dependencies never load for another.
 CHANNELS: dict[str, str] = {
@@ -58,19 +63,87 @@ class DeliveryStore:
     def _key(notification_id: str) -> str:
         return hashlib.blake2b(notification_id.encode(), digest_size=16).hexdigest()
 
-    async def delivered(self, notification_id: str) -> bool:
+    async def delivered_items(self, notification_id: str) -> list[str] | None:
+        """The item ids the notification carried when it was delivered already, else None."""
         try:
-            await self._bucket.get(self._key(notification_id))
+            entry = await self._bucket.get(self._key(notification_id))
         except KeyNotFoundError:
-            return False
+            return None
         except (NatsLibraryError, TimeoutError) as exc:
             raise TransientError(f"cannot read the delivery record of {notification_id}: {exc}") from exc
-        return True
+        record: dict[str, Any] = json.loads(entry.value or b"{}")
+        return [str(item) for item in record.get("items", [])]
 
-    async def record(self, notification_id: str, delivery: Delivery) -> None:
+    async def record(self, notification_id: str, delivery: Delivery, *, item_ids: list[str]) -> None:
         value = {"id": notification_id, "channel": delivery.channel, "remote_id": delivery.remote_id,
-                 "at": datetime.now(UTC).isoformat()}  # fmt: skip
+                 "items": item_ids, "at": datetime.now(UTC).isoformat()}  # fmt: skip
         try:
             await self._bucket.put(self._key(notification_id), json.dumps(value).encode())
         except (TimeoutError, NatsLibraryError) as exc:
             raise TransientError(f"cannot record the delivery of {notification_id}: {exc}") from exc
+
+
+class CaseActions:
+    """Publishes acknowledgements and resolutions for the router and the notifier to act on."""
+
+    def __init__(self, js: JetStreamContext, tracer: trace.Tracer) -> None:
+        self._js = js
+        self._tracer = tracer
+
+    async def publish(
+        self,
+        case_id: str,
+        kind: case_pb2.CaseActionKind.ValueType,
+        *,
+        actor: str,
+        via: str,
+        request_id: str,
+        note: str = "",
+    ) -> str:
+        name = case_pb2.CaseActionKind.Name(kind).removeprefix("CASE_ACTION_KIND_").lower()
+        action = case_pb2.CaseAction(
+            id=f"{case_id}:{name}:{request_id}", case_id=case_id, kind=kind, actor=actor, via=via, note=note
+        )
+        action.at.FromDatetime(datetime.now(UTC))
+        await publish(self._js, self._tracer, subjects.case_action_subject(name), action, msg_id=action.id)
+        return action.id
+
+
+class NotificationLog:
+    """What was sent to whom, when, and the result: the NOTIFICATIONS stream, newest read first."""
+
+    def __init__(self, js: JetStreamContext, tracer: trace.Tracer) -> None:
+        self._js = js
+        self._tracer = tracer
+
+    async def record(self, notification: notification_pb2.Notification) -> None:
+        status = notification_pb2.DeliveryStatus.Name(notification.status)
+        await publish(
+            self._js, self._tracer, subjects.notification_subject(notification.channel), notification,
+            msg_id=f"{notification.id}:{status}", mention_id=notification.mention_id,
+        )  # fmt: skip
+
+    async def latest(self, *, limit: int, case_id: str = "", channel: str = "") -> list[notification_pb2.Notification]:
+        try:
+            info = await self._js.stream_info(subjects.NOTIFICATIONS.name)
+        except (TimeoutError, NatsLibraryError) as exc:
+            raise TransientError(f"cannot read the notification log: {exc}") from exc
+        found: list[notification_pb2.Notification] = []
+        sequence, first = info.state.last_seq, info.state.first_seq
+        scanned = 0
+        while sequence >= max(first, 1) and len(found) < limit and scanned < LOG_SCAN_LIMIT:
+            scanned += 1
+            try:
+                raw = await self._js.get_msg(subjects.NOTIFICATIONS.name, sequence)
+            except NotFoundError:
+                sequence -= 1
+                continue
+            except (TimeoutError, NatsLibraryError) as exc:
+                raise TransientError(f"cannot read the notification log: {exc}") from exc
+            sequence -= 1
+            notification = notification_pb2.Notification()
+            notification.ParseFromString(raw.data or b"")
+            if (case_id and notification.case_id != case_id) or (channel and notification.channel != channel):
+                continue
+            found.append(notification)
+        return found

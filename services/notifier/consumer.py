@@ -1,87 +1,133 @@
-"""The notifier's JetStream handlers: one notification per channel for each escalation or alert.
+"""The notifier's JetStream handlers: escalations and alerts are queued, case actions answer pages.
 
-Each (escalation or alert, channel) pair is a notification with a stable id. Its delivery is
-recorded in KV after the channel accepts it, so a redelivered escalation skips channels that
-already delivered; a failing channel raises and the message is retried later (after the
-channel's ``Retry-After`` when it gave one), while the others are not repeated.
+A handler only queues (into the channel groups in KV) and opens or answers pages; the
+dispatcher sends later. Queueing is idempotent by item id, so a redelivered escalation queues
+nothing twice, and the message is acknowledged only once everything it caused is in KV.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from clamor.v1 import notification_pb2
-from services.notifier.domain import notification_for
-from services.notifier.message import message_from_alert, message_from_escalation
+from clamor.v1 import case_pb2
+from services.notifier import pages
+from services.notifier.dispatcher import message_for, utc_now
+from services.notifier.message import Message, message_from_alert, message_from_escalation
 
 if TYPE_CHECKING:
-    from collections import deque
     from collections.abc import Callable, Sequence
+    from datetime import datetime
 
-    from opentelemetry import trace
-
-    from clamor.v1 import alert_pb2, case_pb2
+    from clamor.v1 import alert_pb2
+    from services.notifier.ack_links import AckLinks
     from services.notifier.channels.base import Channel
-    from services.notifier.clients import DeliveryStore
-    from services.notifier.message import Message
+    from services.notifier.config import NotifierSettings
+    from services.notifier.dispatcher import Dispatcher
+    from services.shared.kv_state import KvState
     from services.shared.pull_consumer import Delivery
     from services.shared.status import Counters
+
+logger = logging.getLogger(__name__)
+
+ANSWERS = {
+    case_pb2.CASE_ACTION_KIND_ACKNOWLEDGE: pages.PageState.ACKNOWLEDGED,
+    case_pb2.CASE_ACTION_KIND_RESOLVE: pages.PageState.RESOLVED,
+    # "Not a complaint" closes the case: nobody needs to be paged about it any more.
+    case_pb2.CASE_ACTION_KIND_NOT_A_COMPLAINT: pages.PageState.RESOLVED,
+}
 
 
 class NotifyHandler:
     def __init__(
         self,
+        settings: NotifierSettings,
         channels: Sequence[Channel],
         *,
-        deliveries: DeliveryStore,
-        quote_chars: int,
-        log: deque[notification_pb2.Notification],
-        tracer: trace.Tracer,
+        dispatcher: Dispatcher,
+        pages: KvState[pages.Page],
+        links: AckLinks | None,
         counters: Counters,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self._channels = channels
-        self._deliveries = deliveries
-        self._quote_chars = quote_chars
-        self._log = log
-        self._tracer = tracer
+        self._settings = settings
+        self._channels = {channel.name: channel for channel in channels}
+        self._dispatcher = dispatcher
+        self._pages = pages
+        self._links = links
         self._counters = counters
+        self._clock = clock
+
+    def _ack_url(self, case_id: str) -> str:
+        return self._links.url_for(case_id, now=self._clock()) if self._links is not None else ""
 
     async def on_escalation(self, delivery: Delivery[case_pb2.Escalation]) -> None:
         escalation = delivery.payload
-        await self._fan_out(delivery, lambda channel: message_from_escalation(escalation, channel=channel))
+        message = message_from_escalation(escalation)
+        case_id = escalation.case.id
+        policy = pages.policy_for(escalation.team, self._settings.policies)
+        if policy is None:
+            targets = list(self._channels)
+        else:
+            now = self._clock()
+            before = await self._pages.get(case_id)
+            page = await self._pages.change(
+                case_id, lambda p: pages.open_page(p, case_id=case_id, policy=policy.name, message=message, now=now)
+            )
+            # A redelivered escalation goes where it went first (the groups drop it as a repeat); a new
+            # one for the same case (the router's next SLA level) goes to whoever holds the case now.
+            first_or_repeat = before is None or before[0].message.id == message.id
+            step = 0 if first_or_repeat or page is None or page.state is not pages.PageState.OPEN else page.step
+            targets = policy.steps[min(step, len(policy.steps) - 1)].notify
+        ack_url = self._ack_url(case_id)
+        for channel in targets:
+            await self._dispatcher.enqueue(
+                channel, message_for(message, channel, ack_url=ack_url), item_id=escalation.id
+            )
+        self._counters.inc("escalations")
 
     async def on_alert(self, delivery: Delivery[alert_pb2.Alert]) -> None:
         alert = delivery.payload
-        await self._fan_out(delivery, lambda channel: message_from_alert(alert, channel=channel))
+        message = message_from_alert(alert)
+        for channel in self._settings.alert_channels or list(self._channels):
+            await self._dispatcher.enqueue(channel, message_for(message, channel), item_id=alert.id)
+        self._counters.inc("alerts")
 
-    async def _fan_out(
-        self,
-        delivery: Delivery[case_pb2.Escalation] | Delivery[alert_pb2.Alert],
-        compose: Callable[[str], Message],
-    ) -> None:
-        for channel in self._channels:
-            message = compose(channel.name)
-            if await self._deliveries.delivered(message.id):
-                self._remember(message, channel.name, notification_pb2.DELIVERY_STATUS_DUPLICATE)
-                continue
-            with self._tracer.start_as_current_span(
-                f"notify {channel.name}",
-                context=delivery.context,
-                attributes={
-                    "clamor.notification.id": message.id,
-                    "clamor.mention.id": message.mention_id,
-                    "clamor.channel.kind": channel.kind,
-                },
-            ):
-                sent = await channel.send(message)
-            await self._deliveries.record(message.id, sent)
-            self._remember(message, channel.name, notification_pb2.DELIVERY_STATUS_SENT)
-            self._counters.inc("notifications")
-
-    def _remember(self, message: Message, channel: str, status: notification_pb2.DeliveryStatus.ValueType) -> None:
-        self._log.appendleft(
-            notification_for(
-                message, channel=channel, quote_chars=self._quote_chars, now=datetime.now(UTC), status=status
-            )
+    async def on_action(self, delivery: Delivery[case_pb2.CaseAction]) -> None:
+        """An acknowledgement or resolution: stop the page, and tell the paging services that did not tell us."""
+        action = delivery.payload
+        state = ANSWERS.get(action.kind)
+        if state is None:
+            logger.warning("case action %s has no kind; ignored", action.id)
+            return
+        found = await self._pages.get(action.case_id)
+        page = found[0] if found is not None else None
+        if (
+            page is not None
+            and pages.answer(page, state, actor=action.actor, via=action.via, now=self._clock()) is page
+        ):
+            return
+        if action.via != "pagerduty":
+            await self._tell_paging_services(action.case_id, page, state)
+        now = self._clock()
+        await self._pages.change(
+            action.case_id, lambda p: pages.answer(p, state, actor=action.actor, via=action.via, now=now)
         )
+        self._counters.inc("acknowledgements" if state is pages.PageState.ACKNOWLEDGED else "resolutions")
+
+    async def _tell_paging_services(self, case_id: str, page: pages.Page | None, state: pages.PageState) -> None:
+        """PagerDuty keeps its own incident per case: acknowledge or resolve it too (idempotent there)."""
+        policy = next((p for p in self._settings.policies if page is not None and p.name == page.policy), None)
+        names = {name for step in policy.steps for name in step.notify} if policy is not None else set(self._channels)
+        message = (
+            page.message if page is not None else Message(id=case_id, kind="escalation", title="", case_id=case_id)
+        )
+        message = message if message.dedup_key else replace(message, dedup_key=f"clamor-case-{case_id}")
+        for name in sorted(names):
+            channel = self._channels[name]
+            target = message_for(message, name)
+            if state is pages.PageState.ACKNOWLEDGED:
+                await channel.acknowledge(target)
+            else:
+                await channel.resolve(target)

@@ -38,6 +38,11 @@ def plain_body(message: Message, *, quote_chars: int) -> str:
     """The body for plain-text channels (console, file, the log): one fact per line, nothing forged."""
     if message.kind == "alert":
         return inert(message.reason)
+    if message.items:
+        return "\n".join(
+            f"- {inert(item.title)}" + (f": \u201c{quote(item.post_text, 80)}\u201d" if item.post_text else "")
+            for item in message.items
+        )
     lines = [f"Why: {inert(message.reason)}"]
     if message.post_text or message.author_handle:
         author = f"@{inert(message.author_handle)} ({message.author_followers} followers)"

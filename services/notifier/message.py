@@ -6,17 +6,21 @@ render it through their own escaping (services/notifier/render.py); nothing here
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
+from typing import Any
 
 from clamor.v1 import alert_pb2, case_pb2, triage_pb2
 
 MAX_QUOTE_CHARS = 500
+# Post text kept with a queued notification: enough for any quote, small enough for a KV record.
+MAX_STORED_POST_CHARS = 1000
 
 
 @dataclass(frozen=True)
 class Message:
-    # Idempotency key of this notification: "<escalation or alert id>:<channel>".
+    # Idempotency key: the escalation or alert id, then "<that id>:<channel>" for one channel,
+    # then "<group id>:<sequence>" for the message a group sends.
     id: str
     # "escalation" or "alert".
     kind: str
@@ -39,25 +43,53 @@ class Message:
     dedup_key: str = ""
     mention_id: str = ""
     raised_at: datetime | None = None
+    # Non-empty for a digest: the grouped messages, each complete. Title and severity then summarise them.
+    items: tuple[Message, ...] = field(default=())
+    # For alerts: what the alert is about (a watch, a keyword, a source).
+    topic: str = ""
+
+
+_TIMES = ("sla_due", "raised_at")
+
+
+def message_to_json(message: Message) -> dict[str, Any]:
+    """A JSON-ready dict, for the notifier's state in KV."""
+    data = asdict(message)
+    for name in _TIMES:
+        value = getattr(message, name)
+        data[name] = value.isoformat() if value is not None else None
+    data["items"] = [message_to_json(item) for item in message.items]
+    return data
+
+
+def message_from_json(data: dict[str, Any]) -> Message:
+    known = {f.name for f in fields(Message)}
+    values = {key: value for key, value in data.items() if key in known}
+    for name in _TIMES:
+        raw = values.get(name)
+        values[name] = datetime.fromisoformat(raw) if raw else None
+    values["risk_flags"] = tuple(values.get("risk_flags", ()))
+    values["items"] = tuple(message_from_json(item) for item in values.get("items", ()))
+    return Message(**values)
 
 
 def _severity(value: triage_pb2.Severity.ValueType) -> str:
     return triage_pb2.Severity.Name(value).removeprefix("SEVERITY_") if value else "LOW"
 
 
-def message_from_escalation(escalation: case_pb2.Escalation, *, channel: str, ack_url: str = "") -> Message:
+def message_from_escalation(escalation: case_pb2.Escalation, *, ack_url: str = "") -> Message:
     case = escalation.case
     first = case.mentions[0].mention if case.mentions else None
     severity = _severity(case.severity)
     sla = case.sla.first_response_due
     return Message(
-        id=f"{escalation.id}:{channel}",
+        id=escalation.id,
         kind="escalation",
         title=f"[{severity}] case {case.id} escalated to {escalation.team} (level {escalation.level})",
         severity=severity,
         risk_flags=tuple(triage_pb2.RiskFlag.Name(f).removeprefix("RISK_FLAG_").lower() for f in case.risk_flags),
         reason=escalation.reason,
-        post_text=first.text if first is not None else "",
+        post_text=first.text[:MAX_STORED_POST_CHARS] if first is not None else "",
         author_handle=first.author.handle if first is not None else "",
         author_followers=first.author.followers if first is not None else 0,
         platform=first.platform if first is not None else "",
@@ -73,15 +105,16 @@ def message_from_escalation(escalation: case_pb2.Escalation, *, channel: str, ac
     )
 
 
-def message_from_alert(alert: alert_pb2.Alert, *, channel: str) -> Message:
+def message_from_alert(alert: alert_pb2.Alert) -> Message:
     kind = alert_pb2.AlertKind.Name(alert.kind).removeprefix("ALERT_KIND_").lower()
     return Message(
-        id=f"{alert.id}:{channel}",
+        id=alert.id,
         kind="alert",
         title=f"[alert] {kind}: {alert.topic}",
         severity="HIGH",
         reason=alert.summary,
         dedup_key=f"clamor-alert-{kind}-{alert.topic}",
+        topic=alert.topic,
         mention_id=alert.sample_mention_ids[0] if alert.sample_mention_ids else "",
         raised_at=alert.raised_at.ToDatetime(tzinfo=UTC) if alert.raised_at.seconds else None,
     )

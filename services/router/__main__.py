@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from clamor.v1 import router_service_pb2_grpc, triage_pb2
+from clamor.v1 import case_pb2, router_service_pb2_grpc, triage_pb2
 from services.router.clients import CaseStore, EscalationPublisher, Outbox
 from services.router.config import RouterConfig
 from services.router.consumer import RouterHandler
@@ -46,6 +46,7 @@ async def run(config_path: Path | None) -> None:
         counters=runtime.counters,
     )
     await runtime.add_consumer(subjects.ROUTER_CONSUMER, triage_pb2.TriagedMention, one_at_a_time(handler.handle))
+    await runtime.add_consumer(subjects.ROUTER_ACTIONS_CONSUMER, case_pb2.CaseAction, one_at_a_time(handler.on_action))
     await runtime.run_until_signal()
 
 

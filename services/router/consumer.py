@@ -8,10 +8,19 @@ and the escalation's Nats-Msg-Id makes JetStream drop a repeat.
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from services.router.domain import escalation_for, mark_escalated, mark_routed, new_case, should_escalate
+from services.router.domain import (
+    apply_action,
+    escalation_for,
+    mark_escalated,
+    mark_routed,
+    new_case,
+    should_escalate,
+)
+from services.router.errors import CaseConflictError
 
 if TYPE_CHECKING:
     from opentelemetry import trace
@@ -21,6 +30,8 @@ if TYPE_CHECKING:
     from services.router.config import RouterSettings
     from services.shared.pull_consumer import Delivery
     from services.shared.status import Counters
+
+log = logging.getLogger(__name__)
 
 FIRST_ESCALATION_LEVEL = 1
 
@@ -61,6 +72,20 @@ class RouterHandler:
             await self._escalations.publish(escalation, mention_id=triaged.mention.id, context=delivery.context)
             await self._cases.update(case.id, lambda c: _escalated_once(c, escalation, now))
             self._counters.inc("escalations")
+
+    async def on_action(self, delivery: Delivery[case_pb2.CaseAction]) -> None:
+        """An acknowledgement or resolution from a responder or a CRM, written into the case's history."""
+        action = delivery.payload
+        now = datetime.now(UTC)
+        try:
+            await self._cases.update(action.case_id, lambda case: apply_action(case, action, now=now))
+        except CaseConflictError:
+            if await self._cases.get(action.case_id) is None:
+                # Nothing to record it on (a mistyped id, or a case already erased): say so, keep nothing.
+                log.warning("case action %s names unknown case %s; ignored", action.id, action.case_id)
+                return
+            raise
+        self._counters.inc("case_actions")
 
 
 def _routed_once(case: case_pb2.Case, destination: str, now: datetime) -> bool:

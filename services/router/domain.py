@@ -76,6 +76,37 @@ def mark_escalated(case: case_pb2.Case, escalation: case_pb2.Escalation, *, now:
     case.updated_at.CopyFrom(_stamp(now))
 
 
+# The state each action leads to, and how far along the life cycle that is (no action moves a case back).
+_ACTION_STATES = {
+    case_pb2.CASE_ACTION_KIND_ACKNOWLEDGE: case_pb2.CASE_STATE_ACKNOWLEDGED,
+    case_pb2.CASE_ACTION_KIND_RESOLVE: case_pb2.CASE_STATE_RESOLVED,
+    case_pb2.CASE_ACTION_KIND_NOT_A_COMPLAINT: case_pb2.CASE_STATE_RESOLVED,
+}
+_STATE_RANK = {
+    case_pb2.CASE_STATE_UNSPECIFIED: 0,
+    case_pb2.CASE_STATE_NEW: 1,
+    case_pb2.CASE_STATE_ROUTED: 2,
+    case_pb2.CASE_STATE_ESCALATED: 3,
+    case_pb2.CASE_STATE_ACKNOWLEDGED: 4,
+    case_pb2.CASE_STATE_RESOLVED: 5,
+}
+
+
+def apply_action(case: case_pb2.Case, action: case_pb2.CaseAction, *, now: datetime) -> bool:
+    """Record an acknowledgement or resolution once; False when it changes nothing (a repeat, or older news)."""
+    target = _ACTION_STATES.get(action.kind)
+    if target is None or any(event.detail.endswith(f"[{action.id}]") for event in case.history):
+        return False
+    kind = case_pb2.CaseActionKind.Name(action.kind).removeprefix("CASE_ACTION_KIND_").lower()
+    by = f" by {action.actor}" if action.actor else ""
+    via = f" via {action.via}" if action.via else ""
+    case.history.append(case_pb2.CaseEvent(at=_stamp(now), kind=kind, detail=f"{kind}{by}{via} [{action.id}]"))
+    if _STATE_RANK[target] > _STATE_RANK[case.state]:
+        case.state = target
+    case.updated_at.CopyFrom(_stamp(now))
+    return True
+
+
 def outbox_record(case: case_pb2.Case) -> dict[str, Any]:
     """The JSON line a CRM would receive: the case with its posts, enums as names."""
     record = MessageToDict(case, preserving_proto_field_name=True)

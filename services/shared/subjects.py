@@ -60,6 +60,15 @@ def alert_subject(kind: str) -> str:
     return f"clamor.alert.{kind}"
 
 
+def case_action_subject(kind: str) -> str:
+    """``kind`` is the action's name in lower case: acknowledge, resolve, not_a_complaint."""
+    return f"clamor.case.{kind}"
+
+
+def notification_subject(channel: str) -> str:
+    return f"clamor.notification.{channel}"
+
+
 SOURCE_HEALTH_ALERTS = alert_subject("source_health")
 
 
@@ -72,8 +81,14 @@ ROUTED = StreamSpec("ROUTED", ("clamor.routed.>",), max_age_s=30 * DAY_S)
 ESCALATIONS = StreamSpec("ESCALATIONS", ("clamor.escalation.>",), max_age_s=30 * DAY_S)
 ALERTS = StreamSpec("ALERTS", ("clamor.alert.>",), max_age_s=30 * DAY_S)
 DEAD_LETTERS = StreamSpec("DEAD_LETTERS", ("clamor.dlq.>",), max_age_s=30 * DAY_S)
+# Acknowledgements, resolutions and "not a complaint" answers, from people and CRMs.
+CASE_ACTIONS = StreamSpec("CASE_ACTIONS", ("clamor.case.>",), max_age_s=90 * DAY_S)
+# The notification log: what was sent to whom, when, and with what result.
+NOTIFICATIONS = StreamSpec("NOTIFICATIONS", ("clamor.notification.>",), max_age_s=30 * DAY_S)
 
-ALL_STREAMS: tuple[StreamSpec, ...] = (MENTIONS, TRIAGED, ROUTED, ESCALATIONS, ALERTS, DEAD_LETTERS)
+ALL_STREAMS: tuple[StreamSpec, ...] = (
+    MENTIONS, TRIAGED, ROUTED, ESCALATIONS, ALERTS, DEAD_LETTERS, CASE_ACTIONS, NOTIFICATIONS,
+)  # fmt: skip
 
 
 def dead_letter_subject(stage: str) -> str:
@@ -106,17 +121,36 @@ NOTIFIER_ALERTS_CONSUMER = ConsumerSpec(
     dead_letter_subject=dead_letter_subject("notifier"),
 )
 
+# The router and the notifier each read every case action, through their own durables.
+ROUTER_ACTIONS_CONSUMER = ConsumerSpec(
+    stream=CASE_ACTIONS.name,
+    durable="router-actions",
+    filter_subject="clamor.case.>",
+    dead_letter_subject=dead_letter_subject("router"),
+)
+NOTIFIER_ACTIONS_CONSUMER = ConsumerSpec(
+    stream=CASE_ACTIONS.name,
+    durable="notifier-actions",
+    filter_subject="clamor.case.>",
+    dead_letter_subject=dead_letter_subject("notifier"),
+)
+
 ALL_CONSUMERS: tuple[ConsumerSpec, ...] = (
     TRIAGE_CONSUMER,
     ROUTER_CONSUMER,
     NOTIFIER_ESCALATIONS_CONSUMER,
     NOTIFIER_ALERTS_CONSUMER,
+    ROUTER_ACTIONS_CONSUMER,
+    NOTIFIER_ACTIONS_CONSUMER,
 )
 
 # JetStream KV buckets (state lives here: no second database).
 LISTENER_STATE_BUCKET = "listener_state"
 LISTENER_SOURCES_BUCKET = "listener_sources"
 CASES_BUCKET = "cases"
+NOTIFIER_DELIVERIES_BUCKET = "notifier_deliveries"
+NOTIFIER_GROUPS_BUCKET = "notifier_groups"
+NOTIFIER_PAGES_BUCKET = "notifier_pages"
 
 # Message headers Clamor sets beside Nats-Msg-Id and traceparent.
 MSG_ID_HEADER = "Nats-Msg-Id"

@@ -82,3 +82,57 @@ def hostile_escalation(id: str, **changes: Any) -> Message:
         }
         | changes,
     )
+
+
+# Item severities in turn, so a digest's items differ and its most severe is not its first.
+DIGEST_SEVERITIES = ("HIGH", "CRITICAL", "MEDIUM", "LOW")
+_RANK = {"CRITICAL": 3, "HIGH": 2, "MEDIUM": 1, "LOW": 0}
+
+
+def digest_item(id: str, number: int, *, hostile: bool = False) -> Message:
+    """Item ``number`` of a digest: the sample escalation (or the hostile one) for case c-<number>."""
+    channel = id.partition(":")[2]
+    severity = DIGEST_SEVERITIES[(number - 1) % len(DIGEST_SEVERITIES)]
+    sample = hostile_escalation if hostile else escalation
+    values: dict[str, Any] = {
+        "severity": severity,
+        "case_id": f"c-{number}",
+        "ack_url": f"https://clamor.example/ack/c-{number}?sig=abc",
+        "dedup_key": f"clamor-case-c-{number}",
+        "mention_id": f"m-{number}",
+    }
+    if hostile:
+        values["title"] = f"[{severity}] c-{number} <!here> refund now" + INJECTED
+    else:
+        values |= {
+            "title": f"[{severity}] case c-{number} escalated to care (level 1)",
+            "post_url": f"https://social.example/@ana/{number}",
+        }
+    return sample(f"esc-{number}:{channel}" if channel else f"esc-{number}", **values)
+
+
+def _digest(id: str, items: tuple[Message, ...], **changes: Any) -> Message:
+    severity = max((item.severity for item in items), key=lambda s: _RANK[s], default="LOW")
+    message = Message(
+        id=id,
+        kind="digest",
+        title=f"{len(items)} notifications for care ({severity})",
+        severity=severity,
+        dedup_key="clamor-group-care",
+        raised_at=datetime(2026, 3, 1, 12, 5, tzinfo=UTC),
+        items=items,
+    )
+    return replace(message, **changes)
+
+
+def digest(id: str, n: int = 3, **changes: Any) -> Message:
+    """``n`` escalations of cases c-1 … c-<n> grouped for care; item severities go HIGH, CRITICAL, MEDIUM, LOW."""
+    return _digest(id, tuple(digest_item(id, number) for number in range(1, n + 1)), **changes)
+
+
+def hostile_digest(id: str, n: int = 3, **changes: Any) -> Message:
+    """A digest of hostile escalations under a hostile title; the last item's ack link is javascript:."""
+    items = [digest_item(id, number, hostile=True) for number in range(1, n + 1)]
+    items[-1] = replace(items[-1], ack_url="javascript:alert(2)")
+    title = "<!channel> <script>alert(1)</script> [bank](https://evil.example)" + INJECTED
+    return _digest(id, tuple(items), **{"title": title} | changes)

@@ -15,13 +15,20 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from services.notifier.channels.dingtalk import DingTalkChannel
+from services.notifier.channels.dingtalk import CONTENT_BYTES, DingTalkChannel
 from services.notifier.config import DingTalkChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
 from services.shared.nats_server import free_port
 from services.shared.outbound import OutboundClient
 from tests.http_server import LocalHttpServer, serve
-from tests.integration.channel_cases import HOSTILE_TEXT, escalation, hostile_escalation
+from tests.integration.channel_cases import (
+    DIGEST_SEVERITIES,
+    HOSTILE_TEXT,
+    digest,
+    escalation,
+    hostile_digest,
+    hostile_escalation,
+)
 
 PATH = "/robot/send"
 TOKEN = "d3adb33f-robot-access-token"
@@ -173,6 +180,76 @@ async def test_hostile_text_stays_literal_on_its_own_line(server: LocalHttpServe
         "Acknowledge: https://clamor.example/ack/c-1?sig=abc",
         "-- Clamor",
     ]
+
+
+async def test_a_digest_lists_every_item_as_plain_text(server: LocalHttpServer, http: OutboundClient) -> None:
+    await DingTalkChannel(settings(server), http=http).send(digest("dg-1:ding", n=2))
+
+    assert json.loads(server.requests[0].body) == {
+        "msgtype": "text",
+        "text": {
+            "content": (
+                "2 notifications for care (CRITICAL)\n"
+                "\n"
+                "1. HIGH: [HIGH] case c-1 escalated to care (level 1)\n"
+                'Post: "I will sue you if my refund is not here by Friday"\n'
+                "Author: ana (12,000 followers)\n"
+                "Link: https://social.example/@ana/1\n"
+                "Acknowledge: https://clamor.example/ack/c-1?sig=abc\n"
+                "\n"
+                "2. CRITICAL: [CRITICAL] case c-2 escalated to care (level 1)\n"
+                'Post: "I will sue you if my refund is not here by Friday"\n'
+                "Author: ana (12,000 followers)\n"
+                "Link: https://social.example/@ana/2\n"
+                "Acknowledge: https://clamor.example/ack/c-2?sig=abc\n"
+                "-- Clamor"
+            )
+        },
+        "at": EMPTY_AT,
+    }
+
+
+async def test_a_digest_of_25_shows_every_item_and_a_larger_one_fits_dingtalks_size_limit(
+    server: LocalHttpServer, http: OutboundClient
+) -> None:
+    channel = DingTalkChannel(settings(server), http=http)
+    await channel.send(digest("dg-1:ding", n=25))
+    await channel.send(hostile_digest("dg-2:ding", n=200, title="\u6c47\u603b" * 100))
+
+    everything, capped = (json.loads(request.body)["text"]["content"] for request in server.requests)
+    for number in range(1, 26):
+        severity = DIGEST_SEVERITIES[(number - 1) % len(DIGEST_SEVERITIES)]
+        assert f"\n{number}. {severity}: [{severity}] case c-{number} escalated to care (level 1)\n" in everything
+    assert "more" not in everything
+    assert len(json.dumps(capped, ensure_ascii=False).encode()) <= CONTENT_BYTES
+    shown = capped.count(" refund now ")
+    assert 25 <= shown < 200
+    assert capped.endswith(f"\n\n\u2026and {200 - shown} more\n-- Clamor")
+
+
+async def test_a_hostile_digest_stays_literal_one_fact_a_line_and_mentions_nobody(
+    server: LocalHttpServer, http: OutboundClient
+) -> None:
+    await DingTalkChannel(settings(server), http=http).send(hostile_digest("dg-2:ding", title="@all " + HOSTILE_POST))
+
+    body = json.loads(server.requests[0].body)
+    assert body["msgtype"] == "text"
+    assert body["at"] == EMPTY_AT
+    lines = body["text"]["content"].split("\n")
+    assert "\r" not in body["text"]["content"]
+    assert lines[0].startswith("@all <!channel> <@U123> <https://evil|bank> <script>alert(1)</script> line1 Bcc:")
+    assert lines[2:8] == [
+        "1. HIGH: [HIGH] c-1 <!here> refund now Bcc: victim@example.com",
+        'Post: "<!channel> <@U123> <https://evil|bank> <script>alert(1)</script> line1 Bcc: victim@example.com '
+        '[bank](https://evil.example) javascript:alert(1)"',
+        "Author: mallory Bcc: victim@example.com (12,000 followers)",
+        "Acknowledge: https://clamor.example/ack/c-1?sig=abc",
+        "",
+        "2. CRITICAL: [CRITICAL] c-2 <!here> refund now Bcc: victim@example.com",
+    ]
+    assert not [line for line in lines if line.startswith("Link:")]
+    assert "javascript:alert(2)" not in body["text"]["content"]
+    assert lines[-1] == "-- Clamor"
 
 
 async def test_server_error_is_retried(server: LocalHttpServer, robot: FakeRobot, http: OutboundClient) -> None:

@@ -20,7 +20,7 @@ from services.notifier.channels.email import EmailChannel, message_id
 from services.notifier.config import EmailChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
 from services.shared.nats_server import free_port
-from tests.integration.channel_cases import escalation, hostile_escalation
+from tests.integration.channel_cases import DIGEST_SEVERITIES, digest, escalation, hostile_digest, hostile_escalation
 
 HOST = "127.0.0.1"
 RECIPIENTS = ["oncall@acme.example", "care-lead@acme.example"]
@@ -273,6 +273,87 @@ async def test_hostile_post_and_author_text_cannot_add_headers_recipients_or_mar
     [quote] = [line for line in text.splitlines() if line.startswith("> ")]
     assert "line1 Bcc: victim@example.com" in quote
     assert "Post by @mallory Bcc: victim@example.com (12000 followers)" in text
+
+
+async def test_a_digest_is_one_mail_whose_subject_is_its_title_and_whose_parts_list_every_item(
+    plain_server: Controller, mailbox: Mailbox
+) -> None:
+    delivery = await EmailChannel(settings(plain_server.port)).send(digest("dg-1:mail", n=2))
+
+    [received] = mailbox.received
+    assert received.rcpt_tos == RECIPIENTS
+    parsed = received.parsed()
+    assert parsed["Subject"] == "2 notifications for care (CRITICAL)"
+    assert parsed["Message-ID"] == delivery.remote_id == message_id("dg-1:mail")
+    assert parsed["References"] == message_id("clamor-group-care")
+    text, html = parts(received)
+    assert text == (
+        "2 notifications for care (CRITICAL)\n"
+        "\n"
+        "2 items:\n"
+        "\n"
+        "1. HIGH: [HIGH] case c-1 escalated to care (level 1)\n"
+        "   > I will sue you if my refund is not here by Friday\n"
+        "   Post by @ana (12,000 followers)\n"
+        "   Source: https://social.example/@ana/1\n"
+        "   Acknowledge: https://clamor.example/ack/c-1?sig=abc\n"
+        "\n"
+        "2. CRITICAL: [CRITICAL] case c-2 escalated to care (level 1)\n"
+        "   > I will sue you if my refund is not here by Friday\n"
+        "   Post by @ana (12,000 followers)\n"
+        "   Source: https://social.example/@ana/2\n"
+        "   Acknowledge: https://clamor.example/ack/c-2?sig=abc\n"
+        "\n"
+        "-- \n"
+        "Sent by Clamor.\n"
+    )
+    assert '<h2 style="font-size: 18px;">2 notifications for care (CRITICAL)</h2>' in html
+    for number, severity in ((1, "HIGH"), (2, "CRITICAL")):
+        assert f"<strong>{severity}</strong> [{severity}] case c-{number} escalated to care (level 1)</p>" in html
+        assert f'<a href="https://social.example/@ana/{number}">View the post</a>' in html
+        assert f'<a href="https://clamor.example/ack/c-{number}?sig=abc"' in html
+    assert html.count(">I will sue you if my refund is not here by Friday</blockquote>") == 2
+    assert html.count("<li ") == 2
+
+
+async def test_a_large_digest_lists_all_of_its_items_in_both_parts(plain_server: Controller, mailbox: Mailbox) -> None:
+    await EmailChannel(settings(plain_server.port)).send(digest("dg-1:mail", n=200))
+
+    text, html = parts(mailbox.received[0])
+    for number in range(1, 201):
+        severity = DIGEST_SEVERITIES[(number - 1) % len(DIGEST_SEVERITIES)]
+        assert f"{number}. {severity}: [{severity}] case c-{number} escalated to care (level 1)\n" in text
+        assert f"[{severity}] case c-{number} escalated to care (level 1)</p>" in html
+
+
+async def test_a_hostile_digest_cannot_add_headers_recipients_markup_or_script_links(
+    plain_server: Controller, mailbox: Mailbox
+) -> None:
+    await EmailChannel(settings(plain_server.port)).send(hostile_digest("dg-2:mail"))
+
+    [received] = mailbox.received
+    assert received.rcpt_tos == RECIPIENTS
+    parsed = received.parsed()
+    assert parsed.get_all("Bcc") is None
+    assert not [line for line in header_lines(received) if line.lower().startswith("bcc")]
+    subject = parsed["Subject"]
+    assert "\r" not in subject
+    assert "\n" not in subject
+    assert subject == "<!channel> <script>alert(1)</script> [bank](https://evil.example) Bcc: victim@example.com"
+    text, html = parts(received)
+    assert "<script>" not in html
+    assert "&lt;!channel&gt; &lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert html.count("&lt;script&gt;alert(1)&lt;/script&gt; line1 Bcc: victim@example.com") == 3
+    assert "javascript:alert(2)" not in html
+    assert 'href="javascript:' not in html.lower()
+    assert "View the post" not in html
+    assert html.count(">Acknowledge</a>") == 2
+    assert "Source:" not in text
+    assert "javascript:alert(2)" not in text
+    quotes = [line for line in text.splitlines() if line.startswith("   > ")]
+    assert len(quotes) == 3
+    assert all("line1 Bcc: victim@example.com" in quote for quote in quotes)
+    assert "1. HIGH: [HIGH] c-1 <!here> refund now Bcc: victim@example.com\n" in text
 
 
 async def test_starttls_verifies_the_server_against_the_configured_ca(

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from services.notifier.channels.pagerduty import PagerDutyChannel, trigger_event
+from services.notifier.channels.pagerduty import DIGEST_ITEMS, PagerDutyChannel, trigger_event
 from services.notifier.config import PagerDutyChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
 from services.shared.outbound import OutboundClient
 from tests.http_server import LocalHttpServer, serve
-from tests.integration.channel_cases import HOSTILE_TEXT, escalation, hostile_escalation
+from tests.integration.channel_cases import HOSTILE_TEXT, digest, escalation, hostile_digest, hostile_escalation
 from tests.integration.channel_cases import alert as sample_alert
 
 PATH = "/v2/enqueue"
@@ -255,3 +255,78 @@ def test_alert_event_leaves_out_what_an_alert_does_not_have() -> None:
     assert sorted(payload) == ["class", "custom_details", "severity", "source", "summary"]
     assert payload["class"] == "alert"
     assert payload["summary"] == "[alert] spike: refunds: 5x volume"
+
+
+async def test_a_digest_is_one_trigger_summarised_by_its_title_listing_its_items(
+    server: LocalHttpServer, api: FakeEventsApi, http: OutboundClient
+) -> None:
+    delivery = await PagerDutyChannel(settings(server), http=http).send(digest("dg-1:pd", n=2))
+
+    assert events(server) == [
+        {
+            "routing_key": ROUTING_KEY,
+            "event_action": "trigger",
+            "dedup_key": "clamor-group-care",
+            "payload": {
+                "summary": "2 notifications for care (CRITICAL)",
+                "source": "clamor-test",
+                "severity": "critical",
+                "timestamp": "2026-03-01T12:05:00Z",
+                "class": "digest",
+                "custom_details": {
+                    "count": 2,
+                    "items": [
+                        {
+                            "severity": "HIGH",
+                            "title": "[HIGH] case c-1 escalated to care (level 1)",
+                            "case_id": "c-1",
+                            "ack_url": "https://clamor.example/ack/c-1?sig=abc",
+                        },
+                        {
+                            "severity": "CRITICAL",
+                            "title": "[CRITICAL] case c-2 escalated to care (level 1)",
+                            "case_id": "c-2",
+                            "ack_url": "https://clamor.example/ack/c-2?sig=abc",
+                        },
+                    ],
+                },
+            },
+        }
+    ]
+    assert api.incidents == {"clamor-group-care": "triggered"}
+    assert delivery.remote_id == "clamor-group-care"
+
+
+def test_a_digest_without_a_dedup_key_uses_its_id_and_lists_a_bounded_number_of_items() -> None:
+    event = trigger_event(digest("dg-1:pd", n=200, dedup_key=""), routing_key=ROUTING_KEY, source="clamor")
+
+    assert event["dedup_key"] == "dg-1:pd"
+    details = event["payload"]["custom_details"]
+    assert details["count"] == 200
+    assert [item["case_id"] for item in details["items"]] == [f"c-{n}" for n in range(1, DIGEST_ITEMS + 1)]
+    assert details["more"] == 200 - DIGEST_ITEMS
+    assert len(json.dumps(event).encode()) < 64 * 1024
+
+
+async def test_a_hostile_digest_yields_one_line_text_and_only_https_links(
+    server: LocalHttpServer, http: OutboundClient
+) -> None:
+    await PagerDutyChannel(settings(server), http=http).send(hostile_digest("dg-2:pd"))
+
+    [event] = events(server)
+    payload = event["payload"]
+    assert payload["summary"] == (
+        "<!channel> <script>alert(1)</script> [bank](https://evil.example) Bcc: victim@example.com"
+    )
+    assert "links" not in event
+    items = payload["custom_details"]["items"]
+    assert [item["title"] for item in items] == [
+        f"[{severity}] c-{n} <!here> refund now Bcc: victim@example.com"
+        for n, severity in ((1, "HIGH"), (2, "CRITICAL"), (3, "MEDIUM"))
+    ]
+    assert [item["ack_url"] for item in items] == [
+        "https://clamor.example/ack/c-1?sig=abc",
+        "https://clamor.example/ack/c-2?sig=abc",
+        "",
+    ]
+    assert HOSTILE_TEXT not in json.dumps(event)

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from services.notifier.channels.slack import SlackChannel
+from services.notifier.channels.slack import MAX_BLOCKS, SECTION_CHARS, SlackChannel, slack_payload
 from services.notifier.config import SlackChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
 from services.shared.outbound import OutboundClient
 from tests.http_server import LocalHttpServer, serve
-from tests.integration.channel_cases import CASE_C42, escalation, hostile_escalation
+from tests.integration.channel_cases import CASE_C42, digest, escalation, hostile_digest, hostile_escalation
 from tests.integration.channel_cases import alert as sample_alert
 from tests.integration.source_cases import answering
 
@@ -272,3 +274,100 @@ async def test_api_answer_that_is_not_json_is_retried(http: OutboundClient) -> N
 def test_settings_without_exactly_one_mode_are_refused(fields: dict[str, str]) -> None:
     with pytest.raises(ChannelConfigError, match="webhook_url"):
         SlackChannel(SlackChannelSettings.model_validate({"kind": "slack", "name": "slack"} | fields))
+
+
+# Our own links in a digest's mrkdwn; anything else starting with "<" would be Slack markup.
+OUR_LINK = re.compile(r"<https://[^<>|\s]+\|(?:open the post|acknowledge)>")
+
+
+def digest_item_text(number: int, severity: str) -> str:
+    return (
+        f"*{severity}* [{severity}] case c-{number} escalated to care (level 1)\n"
+        ">I will sue you if my refund is not here by Friday\n"
+        f"@ana (12,000 followers) · <https://social.example/@ana/{number}|open the post>"
+        f" · <https://clamor.example/ack/c-{number}?sig=abc|acknowledge>"
+    )
+
+
+async def test_a_digest_lists_every_item_under_its_title(http: OutboundClient) -> None:
+    async with serve({("POST", HOOK_PATH): answering(b"ok", content_type="text/html")}) as server:
+        await SlackChannel(webhook_settings(server), http=http).send(digest("dg-1:slack", n=3))
+    assert sent(server) == {
+        "text": "3 notifications for care (CRITICAL)",
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": "3 notifications for care (CRITICAL)"}},
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": "\n\n".join(
+                        digest_item_text(number, severity)
+                        for number, severity in ((1, "HIGH"), (2, "CRITICAL"), (3, "MEDIUM"))
+                    ),
+                },
+            },
+        ],
+        "unfurl_links": False,
+        "unfurl_media": False,
+    }
+
+
+def test_a_digest_of_25_long_items_shows_every_one_within_slacks_limits() -> None:
+    longest = digest("dg-1:slack", n=25)
+    longest = replace(
+        longest,
+        items=tuple(
+            replace(
+                item,
+                title=f"{item.case_id} " + "&" * 300,
+                post_text="<&>" * 200,
+                author_handle="&" * 100,
+                post_url="https://social.example/?" + "a=1&" * 99,
+            )
+            for item in longest.items
+        ),
+    )
+    payload = slack_payload(longest)
+    sections = [block["text"]["text"] for block in payload["blocks"] if block["type"] == "section"]
+    assert len(payload["blocks"]) <= MAX_BLOCKS
+    assert all(len(text) <= SECTION_CHARS for text in sections)
+    for number in range(1, 26):
+        assert sum(f"* c-{number} &amp;" in text for text in sections) == 1
+    assert all(block["type"] != "context" for block in payload["blocks"])
+
+
+def test_a_digest_too_large_for_50_blocks_says_how_many_items_are_left_out() -> None:
+    huge = hostile_digest("dg-1:slack", n=200)
+    huge = replace(huge, items=tuple(replace(item, post_text="&" * 500) for item in huge.items))
+    payload = slack_payload(huge)
+    blocks = payload["blocks"]
+    assert len(blocks) == MAX_BLOCKS
+    assert all(len(block["text"]["text"]) <= SECTION_CHARS for block in blocks[1:-1])
+    shown = sum(text.count("refund now") for text in mrkdwn_texts(payload))
+    assert blocks[-1] == {"type": "context", "elements": [{"type": "mrkdwn", "text": f"…and {200 - shown} more"}]}
+    assert 0 < shown < 200
+
+
+async def test_a_hostile_digest_stays_inert_text_with_only_our_https_links(http: OutboundClient) -> None:
+    async with serve({("POST", HOOK_PATH): answering(b"ok", content_type="text/html")}) as server:
+        await SlackChannel(webhook_settings(server), http=http).send(hostile_digest("dg-2:slack"))
+    payload = sent(server)
+    texts = list(mrkdwn_texts(payload))
+    for text in texts:
+        for line in OUR_LINK.sub("", text).split("\n"):
+            assert "<" not in line
+            assert ">" not in line.removeprefix(">")
+    section = payload["blocks"][1]["text"]["text"]
+    assert section.count(">&lt;!channel&gt; &lt;@U123&gt; &lt;https://evil|bank&gt; &lt;script&gt;") == 3
+    assert section.count("@mallory Bcc: victim@example.com (12,000 followers)") == 3
+    assert "\r" not in section
+    assert "javascript:alert(2)" not in section
+    assert [link for text in texts for link in OUR_LINK.findall(text)] == [
+        "<https://clamor.example/ack/c-1?sig=abc|acknowledge>",
+        "<https://clamor.example/ack/c-2?sig=abc|acknowledge>",
+    ]
+    assert payload["text"].startswith("&lt;!channel&gt; &lt;script&gt;")
+    header = payload["blocks"][0]["text"]
+    assert header["type"] == "plain_text"
+    assert "\n" not in header["text"]
+    assert urls(payload) == []

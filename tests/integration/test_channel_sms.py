@@ -16,7 +16,7 @@ from services.notifier.config import SmsChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
 from services.shared.outbound import OutboundClient
 from tests.http_server import LocalHttpServer, RecordedRequest, serve
-from tests.integration.channel_cases import escalation, hostile_escalation
+from tests.integration.channel_cases import digest, escalation, hostile_digest, hostile_escalation
 
 ACCOUNT_SID = "AC0123456789abcdef0123456789abcdef"
 AUTH_TOKEN = "twilio-auth-token"
@@ -159,6 +159,36 @@ async def test_hostile_text_stays_on_its_own_line_and_its_javascript_link_is_dro
         "Case: c-1, team care, level 1",
         "Due: 2026-03-01T13:00:00Z",
         "Ack: https://clamor.example/ack/c-1?sig=abc",
+    ]
+
+
+async def test_a_digest_is_texted_as_its_title_count_and_most_severe_item(
+    server: LocalHttpServer, http: OutboundClient
+) -> None:
+    await SmsChannel(settings(server), http=http).send(digest("dg-1:sms", n=12))
+
+    assert [form(r)["Body"] for r in server.requests] == [
+        [
+            "12 notifications for care (CRITICAL)\n"
+            "Items: 12\n"
+            "Top: CRITICAL: [CRITICAL] case c-2 escalated to care (level 1)"
+        ]
+    ] * 2
+
+
+async def test_a_hostile_digest_stays_three_lines_within_the_length_cap(
+    server: LocalHttpServer, http: OutboundClient
+) -> None:
+    hostile = hostile_digest("dg-2:sms", n=200, title="x" * 3000 + "\r\nBcc: victim@example.com")
+    await SmsChannel(settings(server, to_numbers=[ONCALL]), http=http).send(hostile)
+
+    [body] = form(server.requests[0])["Body"]
+    assert len(body) <= MAX_BODY_CHARS
+    assert "\r" not in body
+    assert body.split("\n") == [
+        "x" * 199 + "…",
+        "Items: 200",
+        "Top: CRITICAL: [CRITICAL] c-2 <!here> refund now Bcc: victim@example.com",
     ]
 
 

@@ -8,12 +8,19 @@ from typing import Any
 
 import pytest
 
-from services.notifier.channels.teams import TeamsChannel
+from services.notifier.channels.teams import CARD_BYTES, TeamsChannel, teams_payload
 from services.notifier.config import TeamsChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
 from services.shared.outbound import OutboundClient
 from tests.http_server import LocalHttpServer, serve
-from tests.integration.channel_cases import CASE_C42, escalation, hostile_escalation
+from tests.integration.channel_cases import (
+    CASE_C42,
+    DIGEST_SEVERITIES,
+    digest,
+    escalation,
+    hostile_digest,
+    hostile_escalation,
+)
 from tests.integration.source_cases import answering
 
 FLOW_PATH = "/workflows/4f1c/triggers/manual/paths/invoke"
@@ -169,3 +176,89 @@ async def test_unreachable_flow_is_retried_without_naming_its_signature(http: Ou
 def test_empty_webhook_url_is_refused() -> None:
     with pytest.raises(ChannelConfigError, match="webhook_url"):
         TeamsChannel(TeamsChannelSettings(kind="teams", name="teams", webhook_url=""))
+
+
+def digest_item(number: int, severity: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "RichTextBlock",
+            "inlines": [
+                {"type": "TextRun", "text": f"{severity} ", "weight": "Bolder"},
+                {"type": "TextRun", "text": f"[{severity}] case c-{number} escalated to care (level 1)"},
+            ],
+            "separator": True,
+        },
+        {
+            "type": "RichTextBlock",
+            "inlines": [
+                {
+                    "type": "TextRun",
+                    "text": "\u201cI will sue you if my refund is not here by Friday\u201d",
+                    "italic": True,
+                },
+                {"type": "TextRun", "text": " \u2014 "},
+                {"type": "TextRun", "text": "@ana (12,000 followers)"},
+            ],
+            "spacing": "None",
+        },
+        {
+            "type": "ActionSet",
+            "actions": [
+                {
+                    "type": "Action.OpenUrl",
+                    "title": "Acknowledge",
+                    "url": f"https://clamor.example/ack/c-{number}?sig=abc",
+                },
+                {"type": "Action.OpenUrl", "title": "Open the post", "url": f"https://social.example/@ana/{number}"},
+            ],
+            "spacing": "Small",
+        },
+    ]
+
+
+async def test_a_digest_card_lists_every_item_with_its_own_links(http: OutboundClient) -> None:
+    async with serve({("POST", FLOW_PATH): answering(b"", status=202)}) as server:
+        await TeamsChannel(settings(server), http=http).send(digest("dg-1:teams", n=2))
+    card = sent(server)["attachments"][0]["content"]
+    title = {"type": "TextRun", "text": "2 notifications for care (CRITICAL)", "weight": "Bolder", "size": "Medium"}
+    assert card["body"] == [
+        {"type": "RichTextBlock", "inlines": [title]},
+        *digest_item(1, "HIGH"),
+        *digest_item(2, "CRITICAL"),
+    ]
+    assert card["actions"] == []
+
+
+def test_a_digest_of_25_items_shows_all_and_a_larger_one_stops_within_the_size_limit() -> None:
+    def body(n: int) -> list[dict[str, Any]]:
+        card: dict[str, Any] = teams_payload(digest("dg-1:teams", n=n))["attachments"][0]["content"]
+        assert len(json.dumps(card, ensure_ascii=False).encode()) <= CARD_BYTES + 500
+        return list(card["body"])
+
+    texts = [node["text"] for node in nodes(body(25)) if node.get("type") == "TextRun"]
+    for number in range(1, 26):
+        severity = DIGEST_SEVERITIES[(number - 1) % len(DIGEST_SEVERITIES)]
+        assert f"[{severity}] case c-{number} escalated to care (level 1)" in texts
+    large = body(200)
+    shown = sum(1 for node in large if node.get("separator") and len(node["inlines"]) == 2)
+    assert 25 <= shown < 200
+    assert large[-1]["inlines"] == [{"type": "TextRun", "text": f"\u2026and {200 - shown} more", "italic": True}]
+
+
+async def test_a_hostile_digest_shows_only_literal_text_runs_and_https_actions(http: OutboundClient) -> None:
+    hostile = hostile_digest("dg-2:teams", title="**urgent** [click](https://evil.example)" + "\r\nX: 1")
+    async with serve({("POST", FLOW_PATH): answering(b"", status=202)}) as server:
+        await TeamsChannel(settings(server), http=http).send(hostile)
+    card = sent(server)["attachments"][0]["content"]
+    texts = [node for node in nodes(card["body"]) if "text" in node]
+    assert all(node["type"] == "TextRun" for node in texts)
+    assert {node["type"] for node in nodes(card["body"])} == {"RichTextBlock", "TextRun", "ActionSet", "Action.OpenUrl"}
+    assert all("\r" not in node["text"] and "\n" not in node["text"] for node in texts)
+    assert any(node["text"] == "**urgent** [click](https://evil.example) X: 1" for node in texts)
+    assert any("<!channel> <@U123> <https://evil|bank> <script>" in node["text"] for node in texts)
+    actions = [node for node in nodes(card["body"]) if node["type"] == "Action.OpenUrl"]
+    assert sorted((a["title"], a["url"]) for a in actions) == [
+        ("Acknowledge", "https://clamor.example/ack/c-1?sig=abc"),
+        ("Acknowledge", "https://clamor.example/ack/c-2?sig=abc"),
+    ]
+    assert card["actions"] == []

@@ -18,7 +18,14 @@ from services.notifier.errors import ChannelConfigError, ChannelError
 from services.shared.outbound import OutboundClient
 from services.shared.standard_webhooks import verify
 from tests.http_server import LocalHttpServer, serve
-from tests.integration.channel_cases import CASE_C42, HOSTILE_TEXT, escalation, hostile_escalation
+from tests.integration.channel_cases import (
+    CASE_C42,
+    HOSTILE_TEXT,
+    digest,
+    escalation,
+    hostile_digest,
+    hostile_escalation,
+)
 from tests.integration.channel_cases import alert as sample_alert
 from tests.integration.source_cases import answering
 
@@ -103,6 +110,69 @@ async def test_hostile_text_is_carried_verbatim_as_data_and_signed(http: Outboun
     assert post["author"]["handle"] == "evil\nX-Injected: 1"
     assert post["url"] == "javascript:alert(1)"
     assert "X-Injected" not in request.headers
+    verify(SECRETS, request.headers, request.body, now=NOW)
+
+
+async def test_a_digest_is_one_event_whose_data_carries_every_item(http: OutboundClient) -> None:
+    async with serve({("POST", HOOK_PATH): answering(b"", status=202)}) as server:
+        await channel(server, http).send(digest("dg-1:hook", n=3))
+    (request,) = server.requests
+    event = json.loads(request.body)
+    assert request.headers["webhook-id"] == "dg-1:hook"
+    verify(SECRETS, request.headers, request.body, now=NOW)
+    assert (event["id"], event["type"], event["time"]) == (
+        "dg-1:hook",
+        "io.clamor.notification.digest",
+        "2026-03-01T12:05:00Z",
+    )
+    data = event["data"]
+    assert (data["title"], data["severity"], data["dedup_key"]) == (
+        "3 notifications for care (CRITICAL)",
+        "CRITICAL",
+        "clamor-group-care",
+    )
+    assert [(item["id"], item["kind"], item["case"]["id"], item["severity"]) for item in data["items"]] == [
+        ("esc-1:hook", "escalation", "c-1", "HIGH"),
+        ("esc-2:hook", "escalation", "c-2", "CRITICAL"),
+        ("esc-3:hook", "escalation", "c-3", "MEDIUM"),
+    ]
+    assert data["items"][1] == {
+        "id": "esc-2:hook",
+        "kind": "escalation",
+        "raised_at": "2026-03-01T12:00:00Z",
+        "title": "[CRITICAL] case c-2 escalated to care (level 1)",
+        "severity": "CRITICAL",
+        "risk_flags": ["legal_threat", "viral"],
+        "reason": "legal threat from a large account",
+        "post": {
+            "text": "I will sue you if my refund is not here by Friday",
+            "url": "https://social.example/@ana/2",
+            "author": {"handle": "ana", "followers": 12000},
+            "platform": "mastodon",
+        },
+        "case": {"id": "c-2", "team": "care", "level": 1, "sla_due": "2026-03-01T13:00:00Z"},
+        "ack_url": "https://clamor.example/ack/c-2?sig=abc",
+        "dedup_key": "clamor-case-c-2",
+    }
+
+
+async def test_a_single_message_carries_no_items(http: OutboundClient) -> None:
+    async with serve({("POST", HOOK_PATH): answering(b"", status=202)}) as server:
+        await channel(server, http).send(MESSAGE)
+    assert "items" not in json.loads(server.requests[0].body)["data"]
+
+
+async def test_a_hostile_digest_is_carried_verbatim_as_data_and_signed(http: OutboundClient) -> None:
+    hostile = hostile_digest("dg-2:hook")
+    async with serve({("POST", HOOK_PATH): answering(b"", status=202)}) as server:
+        await channel(server, http).send(hostile)
+    (request,) = server.requests
+    data = json.loads(request.body)["data"]
+    assert data["title"] == hostile.title
+    assert [item["post"]["text"] for item in data["items"]] == [HOSTILE_TEXT] * 3
+    assert [item["post"]["url"] for item in data["items"]] == ["javascript:alert(1)"] * 3
+    assert data["items"][2]["ack_url"] == "javascript:alert(2)"
+    assert "Bcc" not in request.headers
     verify(SECRETS, request.headers, request.body, now=NOW)
 
 

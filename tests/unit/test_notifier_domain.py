@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -15,12 +16,14 @@ def from_escalation(
     escalation: case_pb2.Escalation, *, channel: str, quote_chars: int, now: datetime
 ) -> notification_pb2.Notification:
     """The log record the notifier keeps for an escalation sent through ``channel``."""
-    message = message_from_escalation(escalation, channel=channel)
+    message = replace(message_from_escalation(escalation), id=f"{escalation.id}:{channel}")
     return notification_for(message, channel=channel, quote_chars=quote_chars, now=now)
 
 
 def from_alert(alert: alert_pb2.Alert, *, channel: str, now: datetime) -> notification_pb2.Notification:
-    return notification_for(message_from_alert(alert, channel=channel), channel=channel, quote_chars=280, now=now)
+    return notification_for(
+        replace(message_from_alert(alert), id=f"{alert.id}:{channel}"), channel=channel, quote_chars=280, now=now
+    )
 
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)

@@ -1,4 +1,7 @@
-"""Prints one notification per message on standard output: `clamor up` and local debugging."""
+"""Prints one notification per message on standard output: `clamor up` and local debugging.
+
+A digest prints its title, then one indented line per item.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,22 @@ import sys
 from typing import TYPE_CHECKING, ClassVar, TextIO
 
 from services.notifier.channels.base import Channel, Delivery
+from services.notifier.channels.digest import entries
 from services.notifier.domain import inert, plain_body
 
 if TYPE_CHECKING:
     from services.notifier.config import ConsoleChannelSettings
     from services.notifier.message import Message
+
+
+def console_text(message: Message, *, quote_chars: int) -> str:
+    """What the console prints for ``message``: the title, then indented lines, nothing forged."""
+    if message.items:
+        lines = [entry.line() for entry in entries(message, quote_chars=quote_chars)]
+    else:
+        lines = plain_body(message, quote_chars=quote_chars).splitlines()
+    body = "\n".join(f"    {line}" for line in lines)
+    return f"{inert(message.title)}\n{body}\n"
 
 
 class ConsoleChannel(Channel):
@@ -24,7 +38,6 @@ class ConsoleChannel(Channel):
         self._quote_chars = quote_chars
 
     async def send(self, message: Message) -> Delivery:
-        body = "\n".join(f"    {line}" for line in plain_body(message, quote_chars=self._quote_chars).splitlines())
-        self._stream.write(f"{inert(message.title)}\n{body}\n")
+        self._stream.write(console_text(message, quote_chars=self._quote_chars))
         self._stream.flush()
         return Delivery(channel=self.name)

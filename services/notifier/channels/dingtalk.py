@@ -6,7 +6,8 @@ anyone. The last line, "-- Clamor", can serve as the robot's custom keyword.
 
 With ``secret`` set the request is signed as DingTalk documents: ``timestamp`` (ms) and
 ``sign = urlencode(base64(HMAC-SHA256(secret, f"{timestamp}\\n{secret}")))`` are appended to the
-webhook URL. DingTalk answers HTTP 200 with ``errcode``: 0 is success, 130101 (sending too
+webhook URL. A digest lists as many of its items as fit DingTalk's 20,000-byte message, then
+says how many more there are. DingTalk answers HTTP 200 with ``errcode``: 0 is success, 130101 (sending too
 fast) is retried after a minute, anything else is a configuration problem.
 """
 
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote_plus, urlsplit
 
 from services.notifier.channels.base import Delivery, HttpChannel
+from services.notifier.channels.digest import entries, fit
 from services.notifier.channels.webhook import post, retry_after_s, snippet
 from services.notifier.config import DingTalkChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
     from services.notifier.message import Message
 
 SEND_TOO_FAST = 130101
+# DingTalk refuses messages over 20,000 bytes; the rest of the request body fits in what is left.
+CONTENT_BYTES = 19_000
 # DingTalk limits a robot to 20 messages a minute.
 SEND_TOO_FAST_WAIT_S = 60.0
 
@@ -48,8 +52,8 @@ def signed_url(webhook_url: str, secret: str, timestamp_ms: int) -> str:
     return f"{webhook_url}{separator}timestamp={timestamp_ms}&sign={sign(secret, timestamp_ms)}"
 
 
-def dingtalk_payload(message: Message, *, quote_chars: int = MAX_QUOTE_CHARS) -> dict[str, Any]:
-    content = render_text(
+def _content(message: Message, *, quote_chars: int) -> str:
+    return render_text(
         "dingtalk.j2",
         message=message,
         handle=clip(oneline(message.author_handle).lstrip("@"), 100),
@@ -58,6 +62,28 @@ def dingtalk_payload(message: Message, *, quote_chars: int = MAX_QUOTE_CHARS) ->
         post_url=https(message.post_url),
         ack_url=https(message.ack_url),
     )
+
+
+def _json_bytes(text: str) -> int:
+    return len(json.dumps(text, ensure_ascii=False).encode())
+
+
+def digest_content(message: Message, *, quote_chars: int = MAX_QUOTE_CHARS, budget: int = CONTENT_BYTES) -> str:
+    """The title, then as many items as fit ``budget`` bytes (as sent, JSON-encoded), then how many more."""
+    listed = entries(message, quote_chars=quote_chars)
+    title = clip(oneline(message.title), 300)
+
+    def render(count: int) -> str:
+        return render_text("digest_dingtalk.j2", title=title, entries=listed[:count], more=len(listed) - count)
+
+    return fit(render, len(listed), lambda content: _json_bytes(content) <= budget)
+
+
+def dingtalk_payload(message: Message, *, quote_chars: int = MAX_QUOTE_CHARS) -> dict[str, Any]:
+    if message.items:
+        content = digest_content(message, quote_chars=quote_chars)
+    else:
+        content = _content(message, quote_chars=quote_chars)
     # Empty "at" lists and no isAtAll: nobody is notified, whatever "@" the text contains.
     return {"msgtype": "text", "text": {"content": content}, "at": {"atMobiles": [], "atUserIds": []}}
 

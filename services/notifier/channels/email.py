@@ -6,6 +6,9 @@ names exactly ``settings.recipients``, so nothing in a post can add a recipient.
 is derived from the notification id, so a repeat of the same notification is recognisable, and
 all notifications of one case share a ``References`` id, so mail clients thread them.
 
+A digest's Subject is its title; both parts list every item (a mail has room for the largest
+digest), each with its own links, only when they are plain https.
+
 SMTP replies decide the error class: 4xx replies, refused connections and timeouts are
 transient (:class:`ChannelError`); 5xx replies, refused logins, a server without STARTTLS and
 a certificate that does not verify are permanent (:class:`ChannelConfigError`).
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING, ClassVar
 import aiosmtplib
 
 from services.notifier.channels.base import Channel, Delivery
+from services.notifier.channels.digest import entries
 from services.notifier.errors import ChannelConfigError, ChannelError
 from services.notifier.render import clip, header, https, oneline, render_html, render_text
 
@@ -57,6 +61,13 @@ def _context(message: Message, *, quote_chars: int) -> dict[str, object]:
     }
 
 
+def _digest_context(message: Message, *, quote_chars: int) -> dict[str, object]:
+    return {
+        "title": clip(oneline(message.title), SUBJECT_CHARS),
+        "entries": entries(message, quote_chars=quote_chars),
+    }
+
+
 def compose(
     message: Message, *, sender: str, recipients: list[str], quote_chars: int = QUOTE_CHARS, now: datetime | None = None
 ) -> EmailMessage:
@@ -71,9 +82,14 @@ def compose(
         email["References"] = message_id(message.dedup_key)
     # RFC 3834: machine-sent, so vacation responders and auto-replies stay quiet.
     email["Auto-Submitted"] = "auto-generated"
-    context = _context(message, quote_chars=quote_chars)
-    email.set_content(render_text("email_text.j2", **context) + "\n")
-    email.add_alternative(render_html("email_html.j2", **context) + "\n", subtype="html")
+    if message.items:
+        context = _digest_context(message, quote_chars=quote_chars)
+        text, html = "digest_email_text.j2", "digest_email_html.j2"
+    else:
+        context = _context(message, quote_chars=quote_chars)
+        text, html = "email_text.j2", "email_html.j2"
+    email.set_content(render_text(text, **context) + "\n")
+    email.add_alternative(render_html(html, **context) + "\n", subtype="html")
     return email
 
 

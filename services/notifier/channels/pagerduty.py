@@ -8,6 +8,10 @@ trigger, which PagerDuty folds into the incident it already opened rather than p
 The summary is one line of at most 1,024 characters; links are attached only when they are
 plain https. PagerDuty throttles per routing key: a 429 is retried after its ``Retry-After``, or
 after 30 s when it gives none. A 400 means the event is invalid and names why ("errors").
+
+A digest is one trigger whose summary is the digest's title and whose ``custom_details`` list
+its items (severity, title, case id and https acknowledge link), at most DIGEST_ITEMS of them:
+far below the 512 KB PagerDuty accepts, and enough to tell the responder what is waiting.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from services.notifier.channels.base import Delivery, HttpChannel
+from services.notifier.channels.digest import entries
 from services.notifier.channels.webhook import post, retry_after_s, snippet
 from services.notifier.config import PagerDutyChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
@@ -31,6 +36,7 @@ if TYPE_CHECKING:
 SUMMARY_CHARS = 1024
 DEDUP_KEY_CHARS = 255
 THROTTLED_WAIT_S = 30.0
+DIGEST_ITEMS = 50
 SEVERITIES = {"CRITICAL": "critical", "HIGH": "error", "MEDIUM": "warning", "LOW": "info"}
 
 
@@ -44,9 +50,40 @@ def dedup_key(message: Message) -> str:
     return key if len(key) <= DEDUP_KEY_CHARS else "clamor-" + hashlib.sha256(key.encode()).hexdigest()
 
 
+def digest_details(message: Message) -> dict[str, Any]:
+    listed = entries(message)
+    details: dict[str, Any] = {
+        "count": len(listed),
+        "items": [
+            {"severity": e.severity, "title": e.title, "case_id": e.case_id, "ack_url": e.ack_url}
+            for e in listed[:DIGEST_ITEMS]
+        ],
+    }
+    if len(listed) > DIGEST_ITEMS:
+        details["more"] = len(listed) - DIGEST_ITEMS
+    return details
+
+
+def digest_trigger_event(message: Message, *, routing_key: str, source: str) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "summary": clip(oneline(message.title), SUMMARY_CHARS) or "Clamor digest",
+        "source": source,
+        "severity": SEVERITIES.get(message.severity.upper(), "info"),
+    }
+    if message.raised_at is not None:
+        payload["timestamp"] = _iso(message.raised_at)
+    if message.team:
+        payload["group"] = clip(oneline(message.team), 100)
+    payload["class"] = message.kind
+    payload["custom_details"] = digest_details(message)
+    return {"routing_key": routing_key, "event_action": "trigger", "dedup_key": dedup_key(message), "payload": payload}
+
+
 def trigger_event(
     message: Message, *, routing_key: str, source: str, quote_chars: int = MAX_QUOTE_CHARS
 ) -> dict[str, Any]:
+    if message.items:
+        return digest_trigger_event(message, routing_key=routing_key, source=source)
     summary = f"{message.title}: {message.reason}" if message.reason else message.title
     payload: dict[str, Any] = {
         "summary": clip(oneline(summary), SUMMARY_CHARS),

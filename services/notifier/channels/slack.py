@@ -7,6 +7,11 @@ and the Acknowledge button, each only when it is plain https. The header is plai
 parsed) and cut to Slack's 150 characters. Link unfurling is off, so a hostile URL in the post
 does not fetch a preview into the channel.
 
+A digest lists its items in mrkdwn sections, several to a section, each section within Slack's
+3,000 characters and the message within its 50 blocks. Every item's text is bounded so that even
+the longest fits one section, and 48 sections hold far more than the usual digest; past that
+the last block says how many more items there are.
+
 Webhook mode succeeds on HTTP 200 with body ``ok``; Slack's error bodies (``invalid_payload``,
 ``no_text``, ``channel_not_found``, ``no_service``…) come with a 4xx and mean the webhook or
 payload is wrong. API mode answers ``{"ok": true, "ts": …}``, or ``{"ok": false, "error": …}``:
@@ -22,6 +27,7 @@ from datetime import UTC
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from services.notifier.channels.base import Delivery, HttpChannel
+from services.notifier.channels.digest import entries
 from services.notifier.channels.webhook import post, retry_after_s, snippet
 from services.notifier.config import SlackChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
@@ -29,10 +35,16 @@ from services.notifier.message import MAX_QUOTE_CHARS
 from services.notifier.render import clip, https, oneline, slack
 
 if TYPE_CHECKING:
+    from services.notifier.channels.digest import Entry
     from services.notifier.message import Message
     from services.shared.outbound import HttpResponse, OutboundClient
 
 HEADER_CHARS = 150
+SECTION_CHARS = 3000
+MAX_BLOCKS = 50
+# Escaped, a link can grow past its raw length ("&" → "&amp;"); these bound an item's section text.
+LINK_CHARS = 400
+ITEM_TITLE_CHARS = 150
 FALLBACK_TITLE = "Clamor notification"
 # Slack's own trouble, worth another try; every other API error needs a change on our side.
 TRANSIENT_API_ERRORS = frozenset(
@@ -75,13 +87,70 @@ def _fields(message: Message) -> list[dict[str, str]]:
     return fields
 
 
+def _link(url: str, label: str) -> str:
+    """Our own mrkdwn link, or nothing when the escaped URL would be too long to bound the section."""
+    escaped = slack(url)
+    return f"<{escaped}|{label}>" if url and len(escaped) <= LINK_CHARS else ""
+
+
+def digest_item(entry: Entry) -> str:
+    """One item's mrkdwn: severity and title, the quoted post, the author and our links.
+
+    Escaped, every part has a bound (at most 2,900 characters in all), so any item fits a section.
+    """
+    lines = [f"*{slack(entry.severity)}* {mrkdwn(entry.title, ITEM_TITLE_CHARS)}"]
+    if entry.quote:
+        lines.append(f">{slack(entry.quote)}")
+    elif entry.note:
+        lines.append(slack(entry.note))
+    facts = [slack(entry.author)] if entry.author else []
+    facts += [link for link in (_link(entry.post_url, "open the post"), _link(entry.ack_url, "acknowledge")) if link]
+    if facts:
+        lines.append(" · ".join(facts))
+    return "\n".join(lines)
+
+
+def digest_sections(texts: list[str]) -> tuple[list[str], int]:
+    """Item texts packed into sections of at most SECTION_CHARS, as many as the block limit allows.
+
+    Returns the sections and the number of items left out. Two blocks stay free: the header, and
+    the line that counts the items left out.
+    """
+    sections: list[str] = []
+    shown = 0
+    for text in texts:
+        if sections and len(sections[-1]) + 2 + len(text) <= SECTION_CHARS:
+            sections[-1] += "\n\n" + text
+        elif len(sections) < MAX_BLOCKS - 2:
+            sections.append(text)
+        else:
+            break
+        shown += 1
+    return sections, len(texts) - shown
+
+
+def _header(title: str) -> dict[str, Any]:
+    return {"type": "header", "text": {"type": "plain_text", "text": clip(title, HEADER_CHARS)}}
+
+
+def _digest_payload(message: Message, *, quote_chars: int) -> dict[str, Any]:
+    title = oneline(message.title) or FALLBACK_TITLE
+    sections, more = digest_sections([digest_item(entry) for entry in entries(message, quote_chars=quote_chars)])
+    blocks = [_header(title), *({"type": "section", "text": _text(section)} for section in sections)]
+    if more:
+        blocks.append({"type": "context", "elements": [_text(f"…and {more} more")]})
+    return {"text": mrkdwn(title, 300), "blocks": blocks, "unfurl_links": False, "unfurl_media": False}
+
+
 def slack_payload(message: Message, *, quote_chars: int = MAX_QUOTE_CHARS) -> dict[str, Any]:
     """``text`` (the notification's fallback) and Block Kit ``blocks``; the same for both modes."""
+    if message.items:
+        return _digest_payload(message, quote_chars=quote_chars)
     # Escaping can grow text fivefold ("&" → "&amp;"): past 500 characters a section could exceed 3,000.
     quote_chars = min(quote_chars, MAX_QUOTE_CHARS)
     title = oneline(message.title) or FALLBACK_TITLE
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": clip(title, HEADER_CHARS)}},
+        _header(title),
         {"type": "section", "fields": _fields(message)},
     ]
     if message.reason:

@@ -2,7 +2,8 @@
 
 The body is plain text, one fact per line; every field goes through ``oneline``, so a post can
 never forge a line, and the post is cut so the whole body stays within Twilio's 1,600
-characters. Links appear only when they are plain https.
+characters. Links appear only when they are plain https. A digest is texted as its title, how
+many items it holds and the most severe item's title: the rest is for a screen, not a phone.
 
 Twilio has no idempotency key, so the channel remembers (in memory, for the process's life)
 which numbers already have a notification: a retry after a partial failure only texts the
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, urlencode
 
 from services.notifier.channels.base import Delivery, HttpChannel
+from services.notifier.channels.digest import entry, top_item
 from services.notifier.channels.webhook import post, retry_after_s, snippet
 from services.notifier.config import SmsChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
@@ -35,8 +37,20 @@ MAX_BODY_CHARS = 1600
 REMEMBERED_SENDS = 4096
 
 
+def digest_sms_body(message: Message) -> str:
+    body = render_text(
+        "digest_sms.j2",
+        title=clip(oneline(message.title), 200),
+        count=len(message.items),
+        top=entry(top_item(message)),
+    )
+    return clip(body, MAX_BODY_CHARS)
+
+
 def sms_body(message: Message, *, quote_chars: int = MAX_QUOTE_CHARS) -> str:
     """The text message, at most MAX_BODY_CHARS long: the post gives way first."""
+    if message.items:
+        return digest_sms_body(message)
     text = oneline(message.post_text)
     context: dict[str, object] = {
         "message": message,

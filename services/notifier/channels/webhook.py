@@ -7,6 +7,10 @@ the receiver must treat every text field (and ``post.url``) as untrusted. The he
 ``webhook-timestamp`` and one ``webhook-signature`` per configured secret, so keys rotate
 without downtime (services/shared/standard_webhooks.py).
 
+A digest is one event of type ``io.clamor.notification.digest`` whose ``data`` also holds
+``items``: each item's fields exactly as a single message's ``data`` holds them, plus the item's
+own ``id``, ``kind`` and ``raised_at``, so a receiver can tell the items apart and deduplicate them.
+
 Redirects are never followed: a signed body goes only to the configured URL, and any 3xx is
 a failure to fix in the configuration. 2xx is success; 410 Gone says the receiver retired the
 endpoint; 408, 429 and 5xx are retried (after ``Retry-After`` when given); any other 4xx is
@@ -92,8 +96,39 @@ async def post(http: OutboundClient, url: str, *, what: str, headers: Mapping[st
         raise ChannelConfigError(f"{what}: {scrub(str(exc), url)}") from None
 
 
+def _data(message: Message) -> dict[str, Any]:
+    return {
+        "title": message.title,
+        "severity": message.severity,
+        "risk_flags": list(message.risk_flags),
+        "reason": message.reason,
+        "post": {
+            "text": message.post_text,
+            "url": message.post_url,
+            "author": {"handle": message.author_handle, "followers": message.author_followers},
+            "platform": message.platform,
+        },
+        "case": {
+            "id": message.case_id,
+            "team": message.team,
+            "level": message.level,
+            "sla_due": rfc3339(message.sla_due) if message.sla_due else None,
+        },
+        "ack_url": message.ack_url,
+        "dedup_key": message.dedup_key,
+    }
+
+
+def _item(message: Message) -> dict[str, Any]:
+    raised_at = rfc3339(message.raised_at) if message.raised_at else None
+    return {"id": message.id, "kind": message.kind, "raised_at": raised_at} | _data(message)
+
+
 def cloud_event(message: Message, *, now: datetime) -> dict[str, Any]:
     """The structured-mode CloudEvent; ``time`` is when the escalation or alert was raised."""
+    data = _data(message)
+    if message.items:
+        data["items"] = [_item(item) for item in message.items]
     return {
         "specversion": "1.0",
         "id": message.id,
@@ -101,26 +136,7 @@ def cloud_event(message: Message, *, now: datetime) -> dict[str, Any]:
         "type": TYPE_PREFIX + message.kind,
         "time": rfc3339(message.raised_at or now),
         "datacontenttype": "application/json",
-        "data": {
-            "title": message.title,
-            "severity": message.severity,
-            "risk_flags": list(message.risk_flags),
-            "reason": message.reason,
-            "post": {
-                "text": message.post_text,
-                "url": message.post_url,
-                "author": {"handle": message.author_handle, "followers": message.author_followers},
-                "platform": message.platform,
-            },
-            "case": {
-                "id": message.case_id,
-                "team": message.team,
-                "level": message.level,
-                "sla_due": rfc3339(message.sla_due) if message.sla_due else None,
-            },
-            "ack_url": message.ack_url,
-            "dedup_key": message.dedup_key,
-        },
+        "data": data,
     }
 
 

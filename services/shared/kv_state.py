@@ -1,0 +1,163 @@
+"""Records in a JetStream KV bucket, changed only by compare-and-set, mirrored in memory.
+
+Several replicas of a service may hold the same bucket. Every change reads the record, applies a
+pure function and writes it back with ``update(last=revision)``; a replica that lost the race
+reads again and re-applies, so no write is ever lost or overwritten. A KV watcher keeps an
+in-memory mirror of every record (this replica's writes and the others'), which a scheduler
+scans for due work without a round trip per record; a decision taken from the mirror is always
+re-checked inside :meth:`KvState.change`, on the record as it is in KV.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from nats.errors import Error as NatsLibraryError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+
+from services.shared.errors import TransientError
+from services.shared.jetstream import ensure_bucket
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from nats.js import JetStreamContext
+    from nats.js.kv import KeyValue
+
+logger = logging.getLogger(__name__)
+
+RecordT = TypeVar("RecordT")
+CAS_ATTEMPTS = 8
+KV_DELETE_OPS = ("DEL", "PURGE")
+
+
+def kv_key(name: str) -> str:
+    """A valid KV key for any string (ids carry ``:``, ``/`` and non-ASCII text)."""
+    return hashlib.blake2b(name.encode(), digest_size=16).hexdigest()
+
+
+class KvState(Generic[RecordT]):
+    """One bucket of JSON records of one type, with CAS changes and a live mirror."""
+
+    def __init__(
+        self,
+        bucket: KeyValue,
+        *,
+        name: str,
+        decode: Callable[[dict[str, Any]], RecordT],
+        encode: Callable[[RecordT], dict[str, Any]],
+    ) -> None:
+        self._bucket = bucket
+        self._name = name
+        self._decode = decode
+        self._encode = encode
+        self._mirror: dict[str, RecordT] = {}
+        self._watch_task: asyncio.Task[None] | None = None
+        self._loaded = asyncio.Event()
+
+    @classmethod
+    async def open(
+        cls,
+        js: JetStreamContext,
+        bucket: str,
+        *,
+        decode: Callable[[dict[str, Any]], RecordT],
+        encode: Callable[[RecordT], dict[str, Any]],
+        replicas: int = 1,
+    ) -> KvState[RecordT]:
+        state = cls(await ensure_bucket(js, bucket, replicas=replicas), name=bucket, decode=decode, encode=encode)
+        await state._start_mirror()
+        return state
+
+    async def _start_mirror(self) -> None:
+        watcher = await self._bucket.watchall()
+        self._watch_task = asyncio.create_task(self._follow(watcher), name=f"kv-mirror-{self._name}")
+        await self._loaded.wait()
+
+    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    # The watcher's marker: every record that existed at the start has arrived.
+                    self._loaded.set()
+                    continue
+                if entry.operation in KV_DELETE_OPS or not entry.value:
+                    self._mirror.pop(entry.key, None)
+                else:
+                    self._apply(entry.key, entry.value)
+        finally:
+            self._loaded.set()
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
+    def _apply(self, key: str, value: bytes) -> None:
+        try:
+            self._mirror[key] = self._decode(json.loads(value))
+        except (ValueError, TypeError, KeyError) as exc:
+            # A record this version cannot read is left in KV for a newer one, never dropped.
+            logger.error("unreadable record in %s (key %s): %s", self._name, key, exc)
+
+    async def close(self) -> None:
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+
+    def records(self) -> list[RecordT]:
+        """Every record as the mirror last saw it (possibly a moment behind KV)."""
+        return list(self._mirror.values())
+
+    def peek(self, name: str) -> RecordT | None:
+        return self._mirror.get(kv_key(name))
+
+    async def get(self, name: str) -> tuple[RecordT, int] | None:
+        try:
+            entry = await self._bucket.get(kv_key(name))
+        except KeyNotFoundError:
+            return None
+        except (TimeoutError, NatsLibraryError) as exc:
+            raise TransientError(f"cannot read {name} from {self._name}: {exc}") from exc
+        return self._decode(json.loads(entry.value or b"{}")), int(entry.revision or 0)
+
+    async def change(self, name: str, change: Callable[[RecordT | None], RecordT | None]) -> RecordT | None:
+        """Apply ``change`` to the current record (None when absent) and write its result with CAS.
+
+        ``change`` must be pure: it may run several times. Returning the record unchanged (the same
+        object) or None writes nothing.
+        """
+        key = kv_key(name)
+        for _ in range(CAS_ATTEMPTS):
+            found = await self.get(name)
+            current, revision = found if found is not None else (None, 0)
+            updated = change(current)
+            if updated is None or updated is current:
+                return current
+            payload = json.dumps(self._encode(updated), ensure_ascii=False).encode()
+            try:
+                if revision:
+                    await self._bucket.update(key, payload, last=revision)
+                else:
+                    await self._bucket.create(key, payload)
+            except KeyWrongLastSequenceError:
+                continue
+            except (TimeoutError, NatsLibraryError) as exc:
+                raise TransientError(f"cannot write {name} to {self._name}: {exc}") from exc
+            self._mirror[key] = updated
+            return updated
+        raise TransientError(f"{name} in {self._name} kept changing under {CAS_ATTEMPTS} attempts")
+
+    async def delete(self, name: str, *, revision: int) -> bool:
+        """Delete the record if it is still at ``revision``; False when somebody changed it first."""
+        try:
+            await self._bucket.delete(kv_key(name), last=revision)
+        except KeyWrongLastSequenceError:
+            return False
+        except (TimeoutError, NatsLibraryError) as exc:
+            raise TransientError(f"cannot delete {name} from {self._name}: {exc}") from exc
+        self._mirror.pop(kv_key(name), None)
+        return True

@@ -1,0 +1,188 @@
+"""The notifier's parts wired as ``__main__`` wires them, on a real nats-server, with a clock the test turns.
+
+Escalations, alerts and case actions go in through JetStream and the notifier's real durable
+consumers; the test advances the clock and calls :meth:`RunningNotifier.tick`, so timeouts of
+minutes take no time and every step is deterministic. Restarting builds a fresh notifier over
+the same streams and KV buckets, as a new process would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.message import Message as ProtoMessage
+from nats.js import JetStreamContext
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+from clamor.v1 import alert_pb2, case_pb2, mention_pb2, notification_pb2, triage_pb2
+from services.notifier import grouping, pages
+from services.notifier.channels.base import Channel
+from services.notifier.clients import CaseActions, DeliveryStore, NotificationLog, build_channel
+from services.notifier.config import NotifierSettings
+from services.notifier.consumer import NotifyHandler
+from services.notifier.dispatcher import Dispatcher
+from services.shared import subjects
+from services.shared.jetstream import ensure_consumer, ensure_streams, publish
+from services.shared.kv_state import KvState
+from services.shared.pull_consumer import PullConsumer, one_at_a_time
+from services.shared.status import Counters
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+@dataclass
+class ManualClock:
+    now: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def tracer() -> trace.Tracer:
+    return TracerProvider().get_tracer("test")
+
+
+@dataclass
+class RunningNotifier:
+    js: JetStreamContext
+    dispatcher: Dispatcher
+    consumers: list[PullConsumer[Any]]
+    log: NotificationLog
+    actions: CaseActions
+    groups: KvState[grouping.Group]
+    pages: KvState[pages.Page]
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def settle(self, seconds: float = 10.0) -> None:
+        """Wait until the consumers have acknowledged everything published so far."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while True:
+            infos = [await self.js.consumer_info(c.spec.stream, c.spec.durable) for c in self.consumers]
+            if all(i.num_pending == 0 and i.num_ack_pending == 0 for i in infos):
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"consumers did not settle: {[(i.name, i.num_pending) for i in infos]}")
+            await asyncio.sleep(0.05)
+
+    async def tick(self) -> None:
+        """Consumers settled, then one turn of the clock work, waiting for every send it started."""
+        await self.settle()
+        await self.dispatcher.tick()
+        await self.dispatcher.idle()
+
+
+@asynccontextmanager
+async def running_notifier(
+    js: JetStreamContext,
+    settings: NotifierSettings,
+    *,
+    clock: Callable[[], datetime],
+    channels: Sequence[Channel] | None = None,
+) -> AsyncIterator[RunningNotifier]:
+    await ensure_streams(js)
+    test_tracer = tracer()
+    counters = Counters()
+    built = list(channels) if channels is not None else [build_channel(c, quote_chars=280) for c in settings.channels]
+    group_state = await KvState.open(
+        js, subjects.NOTIFIER_GROUPS_BUCKET, decode=grouping.group_from_json, encode=grouping.group_to_json
+    )
+    page_state = await KvState.open(
+        js, subjects.NOTIFIER_PAGES_BUCKET, decode=pages.page_from_json, encode=pages.page_to_json
+    )
+    log = NotificationLog(js, test_tracer)
+    dispatcher = Dispatcher(
+        settings, built, groups=group_state, pages=page_state, deliveries=await DeliveryStore.open(js, replicas=1),
+        log=log, tracer=test_tracer, counters=counters, clock=clock,
+    )  # fmt: skip
+    handler = NotifyHandler(
+        settings, built, dispatcher=dispatcher, pages=page_state, links=None, counters=counters, clock=clock
+    )
+    consumers: list[PullConsumer[Any]] = []
+    wiring: list[tuple[subjects.ConsumerSpec, type[ProtoMessage], Any]] = [
+        (subjects.NOTIFIER_ESCALATIONS_CONSUMER, case_pb2.Escalation, handler.on_escalation),
+        (subjects.NOTIFIER_ALERTS_CONSUMER, alert_pb2.Alert, handler.on_alert),
+        (subjects.NOTIFIER_ACTIONS_CONSUMER, case_pb2.CaseAction, handler.on_action),
+    ]
+    for spec, payload_type, handle in wiring:
+        await ensure_consumer(js, spec)
+        consumer: PullConsumer[Any] = PullConsumer(
+            js, spec, payload_type=payload_type, handler=one_at_a_time(handle), tracer=test_tracer,
+            counters=counters, fetch_wait_s=0.2,
+        )  # fmt: skip
+        await consumer.bind()
+        consumers.append(consumer)
+    running = RunningNotifier(js, dispatcher, consumers, log, CaseActions(js, test_tracer), group_state, page_state)
+    running.tasks = [asyncio.create_task(c.run()) for c in consumers]
+    try:
+        yield running
+    finally:
+        for consumer in consumers:
+            consumer.stop()
+        for task in running.tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for consumer in consumers:
+            await consumer.close()
+        await dispatcher.idle()
+        await group_state.close()
+        await page_state.close()
+        if channels is None:
+            for channel in built:
+                await channel.aclose()
+
+
+def escalation(
+    case_id: str,
+    *,
+    team: str = "care",
+    level: int = 1,
+    severity: triage_pb2.Severity.ValueType = triage_pb2.SEVERITY_HIGH,
+    text: str = "",
+) -> case_pb2.Escalation:
+    mention = mention_pb2.Mention(
+        id=f"m-{case_id}", platform="mastodon", text=text or f"{case_id}: charged twice, support silent",
+        url=f"https://social.example/@ana/{case_id}", author=mention_pb2.Author(handle="ana", followers=1200),
+    )  # fmt: skip
+    case = case_pb2.Case(
+        id=case_id, severity=severity, team=team,
+        mentions=[triage_pb2.TriagedMention(mention=mention)],
+    )  # fmt: skip
+    result = case_pb2.Escalation(id=f"{case_id}:{level}", case=case, team=team, level=level, reason="severity HIGH")
+    result.raised_at.FromDatetime(T0)
+    return result
+
+
+async def publish_escalation(js: JetStreamContext, item: case_pb2.Escalation) -> None:
+    await publish(js, tracer(), subjects.escalation_subject(item.team), item, msg_id=item.id)
+
+
+async def publish_alert(js: JetStreamContext, item: alert_pb2.Alert) -> None:
+    await publish(js, tracer(), subjects.alert_subject("reputation"), item, msg_id=item.id)
+
+
+def file_lines(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+async def log_statuses(log: NotificationLog) -> list[tuple[str, str, list[str]]]:
+    """(channel, status, item ids) of every logged notification, oldest first."""
+    found = await log.latest(limit=1000)
+    return [
+        (n.channel, notification_pb2.DeliveryStatus.Name(n.status).removeprefix("DELIVERY_STATUS_"), list(n.item_ids))
+        for n in reversed(found)
+    ]
