@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import importlib
 import json
+import os
 import shutil
 import signal
 import sys
@@ -229,28 +230,68 @@ def sources_table(sources: list[listener_service_pb2.SourceStatus]) -> Table:
     return table
 
 
+def _notifier_unreachable(mesh: MeshConfig, exc: grpc.aio.AioRpcError) -> typer.Exit:
+    where = escape(address_of(mesh.notifier.grpc))
+    errors.print(f"[red]notifier at {where}[/red]: {escape(exc.code().name)} {escape(exc.details() or '')}")
+    return typer.Exit(1)
+
+
 @app.command()
 def notifications(
     config: ConfigOption = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="How many, newest first.")] = 20,
+    case: Annotated[str, typer.Option(help="Only notifications about this case id.")] = "",
+    channel: Annotated[str, typer.Option(help="Only notifications through this channel.")] = "",
 ) -> None:
     """The notification log: what was sent to whom, when, and the result."""
     mesh = _load(_existing_config(config))
     try:
-        found = asyncio.run(live.notification_log(mesh, limit=limit))
+        found = asyncio.run(live.notification_log(mesh, limit=limit, case_id=case, channel_name=channel))
     except grpc.aio.AioRpcError as exc:
-        errors.print(
-            f"[red]notifier not reachable at {escape(address_of(mesh.notifier.grpc))}[/red]: {escape(exc.code().name)}"
-        )
-        raise typer.Exit(1) from exc
+        raise _notifier_unreachable(mesh, exc) from exc
     table = Table(title=f"latest {len(found)} notifications", title_justify="left")
-    for column in ("sent", "channel", "to", "result", "title"):
+    for column in ("at", "channel", "to", "result", "items", "title", "detail"):
         table.add_column(column)
     for item in found:
         sent = item.sent_at.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S") if item.sent_at.seconds else "-"
         result = notification_pb2.DeliveryStatus.Name(item.status).removeprefix("DELIVERY_STATUS_").lower()
-        table.add_row(sent, escape(item.channel), escape(item.recipient or "-"), result, escape(item.title))
+        table.add_row(
+            sent, escape(item.channel), escape(item.recipient or "-"), result, str(len(item.item_ids) or 1),
+            escape(item.title), escape(item.detail[:80]),
+        )  # fmt: skip
     console.print(table)
+
+
+@app.command()
+def ack(
+    case_id: Annotated[str, typer.Argument(help="The case to acknowledge, e.g. c_1f3a….")],
+    by: Annotated[str, typer.Option(help="Who acknowledges; shown in the case history.")] = "",
+    note: Annotated[str, typer.Option(help="A note for the case history.")] = "",
+    config: ConfigOption = None,
+) -> None:
+    """Acknowledge a case: stops its re-escalation and marks it ACKNOWLEDGED at the router."""
+    mesh = _load(_existing_config(config))
+    actor = by or os.environ.get("USER", "") or "cli"
+    try:
+        action_id = asyncio.run(live.acknowledge(mesh, case_id, actor=actor, note=note))
+    except grpc.aio.AioRpcError as exc:
+        raise _notifier_unreachable(mesh, exc) from exc
+    console.print(f"[green]acknowledged[/green] {escape(case_id)} by {escape(actor)} (action {escape(action_id)})")
+
+
+@app.command("test-channel")
+def send_test_message(
+    name: Annotated[str, typer.Argument(help="A channel name from the notifier's config.")],
+    config: ConfigOption = None,
+) -> None:
+    """Send a test message through one channel now, bypassing grouping and quiet hours."""
+    mesh = _load(_existing_config(config))
+    try:
+        answer = asyncio.run(live.send_test_message(mesh, name))
+    except grpc.aio.AioRpcError as exc:
+        raise _notifier_unreachable(mesh, exc) from exc
+    said = f" ({escape(answer.remote_id)})" if answer.remote_id else ""
+    console.print(f"[green]sent[/green] a test message through {escape(name)}{said}")
 
 
 @app.command()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import grpc
 from nats.aio.client import Client as NatsClient
@@ -17,6 +19,9 @@ from services.cli.mesh import MeshConfig
 from services.cli.probe import ServiceReport, address_of, probe_all
 from services.cli.supervisor import Supervisor
 from services.shared import subjects
+
+if TYPE_CHECKING:
+    from nats.js import JetStreamContext
 
 # (service, counter) pairs behind each column of the flow line.
 FLOW = (
@@ -54,6 +59,10 @@ class Snapshot:
         return all(r.serving for r in self.reports) and len(self.lag) > 0 and sum(self.lag.values()) == 0
 
 
+# The lag entry for notifications the notifier holds in KV rather than in a consumer.
+NOTIFIER_QUEUE = "notifier-queue"
+
+
 async def consumer_lag(nc: NatsClient) -> dict[str, int]:
     """Messages not yet processed, per durable consumer (pending plus unacknowledged)."""
     js = nc.jetstream()
@@ -64,16 +73,55 @@ async def consumer_lag(nc: NatsClient) -> dict[str, int]:
         except (TimeoutError, NotFoundError, NatsLibraryError):
             continue
         lag[spec.durable] = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+    lag[NOTIFIER_QUEUE] = await notifier_queue(js)
     return lag
 
 
-async def notification_log(config: MeshConfig, *, limit: int) -> list[notification_pb2.Notification]:
+async def notifier_queue(js: JetStreamContext) -> int:
+    """Notifications waiting in the notifier's groups (group_wait, budgets, quiet hours)."""
+    try:
+        bucket = await js.key_value(subjects.NOTIFIER_GROUPS_BUCKET)
+        keys = await bucket.keys()
+    except (TimeoutError, NotFoundError, NatsLibraryError):
+        # No bucket yet, or nats-py's NoKeysError for an empty one: nothing waits.
+        return 0
+    waiting = 0
+    for key in keys:
+        try:
+            entry = await bucket.get(key)
+            waiting += len(json.loads(entry.value or b"{}").get("pending", []))
+        except (TimeoutError, NatsLibraryError, ValueError):
+            continue
+    return waiting
+
+
+async def notification_log(
+    config: MeshConfig, *, limit: int, case_id: str = "", channel_name: str = ""
+) -> list[notification_pb2.Notification]:
     """The notifier's log, newest first; raises AioRpcError when the notifier does not answer."""
     async with grpc.aio.insecure_channel(address_of(config.notifier.grpc)) as channel:
         response = await notifier_service_pb2_grpc.NotifierServiceStub(channel).ListNotifications(
-            notifier_service_pb2.ListNotificationsRequest(limit=limit), timeout=2.0
+            notifier_service_pb2.ListNotificationsRequest(limit=limit, case_id=case_id, channel=channel_name),
+            timeout=5.0,
         )
     return list(response.notifications)
+
+
+async def acknowledge(config: MeshConfig, case_id: str, *, actor: str, note: str) -> str:
+    """Acknowledge a case through the notifier; the action id. Raises AioRpcError."""
+    async with grpc.aio.insecure_channel(address_of(config.notifier.grpc)) as channel:
+        response = await notifier_service_pb2_grpc.NotifierServiceStub(channel).Acknowledge(
+            notifier_service_pb2.AcknowledgeRequest(case_id=case_id, actor=actor, note=note), timeout=5.0
+        )
+    return response.action_id
+
+
+async def send_test_message(config: MeshConfig, name: str) -> notifier_service_pb2.TestChannelResponse:
+    async with grpc.aio.insecure_channel(address_of(config.notifier.grpc)) as channel:
+        response: notifier_service_pb2.TestChannelResponse = await notifier_service_pb2_grpc.NotifierServiceStub(
+            channel
+        ).TestChannel(notifier_service_pb2.TestChannelRequest(channel=name), timeout=30.0)
+    return response
 
 
 async def latest_notifications(config: MeshConfig, limit: int = 5) -> list[tuple[str, str]]:

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     import grpc
 
 NAME = "notifier"
+# Groups and pages are rewritten while they have work (every send, retry and step), so a record
+# untouched this long is finished: longer than the longest repeat_interval and step timeout (7 days).
+STATE_TTL_S = 8 * 24 * 3600.0
 
 
 async def run(config_path: Path | None) -> None:
@@ -47,12 +50,12 @@ async def run(config_path: Path | None) -> None:
     actions = CaseActions(js, runtime.tracer)
     servicer.attach(log, actions, by_name)
     group_state = await KvState.open(js, subjects.NOTIFIER_GROUPS_BUCKET, decode=grouping.group_from_json,
-                                     encode=grouping.group_to_json, replicas=replicas)  # fmt: skip
+                                     encode=grouping.group_to_json, replicas=replicas, ttl_s=STATE_TTL_S)  # fmt: skip
     page_state = await KvState.open(js, subjects.NOTIFIER_PAGES_BUCKET, decode=pages.page_from_json,
-                                    encode=pages.page_to_json, replicas=replicas)  # fmt: skip
+                                    encode=pages.page_to_json, replicas=replicas, ttl_s=STATE_TTL_S)  # fmt: skip
     dispatcher = Dispatcher(
         settings, channels, groups=group_state, pages=page_state,
-        deliveries=await DeliveryStore.open(js, replicas=replicas), log=log, tracer=runtime.tracer,
+        deliveries=await DeliveryStore.open(js, replicas=replicas, ttl_s=STATE_TTL_S), log=log, tracer=runtime.tracer,
         counters=runtime.counters,
     )  # fmt: skip
     links = None

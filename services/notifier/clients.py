@@ -56,8 +56,8 @@ class DeliveryStore:
         self._bucket = bucket
 
     @classmethod
-    async def open(cls, js: JetStreamContext, *, replicas: int) -> DeliveryStore:
-        return cls(await ensure_bucket(js, DELIVERIES_BUCKET, replicas=replicas))
+    async def open(cls, js: JetStreamContext, *, replicas: int, ttl_s: float | None = None) -> DeliveryStore:
+        return cls(await ensure_bucket(js, DELIVERIES_BUCKET, replicas=replicas, ttl_s=ttl_s))
 
     @staticmethod
     def _key(notification_id: str) -> str:
@@ -120,7 +120,7 @@ class NotificationLog:
         status = notification_pb2.DeliveryStatus.Name(notification.status)
         await publish(
             self._js, self._tracer, subjects.notification_subject(notification.channel), notification,
-            msg_id=f"{notification.id}:{status}", mention_id=notification.mention_id,
+            msg_id=f"{notification.id}:{status}",
         )  # fmt: skip
 
     async def latest(self, *, limit: int, case_id: str = "", channel: str = "") -> list[notification_pb2.Notification]:

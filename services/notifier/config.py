@@ -277,6 +277,10 @@ class NotifierSettings(Section):
                 unknown = [name for name in step.notify if name not in known]
                 if unknown:
                     raise ValueError(f"policy {policy.name!r} step {number} names unknown channels: {unknown}")
+        for channel in self.channels:
+            if channel.kind == "pagerduty" and channel.grouping is not None and "case" not in channel.grouping.group_by:
+                # Acknowledging finds a case's incident by its dedup_key: one incident must hold one case.
+                raise ValueError(f"channel {channel.name!r}: a pagerduty channel's grouping.group_by must include case")
         unknown = [name for name in self.alert_channels if name not in known]
         if unknown:
             raise ValueError(f"alert_channels names unknown channels: {unknown}")

@@ -83,7 +83,7 @@ class NotifyHandler:
         ack_url = self._ack_url(case_id)
         for channel in targets:
             await self._dispatcher.enqueue(
-                channel, message_for(message, channel, ack_url=ack_url), item_id=escalation.id
+                channel, message_for(message, channel, ack_url=ack_url), item_id=escalation.id, context=delivery.context
             )
         self._counters.inc("escalations")
 
@@ -91,7 +91,9 @@ class NotifyHandler:
         alert = delivery.payload
         message = message_from_alert(alert)
         for channel in self._settings.alert_channels or list(self._channels):
-            await self._dispatcher.enqueue(channel, message_for(message, channel), item_id=alert.id)
+            await self._dispatcher.enqueue(
+                channel, message_for(message, channel), item_id=alert.id, context=delivery.context
+            )
         self._counters.inc("alerts")
 
     async def on_action(self, delivery: Delivery[case_pb2.CaseAction]) -> None:

@@ -22,6 +22,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TypeAlias
 
+from opentelemetry import trace
+
 from clamor.v1 import notification_pb2
 from services.notifier import grouping, pages
 from services.notifier.budget import RateBudget
@@ -29,11 +31,12 @@ from services.notifier.config import rate_per_s
 from services.notifier.domain import notification_for
 from services.notifier.errors import ChannelError
 from services.shared.errors import PermanentError, TransientError
+from services.shared.telemetry import extract_context, inject_context
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from opentelemetry import trace
+    from opentelemetry.context import Context
 
     from services.notifier.channels.base import Channel
     from services.notifier.clients import DeliveryStore, NotificationLog
@@ -90,13 +93,26 @@ class Dispatcher:
 
     # ---- queueing -------------------------------------------------------------------------
 
-    async def enqueue(self, channel: str, message: Message, *, item_id: str, cancel_on_ack: bool = False) -> None:
+    async def enqueue(
+        self,
+        channel: str,
+        message: Message,
+        *,
+        item_id: str,
+        cancel_on_ack: bool = False,
+        context: Context | None = None,
+    ) -> None:
         """Queue ``message`` for ``channel`` in its group; a repeat is logged as a duplicate, not queued."""
         settings = self._channel_settings[channel]
         rules = self._settings.grouping_for(settings)
         key = grouping.group_key(message, rules.group_by)
         now = self._clock()
-        item = grouping.Item(item_id, grouping.fingerprint(message), message, now, cancel_on_ack=cancel_on_ack)
+        carrier: dict[str, str] = {}
+        inject_context(carrier, context)
+        item = grouping.Item(
+            item_id, grouping.fingerprint(message), message, now, cancel_on_ack=cancel_on_ack,
+            traceparent=carrier.get("traceparent", ""),
+        )  # fmt: skip
         outcome = grouping.Enqueued.QUEUED
         for spill in itertools.count(1):
             spill_key = key if spill == 1 else f"{key}#{spill}"
@@ -214,12 +230,18 @@ class Dispatcher:
                 ]  # fmt: skip
                 if not due:
                     return
-                for group in due:
-                    await self._send_next(group.id, channel)
+                progress = [await self._send_next(group.id, channel) for group in due]
+                if not any(progress):
+                    # Due by the clock but nothing could go (claimed elsewhere, or held): the next tick looks again.
+                    return
         except TransientError as exc:
             logger.warning("channel %s: %s", channel, exc)
+        except Exception:
+            # A bug must not end this channel's sending for good: the claim lapses and the group is retried.
+            logger.exception("channel %s: sending failed", channel)
 
-    async def _send_next(self, group_id: str, channel: str) -> None:
+    async def _send_next(self, group_id: str, channel: str) -> bool:
+        """Send the group's next message; False when nothing was sent, cancelled or settled."""
         settings = self._channel_settings[channel]
         rules = self._settings.grouping_for(settings)
         budget = self._budgets[channel]
@@ -229,7 +251,7 @@ class Dispatcher:
             group_id, lambda g: grouping.claim(g, owner=self._owner, now=now, lease_s=CLAIM_LEASE_S)
         )
         if group is None or group.claim is None or group.claim.owner != self._owner:
-            return
+            return False
         batch = grouping.next_batch(group, settings.quiet_hours, now, max_items=rules.max_items_per_message)
         cancelled = [item for item in batch if item.cancel_on_ack and self._answered(item.message.case_id)]
         if cancelled:
@@ -237,17 +259,17 @@ class Dispatcher:
                 await self._record(item.message, channel, notification_pb2.DELIVERY_STATUS_CANCELLED,
                                    detail="the case was acknowledged first", item_ids=[item.id])  # fmt: skip
             await self._groups.change(group_id, lambda g: grouping.drop(g, {i.id for i in cancelled}) if g else None)
-            return
+            return True
         if not batch:
             await self._groups.change(group_id, lambda g: grouping.drop(g, set()) if g else None)
-            return
+            return False
         message = grouping.digest(group, batch)
         item_ids = [item.id for item in batch]
         already = await self._deliveries.delivered_items(message.id)
         if already is None:
             status = await self._deliver(message, channel, group, item_ids)
             if status is None:
-                return
+                return False
         else:
             item_ids = already
         sent_ids = set(item_ids)
@@ -256,36 +278,43 @@ class Dispatcher:
             lambda g: grouping.mark_sent(g, sent_ids, now=self._clock(), repeat_interval_s=rules.repeat_interval_s)
             if g is not None else None,
         )  # fmt: skip
+        return True
 
     async def _deliver(
         self, message: Message, channel: str, group: grouping.Group, item_ids: list[str]
     ) -> Status | None:
         """Send and record; on failure, schedule the retry (or dead-letter) and return None."""
         target = self._channels[channel]
-        try:
-            with self._tracer.start_as_current_span(
-                f"notify {channel}",
-                attributes={"clamor.notification.id": message.id, "clamor.mention.id": message.mention_id,
-                            "clamor.channel.kind": target.kind, "clamor.notification.items": len(item_ids)},
-            ):  # fmt: skip
+        # The first item's trace is continued; the others are linked, as a batch span links its inputs.
+        contexts = [extract_context({"traceparent": item.traceparent}) for item in group.pending
+                    if item.id in item_ids and item.traceparent]  # fmt: skip
+        links = [trace.Link(span.get_span_context()) for span in map(trace.get_current_span, contexts[1:])]
+        with self._tracer.start_as_current_span(
+            f"notify {channel}",
+            context=contexts[0] if contexts else None,
+            links=links,
+            attributes={"clamor.notification.id": message.id, "clamor.mention.id": message.mention_id,
+                        "clamor.channel.kind": target.kind, "clamor.notification.items": len(item_ids)},
+        ):  # fmt: skip
+            try:
                 sent = await target.send(message)
-        except ChannelError as exc:
-            if exc.retry_after_s is not None:
-                self._budgets[channel].pause(exc.retry_after_s)
-            delay = exc.retry_after_s or RETRY_DELAYS_S[min(group.failures, len(RETRY_DELAYS_S) - 1)]
-            await self._failed(message, channel, group, item_ids, detail=str(exc), delay_s=delay)
-            return None
-        except PermanentError as exc:
-            # Retrying cannot help (a revoked token, a deleted channel): say so on every attempt, slowly,
-            # and keep the items until the configuration is fixed.
-            await self._failed(
-                message, channel, group, item_ids, detail=f"configuration: {exc}", delay_s=RETRY_DELAYS_S[-1]
+            except ChannelError as exc:
+                if exc.retry_after_s is not None:
+                    self._budgets[channel].pause(exc.retry_after_s)
+                delay = exc.retry_after_s or RETRY_DELAYS_S[min(group.failures, len(RETRY_DELAYS_S) - 1)]
+                await self._failed(message, channel, group, item_ids, detail=str(exc), delay_s=delay)
+                return None
+            except PermanentError as exc:
+                # Retrying cannot help (a revoked token, a deleted channel): say so on every attempt, slowly,
+                # and keep the items until the configuration is fixed.
+                await self._failed(
+                    message, channel, group, item_ids, detail=f"configuration: {exc}", delay_s=RETRY_DELAYS_S[-1]
+                )
+                return None
+            await self._deliveries.record(message.id, sent, item_ids=item_ids)
+            await self._record(
+                message, channel, notification_pb2.DELIVERY_STATUS_SENT, detail=sent.detail, item_ids=item_ids
             )
-            return None
-        await self._deliveries.record(message.id, sent, item_ids=item_ids)
-        await self._record(
-            message, channel, notification_pb2.DELIVERY_STATUS_SENT, detail=sent.detail, item_ids=item_ids
-        )
         self._counters.inc("notifications")
         return notification_pb2.DELIVERY_STATUS_SENT
 

@@ -50,6 +50,8 @@ class Item:
     added_at: datetime
     # A re-escalation step is cancelled when its case is acknowledged before it goes out.
     cancel_on_ack: bool = False
+    # W3C trace context of the mention's trace, so the send continues it however late it happens.
+    traceparent: str = ""
 
     @property
     def critical(self) -> bool:
@@ -239,6 +241,7 @@ def group_to_json(group: Group) -> dict[str, Any]:
                 "message": message_to_json(i.message),
                 "added_at": i.added_at.isoformat(),
                 "cancel_on_ack": i.cancel_on_ack,
+                "traceparent": i.traceparent,
             }
             for i in group.pending
         ],
@@ -266,6 +269,7 @@ def group_from_json(data: dict[str, Any]) -> Group:
                 message=message_from_json(i["message"]),
                 added_at=datetime.fromisoformat(i["added_at"]),
                 cancel_on_ack=bool(i.get("cancel_on_ack")),
+                traceparent=str(i.get("traceparent", "")),
             )
             for i in data.get("pending", [])
         ],

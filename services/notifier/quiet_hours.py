@@ -29,4 +29,9 @@ def quiet_until(quiet: QuietHours | None, now: datetime) -> datetime | None:
         end_day = local.date() + timedelta(days=1) if clock >= quiet.start else local.date()
     if not inside:
         return None
-    return datetime.combine(end_day, quiet.end, tzinfo=zone).astimezone(UTC)
+    end = datetime.combine(end_day, quiet.end, tzinfo=zone)
+    if end.astimezone(UTC) <= now:
+        # The end falls in the hour repeated when clocks go back, and we are in its second pass.
+        end = end.replace(fold=1)
+    ended = end.astimezone(UTC)
+    return ended if ended > now else None

@@ -140,12 +140,14 @@ async def ensure_consumer(js: JetStreamContext, spec: subjects.ConsumerSpec) -> 
     await js.add_consumer(spec.stream, consumer_config(spec))
 
 
-async def ensure_bucket(js: JetStreamContext, bucket: str, *, replicas: int = 1, history: int = 1) -> KeyValue:
-    """Bind the KV bucket, creating it on first use."""
+async def ensure_bucket(
+    js: JetStreamContext, bucket: str, *, replicas: int = 1, history: int = 1, ttl_s: float | None = None
+) -> KeyValue:
+    """Bind the KV bucket, creating it on first use; with ``ttl_s``, records untouched that long expire."""
     try:
         return await js.key_value(bucket)
     except NotFoundError:
-        return await js.create_key_value(KeyValueConfig(bucket=bucket, history=history, replicas=replicas))
+        return await js.create_key_value(KeyValueConfig(bucket=bucket, history=history, replicas=replicas, ttl=ttl_s))
 
 
 async def publish(

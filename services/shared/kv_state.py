@@ -69,8 +69,11 @@ class KvState(Generic[RecordT]):
         decode: Callable[[dict[str, Any]], RecordT],
         encode: Callable[[RecordT], dict[str, Any]],
         replicas: int = 1,
+        ttl_s: float | None = None,
     ) -> KvState[RecordT]:
-        state = cls(await ensure_bucket(js, bucket, replicas=replicas), name=bucket, decode=decode, encode=encode)
+        """Bind (or create) ``bucket``; with ``ttl_s``, records nobody changed for that long expire."""
+        kv = await ensure_bucket(js, bucket, replicas=replicas, ttl_s=ttl_s)
+        state = cls(kv, name=bucket, decode=decode, encode=encode)
         await state._start_mirror()
         return state
 

@@ -38,7 +38,10 @@ def write_config(folder: Path, *, nats_url: str, posts: Path, rate: float) -> Pa
         "router": {"grpc": {"port": free_port()}, "outbox": {"path": "outbox.jsonl"}},
         "notifier": {
             "grpc": {"port": free_port()},
+            # One message per escalation, at once: the test counts them.
             "channels": [{"kind": "file", "name": "file", "path": "notifications.jsonl"}],
+            "grouping": {"group_by": ["case"], "group_wait_s": 0, "group_interval_s": 0},
+            "tick_s": 0.2,
         },
     }
     path = folder / "clamor.yaml"
@@ -55,6 +58,8 @@ class Mesh:
     config_path: Path = field(init=False)
     config: MeshConfig = field(init=False)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # What a test did to the running mesh before it stopped, for the assertions after.
+    observed: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.nats = LocalNatsServer(self.folder / "nats", port=free_port(), log_file=self.folder / "nats.log")

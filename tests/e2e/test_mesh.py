@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import Counter
 from pathlib import Path
 
+import grpc
 import pytest
 
-from clamor.v1 import triage_pb2
-from services.cli import traces
+from clamor.v1 import case_pb2, router_service_pb2, router_service_pb2_grpc, triage_pb2
+from services.cli import live, traces
+from services.cli.probe import address_of
 from services.triage.domain import Post, RuleClassifier
 from tests.e2e.mesh import SAMPLE, Mesh, mention_ids_of, outbox_lines
 
@@ -46,6 +49,7 @@ def finished_mesh(tmp_path_factory: pytest.TempPathFactory) -> Mesh:
     try:
         mesh.wait_ready()
         mesh.wait_idle()
+        acknowledge_one_case(mesh)
     finally:
         mesh.stop()  # flushes every service's spans
     return mesh
@@ -67,6 +71,35 @@ def test_escalated_cases_reach_the_notifier(finished_mesh: Mesh) -> None:
     notified = outbox_lines(finished_mesh.folder / "notifications.jsonl")
     assert severe
     assert {n["mention_id"] for n in notified} == severe
+
+
+def case_at_router(mesh: Mesh, case_id: str) -> case_pb2.Case:
+    async def get() -> case_pb2.Case:
+        async with grpc.aio.insecure_channel(address_of(mesh.config.router.grpc)) as channel:
+            response = await router_service_pb2_grpc.RouterServiceStub(channel).GetCase(
+                router_service_pb2.GetCaseRequest(case_id=case_id), timeout=5.0
+            )
+        return response.case
+
+    return asyncio.run(get())
+
+
+def acknowledge_one_case(mesh: Mesh) -> None:
+    """`clamor ack` through the notifier's gRPC, then wait for the router to record it on the case."""
+    case_id = outbox_lines(mesh.folder / "notifications.jsonl")[0]["case_id"]
+    action_id = asyncio.run(live.acknowledge(mesh.config, case_id, actor="e2e-responder", note=""))
+    deadline = time.monotonic() + 15
+    while (case := case_at_router(mesh, case_id)).state != case_pb2.CASE_STATE_ACKNOWLEDGED:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    mesh.observed.update(case=case, action_id=action_id)
+
+
+def test_an_acknowledgement_through_the_notifier_reaches_the_case_at_the_router(finished_mesh: Mesh) -> None:
+    case: case_pb2.Case = finished_mesh.observed["case"]
+    assert case_pb2.CaseState.Name(case.state) == "CASE_STATE_ACKNOWLEDGED"
+    assert case.history[-1].detail == f"acknowledge by e2e-responder via grpc [{finished_mesh.observed['action_id']}]"
 
 
 def test_one_mention_trace_holds_all_four_services_in_one_chain(finished_mesh: Mesh) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from clamor.v1 import case_pb2, mention_pb2, triage_pb2
 from services.router.domain import (
+    apply_action,
     case_id_for,
     escalation_for,
     mark_escalated,
@@ -175,3 +176,71 @@ def test_outbox_record_writes_enums_by_name(case: case_pb2.Case) -> None:
 
 def test_outbox_record_keeps_proto_field_names(case: case_pb2.Case) -> None:
     assert "created_at" in outbox_record(case)
+
+
+# --- actions ------------------------------------------------------------------------------
+
+ACK = case_pb2.CASE_ACTION_KIND_ACKNOWLEDGE
+RESOLVE = case_pb2.CASE_ACTION_KIND_RESOLVE
+
+
+def action(
+    case: case_pb2.Case, kind: case_pb2.CaseActionKind.ValueType, request_id: str = "r1", *, actor: str = "dana"
+) -> case_pb2.CaseAction:
+    name = case_pb2.CaseActionKind.Name(kind).removeprefix("CASE_ACTION_KIND_").lower()
+    return case_pb2.CaseAction(id=f"{case.id}:{name}:{request_id}", case_id=case.id, kind=kind, actor=actor, via="link")
+
+
+@pytest.fixture
+def escalated(case: case_pb2.Case) -> case_pb2.Case:
+    mark_escalated(case, escalation_for(case, team="escalations", level=1, now=NOW), now=NOW)
+    return case
+
+
+def test_acknowledge_moves_an_escalated_case_to_acknowledged(escalated: case_pb2.Case) -> None:
+    assert apply_action(escalated, action(escalated, ACK), now=LATER) is True
+    assert escalated.state == case_pb2.CASE_STATE_ACKNOWLEDGED
+    assert escalated.updated_at.ToDatetime(tzinfo=UTC) == LATER
+
+
+def test_acknowledge_records_history_naming_actor_and_via(escalated: case_pb2.Case) -> None:
+    ack = action(escalated, ACK)
+    apply_action(escalated, ack, now=LATER)
+    event = escalated.history[-1]
+    assert (event.kind, event.detail) == ("acknowledge", f"acknowledge by dana via link [{ack.id}]")
+    assert event.at.ToDatetime(tzinfo=UTC) == LATER
+
+
+def test_the_same_action_again_changes_nothing(escalated: case_pb2.Case) -> None:
+    apply_action(escalated, action(escalated, ACK), now=LATER)
+    before = case_pb2.Case()
+    before.CopyFrom(escalated)
+    assert apply_action(escalated, action(escalated, ACK), now=LATER + timedelta(minutes=1)) is False
+    assert escalated == before
+
+
+def test_resolve_after_acknowledge_resolves_the_case(escalated: case_pb2.Case) -> None:
+    apply_action(escalated, action(escalated, ACK), now=LATER)
+    assert apply_action(escalated, action(escalated, RESOLVE), now=LATER) is True
+    assert escalated.state == case_pb2.CASE_STATE_RESOLVED
+
+
+def test_acknowledge_after_resolve_is_recorded_but_keeps_the_case_resolved(escalated: case_pb2.Case) -> None:
+    apply_action(escalated, action(escalated, RESOLVE), now=LATER)
+    assert apply_action(escalated, action(escalated, ACK, actor="lee"), now=LATER) is True
+    assert escalated.state == case_pb2.CASE_STATE_RESOLVED
+    assert escalated.history[-1].kind == "acknowledge"
+    assert "lee" in escalated.history[-1].detail
+
+
+def test_not_a_complaint_resolves_the_case(escalated: case_pb2.Case) -> None:
+    apply_action(escalated, action(escalated, case_pb2.CASE_ACTION_KIND_NOT_A_COMPLAINT), now=LATER)
+    assert escalated.state == case_pb2.CASE_STATE_RESOLVED
+    assert escalated.history[-1].kind == "not_a_complaint"
+
+
+def test_an_action_of_unspecified_kind_changes_nothing(escalated: case_pb2.Case) -> None:
+    history = len(escalated.history)
+    unspecified = action(escalated, case_pb2.CASE_ACTION_KIND_UNSPECIFIED)
+    assert apply_action(escalated, unspecified, now=LATER) is False
+    assert (escalated.state, len(escalated.history)) == (case_pb2.CASE_STATE_ESCALATED, history)
