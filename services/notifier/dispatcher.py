@@ -51,8 +51,9 @@ logger = logging.getLogger(__name__)
 CLAIM_LEASE_S = 180.0
 # Waits after failed sends, by failure count; the last repeats.
 RETRY_DELAYS_S = (5.0, 15.0, 60.0, 300.0, 900.0)
-# A group record stays well under NATS's 1 MB message limit: a bigger burst spills into more groups.
-MAX_PENDING_PER_GROUP = 300
+# Every queued item rewrites its group's record, so records stay small (and far under NATS's 1 MB
+# message limit): a bigger burst spills into more groups, which are due together.
+MAX_PENDING_PER_GROUP = 100
 
 Status: TypeAlias = notification_pb2.DeliveryStatus.ValueType
 
@@ -116,6 +117,13 @@ class Dispatcher:
         outcome = grouping.Enqueued.QUEUED
         for spill in itertools.count(1):
             spill_key = key if spill == 1 else f"{key}#{spill}"
+            seen = self._groups.peek(grouping.group_id(channel, spill_key))
+            if (
+                seen is not None
+                and len(seen.pending) >= MAX_PENDING_PER_GROUP
+                and not any(waiting.id == item.id for waiting in seen.pending)
+            ):
+                continue
             full = False
 
             def add(group: grouping.Group | None, key: str = spill_key) -> grouping.Group | None:

@@ -7,7 +7,6 @@ or the same object when nothing changes, which is what :class:`KvState.change` e
 
 from __future__ import annotations
 
-import copy
 import enum
 import hashlib
 import json
@@ -90,6 +89,11 @@ class Group:
         return f"{self.id}:{self.sequence + 1}"
 
 
+def _clone(group: Group) -> Group:
+    """A copy whose lists and dicts may change; items, claims and messages are immutable and shared."""
+    return replace(group, pending=list(group.pending), sent=dict(group.sent))
+
+
 def group_key(message: Message, group_by: Sequence[str]) -> str:
     values = {
         "kind": message.kind,
@@ -115,13 +119,13 @@ def enqueue(
         if waiting.id == item.id:
             if waiting.fingerprint == item.fingerprint:
                 return group, Enqueued.DUPLICATE
-            changed = copy.deepcopy(group)
+            changed = _clone(group)
             changed.pending[index] = replace(item, added_at=waiting.added_at)
             return changed, Enqueued.UPDATED
     mark = group.sent.get(item.id)
     if mark is not None and mark[0] == item.fingerprint and now - mark[1] < timedelta(seconds=repeat_interval_s):
         return group, Enqueued.DUPLICATE
-    changed = copy.deepcopy(group)
+    changed = _clone(group)
     changed.pending.append(item)
     if changed.first_pending_at is None:
         changed.first_pending_at = now
@@ -160,14 +164,14 @@ def claim(group: Group | None, *, owner: str, now: datetime, lease_s: float) -> 
     """The group claimed by ``owner``, or None when another replica holds a live claim."""
     if group is None or (group.claim is not None and group.claim.until > now and group.claim.owner != owner):
         return None
-    changed = copy.deepcopy(group)
+    changed = _clone(group)
     changed.claim = Claim(owner=owner, until=now + timedelta(seconds=lease_s))
     return changed
 
 
 def mark_sent(group: Group, item_ids: set[str], *, now: datetime, repeat_interval_s: float) -> Group:
     """The group after its next message carried ``item_ids``: sequence advanced, repeats remembered."""
-    changed = copy.deepcopy(group)
+    changed = _clone(group)
     horizon = now - timedelta(seconds=repeat_interval_s)
     changed.sent = {item_id: mark for item_id, mark in changed.sent.items() if mark[1] > horizon}
     for item in group.pending:
@@ -185,7 +189,7 @@ def mark_sent(group: Group, item_ids: set[str], *, now: datetime, repeat_interva
 
 def drop(group: Group, item_ids: set[str]) -> Group:
     """The group without ``item_ids`` (cancelled or dead-lettered), its claim released."""
-    changed = copy.deepcopy(group)
+    changed = _clone(group)
     changed.pending = [item for item in group.pending if item.id not in item_ids]
     changed.first_pending_at = changed.pending[0].added_at if changed.pending else None
     changed.claim = None
@@ -193,7 +197,7 @@ def drop(group: Group, item_ids: set[str]) -> Group:
 
 
 def mark_failed(group: Group, *, retry_at: datetime) -> Group:
-    changed = copy.deepcopy(group)
+    changed = _clone(group)
     changed.failures += 1
     changed.retry_at = retry_at
     changed.claim = None

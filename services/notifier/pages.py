@@ -8,7 +8,6 @@ is notified once however often the walk is resumed. Pure functions; the dispatch
 
 from __future__ import annotations
 
-import copy
 import enum
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -72,7 +71,7 @@ def advance(page: Page, policy: EscalationPolicy, now: datetime) -> Page | None:
     timeout = timedelta(seconds=policy.steps[page.step].timeout_s)
     if now < page.step_started_at + timeout:
         return None
-    changed = copy.deepcopy(page)
+    changed = replace(page)
     changed.step_started_at = now
     if page.step + 1 < len(policy.steps):
         changed.step = page.step + 1

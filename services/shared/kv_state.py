@@ -57,6 +57,8 @@ class KvState(Generic[RecordT]):
         self._decode = decode
         self._encode = encode
         self._mirror: dict[str, RecordT] = {}
+        # Raw values the watcher delivered but nobody has read yet: a burst of writes is decoded once, on read.
+        self._undecoded: dict[str, bytes] = {}
         self._watch_task: asyncio.Task[None] | None = None
         self._loaded = asyncio.Event()
 
@@ -91,19 +93,22 @@ class KvState(Generic[RecordT]):
                     continue
                 if entry.operation in KV_DELETE_OPS or not entry.value:
                     self._mirror.pop(entry.key, None)
+                    self._undecoded.pop(entry.key, None)
                 else:
-                    self._apply(entry.key, entry.value)
+                    self._undecoded[entry.key] = entry.value
         finally:
             self._loaded.set()
             with contextlib.suppress(Exception):
                 await watcher.stop()  # type: ignore[no-untyped-call]
 
-    def _apply(self, key: str, value: bytes) -> None:
-        try:
-            self._mirror[key] = self._decode(json.loads(value))
-        except (ValueError, TypeError, KeyError) as exc:
-            # A record this version cannot read is left in KV for a newer one, never dropped.
-            logger.error("unreadable record in %s (key %s): %s", self._name, key, exc)
+    def _decode_pending(self) -> None:
+        pending, self._undecoded = self._undecoded, {}
+        for key, value in pending.items():
+            try:
+                self._mirror[key] = self._decode(json.loads(value))
+            except (ValueError, TypeError, KeyError) as exc:
+                # A record this version cannot read is left in KV for a newer one, never dropped.
+                logger.error("unreadable record in %s (key %s): %s", self._name, key, exc)
 
     async def close(self) -> None:
         if self._watch_task is not None:
@@ -113,9 +118,11 @@ class KvState(Generic[RecordT]):
 
     def records(self) -> list[RecordT]:
         """Every record as the mirror last saw it (possibly a moment behind KV)."""
+        self._decode_pending()
         return list(self._mirror.values())
 
     def peek(self, name: str) -> RecordT | None:
+        self._decode_pending()
         return self._mirror.get(kv_key(name))
 
     async def get(self, name: str) -> tuple[RecordT, int] | None:
@@ -151,6 +158,8 @@ class KvState(Generic[RecordT]):
             except (TimeoutError, NatsLibraryError) as exc:
                 raise TransientError(f"cannot write {name} to {self._name}: {exc}") from exc
             self._mirror[key] = updated
+            # The watcher will deliver this write too; what it holds for the key is older than ``updated``.
+            self._undecoded.pop(key, None)
             return updated
         raise TransientError(f"{name} in {self._name} kept changing under {CAS_ATTEMPTS} attempts")
 
@@ -163,4 +172,5 @@ class KvState(Generic[RecordT]):
         except (TimeoutError, NatsLibraryError) as exc:
             raise TransientError(f"cannot delete {name} from {self._name}: {exc}") from exc
         self._mirror.pop(kv_key(name), None)
+        self._undecoded.pop(kv_key(name), None)
         return True

@@ -123,7 +123,8 @@ class PullConsumer(Generic[PayloadT]):
         while not self._stopping.is_set():
             try:
                 msgs = await self._subscription.fetch(self._batch_size, timeout=self._fetch_wait_s)
-            except NatsTimeoutError:
+            except (NatsTimeoutError, TimeoutError):
+                # An empty fetch: nats-py raises its own TimeoutError or asyncio's, depending on where it waited.
                 continue
             except (NatsLibraryError, OSError) as exc:
                 log.warning("fetch from %s failed: %s", self.spec.durable, exc or type(exc).__name__)
