@@ -241,8 +241,9 @@ class AckSettings(Section):
     def _complete_when_enabled(self) -> AckSettings:
         if not self.enabled:
             return self
-        if not self.public_url.startswith(("https://", "http://")):
-            raise ValueError("public_url must be the endpoint's http(s) address when acknowledgement is enabled")
+        if not self.public_url.startswith("https://"):
+            # Channels link only to https URLs (a link is the one thing a hostile post cannot forge).
+            raise ValueError("public_url must be the endpoint's https address when acknowledgement is enabled")
         if len(self.secret) < 16:
             raise ValueError("secret must be at least 16 characters when acknowledgement is enabled")
         return self

@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from clamor.v1 import alert_pb2, case_pb2, mention_pb2, notification_pb2, triage_pb2
 from services.notifier import grouping, pages
+from services.notifier.ack_links import AckLinks
 from services.notifier.channels.base import Channel
 from services.notifier.clients import CaseActions, DeliveryStore, NotificationLog, build_channel
 from services.notifier.config import NotifierSettings
@@ -90,6 +91,7 @@ async def running_notifier(
     *,
     clock: Callable[[], datetime],
     channels: Sequence[Channel] | None = None,
+    links: AckLinks | None = None,
 ) -> AsyncIterator[RunningNotifier]:
     await ensure_streams(js)
     test_tracer = tracer()
@@ -107,7 +109,7 @@ async def running_notifier(
         log=log, tracer=test_tracer, counters=counters, clock=clock,
     )  # fmt: skip
     handler = NotifyHandler(
-        settings, built, dispatcher=dispatcher, pages=page_state, links=None, counters=counters, clock=clock
+        settings, built, dispatcher=dispatcher, pages=page_state, links=links, counters=counters, clock=clock
     )
     consumers: list[PullConsumer[Any]] = []
     wiring: list[tuple[subjects.ConsumerSpec, type[ProtoMessage], Any]] = [

@@ -6,16 +6,21 @@ so what each was told is one JSON line per message.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
 from clamor.v1 import case_pb2, triage_pb2
-from services.notifier.config import NotifierSettings
+from services.notifier.ack_links import AckLinks
+from services.notifier.config import AckSettings, NotifierSettings
+from services.notifier.http import AckServer
 from services.notifier.pages import PageState
+from tests.http_server import serve
 from tests.integration.notifier_harness import (
     ManualClock,
     escalation,
@@ -24,6 +29,8 @@ from tests.integration.notifier_harness import (
     publish_escalation,
     running_notifier,
 )
+from tests.integration.test_channel_pagerduty import PATH as PD_PATH
+from tests.integration.test_channel_pagerduty import ROUTING_KEY, FakeEventsApi
 
 PEOPLE = ("oncall", "lead", "manager")
 
@@ -177,3 +184,46 @@ async def test_a_resolution_from_the_crm_stops_the_ladder_too(js: JetStreamConte
         clock.advance(10_000)
         await notifier.tick()
     assert [len(v) for v in told(tmp_path).values()] == [1, 0, 0]
+
+
+async def test_an_acknowledgement_link_stops_the_ladder_and_acknowledges_the_pagerduty_incident(
+    js: JetStreamContext, tmp_path: Path
+) -> None:
+    api = FakeEventsApi()
+    clock = ManualClock()
+    async with serve({("POST", PD_PATH): api.enqueue}) as pagerduty:
+        pd = {"kind": "pagerduty", "name": "pd", "routing_key": ROUTING_KEY, "api_base_url": pagerduty.base_url,
+              "allow_hosts": ["127.0.0.1"]}  # fmt: skip
+        values = settings(tmp_path).model_dump()
+        values["channels"].append(pd)
+        values["policies"][0]["steps"][0]["notify"] = ["pd", "oncall"]
+        configured = NotifierSettings.model_validate(values)
+        ack = AckSettings(enabled=True, port=0, public_url="https://clamor.example", secret="s" * 32)
+        links = AckLinks(secret=ack.secret, public_url=ack.public_url, ttl_s=3600)
+        async with running_notifier(js, configured, clock=clock) as probe:
+            server = AckServer(ack, links=links, sink=probe.actions.publish, clock=clock)
+            port = await server.start()
+        try:
+            async with running_notifier(js, configured, clock=clock, links=links) as notifier:
+                await publish_escalation(js, escalation("c8"))
+                await notifier.tick()
+                [trigger] = [json.loads(r.body) for r in pagerduty.requests]
+                link = next(link["href"] for link in trigger["links"] if link["text"] == "Acknowledge in Clamor")
+                # The link names the public address; here the endpoint listens on loopback.
+                ack_url = link.replace(ack.public_url, f"http://127.0.0.1:{port}")
+                async with httpx.AsyncClient() as client:
+                    assert (await client.get(ack_url)).status_code == 200
+                    assert notifier.pages.peek("c8").state is PageState.OPEN  # type: ignore[union-attr]
+                    answer = await client.post(ack_url, data={"name": "Lea"})
+                assert answer.status_code == 200
+                await notifier.settle()
+                clock.advance(601)
+                await notifier.tick()
+                page = notifier.pages.peek("c8")
+        finally:
+            await server.stop()
+    assert page is not None
+    assert (page.state, page.actor, page.via) == (PageState.ACKNOWLEDGED, "Lea", "link")
+    assert told(tmp_path)["lead"] == []
+    assert [json.loads(r.body)["event_action"] for r in pagerduty.requests] == ["trigger", "acknowledge"]
+    assert api.incidents == {"clamor-case-c8": "acknowledged"}
