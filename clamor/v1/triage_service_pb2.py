@@ -26,7 +26,7 @@ from clamor.v1 import mention_pb2 as clamor_dot_v1_dot_mention__pb2
 from clamor.v1 import triage_pb2 as clamor_dot_v1_dot_triage__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63lamor/v1/triage_service.proto\x12\tclamor.v1\x1a\x17\x63lamor/v1/mention.proto\x1a\x16\x63lamor/v1/triage.proto\"7\n\x0f\x43lassifyRequest\x12$\n\x08mentions\x18\x01 \x03(\x0b\x32\x12.clamor.v1.Mention\"<\n\x10\x43lassifyResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.clamor.v1.TriageResult\"\x12\n\x10ModelInfoRequest\"X\n\x11ModelInfoResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x11\n\tthreshold\x18\x03 \x01(\x01\x12\x11\n\tlanguages\x18\x04 \x03(\t2\x9c\x01\n\rTriageService\x12\x43\n\x08\x43lassify\x12\x1a.clamor.v1.ClassifyRequest\x1a\x1b.clamor.v1.ClassifyResponse\x12\x46\n\tModelInfo\x12\x1b.clamor.v1.ModelInfoRequest\x1a\x1c.clamor.v1.ModelInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63lamor/v1/triage_service.proto\x12\tclamor.v1\x1a\x17\x63lamor/v1/mention.proto\x1a\x16\x63lamor/v1/triage.proto\"7\n\x0f\x43lassifyRequest\x12$\n\x08mentions\x18\x01 \x03(\x0b\x32\x12.clamor.v1.Mention\"<\n\x10\x43lassifyResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.clamor.v1.TriageResult\"\x12\n\x10ModelInfoRequest\"s\n\x11ModelInfoResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x11\n\tthreshold\x18\x03 \x01(\x01\x12\x11\n\tlanguages\x18\x04 \x03(\t\x12\x19\n\x11held_out_macro_f1\x18\x05 \x01(\x01\"\xc6\x01\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x12\n\nmention_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\x12#\n\x07verdict\x18\x04 \x01(\x0e\x32\x12.clamor.v1.Verdict\x12%\n\x08severity\x18\x05 \x01(\x0e\x32\x13.clamor.v1.Severity\x12\x10\n\x08\x63\x61tegory\x18\x06 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x07 \x01(\t\x12\x12\n\nrequest_id\x18\x08 \x01(\t\"\"\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x32\xe1\x01\n\rTriageService\x12\x43\n\x08\x43lassify\x12\x1a.clamor.v1.ClassifyRequest\x1a\x1b.clamor.v1.ClassifyResponse\x12\x46\n\tModelInfo\x12\x1b.clamor.v1.ModelInfoRequest\x1a\x1c.clamor.v1.ModelInfoResponse\x12\x43\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x1a.clamor.v1.FeedbackRequest\x1a\x1b.clamor.v1.FeedbackResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,7 +40,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELINFOREQUEST']._serialized_start=213
   _globals['_MODELINFOREQUEST']._serialized_end=231
   _globals['_MODELINFORESPONSE']._serialized_start=233
-  _globals['_MODELINFORESPONSE']._serialized_end=321
-  _globals['_TRIAGESERVICE']._serialized_start=324
-  _globals['_TRIAGESERVICE']._serialized_end=480
+  _globals['_MODELINFORESPONSE']._serialized_end=348
+  _globals['_FEEDBACKREQUEST']._serialized_start=351
+  _globals['_FEEDBACKREQUEST']._serialized_end=549
+  _globals['_FEEDBACKRESPONSE']._serialized_start=551
+  _globals['_FEEDBACKRESPONSE']._serialized_end=585
+  _globals['_TRIAGESERVICE']._serialized_start=588
+  _globals['_TRIAGESERVICE']._serialized_end=813
 # @@protoc_insertion_point(module_scope)

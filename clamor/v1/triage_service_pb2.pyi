@@ -87,11 +87,14 @@ class ModelInfoResponse(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     THRESHOLD_FIELD_NUMBER: _builtins.int
     LANGUAGES_FIELD_NUMBER: _builtins.int
+    HELD_OUT_MACRO_F1_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Classifier name, e.g. "rules"."""
     version: _builtins.str
     threshold: _builtins.float
     """Complaint score at or above which the verdict is COMPLAINT."""
+    held_out_macro_f1: _builtins.float
+    """Macro F1 on the model's held-out split, from its model card; 0 for the rules."""
     @_builtins.property
     def languages(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Languages whose risk terms the classifier knows."""
@@ -103,11 +106,77 @@ class ModelInfoResponse(_message.Message):
         version: _builtins.str = ...,
         threshold: _builtins.float = ...,
         languages: _abc.Iterable[_builtins.str] | None = ...,
+        held_out_macro_f1: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["languages", b"languages", "name", b"name", "threshold", b"threshold", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["held_out_macro_f1", b"held_out_macro_f1", "languages", b"languages", "name", b"name", "threshold", b"threshold", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ModelInfoResponse: _TypeAlias = ModelInfoResponse  # noqa: Y015
+
+@_typing.final
+class FeedbackRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MENTION_ID_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    VERDICT_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    mention_id: _builtins.str
+    """The mention the correction is about; its text is required (the stream may have expired it)."""
+    text: _builtins.str
+    language: _builtins.str
+    verdict: _triage_pb2.Verdict.ValueType
+    """The right answer: VERDICT_COMPLAINT or VERDICT_NOISE."""
+    severity: _triage_pb2.Severity.ValueType
+    """For complaints, when known."""
+    category: _builtins.str
+    actor: _builtins.str
+    """Who corrected it: a person, or a CRM ("not a complaint")."""
+    request_id: _builtins.str
+    """Makes a retried call one correction; generated from the mention id when empty."""
+    def __init__(
+        self,
+        *,
+        mention_id: _builtins.str = ...,
+        text: _builtins.str = ...,
+        language: _builtins.str = ...,
+        verdict: _triage_pb2.Verdict.ValueType = ...,
+        severity: _triage_pb2.Severity.ValueType = ...,
+        category: _builtins.str = ...,
+        actor: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "category", b"category", "language", b"language", "mention_id", b"mention_id", "request_id", b"request_id", "severity", b"severity", "text", b"text", "verdict", b"verdict"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FeedbackRequest: _TypeAlias = FeedbackRequest  # noqa: Y015
+
+@_typing.final
+class FeedbackResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STORED_FIELD_NUMBER: _builtins.int
+    stored: _builtins.bool
+    """False when this correction was stored before (same request_id)."""
+    def __init__(
+        self,
+        *,
+        stored: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stored", b"stored"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FeedbackResponse: _TypeAlias = FeedbackResponse  # noqa: Y015

@@ -45,6 +45,11 @@ class TriageServiceStub:
                 request_serializer=clamor_dot_v1_dot_triage__service__pb2.ModelInfoRequest.SerializeToString,
                 response_deserializer=clamor_dot_v1_dot_triage__service__pb2.ModelInfoResponse.FromString,
                 _registered_method=True)
+        self.Feedback = channel.unary_unary(
+                '/clamor.v1.TriageService/Feedback',
+                request_serializer=clamor_dot_v1_dot_triage__service__pb2.FeedbackRequest.SerializeToString,
+                response_deserializer=clamor_dot_v1_dot_triage__service__pb2.FeedbackResponse.FromString,
+                _registered_method=True)
 
 
 class TriageServiceServicer:
@@ -65,6 +70,13 @@ class TriageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Feedback(self, request, context):
+        """A corrected label for a post, kept for `clamor triage train`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TriageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +89,11 @@ def add_TriageServiceServicer_to_server(servicer, server):
                     servicer.ModelInfo,
                     request_deserializer=clamor_dot_v1_dot_triage__service__pb2.ModelInfoRequest.FromString,
                     response_serializer=clamor_dot_v1_dot_triage__service__pb2.ModelInfoResponse.SerializeToString,
+            ),
+            'Feedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Feedback,
+                    request_deserializer=clamor_dot_v1_dot_triage__service__pb2.FeedbackRequest.FromString,
+                    response_serializer=clamor_dot_v1_dot_triage__service__pb2.FeedbackResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +151,33 @@ class TriageService:
             '/clamor.v1.TriageService/ModelInfo',
             clamor_dot_v1_dot_triage__service__pb2.ModelInfoRequest.SerializeToString,
             clamor_dot_v1_dot_triage__service__pb2.ModelInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Feedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clamor.v1.TriageService/Feedback',
+            clamor_dot_v1_dot_triage__service__pb2.FeedbackRequest.SerializeToString,
+            clamor_dot_v1_dot_triage__service__pb2.FeedbackResponse.FromString,
             options,
             channel_credentials,
             insecure,

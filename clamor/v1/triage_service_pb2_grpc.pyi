@@ -37,6 +37,8 @@ class TriageServiceStub:
     """Classifies a batch of posts ad hoc, with the same code path as the stream."""
     ModelInfo: _grpc.UnaryUnaryMultiCallable[_triage_service_pb2.ModelInfoRequest, _triage_service_pb2.ModelInfoResponse]
     """Which classifier is loaded."""
+    Feedback: _grpc.UnaryUnaryMultiCallable[_triage_service_pb2.FeedbackRequest, _triage_service_pb2.FeedbackResponse]
+    """A corrected label for a post, kept for `clamor triage train`."""
 
 @_typing.type_check_only
 class TriageServiceAsyncStub(TriageServiceStub):
@@ -47,6 +49,8 @@ class TriageServiceAsyncStub(TriageServiceStub):
     """Classifies a batch of posts ad hoc, with the same code path as the stream."""
     ModelInfo: _aio.UnaryUnaryMultiCallable[_triage_service_pb2.ModelInfoRequest, _triage_service_pb2.ModelInfoResponse]  # type: ignore[assignment]
     """Which classifier is loaded."""
+    Feedback: _aio.UnaryUnaryMultiCallable[_triage_service_pb2.FeedbackRequest, _triage_service_pb2.FeedbackResponse]  # type: ignore[assignment]
+    """A corrected label for a post, kept for `clamor triage train`."""
 
 class TriageServiceServicer(metaclass=_abc_1.ABCMeta):
     """Triage tells complaints from noise and sets severity, category and risk flags."""
@@ -66,5 +70,13 @@ class TriageServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_triage_service_pb2.ModelInfoResponse, _abc.Awaitable[_triage_service_pb2.ModelInfoResponse]]:
         """Which classifier is loaded."""
+
+    @_abc_1.abstractmethod
+    def Feedback(
+        self,
+        request: _triage_service_pb2.FeedbackRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_triage_service_pb2.FeedbackResponse, _abc.Awaitable[_triage_service_pb2.FeedbackResponse]]:
+        """A corrected label for a post, kept for `clamor triage train`."""
 
 def add_TriageServiceServicer_to_server(servicer: TriageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import json
 import os
 import shutil
 import signal
@@ -39,6 +38,7 @@ from services.cli.mesh import (
 from services.cli.probe import address_of, probe_all
 from services.cli.sources import app as sources_app
 from services.cli.supervisor import Supervisor
+from services.cli.triage import app as triage_app
 from services.shared.errors import ConfigError, NatsServerError
 
 app = typer.Typer(
@@ -49,6 +49,7 @@ app = typer.Typer(
 config_app = typer.Typer(help="Work with the config file.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(sources_app, name="sources")
+app.add_typer(triage_app, name="triage")
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
@@ -324,33 +325,21 @@ def config_validate(path: Annotated[Path, typer.Argument(help="The YAML config f
 
 @app.command()
 def classify(
-    threshold: Annotated[float, typer.Option(help="Complaint score threshold.")] = 0.5,
+    threshold: Annotated[float | None, typer.Option(help="Complaint score threshold (default: the model's).")] = None,
+    model: Annotated[Path | None, typer.Option(help="A model directory from `clamor triage train`.")] = None,
+    rules: Annotated[bool, typer.Option("--rules", help="The risk rules alone, without the model.")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, max=4096, help="Posts classified together.")] = 256,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress on stderr.")] = False,
 ) -> None:
-    """Read JSON lines {"id", "text"} on stdin; write one verdict line per input on stdout."""
-    from clamor.v1 import triage_pb2  # noqa: PLC0415
-    from services.triage.domain import Post, RuleClassifier  # noqa: PLC0415 - only this command needs it
+    """Read JSON lines {"id", "text"} on stdin; write one verdict line per input on stdout.
 
-    classifier = RuleClassifier(threshold=threshold)
-    for number, line in enumerate(sys.stdin, start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-            text = str(item["text"])
-        except (ValueError, KeyError, TypeError):
-            errors.print(f'line {number}: expected a JSON object with a "text" field; skipped')
-            continue
-        result = classifier.classify_one(Post(text=text, language=str(item.get("language", ""))))
-        out = {
-            "id": item.get("id"),
-            "is_complaint": result.verdict == triage_pb2.VERDICT_COMPLAINT,
-            "complaint_score": result.complaint_score,
-            "severity": triage_pb2.Severity.Name(result.severity).removeprefix("SEVERITY_"),
-            "category": result.category,
-            "language": result.language,
-            "risk_flags": [triage_pb2.RiskFlag.Name(f).removeprefix("RISK_FLAG_").lower() for f in result.risk_flags],
-        }
-        sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
+    The same classifier as the triage service. Progress and skipped lines go to stderr, so stdout
+    holds nothing but JSON lines.
+    """
+    from services.cli.classify import classify_stream, load  # noqa: PLC0415 - torch loads only for this command
+
+    classifier = load(model=model, rules=rules, threshold=threshold)
+    classify_stream(classifier, sys.stdin, sys.stdout, errors=errors, batch_size=batch_size, progress=not quiet)
 
 
 def main() -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from pydantic import Field
 
-from services.shared.config import CommonConfig, GrpcSettings, Section
+from services.shared.config import CommonConfig, GrpcSettings, RelativePath, Section
 
 
 class TriageSettings(Section):
@@ -13,8 +16,18 @@ class TriageSettings(Section):
     batch_size: int = Field(default=32, ge=1, le=1024)
     # How long a fetch waits to fill a batch before classifying what it has.
     batch_wait_ms: int = Field(default=200, ge=10, le=60_000)
-    # Complaint score at or above which the verdict is COMPLAINT.
-    threshold: float = Field(default=0.5, gt=0, lt=1)
+    # "model": the trained model (MiniLM + heads) with the risk rules beside it; "rules": the rules alone.
+    classifier: Literal["model", "rules"] = "model"
+    # A directory written by `clamor triage train`; empty uses the model shipped with Clamor.
+    model_dir: RelativePath | None = None
+    # int8 dynamic quantization of the encoder's linear layers (see docs/triage-model.md for the trade-off).
+    quantize: bool = False
+    # Torch threads for inference; 0 lets torch choose (one per core).
+    threads: int = Field(default=0, ge=0, le=64)
+    # Complaint score at or above which the verdict is COMPLAINT; unset takes the model's own.
+    threshold: float | None = Field(default=None, gt=0, lt=1)
+    # Corrected labels from the Feedback RPC, one JSON line each, for `clamor triage train --data`.
+    feedback_path: RelativePath = Path("triage-feedback.jsonl")
     # Followers from which reach alone raises severity one step, and two steps.
     reach_medium: int = Field(default=5_000, ge=0)
     reach_high: int = Field(default=100_000, ge=0)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from opentelemetry import trace
 
 from clamor.v1 import mention_pb2, triage_pb2
-from services.triage.domain import Post, RuleClassifier
+from services.triage.domain import Classifier, Post
 from services.triage.errors import UnclassifiableError
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 class TriageHandler:
     def __init__(
-        self, classifier: RuleClassifier, publisher: TriagedPublisher, tracer: trace.Tracer, counters: Counters
+        self, classifier: Classifier, publisher: TriagedPublisher, tracer: trace.Tracer, counters: Counters
     ) -> None:
         self._classifier = classifier
         self._publisher = publisher

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from clamor.v1 import mention_pb2, triage_pb2
 from services.triage.language import detect_language
@@ -94,6 +94,17 @@ class Post:
         return cls(text=mention.text, language=mention.language, followers=mention.author.followers)
 
 
+class Classifier(Protocol):
+    """What triage needs of a classifier: the rules, or the model with the rules beside it."""
+
+    threshold: float
+
+    @property
+    def version(self) -> str: ...
+
+    def classify(self, posts: Sequence[Post]) -> list[triage_pb2.TriageResult]: ...
+
+
 class RuleClassifier:
     def __init__(self, *, threshold: float = 0.5, reach_medium: int = 5_000, reach_high: int = 100_000) -> None:
         self.threshold = threshold
@@ -143,6 +154,11 @@ class RuleClassifier:
             reasons=reasons,
             model_version=self.version,
         )
+
+    def complaint_severity(self, result: triage_pb2.TriageResult, followers: int) -> triage_pb2.Severity.ValueType:
+        """The severity the rules give ``result``'s flags and cues if the post is a complaint (a model said so)."""
+        cues = sum(1 for reason in result.reasons if reason.rule == "cue:complaint")
+        return self._severity(True, list(result.risk_flags), cues, followers)
 
     def _severity(
         self, is_complaint: bool, flags: list[RiskFlag], cues: int, followers: int

@@ -11,3 +11,7 @@ class TriageError(ClamorError):
 
 class UnclassifiableError(PermanentError, TriageError):
     """A mention that cannot be classified (no text): dead-lettered, not retried."""
+
+
+class ModelError(TriageError):
+    """The model directory is missing, unreadable or from another feature layout."""

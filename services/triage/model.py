@@ -1,0 +1,161 @@
+"""The triage model: a frozen MiniLM encoder and hashed n-grams, read by three linear heads.
+
+Heads: is it a complaint (logistic, so its probability is calibrated), its severity and its
+category (multinomial). The risk rules of :class:`RuleClassifier` run beside the model: their
+flags and reasons are kept, and a risk flag can only raise the model's severity, never lower it.
+A model directory holds ``heads.npz`` (coefficients, float16) and ``model_card.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clamor.v1 import triage_pb2
+from services.triage.domain import Post, RuleClassifier
+from services.triage.errors import ModelError
+from services.triage.features import FEATURES, Encoder, combine
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from scipy.sparse import spmatrix
+
+NAME = "minilm-heads"
+SEVERITY_ORDER = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+CARD = "model_card.json"
+HEADS = "heads.npz"
+
+
+def bundled_model_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "triage_data" / "model"
+
+
+@dataclass(frozen=True)
+class Head:
+    """One linear head: ``classes`` × features coefficients and intercepts."""
+
+    classes: tuple[str, ...]
+    coef: np.ndarray
+    intercept: np.ndarray
+
+    def probabilities(self, features: spmatrix) -> np.ndarray:
+        logits = np.asarray(features @ self.coef.astype(np.float32).T) + self.intercept
+        if len(self.classes) == 2 and logits.shape[1] == 1:
+            positive = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+            return np.stack([1.0 - positive, positive], axis=1)
+        logits -= logits.max(axis=1, keepdims=True)
+        exp = np.exp(logits)
+        return np.asarray(exp / exp.sum(axis=1, keepdims=True))
+
+
+@dataclass(frozen=True)
+class ModelHeads:
+    complaint: Head
+    severity: Head
+    category: Head
+    threshold: float
+    version: str
+    card: dict[str, Any]
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {}
+        for name in ("complaint", "severity", "category"):
+            head: Head = getattr(self, name)
+            arrays[f"{name}_coef"] = head.coef.astype(np.float16)
+            arrays[f"{name}_intercept"] = head.intercept.astype(np.float32)
+            arrays[f"{name}_classes"] = np.array(head.classes)
+        np.savez_compressed(folder / HEADS, **arrays)  # type: ignore[arg-type]
+        card = {**self.card, "version": self.version, "threshold": self.threshold, "features": FEATURES}
+        (folder / CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path) -> ModelHeads:
+        try:
+            card = json.loads((folder / CARD).read_text(encoding="utf-8"))
+            with np.load(folder / HEADS, allow_pickle=False) as data:
+                heads = {
+                    name: Head(
+                        classes=tuple(str(c) for c in data[f"{name}_classes"]),
+                        coef=data[f"{name}_coef"],
+                        intercept=data[f"{name}_intercept"],
+                    )
+                    for name in ("complaint", "severity", "category")
+                }
+        except (OSError, KeyError, ValueError) as exc:
+            raise ModelError(f"cannot load the triage model from {folder}: {exc}") from exc
+        if card.get("features") != FEATURES:
+            raise ModelError(f"{folder} was trained on {card.get('features')} features; this version makes {FEATURES}")
+        return cls(
+            complaint=heads["complaint"], severity=heads["severity"], category=heads["category"],
+            threshold=float(card["threshold"]), version=str(card["version"]), card=card,
+        )  # fmt: skip
+
+
+class ModelClassifier:
+    """Posts in, TriageResults out: the model's verdict, severity and category, with the rules' flags."""
+
+    def __init__(
+        self,
+        heads: ModelHeads,
+        *,
+        encoder: Encoder | None = None,
+        rules: RuleClassifier | None = None,
+        threshold: float | None = None,
+    ) -> None:
+        self.heads = heads
+        self.encoder = encoder or Encoder()
+        self.rules = rules or RuleClassifier()
+        self.threshold = heads.threshold if threshold is None else threshold
+
+    @classmethod
+    def load(cls, folder: Path | None = None, *, quantize: bool = False, threads: int = 0) -> ModelClassifier:
+        return cls(ModelHeads.load(folder or bundled_model_dir()), encoder=Encoder(quantize=quantize, threads=threads))
+
+    @property
+    def version(self) -> str:
+        return f"{NAME}/{self.heads.version}"
+
+    def features(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> spmatrix:
+        return combine(self.encoder.encode(texts, progress=progress), texts)
+
+    def classify(
+        self, posts: Sequence[Post], *, progress: Callable[[int], None] | None = None
+    ) -> list[triage_pb2.TriageResult]:
+        if not posts:
+            return []
+        features = self.features([post.text for post in posts], progress=progress)
+        complaint = self.heads.complaint.probabilities(features)[
+            :, list(self.heads.complaint.classes).index("complaint")
+        ]
+        severity = self.heads.severity.probabilities(features)
+        category = self.heads.category.probabilities(features)
+        return [self._result(post, float(complaint[i]), severity[i], category[i]) for i, post in enumerate(posts)]
+
+    def _result(self, post: Post, score: float, severity: np.ndarray, category: np.ndarray) -> triage_pb2.TriageResult:
+        ruled = self.rules.classify_one(post)
+        is_complaint = score >= self.threshold
+        top = int(category.argmax())
+        reasons = list(ruled.reasons)
+        if is_complaint:
+            name = self.heads.category.classes[top]
+            reasons.append(triage_pb2.Reason(rule=f"model:category:{name}", matched="", weight=float(category[top])))
+        model_level = SEVERITY_ORDER.index(self.heads.severity.classes[int(severity.argmax())])
+        # The rules' severity holds the risk flags and reach: they raise the model's, never lower it.
+        rule_level = self.rules.complaint_severity(ruled, post.followers) - triage_pb2.SEVERITY_LOW
+        level = max(model_level, rule_level) if is_complaint else 0
+        return triage_pb2.TriageResult(
+            verdict=triage_pb2.VERDICT_COMPLAINT if is_complaint else triage_pb2.VERDICT_NOISE,
+            complaint_score=round(score, 4),
+            severity=triage_pb2.Severity.Value(f"SEVERITY_{SEVERITY_ORDER[level]}"),
+            category=self.heads.category.classes[top] if is_complaint else "",
+            language=ruled.language,
+            risk_flags=ruled.risk_flags,
+            reasons=reasons,
+            model_version=self.version,
+        )

