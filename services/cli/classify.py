@@ -46,7 +46,9 @@ def _batches(lines: TextIO, size: int, errors: Console) -> Iterator[list[tuple[A
             continue
         try:
             item = json.loads(line)
-            text = str(item["text"])
+            text = item["text"]
+            if not isinstance(text, str):
+                raise TypeError("text is not a string")
         except (ValueError, KeyError, TypeError):
             errors.print(f'line {number}: expected a JSON object with a "text" field; skipped')
             continue

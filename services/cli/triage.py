@@ -83,6 +83,11 @@ def _severity_name(value: int) -> str:
     return triage_pb2.Severity.Name(value).removeprefix("SEVERITY_")  # type: ignore[arg-type]
 
 
+def _shown(path: Path) -> str:
+    """A source as the model card names it: the bundled corpus by its place in the repository."""
+    return "services/triage_data/corpus" if path.resolve() == bundled_corpus().resolve() else str(path)
+
+
 @app.command()
 def train(
     data: Annotated[
@@ -110,14 +115,14 @@ def train(
     errors.print("fitting the complaint, severity and category heads…")
     try:
         heads = fit_heads(combine(embeddings, [e.text for e in training]), training, version=version)
-    except DataError as exc:
+    except (DataError, ValueError) as exc:
         errors.print(f"[red]cannot train[/red]: {escape(str(exc))}")
         raise typer.Exit(2) from exc
     heads.save(out)
     evaluation = _evaluate(out, test, None) if test else None
     if evaluation is not None:
         card = model_card(train=training, test=test, evaluation=evaluation, version=version,
-                          sources=[str(s) for s in sources])  # fmt: skip
+                          sources=[_shown(s) for s in sources])  # fmt: skip
         replace(heads, card=card).save(out)
         print_report("held-out split", evaluation)
     console.print(f"[green]model written[/green] to {escape(str(out))} (version {escape(version)})")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clamor.v1 import triage_pb2
-from services.triage.domain import Post, RuleClassifier
+from services.triage.domain import STRONG_RISKS, Post, RuleClassifier
 from services.triage.errors import ModelError
 from services.triage.features import FEATURES, Encoder, combine
 
@@ -87,14 +87,16 @@ class ModelHeads:
                     )
                     for name in ("complaint", "severity", "category")
                 }
-        except (OSError, KeyError, ValueError) as exc:
-            raise ModelError(f"cannot load the triage model from {folder}: {exc}") from exc
-        if card.get("features") != FEATURES:
-            raise ModelError(f"{folder} was trained on {card.get('features')} features; this version makes {FEATURES}")
-        return cls(
-            complaint=heads["complaint"], severity=heads["severity"], category=heads["category"],
-            threshold=float(card["threshold"]), version=str(card["version"]), card=card,
-        )  # fmt: skip
+            if card.get("features") != FEATURES:
+                raise ModelError(
+                    f"{folder} was trained on {card.get('features')} features; this version makes {FEATURES}"
+                )
+            return cls(
+                complaint=heads["complaint"], severity=heads["severity"], category=heads["category"],
+                threshold=float(card["threshold"]), version=str(card["version"]), card=card,
+            )  # fmt: skip
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise ModelError(f"cannot load the triage model from {folder}: {exc!r}") from exc
 
 
 class ModelClassifier:
@@ -140,8 +142,13 @@ class ModelClassifier:
     def _result(self, post: Post, score: float, severity: np.ndarray, category: np.ndarray) -> triage_pb2.TriageResult:
         ruled = self.rules.classify_one(post)
         is_complaint = score >= self.threshold
-        top = int(category.argmax())
         reasons = list(ruled.reasons)
+        if not is_complaint and ruled.verdict == triage_pb2.VERDICT_COMPLAINT and STRONG_RISKS & set(ruled.risk_flags):
+            # A legal threat, a safety risk, a supervisor request or a churn threat the rules read as a
+            # grievance escalates whatever the model thinks: missing one costs more than a false alarm.
+            is_complaint, score = True, max(score, ruled.complaint_score)
+            reasons.append(triage_pb2.Reason(rule="rules:strong-risk", matched="", weight=ruled.complaint_score))
+        top = int(category.argmax())
         if is_complaint:
             name = self.heads.category.classes[top]
             reasons.append(triage_pb2.Reason(rule=f"model:category:{name}", matched="", weight=float(category[top])))

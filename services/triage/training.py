@@ -55,13 +55,18 @@ def read_examples(paths: Iterable[Path]) -> list[Example]:
         files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
         for file in files:
             for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
-                if line.strip():
-                    examples.append(_example(json.loads(line), f"{file}:{number}"))
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:
+                    raise DataError(f"{file}:{number}: not JSON ({exc})") from exc
+                examples.append(_example(row, f"{file}:{number}"))
     return examples
 
 
 def _example(row: Any, where: str) -> Example:
-    if not isinstance(row, dict) or not str(row.get("text", "")).strip():
+    if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
         raise DataError(f"{where}: expected an object with a non-empty text")
     label = row.get("label")
     if label not in LABELS:
@@ -94,8 +99,14 @@ def fit_heads(features: spmatrix, examples: Sequence[Example], *, version: str, 
     complaints = [i for i, e in enumerate(examples) if e.label == "complaint"]
     with_severity = [i for i in complaints if examples[i].severity]
     with_category = [i for i in complaints if examples[i].category]
-    if len(set(e.label for e in examples)) < 2 or len(with_severity) < 2 or len(with_category) < 2:
-        raise DataError("training needs complaints and noise, and complaints with severity and category")
+    if (
+        len({e.label for e in examples}) < 2
+        or len({examples[i].severity for i in with_severity}) < 2
+        or len({examples[i].category for i in with_category}) < 2
+    ):
+        raise DataError(
+            "training needs complaints and noise, and complaints of at least two severities and two categories"
+        )
     return ModelHeads(
         complaint=_fit(features, [e.label for e in examples], C_COMPLAINT),
         severity=_fit(features[with_severity], [examples[i].severity for i in with_severity], C_SEVERITY),
