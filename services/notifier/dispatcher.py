@@ -142,8 +142,10 @@ class Dispatcher:
                 break
         if outcome is grouping.Enqueued.DUPLICATE:
             repeat = replace(message, id=f"{item_id}:{channel}")
-            await self._record(repeat, channel, notification_pb2.DELIVERY_STATUS_DUPLICATE,
-                               detail="queued already, or sent unchanged within repeat_interval", item_ids=[item_id])  # fmt: skip
+            detail = "queued already, or sent unchanged within repeat_interval"
+            await self._record(
+                repeat, channel, notification_pb2.DELIVERY_STATUS_DUPLICATE, detail=detail, item_ids=[item_id]
+            )
 
     # ---- the clock ------------------------------------------------------------------------
 
