@@ -1,6 +1,9 @@
-"""detect_language: a script-based guess for en, zh, ja and ru; a platform's tag wins."""
+"""detect_language: the script, then lingua within Latin and Cyrillic; a platform's tag wins."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +45,30 @@ def test_hint_wins_over_the_script() -> None:
 
 def test_hint_region_and_case_are_dropped() -> None:
     assert detect_language("whatever", hint="ZH-Hant-TW") == "zh"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Meine Bestellung ist seit zwei Wochen nicht angekommen und niemand antwortet mir", "de"),
+        ("Ma commande n'est jamais arrivée et le service client ne répond pas du tout", "fr"),
+        ("Mi pedido nunca llegó y nadie del servicio al cliente me responde nada", "es"),
+        ("Моє замовлення досі не доставили, а служба підтримки мовчить уже тиждень", "uk"),
+        ("Мой заказ до сих пор не доставили, а поддержка молчит уже неделю", "ru"),
+    ],
+)
+def test_lingua_tells_languages_apart_within_a_script(text: str, expected: str) -> None:
+    assert detect_language(text) == expected
+
+
+def test_a_short_latin_post_stays_english() -> None:
+    assert detect_language("modem STILL not here 🙃") == "en"
+
+
+def test_english_posts_are_almost_never_taken_for_another_language() -> None:
+    corpus = Path(__file__).resolve().parents[2] / "services" / "triage_data" / "corpus"
+    lines = [line for f in sorted(corpus.glob("en_*.jsonl")) for line in f.read_text(encoding="utf-8").splitlines()]
+    texts = [json.loads(line)["text"] for line in lines if line.strip()]
+    other = [t for t in texts if detect_language(t) != "en"]
+    assert len(texts) > 2000
+    assert len(other) / len(texts) < 0.005
