@@ -64,11 +64,12 @@ def load_classifier(settings: TriageSettings) -> Classifier:
     if settings.classifier == "rules":
         return rules
     from services.triage.features import Encoder  # noqa: PLC0415
-    from services.triage.model import ModelClassifier, ModelHeads, bundled_model_dir  # noqa: PLC0415 - loads torch
+    from services.triage.model import CategorySpec, ModelClassifier, ModelHeads, bundled_model_dir  # noqa: PLC0415
 
     heads = ModelHeads.load(settings.model_dir or bundled_model_dir())
     encoder = Encoder(quantize=settings.quantize, threads=settings.threads)
-    return ModelClassifier(heads, encoder=encoder, rules=rules, threshold=settings.threshold)
+    categories = [CategorySpec(c.name, c.description, tuple(c.examples), c.min_similarity) for c in settings.categories]
+    return ModelClassifier(heads, encoder=encoder, rules=rules, threshold=settings.threshold, categories=categories)
 
 
 def main(argv: list[str] | None = None) -> int:

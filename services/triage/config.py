@@ -10,6 +10,16 @@ from pydantic import Field
 from services.shared.config import CommonConfig, GrpcSettings, RelativePath, Section
 
 
+class CategorySettings(Section):
+    """A complaint category added by description and example phrases, without retraining the model."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    description: str = ""
+    examples: list[str] = Field(min_length=2)
+    # Cosine similarity (0–1) from which a complaint goes to this category rather than the model's.
+    min_similarity: float = Field(default=0.55, gt=0, lt=1)
+
+
 class TriageSettings(Section):
     grpc: GrpcSettings = GrpcSettings(port=50072)
     # Messages fetched and classified together; larger batches amortise model calls.
@@ -26,6 +36,8 @@ class TriageSettings(Section):
     threads: int = Field(default=0, ge=0, le=64)
     # Complaint score at or above which the verdict is COMPLAINT; unset takes the model's own.
     threshold: float | None = Field(default=None, gt=0, lt=1)
+    # Categories added by example phrases (e.g. a product recall); the model's nine stay as they are.
+    categories: list[CategorySettings] = Field(default_factory=list)
     # Corrected labels from the Feedback RPC, one JSON line each, for `clamor triage train --data`.
     feedback_path: RelativePath = Path("triage-feedback.jsonl")
     # Followers from which reach alone raises severity one step, and two steps.

@@ -99,6 +99,44 @@ class ModelHeads:
             raise ModelError(f"cannot load the triage model from {folder}: {exc!r}") from exc
 
 
+@dataclass(frozen=True)
+class CategorySpec:
+    """A category added without retraining: its description and example phrases define it."""
+
+    name: str
+    description: str
+    examples: tuple[str, ...]
+    # Cosine similarity from which a post joins this category instead of the model's.
+    min_similarity: float = 0.55
+
+
+@dataclass(frozen=True)
+class Prototypes:
+    """One normalised mean embedding per added category."""
+
+    specs: tuple[CategorySpec, ...]
+    vectors: np.ndarray
+
+    @classmethod
+    def build(cls, encoder: Encoder, specs: Sequence[CategorySpec]) -> Prototypes:
+        rows = []
+        for spec in specs:
+            vectors = encoder.encode([spec.description, *spec.examples] if spec.description else list(spec.examples))
+            mean = vectors.mean(axis=0)
+            rows.append(mean / max(float(np.linalg.norm(mean)), 1e-9))
+        return cls(tuple(specs), np.vstack(rows))
+
+    def best(self, embeddings: np.ndarray) -> list[tuple[str, float] | None]:
+        """Per post, the closest added category when it passes that category's floor."""
+        similarity = embeddings @ self.vectors.T
+        found: list[tuple[str, float] | None] = []
+        for row in similarity:
+            index = int(row.argmax())
+            spec = self.specs[index]
+            found.append((spec.name, round(float(row[index]), 4)) if row[index] >= spec.min_similarity else None)
+        return found
+
+
 class ModelClassifier:
     """Posts in, TriageResults out: the model's verdict, severity and category, with the rules' flags."""
 
@@ -109,11 +147,13 @@ class ModelClassifier:
         encoder: Encoder | None = None,
         rules: RuleClassifier | None = None,
         threshold: float | None = None,
+        categories: Sequence[CategorySpec] = (),
     ) -> None:
         self.heads = heads
         self.encoder = encoder or Encoder()
         self.rules = rules or RuleClassifier()
         self.threshold = heads.threshold if threshold is None else threshold
+        self.prototypes = Prototypes.build(self.encoder, categories) if categories else None
 
     @classmethod
     def load(cls, folder: Path | None = None, *, quantize: bool = False, threads: int = 0) -> ModelClassifier:
@@ -131,15 +171,22 @@ class ModelClassifier:
     ) -> list[triage_pb2.TriageResult]:
         if not posts:
             return []
-        features = self.features([post.text for post in posts], progress=progress)
+        texts = [post.text for post in posts]
+        embeddings = self.encoder.encode(texts, progress=progress)
+        features = combine(embeddings, texts)
         complaint = self.heads.complaint.probabilities(features)[
             :, list(self.heads.complaint.classes).index("complaint")
         ]
         severity = self.heads.severity.probabilities(features)
         category = self.heads.category.probabilities(features)
-        return [self._result(post, float(complaint[i]), severity[i], category[i]) for i, post in enumerate(posts)]
+        extra = self.prototypes.best(embeddings) if self.prototypes is not None else [None] * len(posts)
+        return [
+            self._result(post, float(complaint[i]), severity[i], category[i], extra[i]) for i, post in enumerate(posts)
+        ]
 
-    def _result(self, post: Post, score: float, severity: np.ndarray, category: np.ndarray) -> triage_pb2.TriageResult:
+    def _result(
+        self, post: Post, score: float, severity: np.ndarray, category: np.ndarray, extra: tuple[str, float] | None
+    ) -> triage_pb2.TriageResult:
         ruled = self.rules.classify_one(post)
         is_complaint = score >= self.threshold
         reasons = list(ruled.reasons)
@@ -149,8 +196,12 @@ class ModelClassifier:
             is_complaint, score = True, max(score, ruled.complaint_score)
             reasons.append(triage_pb2.Reason(rule="rules:strong-risk", matched="", weight=ruled.complaint_score))
         top = int(category.argmax())
-        if is_complaint:
-            name = self.heads.category.classes[top]
+        name = self.heads.category.classes[top]
+        if is_complaint and extra is not None:
+            # A category the user added by example phrases, close enough to this post.
+            name = extra[0]
+            reasons.append(triage_pb2.Reason(rule=f"prototype:category:{name}", matched="", weight=extra[1]))
+        elif is_complaint:
             reasons.append(triage_pb2.Reason(rule=f"model:category:{name}", matched="", weight=float(category[top])))
         model_level = SEVERITY_ORDER.index(self.heads.severity.classes[int(severity.argmax())])
         # The rules' severity holds the risk flags and reach: they raise the model's, never lower it.
@@ -160,7 +211,7 @@ class ModelClassifier:
             verdict=triage_pb2.VERDICT_COMPLAINT if is_complaint else triage_pb2.VERDICT_NOISE,
             complaint_score=round(score, 4),
             severity=triage_pb2.Severity.Value(f"SEVERITY_{SEVERITY_ORDER[level]}"),
-            category=self.heads.category.classes[top] if is_complaint else "",
+            category=name if is_complaint else "",
             language=ruled.language,
             risk_flags=ruled.risk_flags,
             reasons=reasons,
