@@ -28,6 +28,7 @@ from services.listener.errors import MalformedPostError
 from services.listener.sources.base import Post
 from services.listener.sources.common import MAX_NATIVE_ID_CHARS, decode_json, http_url, language, parse_time
 from services.shared.errors import PermanentError, TransientError
+from services.shared.http_site import HttpSite
 
 if TYPE_CHECKING:
     from services.listener.config import WebhookSourceSettings
@@ -201,29 +202,19 @@ class WebhookReceiver:
     def __init__(self, sources: list[WebhookSourceSettings], on_posts: OnPosts) -> None:
         self._sources = {s.name: s for s in sources if s.enabled}
         self._on_posts = on_posts
-        self._runner: web.AppRunner | None = None
         largest = max((s.max_body_bytes for s in self._sources.values()), default=1024)
         self._app = web.Application(middlewares=[_json_errors], client_max_size=largest)
         self._app.router.add_post("/hooks/{name}", self._receive)
+        self._site = HttpSite(self._app)
 
     async def start(self, host: str, port: int) -> int:
         """Listen on ``host:port`` (0 picks a free port) and return the port bound."""
-        runner = web.AppRunner(self._app, access_log=None, handle_signals=False)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        bound: int = runner.addresses[0][1]
+        bound = await self._site.start(host, port)
         log.info("webhook receiver listening on %s:%d for %d source(s)", host, bound, len(self._sources))
         return bound
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
+        await self._site.stop()
 
     async def _receive(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]

@@ -34,6 +34,7 @@ from clamor.v1 import case_pb2
 from services.notifier.ack_links import AckLinkExpired, AckLinkInvalid, AckLinks
 from services.notifier.render import render_html
 from services.shared.errors import PermanentError, TransientError
+from services.shared.http_site import HttpSite
 
 if TYPE_CHECKING:
     from services.notifier.config import AckSettings
@@ -230,32 +231,22 @@ class AckServer:
         self._links = links
         self._sink = sink
         self._clock = clock
-        self._runner: web.AppRunner | None = None
         self._app = web.Application(middlewares=[_no_tracebacks], client_max_size=MAX_BODY_BYTES)
         self._app.on_response_prepare.append(_secure_headers)
         self._app.router.add_get("/ack/{token}", self._show)
         self._app.router.add_post("/ack/{token}", self._acknowledge)
         self._app.router.add_post("/pagerduty", self._pagerduty)
         self._app.router.add_get("/healthz", self._healthz)
+        self._site = HttpSite(self._app)
 
     async def start(self) -> int:
         """Listen on the configured host and port (0 picks a free one) and return the port bound."""
-        runner = web.AppRunner(self._app, access_log=None, handle_signals=False)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, self._settings.host, self._settings.port).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        bound: int = runner.addresses[0][1]
+        bound = await self._site.start(self._settings.host, self._settings.port)
         log.info("acknowledgement endpoint listening on %s:%d", self._settings.host, bound)
         return bound
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
+        await self._site.stop()
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")

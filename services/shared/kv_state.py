@@ -162,15 +162,3 @@ class KvState(Generic[RecordT]):
             self._undecoded.pop(key, None)
             return updated
         raise TransientError(f"{name} in {self._name} kept changing under {CAS_ATTEMPTS} attempts")
-
-    async def delete(self, name: str, *, revision: int) -> bool:
-        """Delete the record if it is still at ``revision``; False when somebody changed it first."""
-        try:
-            await self._bucket.delete(kv_key(name), last=revision)
-        except KeyWrongLastSequenceError:
-            return False
-        except (TimeoutError, NatsLibraryError) as exc:
-            raise TransientError(f"cannot delete {name} from {self._name}: {exc}") from exc
-        self._mirror.pop(kv_key(name), None)
-        self._undecoded.pop(kv_key(name), None)
-        return True

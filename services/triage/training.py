@@ -191,15 +191,3 @@ def model_card(*, train: Sequence[Example], test: Sequence[Example], evaluation:
         "data": {"sources": list(sources), "train": counts(train), "test": counts(test)},
         "held_out": evaluation.as_dict(),
     }
-
-
-def predictions(heads: ModelHeads, features: spmatrix, threshold: float) -> tuple[list[str], list[str], list[str]]:
-    complaint = heads.complaint.probabilities(features)[:, list(heads.complaint.classes).index("complaint")]
-    severity = heads.severity.probabilities(features).argmax(axis=1)
-    category = heads.category.probabilities(features).argmax(axis=1)
-    labels = ["complaint" if p >= threshold else "noise" for p in complaint]
-    return labels, [heads.severity.classes[i] for i in severity], [heads.category.classes[i] for i in category]
-
-
-def dump_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
