@@ -29,7 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -47,7 +47,7 @@ from services.notifier.channels.base import Channel
 from services.notifier.clients import DeliveryStore, NotificationLog, build_channel
 from services.notifier.config import FileChannelSettings, GroupingSettings, NotifierSettings
 from services.notifier.consumer import NotifyHandler
-from services.notifier.dispatcher import Dispatcher, utc_now
+from services.notifier.dispatcher import MAX_PENDING_PER_GROUP, Dispatcher, utc_now
 from services.shared import subjects
 from services.shared.jetstream import ensure_consumer, ensure_streams, publish
 from services.shared.kv_state import KvState
@@ -245,52 +245,61 @@ class Figures:
     notes: list[str] = field(default_factory=list)
 
 
-async def single_messages(folder: Path, count: int, probe_rate: float, timeout_s: float, figures: Figures) -> None:
-    """Phases 1 and 2: queueing, then one message per escalation, then a paced latency probe."""
-    outbox = folder / "single.jsonl"
-    rules = GroupingSettings(group_by=["case"], group_wait_s=0, group_interval_s=0)
-    tracer = TracerProvider().get_tracer("bench")
-    server = LocalNatsServer(folder / "nats-single", port=free_port())
+@contextlib.asynccontextmanager
+async def notifier_on_fresh_nats(
+    folder: Path, name: str, outbox: Path, rules: GroupingSettings, tracer: trace.Tracer
+) -> AsyncIterator[tuple[Notifier, asyncio.Event]]:
+    """A nats-server of its own and the notifier on it; yields the notifier and the event that stops its clock."""
+    server = LocalNatsServer(folder / f"nats-{name}", port=free_port())
     server.start()
     stop = asyncio.Event()
     try:
         nc = await nats.connect(server.url)
         notifier = await start_notifier(nc.jetstream(), notifier_settings(outbox, rules), tracer)
         try:
-            note(f"queueing {count} escalations (group_by [case])")
-            figures.queued_per_s = await queue(notifier, tracer, count, timeout_s)
-            figures.notes.append(
-                f"queueing: {count} escalations queued at {figures.queued_per_s:,.0f}/s "
-                f"(publish → consumers settled; {count} groups in KV)"
-            )
-            note(f"delivering {count} notifications through the file channel (rate_per_s 1000, tick {TICK_S}s)")
-            elapsed = await deliver(notifier, stop, lambda: line_count(outbox), count, timeout_s)
-            figures.delivered_per_s = count / elapsed
-            figures.notes.append(
-                f"delivery: {count} notifications in {elapsed:.2f}s: "
-                f"{figures.delivered_per_s:,.0f} notifications/s (one message per escalation)"
-            )
-            probe = max(20, count // 20)
-            # Well below capacity, so the figure is the path's latency rather than a backlog's.
-            probe_rate = probe_rate or max(1.0, figures.delivered_per_s / 4)
-            note(f"latency probe: {probe} escalations at {probe_rate:.0f}/s with everything running")
-            published = await publish_all(notifier.js, tracer, count, probe, rate=probe_rate)
-            await wait_for("probe", counting(lambda: line_count(outbox)), count + probe, timeout_s)
-            latencies = [
-                (datetime.fromisoformat(r["sent_at"]) - published[r["case_id"]]).total_seconds() * 1000
-                for r in records(outbox)
-                if r.get("case_id") in published
-            ]
-            figures.notes.append(
-                f"publish → file latency at {probe_rate:.0f} escalations/s: p50 {percentile(latencies, 50):.0f} ms, "
-                f"p95 {percentile(latencies, 95):.0f} ms, max {max(latencies):.0f} ms ({len(latencies)} notifications)"
-            )
+            yield notifier, stop
         finally:
             stop.set()
             await notifier.close()
             await nc.close()
     finally:
         server.stop()
+
+
+async def single_messages(folder: Path, count: int, probe_rate: float, timeout_s: float, figures: Figures) -> None:
+    """Phases 1 and 2: queueing, then one message per escalation, then a paced latency probe."""
+    outbox = folder / "single.jsonl"
+    rules = GroupingSettings(group_by=["case"], group_wait_s=0, group_interval_s=0)
+    tracer = TracerProvider().get_tracer("bench")
+    async with notifier_on_fresh_nats(folder, "single", outbox, rules, tracer) as (notifier, stop):
+        note(f"queueing {count} escalations (group_by [case])")
+        figures.queued_per_s = await queue(notifier, tracer, count, timeout_s)
+        figures.notes.append(
+            f"queueing: {count} escalations queued at {figures.queued_per_s:,.0f}/s "
+            f"(publish → consumers settled; {count} groups in KV)"
+        )
+        note(f"delivering {count} notifications through the file channel (rate_per_s 1000, tick {TICK_S}s)")
+        elapsed = await deliver(notifier, stop, lambda: line_count(outbox), count, timeout_s)
+        figures.delivered_per_s = count / elapsed
+        figures.notes.append(
+            f"delivery: {count} notifications in {elapsed:.2f}s: "
+            f"{figures.delivered_per_s:,.0f} notifications/s (one message per escalation)"
+        )
+        probe = max(20, count // 20)
+        # Well below capacity, so the figure is the path's latency rather than a backlog's.
+        probe_rate = probe_rate or max(1.0, figures.delivered_per_s / 4)
+        note(f"latency probe: {probe} escalations at {probe_rate:.0f}/s with everything running")
+        published = await publish_all(notifier.js, tracer, count, probe, rate=probe_rate)
+        await wait_for("probe", counting(lambda: line_count(outbox)), count + probe, timeout_s)
+        latencies = [
+            (datetime.fromisoformat(r["sent_at"]) - published[r["case_id"]]).total_seconds() * 1000
+            for r in records(outbox)
+            if r.get("case_id") in published
+        ]
+        figures.notes.append(
+            f"publish → file latency at {probe_rate:.0f} escalations/s: p50 {percentile(latencies, 50):.0f} ms, "
+            f"p95 {percentile(latencies, 95):.0f} ms, max {max(latencies):.0f} ms ({len(latencies)} notifications)"
+        )
 
 
 async def digests(folder: Path, count: int, timeout_s: float, figures: Figures) -> None:
@@ -298,29 +307,17 @@ async def digests(folder: Path, count: int, timeout_s: float, figures: Figures) 
     outbox = folder / "digests.jsonl"
     rules = GroupingSettings(group_by=["team"], group_wait_s=1, group_interval_s=0, max_items_per_message=25)
     tracer = TracerProvider().get_tracer("bench")
-    server = LocalNatsServer(folder / "nats-digests", port=free_port())
-    server.start()
-    stop = asyncio.Event()
-    try:
-        nc = await nats.connect(server.url)
-        notifier = await start_notifier(nc.jetstream(), notifier_settings(outbox, rules), tracer)
-        try:
-            note(f"queueing {count} escalations (group_by [team]: one group, spilling every 300 items)")
-            queued_per_s = await queue(notifier, tracer, count, timeout_s)
-            groups = len(notifier.groups.records())
-            note(f"delivering {count} items as digests of up to 25")
-            elapsed = await deliver(notifier, stop, lambda: item_count(outbox), count, timeout_s)
-            messages = line_count(outbox)
-            figures.notes.append(
-                f"digests: {count} escalations queued at {queued_per_s:,.0f}/s into {groups} groups; "
-                f"{messages} messages sent in {elapsed:.2f}s: {count / elapsed:,.0f} items/s"
-            )
-        finally:
-            stop.set()
-            await notifier.close()
-            await nc.close()
-    finally:
-        server.stop()
+    async with notifier_on_fresh_nats(folder, "digests", outbox, rules, tracer) as (notifier, stop):
+        note(f"queueing {count} escalations (group_by [team]: one group, spilling every {MAX_PENDING_PER_GROUP} items)")
+        queued_per_s = await queue(notifier, tracer, count, timeout_s)
+        groups = len(notifier.groups.records())
+        note(f"delivering {count} items as digests of up to 25")
+        elapsed = await deliver(notifier, stop, lambda: item_count(outbox), count, timeout_s)
+        messages = line_count(outbox)
+        figures.notes.append(
+            f"digests: {count} escalations queued at {queued_per_s:,.0f}/s into {groups} groups; "
+            f"{messages} messages sent in {elapsed:.2f}s: {count / elapsed:,.0f} items/s"
+        )
 
 
 def peak_rss_mb() -> float:
