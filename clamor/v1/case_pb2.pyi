@@ -109,6 +109,11 @@ class SlaDeadlines(_message.Message):
 
     FIRST_RESPONSE_DUE_FIELD_NUMBER: _builtins.int
     RESOLUTION_DUE_FIELD_NUMBER: _builtins.int
+    FIRST_RESPONSE_BREACHED_FIELD_NUMBER: _builtins.int
+    RESOLUTION_BREACHED_FIELD_NUMBER: _builtins.int
+    first_response_breached: _builtins.bool
+    """Whether a deadline passed before the clock stopped."""
+    resolution_breached: _builtins.bool
     @_builtins.property
     def first_response_due(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -118,10 +123,12 @@ class SlaDeadlines(_message.Message):
         *,
         first_response_due: _timestamp_pb2.Timestamp | None = ...,
         resolution_due: _timestamp_pb2.Timestamp | None = ...,
+        first_response_breached: _builtins.bool = ...,
+        resolution_breached: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["first_response_due", b"first_response_due", "resolution_due", b"resolution_due"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_response_due", b"first_response_due", "resolution_due", b"resolution_due"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_response_breached", b"first_response_breached", "first_response_due", b"first_response_due", "resolution_breached", b"resolution_breached", "resolution_due", b"resolution_due"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -146,6 +153,13 @@ class Case(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     DESTINATIONS_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    SLA_POLICY_FIELD_NUMBER: _builtins.int
+    MATCHED_RULES_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_AT_FIELD_NUMBER: _builtins.int
+    RESOLVED_AT_FIELD_NUMBER: _builtins.int
+    GROUP_KEYS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Stable id derived from the first mention, so a redelivered complaint finds its case again."""
     state: Global___CaseState.ValueType
@@ -155,6 +169,12 @@ class Case(_message.Message):
     """Team that owns the case."""
     escalation_level: _builtins.int
     """0 before any escalation; rises one step per escalation."""
+    priority: _builtins.str
+    """Priority chosen by the routing rules: "urgent", "high", "normal" or "low"."""
+    sla_policy: _builtins.str
+    """SLA policy chosen by the routing rules; empty when none applies."""
+    owner: _builtins.str
+    """Who acknowledged the case (a person or an integration); empty before that."""
     @_builtins.property
     def risk_flags(self) -> _containers.RepeatedScalarFieldContainer[_triage_pb2.RiskFlag.ValueType]: ...
     @_builtins.property
@@ -173,6 +193,18 @@ class Case(_message.Message):
     def destinations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Destinations the case was delivered to."""
 
+    @_builtins.property
+    def matched_rules(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Names of the routing rules that matched, in the order they were evaluated."""
+
+    @_builtins.property
+    def acknowledged_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def resolved_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def group_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Why the case groups several posts: "author:<platform>:<handle>:<watch>" or "thread:<id>"."""
+
     def __init__(
         self,
         *,
@@ -189,10 +221,17 @@ class Case(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         destinations: _abc.Iterable[_builtins.str] | None = ...,
+        priority: _builtins.str = ...,
+        sla_policy: _builtins.str = ...,
+        matched_rules: _abc.Iterable[_builtins.str] | None = ...,
+        owner: _builtins.str = ...,
+        acknowledged_at: _timestamp_pb2.Timestamp | None = ...,
+        resolved_at: _timestamp_pb2.Timestamp | None = ...,
+        group_keys: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "sla", b"sla", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledged_at", b"acknowledged_at", "created_at", b"created_at", "resolved_at", b"resolved_at", "sla", b"sla", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "created_at", b"created_at", "destinations", b"destinations", "escalation_level", b"escalation_level", "history", b"history", "id", b"id", "mentions", b"mentions", "risk_flags", b"risk_flags", "severity", b"severity", "sla", b"sla", "state", b"state", "team", b"team", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_at", b"acknowledged_at", "category", b"category", "created_at", b"created_at", "destinations", b"destinations", "escalation_level", b"escalation_level", "group_keys", b"group_keys", "history", b"history", "id", b"id", "matched_rules", b"matched_rules", "mentions", b"mentions", "owner", b"owner", "priority", b"priority", "resolved_at", b"resolved_at", "risk_flags", b"risk_flags", "severity", b"severity", "sla", b"sla", "sla_policy", b"sla_policy", "state", b"state", "team", b"team", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -45,6 +45,31 @@ class RouterServiceStub:
                 request_serializer=clamor_dot_v1_dot_router__service__pb2.GetCaseRequest.SerializeToString,
                 response_deserializer=clamor_dot_v1_dot_router__service__pb2.GetCaseResponse.FromString,
                 _registered_method=True)
+        self.ValidateRules = channel.unary_unary(
+                '/clamor.v1.RouterService/ValidateRules',
+                request_serializer=clamor_dot_v1_dot_router__service__pb2.ValidateRulesRequest.SerializeToString,
+                response_deserializer=clamor_dot_v1_dot_router__service__pb2.ValidateRulesResponse.FromString,
+                _registered_method=True)
+        self.ReloadRules = channel.unary_unary(
+                '/clamor.v1.RouterService/ReloadRules',
+                request_serializer=clamor_dot_v1_dot_router__service__pb2.ReloadRulesRequest.SerializeToString,
+                response_deserializer=clamor_dot_v1_dot_router__service__pb2.ReloadRulesResponse.FromString,
+                _registered_method=True)
+        self.ActOnCase = channel.unary_unary(
+                '/clamor.v1.RouterService/ActOnCase',
+                request_serializer=clamor_dot_v1_dot_router__service__pb2.ActOnCaseRequest.SerializeToString,
+                response_deserializer=clamor_dot_v1_dot_router__service__pb2.ActOnCaseResponse.FromString,
+                _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/clamor.v1.RouterService/ListDeadLetters',
+                request_serializer=clamor_dot_v1_dot_router__service__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=clamor_dot_v1_dot_router__service__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.ReplayDeadLetters = channel.unary_unary(
+                '/clamor.v1.RouterService/ReplayDeadLetters',
+                request_serializer=clamor_dot_v1_dot_router__service__pb2.ReplayDeadLettersRequest.SerializeToString,
+                response_deserializer=clamor_dot_v1_dot_router__service__pb2.ReplayDeadLettersResponse.FromString,
+                _registered_method=True)
 
 
 class RouterServiceServicer:
@@ -65,6 +90,41 @@ class RouterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ValidateRules(self, request, context):
+        """Check routing rules (YAML, the `router.rules` list) without applying them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReloadRules(self, request, context):
+        """Read the rules from the config file again and use them from the next complaint on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ActOnCase(self, request, context):
+        """Acknowledge, resolve or close a case as "not a complaint" (the last becomes a training label).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeadLetters(self, request, context):
+        """Deliveries that failed for longer than their destination's retry period.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayDeadLetters(self, request, context):
+        """Deliver dead letters again; they leave the dead-letter list once queued.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +137,31 @@ def add_RouterServiceServicer_to_server(servicer, server):
                     servicer.GetCase,
                     request_deserializer=clamor_dot_v1_dot_router__service__pb2.GetCaseRequest.FromString,
                     response_serializer=clamor_dot_v1_dot_router__service__pb2.GetCaseResponse.SerializeToString,
+            ),
+            'ValidateRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateRules,
+                    request_deserializer=clamor_dot_v1_dot_router__service__pb2.ValidateRulesRequest.FromString,
+                    response_serializer=clamor_dot_v1_dot_router__service__pb2.ValidateRulesResponse.SerializeToString,
+            ),
+            'ReloadRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReloadRules,
+                    request_deserializer=clamor_dot_v1_dot_router__service__pb2.ReloadRulesRequest.FromString,
+                    response_serializer=clamor_dot_v1_dot_router__service__pb2.ReloadRulesResponse.SerializeToString,
+            ),
+            'ActOnCase': grpc.unary_unary_rpc_method_handler(
+                    servicer.ActOnCase,
+                    request_deserializer=clamor_dot_v1_dot_router__service__pb2.ActOnCaseRequest.FromString,
+                    response_serializer=clamor_dot_v1_dot_router__service__pb2.ActOnCaseResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=clamor_dot_v1_dot_router__service__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=clamor_dot_v1_dot_router__service__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'ReplayDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayDeadLetters,
+                    request_deserializer=clamor_dot_v1_dot_router__service__pb2.ReplayDeadLettersRequest.FromString,
+                    response_serializer=clamor_dot_v1_dot_router__service__pb2.ReplayDeadLettersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +219,141 @@ class RouterService:
             '/clamor.v1.RouterService/GetCase',
             clamor_dot_v1_dot_router__service__pb2.GetCaseRequest.SerializeToString,
             clamor_dot_v1_dot_router__service__pb2.GetCaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clamor.v1.RouterService/ValidateRules',
+            clamor_dot_v1_dot_router__service__pb2.ValidateRulesRequest.SerializeToString,
+            clamor_dot_v1_dot_router__service__pb2.ValidateRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReloadRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clamor.v1.RouterService/ReloadRules',
+            clamor_dot_v1_dot_router__service__pb2.ReloadRulesRequest.SerializeToString,
+            clamor_dot_v1_dot_router__service__pb2.ReloadRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ActOnCase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clamor.v1.RouterService/ActOnCase',
+            clamor_dot_v1_dot_router__service__pb2.ActOnCaseRequest.SerializeToString,
+            clamor_dot_v1_dot_router__service__pb2.ActOnCaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clamor.v1.RouterService/ListDeadLetters',
+            clamor_dot_v1_dot_router__service__pb2.ListDeadLettersRequest.SerializeToString,
+            clamor_dot_v1_dot_router__service__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clamor.v1.RouterService/ReplayDeadLetters',
+            clamor_dot_v1_dot_router__service__pb2.ReplayDeadLettersRequest.SerializeToString,
+            clamor_dot_v1_dot_router__service__pb2.ReplayDeadLettersResponse.FromString,
             options,
             channel_credentials,
             insecure,

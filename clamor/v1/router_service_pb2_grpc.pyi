@@ -37,6 +37,16 @@ class RouterServiceStub:
     """Cases, newest first."""
     GetCase: _grpc.UnaryUnaryMultiCallable[_router_service_pb2.GetCaseRequest, _router_service_pb2.GetCaseResponse]
     """One case by id."""
+    ValidateRules: _grpc.UnaryUnaryMultiCallable[_router_service_pb2.ValidateRulesRequest, _router_service_pb2.ValidateRulesResponse]
+    """Check routing rules (YAML, the `router.rules` list) without applying them."""
+    ReloadRules: _grpc.UnaryUnaryMultiCallable[_router_service_pb2.ReloadRulesRequest, _router_service_pb2.ReloadRulesResponse]
+    """Read the rules from the config file again and use them from the next complaint on."""
+    ActOnCase: _grpc.UnaryUnaryMultiCallable[_router_service_pb2.ActOnCaseRequest, _router_service_pb2.ActOnCaseResponse]
+    """Acknowledge, resolve or close a case as "not a complaint" (the last becomes a training label)."""
+    ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_router_service_pb2.ListDeadLettersRequest, _router_service_pb2.ListDeadLettersResponse]
+    """Deliveries that failed for longer than their destination's retry period."""
+    ReplayDeadLetters: _grpc.UnaryUnaryMultiCallable[_router_service_pb2.ReplayDeadLettersRequest, _router_service_pb2.ReplayDeadLettersResponse]
+    """Deliver dead letters again; they leave the dead-letter list once queued."""
 
 @_typing.type_check_only
 class RouterServiceAsyncStub(RouterServiceStub):
@@ -47,6 +57,16 @@ class RouterServiceAsyncStub(RouterServiceStub):
     """Cases, newest first."""
     GetCase: _aio.UnaryUnaryMultiCallable[_router_service_pb2.GetCaseRequest, _router_service_pb2.GetCaseResponse]  # type: ignore[assignment]
     """One case by id."""
+    ValidateRules: _aio.UnaryUnaryMultiCallable[_router_service_pb2.ValidateRulesRequest, _router_service_pb2.ValidateRulesResponse]  # type: ignore[assignment]
+    """Check routing rules (YAML, the `router.rules` list) without applying them."""
+    ReloadRules: _aio.UnaryUnaryMultiCallable[_router_service_pb2.ReloadRulesRequest, _router_service_pb2.ReloadRulesResponse]  # type: ignore[assignment]
+    """Read the rules from the config file again and use them from the next complaint on."""
+    ActOnCase: _aio.UnaryUnaryMultiCallable[_router_service_pb2.ActOnCaseRequest, _router_service_pb2.ActOnCaseResponse]  # type: ignore[assignment]
+    """Acknowledge, resolve or close a case as "not a complaint" (the last becomes a training label)."""
+    ListDeadLetters: _aio.UnaryUnaryMultiCallable[_router_service_pb2.ListDeadLettersRequest, _router_service_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
+    """Deliveries that failed for longer than their destination's retry period."""
+    ReplayDeadLetters: _aio.UnaryUnaryMultiCallable[_router_service_pb2.ReplayDeadLettersRequest, _router_service_pb2.ReplayDeadLettersResponse]  # type: ignore[assignment]
+    """Deliver dead letters again; they leave the dead-letter list once queued."""
 
 class RouterServiceServicer(metaclass=_abc_1.ABCMeta):
     """The router turns complaints into cases and delivers them to destinations."""
@@ -66,5 +86,45 @@ class RouterServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_router_service_pb2.GetCaseResponse, _abc.Awaitable[_router_service_pb2.GetCaseResponse]]:
         """One case by id."""
+
+    @_abc_1.abstractmethod
+    def ValidateRules(
+        self,
+        request: _router_service_pb2.ValidateRulesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_service_pb2.ValidateRulesResponse, _abc.Awaitable[_router_service_pb2.ValidateRulesResponse]]:
+        """Check routing rules (YAML, the `router.rules` list) without applying them."""
+
+    @_abc_1.abstractmethod
+    def ReloadRules(
+        self,
+        request: _router_service_pb2.ReloadRulesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_service_pb2.ReloadRulesResponse, _abc.Awaitable[_router_service_pb2.ReloadRulesResponse]]:
+        """Read the rules from the config file again and use them from the next complaint on."""
+
+    @_abc_1.abstractmethod
+    def ActOnCase(
+        self,
+        request: _router_service_pb2.ActOnCaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_service_pb2.ActOnCaseResponse, _abc.Awaitable[_router_service_pb2.ActOnCaseResponse]]:
+        """Acknowledge, resolve or close a case as "not a complaint" (the last becomes a training label)."""
+
+    @_abc_1.abstractmethod
+    def ListDeadLetters(
+        self,
+        request: _router_service_pb2.ListDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_service_pb2.ListDeadLettersResponse, _abc.Awaitable[_router_service_pb2.ListDeadLettersResponse]]:
+        """Deliveries that failed for longer than their destination's retry period."""
+
+    @_abc_1.abstractmethod
+    def ReplayDeadLetters(
+        self,
+        request: _router_service_pb2.ReplayDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_service_pb2.ReplayDeadLettersResponse, _abc.Awaitable[_router_service_pb2.ReplayDeadLettersResponse]]:
+        """Deliver dead letters again; they leave the dead-letter list once queued."""
 
 def add_RouterServiceServicer_to_server(servicer: RouterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
