@@ -97,7 +97,7 @@ def train(
     version: Annotated[str, typer.Option(help="The model's version, shown by ModelInfo and in every verdict.")] = "",
 ) -> None:
     """Train the model's heads on the training split and report on the held-out split."""
-    from services.triage.features import Encoder, combine  # noqa: PLC0415 - torch loads only for this command
+    from services.triage.features import Encoder, joined, lexical  # noqa: PLC0415 - torch loads only for this command
     from services.triage.training import DataError, fit_heads, model_card, read_examples, split  # noqa: PLC0415
 
     sources = data or [bundled_corpus()]
@@ -112,9 +112,10 @@ def train(
     encoder = Encoder()
     with progress_bar("embedding the training split", len(training)) as advance:
         embeddings = encoder.encode([e.text for e in training], progress=advance)
-    errors.print("fitting the complaint, severity and category heads…")
+    errors.print("fitting the complaint, severity and category heads, with and without the encoder…")
+    grams = lexical([e.text for e in training])
     try:
-        heads = fit_heads(combine(embeddings, [e.text for e in training]), training, version=version)
+        heads = fit_heads(joined(grams, embeddings), training, version=version, grams=grams)
     except (DataError, ValueError) as exc:
         errors.print(f"[red]cannot train[/red]: {escape(str(exc))}")
         raise typer.Exit(2) from exc

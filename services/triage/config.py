@@ -23,7 +23,7 @@ class CategorySettings(Section):
 class TriageSettings(Section):
     grpc: GrpcSettings = GrpcSettings(port=50072)
     # Messages fetched and classified together; larger batches amortise model calls.
-    batch_size: int = Field(default=32, ge=1, le=1024)
+    batch_size: int = Field(default=64, ge=1, le=1024)
     # How long a fetch waits to fill a batch before classifying what it has.
     batch_wait_ms: int = Field(default=200, ge=10, le=60_000)
     # "model": the trained model (MiniLM + heads) with the risk rules beside it; "rules": the rules alone.

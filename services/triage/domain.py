@@ -45,14 +45,31 @@ MAX_CUES_COUNTED = 3
 
 
 def _pattern(term: str) -> str:
+    """A term's regex. The left edge is checked by :func:`_starts_clear`, not by a lookbehind here:
+    a lookbehind in front of every alternative halves the speed of the whole alternation."""
     stem = term.endswith("*")
     body = re.escape(term.rstrip("*"))
     if term.isdigit():
         # A hotline number, not part of an order number; CJK letters around it are fine ("打12315投诉").
-        return rf"(?<![0-9]){body}(?![0-9])"
+        return rf"{body}(?![0-9])"
     if not _SPACED_SCRIPTS.search(term):
         return body
-    return rf"(?<!\w){body}" + (r"\w*" if stem else r"(?!\w)")
+    return body + (r"\w*" if stem else r"(?!\w)")
+
+
+def _starts_clear(text: str, start: int) -> bool:
+    """Whether a match at ``start`` begins a word (or a number) rather than continuing one.
+
+    Terms in CJK scripts match anywhere: those scripts do not separate words with spaces.
+    """
+    if start == 0:
+        return True
+    first, before = text[start], text[start - 1]
+    if first.isdigit():
+        return not before.isdigit()
+    if _SPACED_SCRIPTS.match(first):
+        return not (before.isalnum() or before == "_")
+    return True
 
 
 @dataclass(frozen=True)
@@ -67,17 +84,24 @@ class TermSet:
         return cls(
             name,
             {
-                lang: re.compile("|".join(_pattern(t) for t in sorted(words, key=len, reverse=True)), re.IGNORECASE)
+                # Lower-cased terms against lower-cased text: five times faster than re.IGNORECASE.
+                lang: re.compile("|".join(_pattern(t.lower()) for t in sorted(words, key=len, reverse=True)))
                 for lang, words in terms.items()
             },
         )
 
     def matches(self, text: str, languages: Iterable[str]) -> list[str]:
+        """The terms found in ``text``, as written, in the order of ``languages`` and then of the text."""
+        lowered = text.lower()
+        # Reasons quote the text as written; the rare letter whose lower case is longer shifts offsets.
+        shown = text if len(lowered) == len(text) else lowered
         found: list[str] = []
         for lang in languages:
             pattern = self.patterns.get(lang)
             if pattern is not None:
-                found += [m.group(0) for m in pattern.finditer(text)]
+                found += [
+                    shown[m.start() : m.end()] for m in pattern.finditer(lowered) if _starts_clear(lowered, m.start())
+                ]
         return list(dict.fromkeys(found))
 
 

@@ -103,8 +103,13 @@ def lexical(texts: Sequence[str]) -> spmatrix:
 
 
 def combine(embeddings: np.ndarray, texts: Sequence[str]) -> csr_matrix:
-    """The feature matrix the heads read: hashed n-grams, then the weighted embedding."""
-    return hstack([lexical(texts), csr_matrix(embeddings * EMBEDDING_WEIGHT)]).tocsr()
+    """The feature matrix the encoder heads read: hashed n-grams, then the weighted embedding."""
+    return joined(lexical(texts), embeddings)
+
+
+def joined(grams: spmatrix, embeddings: np.ndarray) -> csr_matrix:
+    """:func:`combine` for n-grams already computed (the cascade computes them first)."""
+    return hstack([grams, csr_matrix(embeddings * EMBEDDING_WEIGHT)]).tocsr()
 
 
 FEATURES = 2**HASH_BITS + EMBEDDING_DIM

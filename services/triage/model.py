@@ -4,6 +4,10 @@ Heads: is it a complaint (logistic, so its probability is calibrated), its sever
 category (multinomial). The risk rules of :class:`RuleClassifier` run beside the model: their
 flags and reasons are kept, and a risk flag can only raise the model's severity, never lower it.
 A model directory holds ``heads.npz`` (coefficients, float16) and ``model_card.json``.
+
+A cascade runs first when the model has one: the same three heads trained on the n-grams alone
+decide every post whose n-gram complaint probability is outside the uncertain band, and only the
+posts inside it pay for the encoder (about a fifth of them on our corpus; docs/triage-model.md).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 from clamor.v1 import triage_pb2
 from services.triage.domain import STRONG_RISKS, Post, RuleClassifier
 from services.triage.errors import ModelError
-from services.triage.features import FEATURES, Encoder, combine
+from services.triage.features import EMBEDDING_DIM, FEATURES, Encoder, joined, lexical
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -44,13 +48,46 @@ class Head:
     intercept: np.ndarray
 
     def probabilities(self, features: spmatrix) -> np.ndarray:
-        logits = np.asarray(features @ self.coef.astype(np.float32).T) + self.intercept
+        logits = np.asarray(features @ self.coef.T) + self.intercept
         if len(self.classes) == 2 and logits.shape[1] == 1:
             positive = 1.0 / (1.0 + np.exp(-logits[:, 0]))
             return np.stack([1.0 - positive, positive], axis=1)
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         return np.asarray(exp / exp.sum(axis=1, keepdims=True))
+
+
+HEAD_NAMES = ("complaint", "severity", "category")
+CASCADE_PREFIX = "ngrams_"
+
+
+def _save_head(arrays: dict[str, np.ndarray], name: str, head: Head) -> None:
+    arrays[f"{name}_coef"] = head.coef.astype(np.float16)
+    arrays[f"{name}_intercept"] = head.intercept.astype(np.float32)
+    arrays[f"{name}_classes"] = np.array(head.classes)
+
+
+def _load_head(data: Any, name: str) -> Head:
+    return Head(
+        classes=tuple(str(c) for c in data[f"{name}_classes"]),
+        # Stored as float16 to keep the file small; widened once here, not on every batch.
+        coef=data[f"{name}_coef"].astype(np.float32),
+        intercept=data[f"{name}_intercept"],
+    )
+
+
+@dataclass(frozen=True)
+class Cascade:
+    """Heads on the n-grams alone, sure of a post when its complaint probability is outside (low, high)."""
+
+    complaint: Head
+    severity: Head
+    category: Head
+    low: float
+    high: float
+
+    def sure(self, complaint: np.ndarray) -> np.ndarray:
+        return np.asarray((complaint <= self.low) | (complaint >= self.high))
 
 
 @dataclass(frozen=True)
@@ -61,17 +98,19 @@ class ModelHeads:
     threshold: float
     version: str
     card: dict[str, Any]
+    cascade: Cascade | None = None
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, np.ndarray] = {}
-        for name in ("complaint", "severity", "category"):
-            head: Head = getattr(self, name)
-            arrays[f"{name}_coef"] = head.coef.astype(np.float16)
-            arrays[f"{name}_intercept"] = head.intercept.astype(np.float32)
-            arrays[f"{name}_classes"] = np.array(head.classes)
+        for name in HEAD_NAMES:
+            _save_head(arrays, name, getattr(self, name))
+            if self.cascade is not None:
+                _save_head(arrays, CASCADE_PREFIX + name, getattr(self.cascade, name))
         np.savez_compressed(folder / HEADS, **arrays)  # type: ignore[arg-type]
         card = {**self.card, "version": self.version, "threshold": self.threshold, "features": FEATURES}
+        if self.cascade is not None:
+            card["cascade"] = {"low": self.cascade.low, "high": self.cascade.high}
         (folder / CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
     @classmethod
@@ -79,21 +118,20 @@ class ModelHeads:
         try:
             card = json.loads((folder / CARD).read_text(encoding="utf-8"))
             with np.load(folder / HEADS, allow_pickle=False) as data:
-                heads = {
-                    name: Head(
-                        classes=tuple(str(c) for c in data[f"{name}_classes"]),
-                        coef=data[f"{name}_coef"],
-                        intercept=data[f"{name}_intercept"],
-                    )
-                    for name in ("complaint", "severity", "category")
-                }
+                heads = {name: _load_head(data, name) for name in HEAD_NAMES}
+                band = card.get("cascade")
+                cascade = (
+                    Cascade(**{name: _load_head(data, CASCADE_PREFIX + name) for name in HEAD_NAMES},
+                            low=float(band["low"]), high=float(band["high"]))
+                    if band else None
+                )  # fmt: skip
             if card.get("features") != FEATURES:
                 raise ModelError(
                     f"{folder} was trained on {card.get('features')} features; this version makes {FEATURES}"
                 )
             return cls(
                 complaint=heads["complaint"], severity=heads["severity"], category=heads["category"],
-                threshold=float(card["threshold"]), version=str(card["version"]), card=card,
+                threshold=float(card["threshold"]), version=str(card["version"]), card=card, cascade=cascade,
             )  # fmt: skip
         except (OSError, KeyError, ValueError, TypeError) as exc:
             raise ModelError(f"cannot load the triage model from {folder}: {exc!r}") from exc
@@ -164,7 +202,7 @@ class ModelClassifier:
         return f"{NAME}/{self.heads.version}"
 
     def features(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> spmatrix:
-        return combine(self.encoder.encode(texts, progress=progress), texts)
+        return joined(lexical(texts), self.encoder.encode(texts, progress=progress))
 
     def classify(
         self, posts: Sequence[Post], *, progress: Callable[[int], None] | None = None
@@ -172,22 +210,55 @@ class ModelClassifier:
         if not posts:
             return []
         texts = [post.text for post in posts]
-        embeddings = self.encoder.encode(texts, progress=progress)
-        features = combine(embeddings, texts)
-        complaint = self.heads.complaint.probabilities(features)[
-            :, list(self.heads.complaint.classes).index("complaint")
-        ]
-        severity = self.heads.severity.probabilities(features)
-        category = self.heads.category.probabilities(features)
-        extra = self.prototypes.best(embeddings) if self.prototypes is not None else [None] * len(posts)
+        grams = lexical(texts)
+        count = len(posts)
+        complaint = np.zeros(count)
+        severity = np.zeros((count, len(self.heads.severity.classes)))
+        category = np.zeros((count, len(self.heads.category.classes)))
+        sure = np.zeros(count, dtype=bool)
+        ruled = [self.rules.classify_one(post) for post in posts]
+        cascade = self.heads.cascade
+        if cascade is not None:
+            complaint = _positive(cascade.complaint, grams)
+            # The n-grams may call a post noise only when the rules see no grievance in it either:
+            # a confident miss costs more than a false alarm (docs/triage-model.md).
+            grievance = np.array([r.verdict == triage_pb2.VERDICT_COMPLAINT for r in ruled], dtype=bool)
+            sure = cascade.sure(complaint) & ~(grievance & (complaint < self.threshold))
+            chosen = np.flatnonzero(sure)
+            severity[chosen] = cascade.severity.probabilities(grams[chosen])
+            category[chosen] = cascade.category.probabilities(grams[chosen])
+        # Added categories are matched by embedding, so complaints the n-grams were sure of need one too.
+        embed = ~sure | ((complaint >= self.threshold) & (self.prototypes is not None))
+        embedded = np.flatnonzero(embed)
+        if progress is not None and count > len(embedded):
+            progress(count - len(embedded))
+        embeddings = np.zeros((count, EMBEDDING_DIM), dtype=np.float32)
+        if len(embedded):
+            embeddings[embedded] = self.encoder.encode([texts[i] for i in embedded], progress=progress)
+        unsure = np.flatnonzero(~sure)
+        if len(unsure):
+            features = joined(grams[unsure], embeddings[unsure])
+            complaint[unsure] = _positive(self.heads.complaint, features)
+            severity[unsure] = self.heads.severity.probabilities(features)
+            category[unsure] = self.heads.category.probabilities(features)
+        extra: list[tuple[str, float] | None] = [None] * count
+        if self.prototypes is not None and len(embedded):
+            for index, found in zip(embedded, self.prototypes.best(embeddings[embedded]), strict=True):
+                extra[index] = found
         return [
-            self._result(post, float(complaint[i]), severity[i], category[i], extra[i]) for i, post in enumerate(posts)
+            self._result(post, ruled[i], float(complaint[i]), severity[i], category[i], extra[i])
+            for i, post in enumerate(posts)
         ]
 
-    def _result(
-        self, post: Post, score: float, severity: np.ndarray, category: np.ndarray, extra: tuple[str, float] | None
+    def _result(  # noqa: PLR0917 - private, called once, every argument a per-post column
+        self,
+        post: Post,
+        ruled: triage_pb2.TriageResult,
+        score: float,
+        severity: np.ndarray,
+        category: np.ndarray,
+        extra: tuple[str, float] | None,
     ) -> triage_pb2.TriageResult:
-        ruled = self.rules.classify_one(post)
         is_complaint = score >= self.threshold
         reasons = list(ruled.reasons)
         if not is_complaint and ruled.verdict == triage_pb2.VERDICT_COMPLAINT and STRONG_RISKS & set(ruled.risk_flags):
@@ -217,3 +288,8 @@ class ModelClassifier:
             reasons=reasons,
             model_version=self.version,
         )
+
+
+def _positive(head: Head, features: spmatrix) -> np.ndarray:
+    """The complaint head's probability of "complaint", one per row."""
+    return np.asarray(head.probabilities(features)[:, list(head.classes).index("complaint")])

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -15,6 +16,9 @@ from services.triage import features
 from services.triage.domain import Post
 from services.triage.errors import ModelError
 from services.triage.model import CARD, ModelClassifier, ModelHeads, bundled_model_dir
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 COMPLAINT = triage_pb2.VERDICT_COMPLAINT
 NOISE = triage_pb2.VERDICT_NOISE
@@ -193,3 +197,81 @@ def test_a_card_without_a_threshold_is_a_model_error(tmp_path: Path) -> None:
     (folder / CARD).write_text(json.dumps(card), encoding="utf-8")
     with pytest.raises(ModelError):
         ModelHeads.load(folder)
+
+
+# --- the cascade ----------------------------------------------------------------------------
+
+
+class CountingEncoder(features.Encoder):
+    """The real encoder, counting the texts it is asked to embed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+
+    def encode(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        self.texts += texts
+        return super().encode(texts, progress=progress)
+
+
+@pytest.fixture(scope="module")
+def counted() -> tuple[ModelClassifier, CountingEncoder]:
+    encoder = CountingEncoder()
+    return ModelClassifier(ModelHeads.load(bundled_model_dir()), encoder=encoder), encoder
+
+
+def test_the_bundled_model_has_a_cascade_with_its_band_in_the_card(classifier: ModelClassifier) -> None:
+    cascade = classifier.heads.cascade
+    assert cascade is not None
+    assert 0 < cascade.low < classifier.threshold < cascade.high < 1
+    assert classifier.heads.card["cascade"] == {"low": cascade.low, "high": cascade.high}
+
+
+def test_only_posts_the_ngrams_are_unsure_of_reach_the_encoder(
+    counted: tuple[ModelClassifier, CountingEncoder], verdicts: dict[str, triage_pb2.TriageResult]
+) -> None:
+    classifier, encoder = counted
+    encoder.texts.clear()
+    texts = list(verdicts)
+    results = classifier.classify([Post(text) for text in texts])
+    cascade = classifier.heads.cascade
+    assert cascade is not None
+    gate = cascade.complaint.probabilities(features.lexical(texts))[
+        :, list(cascade.complaint.classes).index("complaint")
+    ]
+    sure_complaints = {t for t, p in zip(texts, gate, strict=True) if p >= cascade.high}
+    assert sure_complaints, "the batch should hold complaints the n-grams are sure of"
+    assert not sure_complaints & set(encoder.texts)
+    assert 0 < len(encoder.texts) < len(texts)
+    # Whichever stage decided, the verdicts are the module's (the same code path).
+    assert [r.verdict for r in results] == [verdicts[t].verdict for t in texts]
+
+
+def test_a_post_the_ngrams_call_noise_but_the_rules_read_as_a_grievance_goes_to_the_encoder(
+    counted: tuple[ModelClassifier, CountingEncoder],
+) -> None:
+    classifier, encoder = counted
+    text = "My new washing machine leaked all over the kitchen floor on day two and nobody will send a technician"
+    cascade = classifier.heads.cascade
+    assert cascade is not None
+    gate = cascade.complaint.probabilities(features.lexical([text]))[
+        0, list(cascade.complaint.classes).index("complaint")
+    ]
+    encoder.texts.clear()
+    [result] = classifier.classify([Post(text)])
+    assert classifier.rules.classify_one(Post(text)).verdict == COMPLAINT
+    if gate <= cascade.low:
+        assert encoder.texts == [text]
+    assert result.verdict == COMPLAINT, result.complaint_score
+
+
+def test_a_cascade_survives_saving_and_loading(classifier: ModelClassifier, tmp_path: Path) -> None:
+    classifier.heads.save(tmp_path / "copy")
+    loaded = ModelHeads.load(tmp_path / "copy")
+    assert loaded.cascade is not None
+    assert classifier.heads.cascade is not None
+    assert (loaded.cascade.low, loaded.cascade.high) == (classifier.heads.cascade.low, classifier.heads.cascade.high)
+    grams = features.lexical([str(param.values[1]) for param in VERDICTS])
+    for name in ("complaint", "severity", "category"):
+        before, after = getattr(classifier.heads.cascade, name), getattr(loaded.cascade, name)
+        assert np.array_equal(after.probabilities(grams), before.probabilities(grams)), name
