@@ -322,3 +322,44 @@ class CaseAction(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CaseAction: _TypeAlias = CaseAction  # noqa: Y015
+
+@_typing.final
+class CaseDelivery(_message.Message):
+    """Asks the router's delivery worker to bring one destination up to date with a case: the payload of
+    the DELIVERIES stream (`clamor.delivery.<destination>`). It names the case rather than carrying it,
+    so a retry always sends the case as it is now, and one sync covers every change before it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    DESTINATION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REQUESTED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Stable id "<case_id>:<destination>:<history length>"; producers use it as Nats-Msg-Id."""
+    case_id: _builtins.str
+    destination: _builtins.str
+    reason: _builtins.str
+    """What changed: "created", "post added", "escalated", "acknowledge", "resolve", "replay"..."""
+    @_builtins.property
+    def requested_at(self) -> _timestamp_pb2.Timestamp:
+        """When the first attempt was asked for: the retry period is counted from here."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        case_id: _builtins.str = ...,
+        destination: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        requested_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["requested_at", b"requested_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "destination", b"destination", "id", b"id", "reason", b"reason", "requested_at", b"requested_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseDelivery: _TypeAlias = CaseDelivery  # noqa: Y015

@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING
 from clamor.v1 import alert_pb2, case_pb2, notifier_service_pb2_grpc
 from services.notifier import grouping, pages
 from services.notifier.ack_links import AckLinks
-from services.notifier.clients import CaseActions, DeliveryStore, NotificationLog, build_channel
+from services.notifier.clients import DeliveryStore, NotificationLog, build_channel
 from services.notifier.config import NotifierConfig
 from services.notifier.consumer import NotifyHandler
 from services.notifier.dispatcher import Dispatcher
 from services.notifier.http import AckServer
 from services.notifier.server import SERVICE_NAME, NotifierServicer
 from services.shared import subjects
+from services.shared.case_actions import CaseActions
 from services.shared.config import load_config
 from services.shared.kv_state import KvState
 from services.shared.lifecycle import ServiceRuntime, service_main

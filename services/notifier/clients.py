@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from nats.errors import Error as NatsLibraryError
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
-from clamor.v1 import case_pb2, notification_pb2
+from clamor.v1 import notification_pb2
 from services.shared import subjects
 from services.shared.errors import TransientError
 from services.shared.jetstream import ensure_bucket, publish
@@ -81,32 +81,6 @@ class DeliveryStore:
             await self._bucket.put(self._key(notification_id), json.dumps(value).encode())
         except (TimeoutError, NatsLibraryError) as exc:
             raise TransientError(f"cannot record the delivery of {notification_id}: {exc}") from exc
-
-
-class CaseActions:
-    """Publishes acknowledgements and resolutions for the router and the notifier to act on."""
-
-    def __init__(self, js: JetStreamContext, tracer: trace.Tracer) -> None:
-        self._js = js
-        self._tracer = tracer
-
-    async def publish(
-        self,
-        case_id: str,
-        kind: case_pb2.CaseActionKind.ValueType,
-        *,
-        actor: str,
-        via: str,
-        request_id: str,
-        note: str = "",
-    ) -> str:
-        name = case_pb2.CaseActionKind.Name(kind).removeprefix("CASE_ACTION_KIND_").lower()
-        action = case_pb2.CaseAction(
-            id=f"{case_id}:{name}:{request_id}", case_id=case_id, kind=kind, actor=actor, via=via, note=note
-        )
-        action.at.FromDatetime(datetime.now(UTC))
-        await publish(self._js, self._tracer, subjects.case_action_subject(name), action, msg_id=action.id)
-        return action.id
 
 
 class NotificationLog:

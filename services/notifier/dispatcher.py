@@ -26,10 +26,10 @@ from opentelemetry import trace
 
 from clamor.v1 import notification_pb2
 from services.notifier import grouping, pages
-from services.notifier.budget import RateBudget
 from services.notifier.config import rate_per_s
 from services.notifier.domain import notification_for
 from services.notifier.errors import ChannelError
+from services.shared.budget import RateBudget
 from services.shared.errors import PermanentError, TransientError
 from services.shared.telemetry import extract_context, inject_context
 

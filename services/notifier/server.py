@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from services.notifier.channels.base import Channel
-    from services.notifier.clients import CaseActions, NotificationLog
+    from services.notifier.clients import NotificationLog
+    from services.shared.case_actions import CaseActions
 
 SERVICE_NAME = notifier_service_pb2.DESCRIPTOR.services_by_name["NotifierService"].full_name
 DEFAULT_LIMIT = 100

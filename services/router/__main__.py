@@ -1,53 +1,191 @@
-"""``clamor serve router``: config → telemetry → server → NATS → clients → consumer → run."""
+"""``clamor serve router``: config → telemetry → server → NATS → clients → consumers → clocks → run."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sys
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from clamor.v1 import case_pb2, router_service_pb2_grpc, triage_pb2
-from services.router.clients import CaseStore, EscalationPublisher, Outbox
-from services.router.config import RouterConfig
-from services.router.consumer import RouterHandler
-from services.router.server import SERVICE_NAME, RouterServicer
+from services.router.clients import CaseIndex, CaseStore, DeliveryQueue, EscalationPublisher, TriageFeedback
+from services.router.config import OUTBOX, RouterConfig, RouterSettings
+from services.router.consumer import RouterHandler, RulesHolder
+from services.router.dead_letters import DeadLetters
+from services.router.delivery import (
+    DeliveryWorker,
+    DestinationPolicy,
+    Disabled,
+    TicketRecord,
+    open_disabled,
+    open_tickets,
+)
+from services.router.destinations import build_destination
+from services.router.http import CallbackServer
+from services.router.local_destinations import NatsDestination, OutboxDestination
+from services.router.server import SERVICE_NAME, RouterParts, RouterServicer
+from services.router.sla_clock import SlaClocks
 from services.shared import subjects
+from services.shared.case_actions import CaseActions
 from services.shared.config import load_config
+from services.shared.kv_state import KvState
 from services.shared.lifecycle import ServiceRuntime, service_main
-from services.shared.pull_consumer import one_at_a_time
+from services.shared.pull_consumer import BatchHandler, concurrently, one_at_a_time
 from services.shared.telemetry import setup_telemetry
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     import grpc
+    from google.protobuf.message import Message
+    from nats.js import JetStreamContext
+    from opentelemetry import trace
+
+    from services.router.destinations.base import Destination
+    from services.shared.status import Counters
 
 NAME = "router"
+
+
+def build_destinations(
+    settings: RouterSettings, js: JetStreamContext, tracer: trace.Tracer
+) -> tuple[dict[str, Destination], dict[str, DestinationPolicy]]:
+    """Every destination by name with its budget and retry period; the outbox is always there."""
+    destinations: dict[str, Destination] = {OUTBOX: OutboxDestination(settings.outbox.path)}
+    policies = {OUTBOX: DestinationPolicy(rate_per_s=1000.0, burst=100, retry_for_s=settings.outbox.retry_for_s)}
+    for item in settings.destinations:
+        if item.kind == "nats":
+            destinations[item.name] = NatsDestination(item.name, js, tracer)
+        else:
+            destinations[item.name] = build_destination(item)
+        policies[item.name] = DestinationPolicy(item.rate_per_s, item.burst, item.retry_for_s)
+    return destinations, policies
+
+
+def delivery_consumer(settings: RouterSettings) -> subjects.ConsumerSpec:
+    """The delivery durable with the configured ack wait (a crashed router's work moves on after it)."""
+    base = subjects.ROUTER_DELIVERY_CONSUMER
+    ack_wait = settings.delivery.ack_wait_s
+    return subjects.ConsumerSpec(
+        stream=base.stream, durable=base.durable, filter_subject=base.filter_subject,
+        dead_letter_subject=base.dead_letter_subject, ack_wait_s=ack_wait, max_deliver=base.max_deliver,
+        backoff_s=tuple(max(ack_wait, step) for step in (ack_wait, 2 * ack_wait, 60.0, 300.0)),
+        nak_delays_s=base.nak_delays_s, max_ack_pending=base.max_ack_pending,
+    )  # fmt: skip
+
+
+@dataclass
+class Router:
+    """The router's parts, wired as the service runs them (the tests wire the same way)."""
+
+    settings: RouterSettings
+    cases: CaseStore
+    index: CaseIndex
+    tickets: KvState[TicketRecord]
+    disabled: KvState[Disabled]
+    actions: CaseActions
+    dead_letters: DeadLetters
+    feedback: TriageFeedback
+    handler: RouterHandler
+    clocks: SlaClocks
+    worker: DeliveryWorker
+    destinations: dict[str, Destination]
+
+    def consumers(self) -> list[tuple[subjects.ConsumerSpec, type[Message], BatchHandler[Any], int]]:
+        """(durable, payload type, batch handler, batch size) of each consumer the router runs."""
+        return [
+            (subjects.ROUTER_CONSUMER, triage_pb2.TriagedMention, one_at_a_time(self.handler.handle), 16),
+            (subjects.ROUTER_ACTIONS_CONSUMER, case_pb2.CaseAction, one_at_a_time(self.handler.on_action), 16),
+            (delivery_consumer(self.settings), case_pb2.CaseDelivery, concurrently(self.worker.handle),
+             self.settings.delivery.concurrency),
+        ]  # fmt: skip
+
+    async def close(self) -> None:
+        await self.feedback.close()
+        for destination in self.destinations.values():
+            await destination.aclose()
+        await self.index.close()
+        for state in (self.clocks, self.tickets, self.disabled):
+            await state.close()
+
+
+async def assemble(
+    js: JetStreamContext,
+    settings: RouterSettings,
+    *,
+    tracer: trace.Tracer,
+    counters: Counters,
+    replicas: int = 1,
+    rules: RulesHolder | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Router:
+    cases = await CaseStore.open(js, replicas=replicas)
+    index = await CaseIndex.open(js, replicas=replicas, window_s=settings.grouping.window_s)
+    tickets = await open_tickets(js, replicas=replicas)
+    disabled = await open_disabled(js, replicas=replicas)
+    feedback = TriageFeedback(settings.triage_address)
+    handler = RouterHandler(
+        settings, rules=rules or RulesHolder(settings.rules), cases=cases, index=index,
+        queue=DeliveryQueue(js, tracer), escalations=EscalationPublisher(js, tracer), clocks=None, feedback=feedback,
+        counters=counters, clock=clock,
+    )  # fmt: skip
+    policies = {policy.name: policy for policy in settings.sla_policies}
+    clocks = await SlaClocks.open(js, policies, handler.on_sla_step, replicas=replicas)
+    handler.clocks = clocks
+    destinations, budgets = build_destinations(settings, js, tracer)
+    worker = DeliveryWorker(
+        destinations, budgets, cases=cases, tickets=tickets, disabled=disabled, settings=settings.delivery,
+        counters=counters, clock=clock,
+    )  # fmt: skip
+    return Router(
+        settings=settings, cases=cases, index=index, tickets=tickets, disabled=disabled,
+        actions=CaseActions(js, tracer), dead_letters=DeadLetters(js, tracer, disabled), feedback=feedback,
+        handler=handler, clocks=clocks, worker=worker, destinations=destinations,
+    )  # fmt: skip
 
 
 async def run(config_path: Path | None) -> None:
     config = load_config(RouterConfig, config_path)
     settings = config.router
     runtime = ServiceRuntime(NAME, config.nats, settings.grpc, setup_telemetry(NAME, config.telemetry))
-    stores: list[CaseStore] = []
+    rules = RulesHolder(settings.rules)
+    servicer = RouterServicer(settings, rules, config_path)
 
     def register(server: grpc.aio.Server) -> None:
-        router_service_pb2_grpc.add_RouterServiceServicer_to_server(RouterServicer(stores), server)
+        router_service_pb2_grpc.add_RouterServiceServicer_to_server(servicer, server)
 
     await runtime.start_grpc(register, [SERVICE_NAME])
     js = await runtime.connect()
-    cases = await CaseStore.open(js, replicas=config.nats.stream_replicas)
-    stores.append(cases)
-    handler = RouterHandler(
-        settings,
-        cases=cases,
-        outbox=Outbox(settings.outbox.path),
-        escalations=EscalationPublisher(js, runtime.tracer),
-        tracer=runtime.tracer,
-        counters=runtime.counters,
-    )
-    await runtime.add_consumer(subjects.ROUTER_CONSUMER, triage_pb2.TriagedMention, one_at_a_time(handler.handle))
-    await runtime.add_consumer(subjects.ROUTER_ACTIONS_CONSUMER, case_pb2.CaseAction, one_at_a_time(handler.on_action))
-    await runtime.run_until_signal()
+    router = await assemble(
+        js, settings, tracer=runtime.tracer, counters=runtime.counters, replicas=config.nats.stream_replicas,
+        rules=rules,
+    )  # fmt: skip
+    servicer.attach(RouterParts(cases=router.cases, actions=router.actions, dead_letters=router.dead_letters))
+    for spec, payload_type, handle, batch_size in router.consumers():
+        await runtime.add_consumer(spec, payload_type, handle, batch_size=batch_size)
+
+    async def sla_clock() -> None:
+        while not runtime.stopping.is_set():
+            await router.clocks.tick(router.handler.now())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runtime.stopping.wait(), timeout=settings.tick_s)
+
+    runtime.add_worker("sla-clock", sla_clock)
+    callback = (
+        CallbackServer(settings.callback, cases=router.cases, actions=router.actions)
+        if settings.callback.enabled else None
+    )  # fmt: skip
+    if callback is not None:
+        await callback.start()
+    try:
+        await runtime.run_until_signal()
+    finally:
+        if callback is not None:
+            await callback.stop()
+        await router.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,28 +1,32 @@
-"""Every outbound call the router makes: case state in KV, the outbox, escalations."""
+"""Every outbound call the router makes: cases and their keys in KV, deliveries, escalations, triage feedback."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+import grpc
 from nats.errors import Error as NatsLibraryError
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
-from clamor.v1 import case_pb2
-from services.router.domain import outbox_record
-from services.router.errors import CaseConflictError, DestinationError
+from clamor.v1 import case_pb2, triage_pb2, triage_service_pb2, triage_service_pb2_grpc
+from services.router.errors import CaseConflictError
 from services.shared import subjects
 from services.shared.errors import TransientError
 from services.shared.jetstream import ensure_bucket, publish
-from services.shared.jsonl import IdempotentJsonlFile
+from services.shared.kv_state import KvState
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
+    from datetime import datetime
 
     from nats.js import JetStreamContext
     from nats.js.kv import KeyValue
     from opentelemetry import trace
     from opentelemetry.context import Context
+
+log = logging.getLogger(__name__)
 
 CAS_ATTEMPTS = 5
 
@@ -48,18 +52,18 @@ class CaseStore:
         case.ParseFromString(entry.value or b"")
         return case, int(entry.revision or 0)
 
-    async def create_or_get(self, case: case_pb2.Case) -> case_pb2.Case:
-        """Store ``case`` if its id is new; otherwise return the stored one (a redelivery)."""
+    async def create_or_get(self, case: case_pb2.Case) -> tuple[case_pb2.Case, bool]:
+        """Store ``case`` if its id is new (True); otherwise return the stored one (a redelivery)."""
         try:
             await self._bucket.create(case.id, case.SerializeToString())
         except KeyWrongLastSequenceError:
             found = await self.get(case.id)
             if found is None:
                 raise CaseConflictError(f"case {case.id} vanished while being created") from None
-            return found[0]
+            return found[0], False
         except (TimeoutError, NatsLibraryError) as exc:
             raise TransientError(f"cannot create case {case.id}: {exc}") from exc
-        return case
+        return case, True
 
     async def update(self, case_id: str, change: Callable[[case_pb2.Case], bool]) -> case_pb2.Case:
         """Apply ``change`` (which returns False when there is nothing to do) with CAS retries."""
@@ -94,20 +98,76 @@ class CaseStore:
         return cases[:limit]
 
 
-class Outbox:
-    """The ``outbox`` destination: one JSON line per case, idempotent on case id."""
+@dataclass(frozen=True)
+class KeyRecord:
+    case_id: str
 
-    name = "outbox"
 
-    def __init__(self, path: Path) -> None:
-        self._file = IdempotentJsonlFile(path)
+class CaseIndex:
+    """Group key → open case, in a KV bucket whose entries expire after the grouping window.
 
-    def deliver(self, case: case_pb2.Case) -> bool:
-        """Returns False when the case was delivered before (nothing written)."""
-        try:
-            return self._file.append(outbox_record(case))
-        except OSError as exc:
-            raise DestinationError(f"outbox {self._file.path}: {exc.strerror or exc}") from exc
+    A key is claimed with KV ``create``, so two replicas placing posts of one customer at the
+    same moment agree on one case. Every later post re-writes its keys, so the window slides.
+    """
+
+    def __init__(self, state: KvState[KeyRecord]) -> None:
+        self._state = state
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, *, replicas: int, window_s: float) -> CaseIndex:
+        state = await KvState.open(
+            js, subjects.CASE_KEYS_BUCKET, decode=lambda d: KeyRecord(str(d["case_id"])),
+            encode=lambda r: {"case_id": r.case_id}, replicas=replicas, ttl_s=window_s,
+        )  # fmt: skip
+        return cls(state)
+
+    async def claim(self, key: str, case_id: str) -> str:
+        """The case ``key`` points to: ``case_id`` if the key was free, else the case that holds it."""
+        held = await self._state.change(key, lambda found: found or KeyRecord(case_id))
+        return held.case_id if held is not None else case_id
+
+    async def lookup(self, key: str) -> str | None:
+        found = await self._state.get(key)
+        return found[0].case_id if found is not None else None
+
+    async def point(self, key: str, case_id: str) -> None:
+        """Point ``key`` at ``case_id`` (and restart its window)."""
+        await self._state.change(key, lambda _: KeyRecord(case_id))
+
+    async def release(self, key: str) -> None:
+        await self._state.delete(key)
+
+    async def close(self) -> None:
+        await self._state.close()
+
+
+class DeliveryQueue:
+    """Asks the delivery worker to bring a destination up to date with a case (DELIVERIES stream)."""
+
+    def __init__(self, js: JetStreamContext, tracer: trace.Tracer) -> None:
+        self._js = js
+        self._tracer = tracer
+
+    async def request(
+        self, case: case_pb2.Case, destination: str, *, reason: str, now: datetime, context: Context | None = None,
+        mention_id: str = "", msg_id: str = "",
+    ) -> None:  # fmt: skip
+        # One request per destination and history length: a redelivered complaint asks for nothing new.
+        job = case_pb2.CaseDelivery(
+            id=msg_id or f"{case.id}:{destination}:{len(case.history)}",
+            case_id=case.id,
+            destination=destination,
+            reason=reason,
+        )
+        job.requested_at.FromDatetime(now)
+        await publish(
+            self._js, self._tracer, subjects.delivery_subject(destination), job, msg_id=job.id,
+            mention_id=mention_id or _first_mention(case), context=context,
+        )  # fmt: skip
+
+
+def _first_mention(case: case_pb2.Case) -> str:
+    return case.mentions[0].mention.id if case.mentions else ""
 
 
 class EscalationPublisher:
@@ -115,13 +175,44 @@ class EscalationPublisher:
         self._js = js
         self._tracer = tracer
 
-    async def publish(self, escalation: case_pb2.Escalation, *, mention_id: str, context: Context) -> None:
+    async def publish(self, escalation: case_pb2.Escalation, *, context: Context | None = None) -> None:
         await publish(
-            self._js,
-            self._tracer,
-            subjects.escalation_subject(escalation.team),
-            escalation,
-            msg_id=escalation.id,
-            mention_id=mention_id,
-            context=context,
-        )
+            self._js, self._tracer, subjects.escalation_subject(escalation.team), escalation, msg_id=escalation.id,
+            mention_id=_first_mention(escalation.case), context=context,
+        )  # fmt: skip
+
+
+class TriageFeedback:
+    """Tells triage a case's posts were not complaints, through its ``Feedback`` RPC."""
+
+    def __init__(self, address: str, *, timeout_s: float = 10.0) -> None:
+        self._address = address
+        self._timeout_s = timeout_s
+        self._channel: grpc.aio.Channel | None = None
+
+    async def not_a_complaint(self, case: case_pb2.Case, *, actor: str, action_id: str) -> int:
+        """One correction per post of the case; returns how many were stored anew."""
+        if not self._address:
+            return 0
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self._address)
+        stub: Any = triage_service_pb2_grpc.TriageServiceStub(self._channel)
+        stored = 0
+        for triaged in case.mentions:
+            request = triage_service_pb2.FeedbackRequest(
+                mention_id=triaged.mention.id, text=triaged.mention.text, language=triaged.result.language,
+                verdict=triage_pb2.VERDICT_NOISE, actor=actor or "router",
+                request_id=f"{action_id}:{triaged.mention.id}",
+            )  # fmt: skip
+            try:
+                response = await stub.Feedback(request, timeout=self._timeout_s)
+            except grpc.aio.AioRpcError as exc:
+                # Retried with the case action: the correction must reach the training data.
+                raise TransientError(f"triage Feedback at {self._address}: {exc.code().name}: {exc.details()}") from exc
+            stored += int(response.stored)
+        return stored
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None

@@ -1,39 +1,60 @@
-"""The router's JetStream handler: complaint → case → destinations → escalation.
+"""The router's JetStream handlers: complaint → case → destinations → escalation, and answers about cases.
 
 Every step is idempotent, so a redelivery after a crash at any point repeats work without
-repeating effects: the case is created once (KV create), the outbox writes a case id once,
-and the escalation's Nats-Msg-Id makes JetStream drop a repeat.
+repeating effects: a post joins its case once (by mention id), a case is created once (KV
+create), a delivery request has a stable Nats-Msg-Id per destination and history length, and an
+escalation's id is stable per case, step and team (JetStream drops repeats, and the case's
+history is checked before publishing again).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from clamor.v1 import case_pb2
 from services.router.domain import (
+    action_name,
+    add_destinations,
     apply_action,
+    attach_post,
+    case_id_for,
+    describe,
     escalation_for,
+    group_keys,
+    is_open,
     mark_escalated,
-    mark_routed,
     new_case,
+    note_breach,
     should_escalate,
 )
 from services.router.errors import CaseConflictError
+from services.router.rules import Defaults, Facts, RoutingDecision, Rule, route
 
 if TYPE_CHECKING:
-    from opentelemetry import trace
+    from collections.abc import Callable, Sequence
 
-    from clamor.v1 import case_pb2, triage_pb2
-    from services.router.clients import CaseStore, EscalationPublisher, Outbox
+    from opentelemetry.context import Context
+
+    from clamor.v1 import triage_pb2
+    from services.router.clients import CaseIndex, CaseStore, DeliveryQueue, EscalationPublisher, TriageFeedback
     from services.router.config import RouterSettings
+    from services.router.sla import SlaStep
+    from services.router.sla_clock import SlaClocks, SlaRecord
     from services.shared.pull_consumer import Delivery
     from services.shared.status import Counters
 
 log = logging.getLogger(__name__)
 
-FIRST_ESCALATION_LEVEL = 1
+IMMEDIATE_LEVEL = 1
+
+
+class RulesHolder:
+    """The rules in force; ``ReloadRules`` swaps the list, and the next complaint uses the new one."""
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self.current: tuple[Rule, ...] = tuple(rules)
 
 
 class RouterHandler:
@@ -41,62 +62,163 @@ class RouterHandler:
         self,
         settings: RouterSettings,
         *,
+        rules: RulesHolder,
         cases: CaseStore,
-        outbox: Outbox,
+        index: CaseIndex,
+        queue: DeliveryQueue,
         escalations: EscalationPublisher,
-        tracer: trace.Tracer,
+        clocks: SlaClocks | None,
+        feedback: TriageFeedback,
         counters: Counters,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._settings = settings
+        self._rules = rules
         self._cases = cases
-        self._outbox = outbox
+        self._index = index
+        self._queue = queue
         self._escalations = escalations
-        self._tracer = tracer
+        self.clocks = clocks
+        self._feedback = feedback
         self._counters = counters
+        self._clock = clock
+        self._defaults = Defaults(
+            destinations=tuple(settings.default_destinations), team=settings.team,
+            priority=settings.default_priority, sla=settings.default_sla,
+        )  # fmt: skip
+
+    def now(self) -> datetime:
+        return self._clock()
 
     async def handle(self, delivery: Delivery[triage_pb2.TriagedMention]) -> None:
         triaged = delivery.payload
-        now = datetime.now(UTC)
-        case = await self._cases.create_or_get(new_case(triaged, team=self._settings.team, now=now))
-        with self._tracer.start_as_current_span(
-            f"deliver {self._outbox.name}", context=delivery.context, attributes={"clamor.case.id": case.id}
-        ):
-            written = await asyncio.to_thread(self._outbox.deliver, case)
-        if written:
+        now = self._clock()
+        decision = route(self._rules.current, Facts.from_triaged(triaged), self._defaults)
+        if not decision.routed:
+            self._counters.inc("not_routed")
+            return
+        case, created = await self._place(triaged, decision, now)
+        case = await self._cases.update(case.id, lambda c: add_destinations(c, decision.destinations, now=now))
+        if created:
             self._counters.inc("cases")
-        await self._cases.update(case.id, lambda c: _routed_once(c, self._outbox.name, now))
+            if case.sla_policy and self.clocks is not None and is_open(case):
+                await self.clocks.start(
+                    case_id=case.id, policy=case.sla_policy, opened_at=case.created_at.ToDatetime(tzinfo=UTC),
+                    team=case.team,
+                )  # fmt: skip
+        teams = list(decision.escalate_to)
         if should_escalate(case.severity, self._settings.escalate_at):
+            teams.append(self._settings.escalation_team)
+        for team in dict.fromkeys(teams):
+            rules = ", ".join(decision.matched) or "the defaults"
             escalation = escalation_for(
-                case, team=self._settings.escalation_team, level=FIRST_ESCALATION_LEVEL, now=now
+                case, team=team, level=IMMEDIATE_LEVEL, now=now, step="now", reason=f"{describe(case)} ({rules})"
             )
-            await self._escalations.publish(escalation, mention_id=triaged.mention.id, context=delivery.context)
-            await self._cases.update(case.id, lambda c: _escalated_once(c, escalation, now))
-            self._counters.inc("escalations")
+            case = await self._escalate(case, escalation, now, context=delivery.context)
+        await self._deliver(case, reason="created" if created else "post added", now=now, context=delivery.context)
+
+    async def _place(
+        self, triaged: triage_pb2.TriagedMention, decision: RoutingDecision, now: datetime
+    ) -> tuple[case_pb2.Case, bool]:
+        """The post's case: an open one of the same thread or customer, else its own (True: it founded it).
+
+        A redelivered founding post finds its own case again and is told True once more, so every
+        step after this one (the SLA clock, escalations, deliveries) runs again, idempotently.
+        """
+        grouping = self._settings.grouping
+        keys = group_keys(triaged.mention, by_author=grouping.by_author, by_thread=grouping.by_thread)
+        own_id = case_id_for(triaged.mention.id)
+        for key in keys:
+            held = await self._index.lookup(key)
+            joined = await self._join(held, own_id, triaged, now) if held else None
+            if joined is not None:
+                for other in keys:
+                    await self._index.point(other, joined.id)
+                return joined, False
+        for key in keys:
+            # Claimed with KV create: of two replicas placing one customer's posts at once, one wins.
+            holder = await self._index.claim(key, own_id)
+            joined = await self._join(holder, own_id, triaged, now)
+            if joined is not None:
+                return joined, False
+        case, _ = await self._cases.create_or_get(new_case(triaged, decision, keys=keys, now=now))
+        for key in keys:
+            await self._index.point(key, case.id)
+        return case, True
+
+    async def _join(
+        self, case_id: str, own_id: str, triaged: triage_pb2.TriagedMention, now: datetime
+    ) -> case_pb2.Case | None:
+        if case_id == own_id:
+            return None
+        found = await self._cases.get(case_id)
+        if found is None or not is_open(found[0]):
+            return None
+        if len(found[0].mentions) >= self._settings.grouping.max_posts and not _holds(found[0], triaged):
+            return None
+        case = await self._cases.update(case_id, lambda c: attach_post(c, triaged, now=now))
+        self._counters.inc("posts_grouped")
+        return case
+
+    async def _escalate(
+        self, case: case_pb2.Case, escalation: case_pb2.Escalation, now: datetime, *, context: Context | None = None
+    ) -> case_pb2.Case:
+        if any(event.detail.endswith(f"[{escalation.id}]") for event in case.history):
+            return case  # sent before (a redelivery): JetStream's duplicate window may have passed
+        await self._escalations.publish(escalation, context=context)
+        self._counters.inc("escalations")
+        return await self._cases.update(case.id, lambda c: mark_escalated(c, escalation, now=now))
+
+    async def _deliver(self, case: case_pb2.Case, *, reason: str, now: datetime, context: Context | None) -> None:
+        for destination in case.destinations:
+            await self._queue.request(case, destination, reason=reason, now=now, context=context)
+
+    async def on_sla_step(self, record: SlaRecord, step: SlaStep) -> None:
+        """A due warning, breach or further level of a case's SLA clock."""
+        found = await self._cases.get(record.case_id)
+        if found is None:
+            return
+        now = self._clock()
+        clock = step.clock.replace("_", " ")
+        if step.kind == "warning":
+            reason = f"{clock} due soon (SLA {record.policy})"
+        else:
+            reason = f"{clock} SLA {record.policy} breached, level {step.level}"
+        escalation = escalation_for(found[0], team=step.team, level=step.level, now=now, reason=reason,
+                                    step=f"sla:{step.id}")  # fmt: skip
+        await self._escalations.publish(escalation)
+        self._counters.inc("sla_warnings" if step.kind == "warning" else "sla_escalations")
+
+        def change(case: case_pb2.Case) -> bool:
+            marked = mark_escalated(case, escalation, now=now)
+            breached = step.kind != "warning" and note_breach(case, step.clock)
+            return marked or breached
+
+        case = await self._cases.update(record.case_id, change)
+        await self._deliver(case, reason="escalated", now=now, context=None)
 
     async def on_action(self, delivery: Delivery[case_pb2.CaseAction]) -> None:
-        """An acknowledgement or resolution from a responder or a CRM, written into the case's history."""
+        """An acknowledgement, resolution or "not a complaint" from a responder or a CRM."""
         action = delivery.payload
-        now = datetime.now(UTC)
+        now = self._clock()
         try:
-            await self._cases.update(action.case_id, lambda case: apply_action(case, action, now=now))
+            case = await self._cases.update(action.case_id, lambda c: apply_action(c, action, now=now))
         except CaseConflictError:
             if await self._cases.get(action.case_id) is None:
                 # Nothing to record it on (a mistyped id, or a case already erased): say so, keep nothing.
                 log.warning("case action %s names unknown case %s; ignored", action.id, action.case_id)
                 return
             raise
+        if self.clocks is not None:
+            if action.kind == case_pb2.CASE_ACTION_KIND_ACKNOWLEDGE:
+                await self.clocks.acknowledged(case.id)
+            else:
+                await self.clocks.resolved(case.id)
+        if action.kind == case_pb2.CASE_ACTION_KIND_NOT_A_COMPLAINT:
+            await self._feedback.not_a_complaint(case, actor=action.actor, action_id=action.id)
+        await self._deliver(case, reason=action_name(action.kind), now=now, context=delivery.context)
         self._counters.inc("case_actions")
 
 
-def _routed_once(case: case_pb2.Case, destination: str, now: datetime) -> bool:
-    if destination in case.destinations:
-        return False
-    mark_routed(case, destination=destination, now=now)
-    return True
-
-
-def _escalated_once(case: case_pb2.Case, escalation: case_pb2.Escalation, now: datetime) -> bool:
-    if case.escalation_level >= escalation.level:
-        return False
-    mark_escalated(case, escalation, now=now)
-    return True
+def _holds(case: case_pb2.Case, triaged: triage_pb2.TriagedMention) -> bool:
+    return any(m.mention.id == triaged.mention.id for m in case.mentions)

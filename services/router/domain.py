@@ -1,4 +1,8 @@
-"""Pure router logic: case identity, new cases, escalation decisions and outbox records."""
+"""Pure router logic: case identity and grouping, routing a case, escalations, actions, outbox records.
+
+Every change to a case is a function that returns False when it has nothing to do, so a
+redelivered complaint or a repeated action leaves the case as it was (the CAS loop writes nothing).
+"""
 
 from __future__ import annotations
 
@@ -13,67 +17,143 @@ from clamor.v1 import case_pb2, triage_pb2
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from services.router.rules import RoutingDecision
+
+# History kinds a CRM is told about in an update; "routed" and the like are the router's own bookkeeping.
+CRM_EVENT_KINDS = frozenset(
+    {"post added", "escalated", "sla warning", "sla breach", "acknowledge", "resolve", "not_a_complaint"}
+)
+
 
 def case_id_for(mention_id: str) -> str:
     """A case id that is a valid KV key and the same on every replica and redelivery."""
     return "c_" + hashlib.blake2b(mention_id.encode(), digest_size=10).hexdigest()
 
 
-def _stamp(at: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(at)
-    return stamp
+def stamp(at: datetime) -> Timestamp:
+    result = Timestamp()
+    result.FromDatetime(at)
+    return result
 
 
-def new_case(triaged: triage_pb2.TriagedMention, *, team: str, now: datetime) -> case_pb2.Case:
+def group_keys(mention: Any, *, by_author: bool, by_thread: bool) -> list[str]:
+    """The keys under which later posts find this post's case: its thread first, then its author on its watch.
+
+    ``mention`` is a ``mention_pb2.Mention``. Platforms without a handle or a thread give fewer keys.
+    """
+    keys: list[str] = []
+    if by_thread and mention.thread_id:
+        keys.append(f"thread:{mention.platform}:{mention.thread_id}")
+    if by_author and mention.author.handle:
+        keys.append(f"author:{mention.platform}:{mention.author.handle.lower()}:{mention.watch}")
+    return keys
+
+
+def _event(case: case_pb2.Case, kind: str, detail: str, now: datetime) -> None:
+    case.history.append(case_pb2.CaseEvent(at=stamp(now), kind=kind, detail=detail))
+    case.updated_at.CopyFrom(stamp(now))
+
+
+def new_case(
+    triaged: triage_pb2.TriagedMention,
+    decision: RoutingDecision,
+    *,
+    keys: list[str],
+    now: datetime,
+) -> case_pb2.Case:
     result = triaged.result
-    return case_pb2.Case(
+    case = case_pb2.Case(
         id=case_id_for(triaged.mention.id),
         state=case_pb2.CASE_STATE_NEW,
         severity=result.severity,
         category=result.category,
         risk_flags=result.risk_flags,
-        team=team,
+        team=decision.team,
+        priority=decision.priority,
+        sla_policy=decision.sla,
+        matched_rules=decision.matched,
+        group_keys=keys,
         mentions=[triaged],
-        history=[case_pb2.CaseEvent(at=_stamp(now), kind="created", detail=f"from mention {triaged.mention.id}")],
-        created_at=_stamp(now),
-        updated_at=_stamp(now),
+        created_at=stamp(now),
     )
+    rules = ", ".join(decision.matched) or "the defaults"
+    _event(case, "created", f"from mention {triaged.mention.id}, routed by {rules}", now)
+    return case
+
+
+def attach_post(case: case_pb2.Case, triaged: triage_pb2.TriagedMention, *, now: datetime) -> bool:
+    """Add a later post of the same customer or thread; severity and flags only ever rise."""
+    if any(m.mention.id == triaged.mention.id for m in case.mentions):
+        return False
+    case.mentions.append(triaged)
+    case.severity = max(case.severity, triaged.result.severity)
+    for flag in triaged.result.risk_flags:
+        if flag not in case.risk_flags:
+            case.risk_flags.append(flag)
+    _event(case, "post added", f"mention {triaged.mention.id}", now)
+    return True
+
+
+def add_destinations(case: case_pb2.Case, destinations: tuple[str, ...], *, now: datetime) -> bool:
+    """Record the destinations a case goes to (a later post may match rules that add one)."""
+    added = [d for d in destinations if d not in case.destinations]
+    if not added:
+        return False
+    case.destinations.extend(added)
+    if case.state == case_pb2.CASE_STATE_NEW:
+        case.state = case_pb2.CASE_STATE_ROUTED
+    _event(case, "routed", ", ".join(added), now)
+    return True
 
 
 def should_escalate(severity: triage_pb2.Severity.ValueType, threshold: str) -> bool:
     return severity >= triage_pb2.Severity.Value(f"SEVERITY_{threshold}")
 
 
-def escalation_for(case: case_pb2.Case, *, team: str, level: int, now: datetime) -> case_pb2.Escalation:
+def describe(case: case_pb2.Case) -> str:
     severity = triage_pb2.Severity.Name(case.severity).removeprefix("SEVERITY_")
     flags = ", ".join(triage_pb2.RiskFlag.Name(f).removeprefix("RISK_FLAG_").lower() for f in case.risk_flags)
-    reason = f"severity {severity}" + (f" with {flags}" if flags else "")
+    return f"severity {severity}" + (f" with {flags}" if flags else "")
+
+
+def escalation_for(
+    case: case_pb2.Case, *, team: str, level: int, now: datetime, reason: str = "", step: str = ""
+) -> case_pb2.Escalation:
+    """An escalation whose id is stable for (case, step, team), so a repeat is dropped by JetStream."""
     return case_pb2.Escalation(
-        id=f"{case.id}:{level}", case=case, team=team, level=level, reason=reason, raised_at=_stamp(now)
+        id=f"{case.id}:{step or level}:{team}",
+        case=case,
+        team=team,
+        level=level,
+        reason=reason or describe(case),
+        raised_at=stamp(now),
     )
 
 
-def mark_routed(case: case_pb2.Case, *, destination: str, now: datetime) -> None:
-    if destination not in case.destinations:
-        case.destinations.append(destination)
-    if case.state == case_pb2.CASE_STATE_NEW:
-        case.state = case_pb2.CASE_STATE_ROUTED
-    case.history.append(case_pb2.CaseEvent(at=_stamp(now), kind="routed", detail=destination))
-    case.updated_at.CopyFrom(_stamp(now))
-
-
-def mark_escalated(case: case_pb2.Case, escalation: case_pb2.Escalation, *, now: datetime) -> None:
-    case.state = case_pb2.CASE_STATE_ESCALATED
+def mark_escalated(case: case_pb2.Case, escalation: case_pb2.Escalation, *, now: datetime) -> bool:
+    """Write the escalation into the case once; a warning (level 0) is an event, not a state."""
+    marker = f"[{escalation.id}]"
+    if any(event.detail.endswith(marker) for event in case.history):
+        return False
+    if escalation.level > 0 and case.state in (
+        case_pb2.CASE_STATE_NEW, case_pb2.CASE_STATE_ROUTED, case_pb2.CASE_STATE_ESCALATED,
+    ):  # fmt: skip
+        case.state = case_pb2.CASE_STATE_ESCALATED
     case.escalation_level = max(case.escalation_level, escalation.level)
-    case.history.append(
-        case_pb2.CaseEvent(
-            at=_stamp(now),
-            kind="escalated",
-            detail=f"level {escalation.level} to {escalation.team}: {escalation.reason}",
-        )
-    )
-    case.updated_at.CopyFrom(_stamp(now))
+    kind = "sla warning" if escalation.level == 0 else "escalated"
+    _event(case, kind, f"level {escalation.level} to {escalation.team}: {escalation.reason} {marker}", now)
+    return True
+
+
+def note_breach(case: case_pb2.Case, clock: str) -> bool:
+    sla = case.sla
+    if clock == "first_response" and not sla.first_response_breached:
+        sla.first_response_breached = True
+        return True
+    if clock == "resolution" and not sla.resolution_breached:
+        sla.resolution_breached = True
+        return True
+    return False
 
 
 # The state each action leads to, and how far along the life cycle that is (no action moves a case back).
@@ -92,19 +172,37 @@ _STATE_RANK = {
 }
 
 
+def action_name(kind: case_pb2.CaseActionKind.ValueType) -> str:
+    return case_pb2.CaseActionKind.Name(kind).removeprefix("CASE_ACTION_KIND_").lower()
+
+
 def apply_action(case: case_pb2.Case, action: case_pb2.CaseAction, *, now: datetime) -> bool:
     """Record an acknowledgement or resolution once; False when it changes nothing (a repeat, or older news)."""
     target = _ACTION_STATES.get(action.kind)
     if target is None or any(event.detail.endswith(f"[{action.id}]") for event in case.history):
         return False
-    kind = case_pb2.CaseActionKind.Name(action.kind).removeprefix("CASE_ACTION_KIND_").lower()
+    kind = action_name(action.kind)
     by = f" by {action.actor}" if action.actor else ""
     via = f" via {action.via}" if action.via else ""
-    case.history.append(case_pb2.CaseEvent(at=_stamp(now), kind=kind, detail=f"{kind}{by}{via} [{action.id}]"))
+    _event(case, kind, f"{kind}{by}{via} [{action.id}]", now)
     if _STATE_RANK[target] > _STATE_RANK[case.state]:
         case.state = target
-    case.updated_at.CopyFrom(_stamp(now))
+    if not case.HasField("acknowledged_at"):
+        # A resolution without an acknowledgement answers the customer too: the first response is given.
+        case.acknowledged_at.CopyFrom(stamp(now))
+        case.owner = case.owner or action.actor
+    if target == case_pb2.CASE_STATE_RESOLVED and not case.HasField("resolved_at"):
+        case.resolved_at.CopyFrom(stamp(now))
     return True
+
+
+def is_open(case: case_pb2.Case) -> bool:
+    return case.state != case_pb2.CASE_STATE_RESOLVED
+
+
+def crm_events(case: case_pb2.Case, since: int) -> list[case_pb2.CaseEvent]:
+    """History entries from position ``since`` that a CRM should hear about."""
+    return [event for event in case.history[since:] if event.kind in CRM_EVENT_KINDS]
 
 
 def outbox_record(case: case_pb2.Case) -> dict[str, Any]:

@@ -1,42 +1,166 @@
-"""The router's gRPC API: cases."""
+"""The router's gRPC API: cases, rules (validate, reload), answers about cases, dead letters."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import grpc
+import yaml
 
-from clamor.v1 import router_service_pb2, router_service_pb2_grpc
+from clamor.v1 import case_pb2, router_service_pb2, router_service_pb2_grpc
+from services.router.config import OUTBOX, RouterConfig
+from services.router.rules import RuleProblem, check_references, count_rules, parse_rules, rules_from_data
+from services.shared.config import load_config
+from services.shared.errors import ConfigError, TransientError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from services.router.clients import CaseStore
+    from services.router.config import RouterSettings
+    from services.router.consumer import RulesHolder
+    from services.router.dead_letters import DeadLetters
+    from services.shared.case_actions import CaseActions
+
+log = logging.getLogger(__name__)
 
 SERVICE_NAME = router_service_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name
 DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+MAX_ACTOR_CHARS = 100
+Context = grpc.aio.ServicerContext[object, object]
+
+
+@dataclass
+class RouterParts:
+    cases: CaseStore
+    actions: CaseActions
+    dead_letters: DeadLetters
+
+
+def _problems(problems: list[RuleProblem]) -> list[router_service_pb2.RuleError]:
+    return [router_service_pb2.RuleError(rule=p.rule, field=p.field, message=p.message, line=p.line) for p in problems]
 
 
 class RouterServicer(router_service_pb2_grpc.RouterServiceServicer):
-    def __init__(self, cases: list[CaseStore]) -> None:
-        # A one-element list filled once NATS is up: the server starts before the store exists.
-        self._cases = cases
+    """Serves from the start (health must answer), and works once :meth:`attach` gave it NATS."""
+
+    def __init__(self, settings: RouterSettings, rules: RulesHolder, config_path: Path | None) -> None:
+        self._settings = settings
+        self._rules = rules
+        self._config_path = config_path
+        self._parts: RouterParts | None = None
+
+    def attach(self, parts: RouterParts) -> None:
+        self._parts = parts
+
+    async def _ready(self, context: Context) -> RouterParts:
+        if self._parts is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the router is still connecting to NATS")
+        assert self._parts is not None
+        return self._parts
 
     async def ListCases(
-        self, request: router_service_pb2.ListCasesRequest, context: grpc.aio.ServicerContext[object, object]
+        self, request: router_service_pb2.ListCasesRequest, context: Context
     ) -> router_service_pb2.ListCasesResponse:
-        store = await self._store(context)
-        return router_service_pb2.ListCasesResponse(cases=await store.list(request.limit or DEFAULT_LIMIT))
+        parts = await self._ready(context)
+        limit = min(request.limit or DEFAULT_LIMIT, MAX_LIMIT)
+        return router_service_pb2.ListCasesResponse(cases=await parts.cases.list(limit))
 
     async def GetCase(
-        self, request: router_service_pb2.GetCaseRequest, context: grpc.aio.ServicerContext[object, object]
+        self, request: router_service_pb2.GetCaseRequest, context: Context
     ) -> router_service_pb2.GetCaseResponse:
-        store = await self._store(context)
-        found = await store.get(request.case_id) if request.case_id else None
+        parts = await self._ready(context)
+        found = await parts.cases.get(request.case_id) if request.case_id else None
         if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no case {request.case_id!r}")
             raise AssertionError("unreachable")
         return router_service_pb2.GetCaseResponse(case=found[0])
 
-    async def _store(self, context: grpc.aio.ServicerContext[object, object]) -> CaseStore:
-        if not self._cases:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "router is not connected to NATS yet")
-        return self._cases[0]
+    def _references(self, rules: list[Any]) -> list[RuleProblem]:
+        known = {OUTBOX, *(d.name for d in self._settings.destinations)}
+        return check_references(rules, destinations=known, sla_policies=[p.name for p in self._settings.sla_policies])
+
+    async def ValidateRules(
+        self, request: router_service_pb2.ValidateRulesRequest, context: Context
+    ) -> router_service_pb2.ValidateRulesResponse:
+        rules, problems = parse_rules(request.yaml)
+        if not problems:
+            problems = self._references(rules)
+        return router_service_pb2.ValidateRulesResponse(
+            valid=not problems, errors=_problems(problems), rule_count=count_rules(rules)
+        )
+
+    async def ReloadRules(
+        self, request: router_service_pb2.ReloadRulesRequest, context: Context
+    ) -> router_service_pb2.ReloadRulesResponse:
+        if self._config_path is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the router runs on built-in defaults: no file")
+        assert self._config_path is not None
+        try:
+            data = yaml.safe_load(self._config_path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            problem = RuleProblem(rule="", field="", message=f"cannot read {self._config_path}: {exc}")
+            return router_service_pb2.ReloadRulesResponse(reloaded=False, errors=_problems([problem]))
+        section = (data.get("router") or {}) if isinstance(data, dict) else {}
+        rules, problems = rules_from_data(section.get("rules") or [] if isinstance(section, dict) else [])
+        if not problems:
+            problems = self._references(rules)
+        if not problems:
+            try:
+                # The whole file through the real loader: ${ENV} references and every other check.
+                rules = list(load_config(RouterConfig, self._config_path).router.rules)
+            except ConfigError as exc:
+                problems = [RuleProblem(rule="", field="", message=str(exc))]
+        if problems:
+            return router_service_pb2.ReloadRulesResponse(reloaded=False, errors=_problems(problems))
+        self._rules.current = tuple(rules)
+        log.info("routing rules reloaded from %s: %d rules", self._config_path, count_rules(rules))
+        return router_service_pb2.ReloadRulesResponse(reloaded=True, rule_count=count_rules(rules))
+
+    async def ActOnCase(
+        self, request: router_service_pb2.ActOnCaseRequest, context: Context
+    ) -> router_service_pb2.ActOnCaseResponse:
+        parts = await self._ready(context)
+        if not request.case_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "case_id is required")
+        if request.kind == case_pb2.CASE_ACTION_KIND_UNSPECIFIED:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "kind is required (acknowledge, resolve, not a complaint)"
+            )
+        if len(request.actor) > MAX_ACTOR_CHARS:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"actor is longer than {MAX_ACTOR_CHARS} characters")
+        if await parts.cases.get(request.case_id) is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no case {request.case_id!r}")
+        try:
+            action_id = await parts.actions.publish(
+                request.case_id, request.kind, actor=request.actor or "grpc", via="grpc",
+                request_id=request.request_id or uuid.uuid4().hex, note=request.note,
+            )  # fmt: skip
+        except TransientError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        return router_service_pb2.ActOnCaseResponse(action_id=action_id)
+
+    async def ListDeadLetters(
+        self, request: router_service_pb2.ListDeadLettersRequest, context: Context
+    ) -> router_service_pb2.ListDeadLettersResponse:
+        parts = await self._ready(context)
+        limit = min(request.limit or DEFAULT_LIMIT, MAX_LIMIT)
+        try:
+            found = await parts.dead_letters.list(destination=request.destination, limit=limit)
+        except TransientError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        return router_service_pb2.ListDeadLettersResponse(dead_letters=[item.info for item in found])
+
+    async def ReplayDeadLetters(
+        self, request: router_service_pb2.ReplayDeadLettersRequest, context: Context
+    ) -> router_service_pb2.ReplayDeadLettersResponse:
+        parts = await self._ready(context)
+        try:
+            count = await parts.dead_letters.replay(destination=request.destination, sequences=request.sequences)
+        except TransientError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        return router_service_pb2.ReplayDeadLettersResponse(replayed=count)

@@ -162,3 +162,13 @@ class KvState(Generic[RecordT]):
             self._undecoded.pop(key, None)
             return updated
         raise TransientError(f"{name} in {self._name} kept changing under {CAS_ATTEMPTS} attempts")
+
+    async def delete(self, name: str) -> None:
+        """Forget ``name`` (the watcher removes it from every replica's mirror)."""
+        key = kv_key(name)
+        try:
+            await self._bucket.delete(key)
+        except (TimeoutError, NatsLibraryError) as exc:
+            raise TransientError(f"cannot delete {name} from {self._name}: {exc}") from exc
+        self._mirror.pop(key, None)
+        self._undecoded.pop(key, None)

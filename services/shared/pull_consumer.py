@@ -79,6 +79,21 @@ def one_at_a_time(handler: MessageHandler[PayloadT]) -> BatchHandler[PayloadT]:
     return handle
 
 
+def concurrently(handler: MessageHandler[PayloadT]) -> BatchHandler[PayloadT]:
+    """Adapt a per-message handler whose messages are independent: the batch runs at once."""
+
+    async def handle(batch: Sequence[Delivery[PayloadT]]) -> list[BaseException | None]:
+        results = await asyncio.gather(*(handler(delivery) for delivery in batch), return_exceptions=True)
+        outcomes: list[BaseException | None] = []
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result  # cancellation and the like stop the consumer, as in one_at_a_time
+            outcomes.append(result if isinstance(result, Exception) else None)
+        return outcomes
+
+    return handle
+
+
 class PullConsumer(Generic[PayloadT]):
     """Fetches batches from one durable consumer and settles every message exactly once."""
 

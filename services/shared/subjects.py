@@ -69,6 +69,11 @@ def notification_subject(channel: str) -> str:
     return f"clamor.notification.{channel}"
 
 
+def delivery_subject(destination: str) -> str:
+    """The router's own work queue: one CaseDelivery per change to send to ``destination``."""
+    return f"clamor.delivery.{destination}"
+
+
 SOURCE_HEALTH_ALERTS = alert_subject("source_health")
 
 
@@ -85,9 +90,11 @@ DEAD_LETTERS = StreamSpec("DEAD_LETTERS", ("clamor.dlq.>",), max_age_s=30 * DAY_
 CASE_ACTIONS = StreamSpec("CASE_ACTIONS", ("clamor.case.>",), max_age_s=90 * DAY_S)
 # The notification log: what was sent to whom, when, and with what result.
 NOTIFICATIONS = StreamSpec("NOTIFICATIONS", ("clamor.notification.>",), max_age_s=30 * DAY_S)
+# The router's deliveries to CRMs, waiting or retrying; a delivery gives up into DEAD_LETTERS.
+DELIVERIES = StreamSpec("DELIVERIES", ("clamor.delivery.>",), max_age_s=30 * DAY_S)
 
 ALL_STREAMS: tuple[StreamSpec, ...] = (
-    MENTIONS, TRIAGED, ROUTED, ESCALATIONS, ALERTS, DEAD_LETTERS, CASE_ACTIONS, NOTIFICATIONS,
+    MENTIONS, TRIAGED, ROUTED, ESCALATIONS, ALERTS, DEAD_LETTERS, CASE_ACTIONS, NOTIFICATIONS, DELIVERIES,
 )  # fmt: skip
 
 
@@ -105,8 +112,19 @@ TRIAGE_CONSUMER = ConsumerSpec(
 ROUTER_CONSUMER = ConsumerSpec(
     stream=TRIAGED.name,
     durable="router",
-    filter_subject=TRIAGED_COMPLAINT,
+    # Noise too: a rule may route it (a viral post by a big account that is not yet a complaint).
+    filter_subject="clamor.triaged.>",
     dead_letter_subject=dead_letter_subject("router"),
+)
+# Deliveries retry until their destination's retry period is over (the handler decides, by time),
+# so the delivery count never ends them; each retry's delay is the handler's jittered backoff.
+ROUTER_DELIVERY_CONSUMER = ConsumerSpec(
+    stream=DELIVERIES.name,
+    durable="router-delivery",
+    filter_subject="clamor.delivery.>",
+    dead_letter_subject=dead_letter_subject("delivery"),
+    max_deliver=100_000,
+    nak_delays_s=(0.2,),
 )
 NOTIFIER_ESCALATIONS_CONSUMER = ConsumerSpec(
     stream=ESCALATIONS.name,
@@ -142,12 +160,21 @@ ALL_CONSUMERS: tuple[ConsumerSpec, ...] = (
     NOTIFIER_ALERTS_CONSUMER,
     ROUTER_ACTIONS_CONSUMER,
     NOTIFIER_ACTIONS_CONSUMER,
+    ROUTER_DELIVERY_CONSUMER,
 )
 
 # JetStream KV buckets (state lives here: no second database).
 LISTENER_STATE_BUCKET = "listener_state"
 LISTENER_SOURCES_BUCKET = "listener_sources"
 CASES_BUCKET = "cases"
+# Group key (author on a watch, thread) → the open case it belongs to; entries expire with the window.
+CASE_KEYS_BUCKET = "router_case_keys"
+# "<destination>.<case>" → the remote ticket and how much of the case's history it has seen.
+ROUTER_TICKETS_BUCKET = "router_tickets"
+# One SLA clock per open case: its policy, start and the steps already fired.
+ROUTER_SLA_BUCKET = "router_sla"
+# Destinations switched off by a 410 Gone, until the config is fixed and they are re-enabled.
+ROUTER_DESTINATIONS_BUCKET = "router_destinations"
 NOTIFIER_DELIVERIES_BUCKET = "notifier_deliveries"
 NOTIFIER_GROUPS_BUCKET = "notifier_groups"
 NOTIFIER_PAGES_BUCKET = "notifier_pages"

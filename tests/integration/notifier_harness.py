@@ -27,11 +27,12 @@ from clamor.v1 import alert_pb2, case_pb2, mention_pb2, notification_pb2, triage
 from services.notifier import grouping, pages
 from services.notifier.ack_links import AckLinks
 from services.notifier.channels.base import Channel
-from services.notifier.clients import CaseActions, DeliveryStore, NotificationLog, build_channel
+from services.notifier.clients import DeliveryStore, NotificationLog, build_channel
 from services.notifier.config import NotifierSettings
 from services.notifier.consumer import NotifyHandler
 from services.notifier.dispatcher import Dispatcher
 from services.shared import subjects
+from services.shared.case_actions import CaseActions
 from services.shared.jetstream import ensure_consumer, ensure_streams, publish
 from services.shared.kv_state import KvState
 from services.shared.pull_consumer import PullConsumer, one_at_a_time

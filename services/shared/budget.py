@@ -1,7 +1,7 @@
-"""Per-channel rate budgets: a token bucket, and the pause a 429 ``Retry-After`` asks for.
+"""Rate budgets per channel or destination: a token bucket, and the pause a 429 ``Retry-After`` asks for.
 
-Messages wait for their turn rather than being dropped. The budget is per notifier replica:
-with N replicas sharing one Slack channel, give each ``rate_per_s / N``.
+Messages wait for their turn rather than being dropped. The budget is per replica:
+with N replicas sharing one Slack channel or CRM, give each ``rate_per_s / N``.
 """
 
 from __future__ import annotations

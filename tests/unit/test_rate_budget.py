@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from services.notifier.budget import RateBudget
+from services.shared.budget import RateBudget
 
 
 def test_a_fresh_budget_may_send_now() -> None:

@@ -1,0 +1,238 @@
+"""The delivery worker: brings each destination up to date with a case, never twice, never lost.
+
+A CaseDelivery names a case and a destination. The worker reads the case as it is now and the
+destination's ticket record (KV ``router_tickets``): no ticket yet → ``create`` (idempotent at the
+CRM, by external id); a ticket → ``update`` with the history entries the CRM has not seen. The
+record is written only after the CRM said 2xx, so a crash in between repeats the call, and the
+CRM's external-id lookup turns the repeated create into the existing ticket.
+
+Failures, by class:
+- a transient one (network, 408/429/5xx) is retried with equal-jitter exponential backoff, never
+  sooner than the ``Retry-After`` the CRM asked for, which also pauses the destination's budget;
+- once the destination's ``retry_for_s`` since the first request is spent, or at once for a
+  permanent refusal (401, 400…), the delivery goes to dead letters, from where it is replayed;
+- 410 Gone disables the destination (KV ``router_destinations``) until a replay re-enables it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from services.router.destinations.base import DestinationGoneError, Ticket
+from services.router.domain import crm_events
+from services.router.errors import RouterError
+from services.shared import subjects
+from services.shared.budget import RateBudget
+from services.shared.errors import PermanentError, TransientError
+from services.shared.kv_state import KvState
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from nats.js import JetStreamContext
+
+    from clamor.v1 import case_pb2
+    from services.router.clients import CaseStore
+    from services.router.config import DeliverySettings
+    from services.router.destinations.base import Destination
+    from services.shared.pull_consumer import Delivery
+    from services.shared.status import Counters
+
+log = logging.getLogger(__name__)
+
+# A replica that claimed a ticket's creation and died is taken over after this long.
+CREATE_LEASE_S = 60.0
+# Longer waits for a destination's budget are spent back in JetStream (nak with delay), not in memory.
+MAX_BUDGET_WAIT_S = 2.0
+
+
+class RetryDeliveryError(TransientError, RouterError):
+    """Try again after ``retry_after_s``: the backoff, or longer when the CRM asked for it."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DeliveryExpiredError(PermanentError, RouterError):
+    """The destination's retry period is over: the delivery goes to dead letters."""
+
+
+@dataclass(frozen=True)
+class DestinationPolicy:
+    rate_per_s: float
+    burst: int
+    retry_for_s: float
+
+
+@dataclass(frozen=True)
+class TicketRecord:
+    """What one destination holds of one case; ``claim`` is set while a replica creates the ticket."""
+
+    remote_id: str = ""
+    url: str = ""
+    synced: int = 0
+    claim: str = ""
+    claimed_at: float = 0.0
+
+
+def _ticket_from(data: dict[str, Any]) -> TicketRecord:
+    return TicketRecord(
+        remote_id=str(data.get("remote_id", "")), url=str(data.get("url", "")), synced=int(data.get("synced", 0)),
+        claim=str(data.get("claim", "")), claimed_at=float(data.get("claimed_at", 0.0)),
+    )  # fmt: skip
+
+
+def _ticket_to(record: TicketRecord) -> dict[str, Any]:
+    return {"remote_id": record.remote_id, "url": record.url, "synced": record.synced, "claim": record.claim,
+            "claimed_at": record.claimed_at}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Disabled:
+    reason: str
+    at: str
+
+
+async def open_tickets(js: JetStreamContext, *, replicas: int) -> KvState[TicketRecord]:
+    return await KvState.open(js, subjects.ROUTER_TICKETS_BUCKET, decode=_ticket_from, encode=_ticket_to,
+                              replicas=replicas)  # fmt: skip
+
+
+async def open_disabled(js: JetStreamContext, *, replicas: int) -> KvState[Disabled]:
+    return await KvState.open(
+        js, subjects.ROUTER_DESTINATIONS_BUCKET, decode=lambda d: Disabled(str(d["reason"]), str(d["at"])),
+        encode=lambda r: {"reason": r.reason, "at": r.at}, replicas=replicas,
+    )  # fmt: skip
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        destinations: Mapping[str, Destination],
+        policies: Mapping[str, DestinationPolicy],
+        *,
+        cases: CaseStore,
+        tickets: KvState[TicketRecord],
+        disabled: KvState[Disabled],
+        settings: DeliverySettings,
+        counters: Counters,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._destinations = destinations
+        self._policies = policies
+        self._cases = cases
+        self._tickets = tickets
+        self._disabled = disabled
+        self._settings = settings
+        self._counters = counters
+        self._clock = clock
+        self._jitter = jitter
+        self._budgets = {name: RateBudget(p.rate_per_s, burst=p.burst) for name, p in policies.items()}
+        # One sync per (destination, case) at a time in this replica; the claim covers other replicas.
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def backoff_s(self, attempt: int) -> float:
+        """Equal jitter: half the exponential step, plus up to the other half at random."""
+        step = min(self._settings.max_retry_s, self._settings.first_retry_s * 2 ** max(0, attempt - 1))
+        return float(step / 2 + self._jitter() * step / 2)
+
+    async def handle(self, delivery: Delivery[case_pb2.CaseDelivery]) -> None:
+        job = delivery.payload
+        name = job.destination
+        destination = self._destinations.get(name)
+        if destination is None:
+            raise PermanentError(f"no destination named {name!r} (removed from the config?); replay it once it is back")
+        off = self._disabled.peek(name)
+        if off is not None:
+            raise PermanentError(
+                f"destination {name!r} is disabled since {off.at} ({off.reason}); replay re-enables it"
+            )
+        policy = self._policies[name]
+        now = self._clock()
+        budget = self._budgets[name]
+        try:
+            wait = budget.wait_s()
+            if wait > MAX_BUDGET_WAIT_S:
+                # Paused by a Retry-After, or far over budget: hand the message back rather than hold it.
+                raise RetryDeliveryError(f"{name} is paused for {wait:.0f}s", retry_after_s=wait)
+            await budget.acquire()
+            await self._sync(destination, job.case_id)
+        except DestinationGoneError as exc:
+            off = Disabled(str(exc)[:300], now.isoformat(timespec="seconds"))
+            await self._disabled.change(name, lambda _: off)
+            log.error("destination %s disabled: %s", name, exc)
+            raise
+        except PermanentError:
+            raise
+        except Exception as exc:
+            asked = getattr(exc, "retry_after_s", None)
+            asked_s = float(asked) if isinstance(asked, int | float) and asked > 0 else 0.0
+            if asked_s:
+                self._budgets[name].pause(asked_s)
+            delay = max(self.backoff_s(delivery.attempt), asked_s)
+            elapsed = (now - job.requested_at.ToDatetime(tzinfo=UTC)).total_seconds()
+            if elapsed + delay > policy.retry_for_s:
+                raise DeliveryExpiredError(
+                    f"{name}: gave up on case {job.case_id} after {delivery.attempt} attempts over {elapsed:.0f}s "
+                    f"(retry period {policy.retry_for_s:.0f}s): {exc}"
+                ) from exc
+            raise RetryDeliveryError(f"{name}: case {job.case_id}: {exc}", retry_after_s=delay) from exc
+        self._counters.inc(f"delivered:{name}")
+
+    async def _sync(self, destination: Destination, case_id: str) -> None:
+        key = f"{destination.name}/{case_id}"
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                await self._sync_locked(destination, case_id, key)
+        finally:
+            if not lock.locked() and self._locks.get(key) is lock:
+                del self._locks[key]
+
+    async def _sync_locked(self, destination: Destination, case_id: str, key: str) -> None:
+        found = await self._cases.get(case_id)
+        if found is None:
+            raise PermanentError(f"case {case_id} does not exist")
+        case = found[0]
+        record = await self._tickets.get(key)
+        current = record[0] if record is not None else None
+        if current is None or not current.remote_id:
+            await self._create(destination, case, key)
+            return
+        if current.synced >= len(case.history):
+            return  # an older request, already covered by a later sync
+        events = crm_events(case, current.synced)
+        ticket = Ticket(current.remote_id, current.url)
+        if events:
+            ticket = await destination.update(case, ticket, events)
+        synced = len(case.history)
+        await self._tickets.change(key, lambda r: replace(r or current, synced=max((r or current).synced, synced)))
+
+    async def _create(self, destination: Destination, case: case_pb2.Case, key: str) -> None:
+        token = uuid.uuid4().hex
+        now_s = self._clock().timestamp()
+
+        def claim(found: TicketRecord | None) -> TicketRecord | None:
+            if found is not None and (found.remote_id or now_s - found.claimed_at < CREATE_LEASE_S):
+                return found
+            return TicketRecord(claim=token, claimed_at=now_s)
+
+        held = await self._tickets.change(key, claim)
+        if held is not None and held.remote_id:
+            return  # another replica finished it meanwhile; the next request syncs the rest
+        if held is None or held.claim != token:
+            raise RetryDeliveryError(f"another replica is creating the ticket for {case.id}", retry_after_s=5.0)
+        ticket = await destination.create(case)
+        synced = len(case.history)
+        await self._tickets.change(
+            key, lambda _: TicketRecord(remote_id=ticket.remote_id, url=ticket.url, synced=synced)
+        )
+        self._counters.inc("tickets")

@@ -1,0 +1,45 @@
+"""Publishing a CaseAction: an acknowledgement, a resolution or a "not a complaint" answer.
+
+The notifier (acknowledgement links, PagerDuty, ``clamor ack``) and the router (its gRPC API and
+the CRM callback endpoint) both take answers from people and CRMs; both put them on the
+CASE_ACTIONS stream, which the router and the notifier each read through their own durable.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from clamor.v1 import case_pb2
+from services.shared import subjects
+from services.shared.jetstream import publish
+
+if TYPE_CHECKING:
+    from nats.js import JetStreamContext
+    from opentelemetry import trace
+
+
+class CaseActions:
+    """Publishes acknowledgements and resolutions for the router and the notifier to act on."""
+
+    def __init__(self, js: JetStreamContext, tracer: trace.Tracer) -> None:
+        self._js = js
+        self._tracer = tracer
+
+    async def publish(
+        self,
+        case_id: str,
+        kind: case_pb2.CaseActionKind.ValueType,
+        *,
+        actor: str,
+        via: str,
+        request_id: str,
+        note: str = "",
+    ) -> str:
+        name = case_pb2.CaseActionKind.Name(kind).removeprefix("CASE_ACTION_KIND_").lower()
+        action = case_pb2.CaseAction(
+            id=f"{case_id}:{name}:{request_id}", case_id=case_id, kind=kind, actor=actor, via=via, note=note
+        )
+        action.at.FromDatetime(datetime.now(UTC))
+        await publish(self._js, self._tracer, subjects.case_action_subject(name), action, msg_id=action.id)
+        return action.id

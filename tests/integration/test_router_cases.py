@@ -1,0 +1,186 @@
+"""Complaints become cases: grouping by customer and thread, routing rules, CRM tickets and their updates.
+
+Real nats-server and the router's real durables; deliveries go to the outbox file and to a local
+Zendesk that implements the Tickets API (tests/integration/crm_servers.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from clamor.v1 import case_pb2, triage_pb2
+from services.router.domain import case_id_for
+from tests.integration.crm_servers import FakeZendesk, serve_crm
+from tests.integration.router_harness import (
+    complaint,
+    escalations_published,
+    outbox_lines,
+    publish_triaged,
+    router_settings,
+    running_router,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from nats.aio.client import Client as NatsClient
+
+LEGAL = triage_pb2.RISK_FLAG_LEGAL_THREAT
+
+
+def zendesk_settings(fake: FakeZendesk, base_url: str) -> dict[str, Any]:
+    return {
+        "kind": "zendesk", "name": "zendesk", "base_url": base_url, "email": fake.email,
+        "api_token": fake.api_token, "allow_hosts": ["127.0.0.1"],
+    }  # fmt: skip
+
+
+async def test_a_complaint_becomes_a_routed_case_in_the_outbox(nc: NatsClient, tmp_path: Path) -> None:
+    js = nc.jetstream()
+    settings = router_settings({"outbox": {"path": "outbox.jsonl"}}, tmp_path)
+    async with running_router(js, settings) as running:
+        await publish_triaged(js, complaint("mastodon:1"))
+        await running.settle()
+        case = await running.case(case_id_for("mastodon:1"))
+    assert case.state == case_pb2.CASE_STATE_ROUTED
+    assert (list(case.destinations), case.team, case.priority) == (["outbox"], "care", "normal")
+    [line] = outbox_lines(tmp_path / "outbox.jsonl")
+    assert line["id"] == case.id
+    assert line["mentions"][0]["mention"]["id"] == "mastodon:1"
+
+
+async def test_five_posts_of_one_customer_are_one_case_with_one_ticket_and_updates(
+    nc: NatsClient, tmp_path: Path
+) -> None:
+    js = nc.jetstream()
+    fake = FakeZendesk()
+    async with serve_crm(fake) as server:
+        settings = router_settings(
+            {"outbox": {"path": "outbox.jsonl"}, "destinations": [zendesk_settings(fake, server.base_url)],
+             "default_destinations": ["zendesk"]},
+            tmp_path,
+        )  # fmt: skip
+        async with running_router(js, settings) as running:
+            for n in range(5):
+                await publish_triaged(js, complaint(f"mastodon:{n}", text=f"post {n}: still no refund"))
+                await running.settle()
+            case = await running.case(case_id_for("mastodon:0"))
+            await running.settle()
+    assert [m.mention.id for m in case.mentions] == [f"mastodon:{n}" for n in range(5)]
+    assert len(fake.tickets) == 1
+    [ticket_id] = fake.tickets
+    assert fake.tickets[ticket_id]["external_id"] == case.id
+    # The ticket's first comment is the description; each later post is one internal comment.
+    later = fake.comments[ticket_id][1:]
+    assert len(later) == 4
+    assert all(c["public"] is False for c in later)
+    assert "mastodon:4" in later[-1]["body"]
+
+
+async def test_posts_in_one_thread_join_one_case_whoever_writes_them(nc: NatsClient, tmp_path: Path) -> None:
+    js = nc.jetstream()
+    settings = router_settings({"outbox": {"path": "outbox.jsonl"}}, tmp_path)
+    async with running_router(js, settings) as running:
+        await publish_triaged(js, complaint("reddit:t1", platform="reddit", handle="first", thread_id="t3_abc"))
+        await running.settle()
+        await publish_triaged(js, complaint("reddit:t2", platform="reddit", handle="second", thread_id="t3_abc"))
+        await publish_triaged(js, complaint("reddit:t3", platform="reddit", handle="third", thread_id="t3_other"))
+        await running.settle()
+        case = await running.case(case_id_for("reddit:t1"))
+        other = await running.case(case_id_for("reddit:t3"))
+    assert [m.mention.id for m in case.mentions] == ["reddit:t1", "reddit:t2"]
+    assert [m.mention.id for m in other.mentions] == ["reddit:t3"]
+
+
+async def test_another_watch_or_a_resolved_case_starts_a_new_case(nc: NatsClient, tmp_path: Path) -> None:
+    js = nc.jetstream()
+    settings = router_settings({"outbox": {"path": "outbox.jsonl"}}, tmp_path)
+    async with running_router(js, settings) as running:
+        await publish_triaged(js, complaint("mastodon:a1", watch="acme"))
+        await publish_triaged(js, complaint("mastodon:a2", watch="globex"))
+        await running.settle()
+        first = case_id_for("mastodon:a1")
+        await running.router.actions.publish(
+            first, case_pb2.CASE_ACTION_KIND_RESOLVE, actor="agent", via="grpc", request_id="r1"
+        )
+        await running.settle()
+        await publish_triaged(js, complaint("mastodon:a3", watch="acme"))
+        await running.settle()
+        resolved = await running.case(first)
+        assert resolved.state == case_pb2.CASE_STATE_RESOLVED
+        assert [m.mention.id for m in resolved.mentions] == ["mastodon:a1"]
+        assert [m.mention.id for m in (await running.case(case_id_for("mastodon:a2"))).mentions] == ["mastodon:a2"]
+        assert [m.mention.id for m in (await running.case(case_id_for("mastodon:a3"))).mentions] == ["mastodon:a3"]
+
+
+async def test_rules_choose_destinations_team_priority_and_escalate_once(nc: NatsClient, tmp_path: Path) -> None:
+    js = nc.jetstream()
+    fake = FakeZendesk()
+    async with serve_crm(fake) as server:
+        rules = [
+            {"name": "everything-to-outbox", "destinations": ["outbox"], "continue": True},
+            {"name": "legal", "match": {"risk_flags_any": ["legal_threat"]}, "destinations": ["zendesk"],
+             "team": "legal", "priority": "urgent", "escalate_to": ["legal-leads"]},
+            {"name": "billing", "match": {"category": ["billing"]}, "team": "billing"},
+        ]  # fmt: skip
+        settings = router_settings(
+            {"outbox": {"path": "outbox.jsonl"}, "destinations": [zendesk_settings(fake, server.base_url)],
+             "rules": rules, "escalate_at": "CRITICAL"},
+            tmp_path,
+        )  # fmt: skip
+        async with running_router(js, settings) as running:
+            await publish_triaged(js, complaint("x:1", handle="bob", flags=(LEGAL,), text="my lawyer will call you"))
+            await publish_triaged(js, complaint("x:2", handle="cy"))
+            await running.settle()
+            # The legal customer posts again: the same case, and no second escalation.
+            await publish_triaged(js, complaint("x:3", handle="bob", flags=(LEGAL,)))
+            await running.settle()
+            legal = await running.case(case_id_for("x:1"))
+            billing = await running.case(case_id_for("x:2"))
+            await running.settle()
+    assert (legal.team, legal.priority, list(legal.matched_rules)) == ("legal", "urgent", ["everything-to-outbox", "legal"])
+    assert list(legal.destinations) == ["outbox", "zendesk"]
+    assert (billing.team, list(billing.destinations), list(billing.matched_rules)) == (
+        "billing", ["outbox"], ["everything-to-outbox", "billing"],
+    )  # fmt: skip
+    assert [t["external_id"] for t in fake.tickets.values()] == [legal.id]
+    escalations = await escalations_published(js)
+    assert [(e.team, e.case.id, e.level) for e in escalations] == [("legal-leads", legal.id, 1)]
+    assert legal.state == case_pb2.CASE_STATE_ESCALATED
+
+
+async def test_noise_is_routed_only_by_a_rule_that_asks_for_it(nc: NatsClient, tmp_path: Path) -> None:
+    js = nc.jetstream()
+    rules = [{"name": "loud-noise", "match": {"verdict": ["noise"], "min_followers": 100000}, "team": "pr"}]
+    settings = router_settings({"outbox": {"path": "outbox.jsonl"}, "rules": rules}, tmp_path)
+    noise = triage_pb2.VERDICT_NOISE
+    async with running_router(js, settings) as running:
+        await publish_triaged(js, complaint("bsky:quiet", verdict=noise, followers=10))
+        await publish_triaged(js, complaint("bsky:loud", verdict=noise, followers=250000))
+        await running.settle()
+        assert await running.router.cases.get(case_id_for("bsky:quiet")) is None
+        loud = await running.case(case_id_for("bsky:loud"))
+    assert (loud.team, list(loud.matched_rules)) == ("pr", ["loud-noise"])
+
+
+async def test_a_resolution_reaches_the_crm_as_an_update_of_the_same_ticket(nc: NatsClient, tmp_path: Path) -> None:
+    js = nc.jetstream()
+    fake = FakeZendesk()
+    async with serve_crm(fake) as server:
+        settings = router_settings(
+            {"outbox": {"path": "outbox.jsonl"}, "destinations": [zendesk_settings(fake, server.base_url)],
+             "default_destinations": ["zendesk"]},
+            tmp_path,
+        )  # fmt: skip
+        async with running_router(js, settings) as running:
+            await publish_triaged(js, complaint("mastodon:r1"))
+            await running.settle()
+            case_id = case_id_for("mastodon:r1")
+            await running.router.actions.publish(
+                case_id, case_pb2.CASE_ACTION_KIND_RESOLVE, actor="dana", via="grpc", request_id="x"
+            )
+            await running.settle()
+            await running.settle()
+    [(ticket_id, ticket)] = fake.tickets.items()
+    assert ticket["status"] == "solved"
+    assert "resolve by dana" in fake.comments[ticket_id][-1]["body"]
