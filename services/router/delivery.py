@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -164,7 +163,8 @@ class DeliveryWorker:
                 # Paused by a Retry-After, or far over budget: hand the message back rather than hold it.
                 raise RetryDeliveryError(f"{name} is paused for {wait:.0f}s", retry_after_s=wait)
             await budget.acquire()
-            await self._sync(destination, job.case_id)
+            # The message's stream sequence names this job across redeliveries (see _create's claim).
+            await self._sync(destination, job.case_id, job_token=str(delivery.msg.metadata.sequence.stream))
         except DestinationGoneError as exc:
             off = Disabled(str(exc)[:300], now.isoformat(timespec="seconds"))
             await self._disabled.change(name, lambda _: off)
@@ -187,17 +187,17 @@ class DeliveryWorker:
             raise RetryDeliveryError(f"{name}: case {job.case_id}: {exc}", retry_after_s=delay) from exc
         self._counters.inc(f"delivered:{name}")
 
-    async def _sync(self, destination: Destination, case_id: str) -> None:
+    async def _sync(self, destination: Destination, case_id: str, *, job_token: str) -> None:
         key = f"{destination.name}/{case_id}"
         lock = self._locks.setdefault(key, asyncio.Lock())
         try:
             async with lock:
-                await self._sync_locked(destination, case_id, key)
+                await self._sync_locked(destination, case_id, key, job_token)
         finally:
             if not lock.locked() and self._locks.get(key) is lock:
                 del self._locks[key]
 
-    async def _sync_locked(self, destination: Destination, case_id: str, key: str) -> None:
+    async def _sync_locked(self, destination: Destination, case_id: str, key: str, job_token: str) -> None:
         found = await self._cases.get(case_id)
         if found is None:
             raise PermanentError(f"case {case_id} does not exist")
@@ -205,7 +205,7 @@ class DeliveryWorker:
         record = await self._tickets.get(key)
         current = record[0] if record is not None else None
         if current is None or not current.remote_id:
-            await self._create(destination, case, key)
+            await self._create(destination, case, key, job_token)
             return
         if current.synced >= len(case.history):
             return  # an older request, already covered by a later sync
@@ -216,23 +216,30 @@ class DeliveryWorker:
         synced = len(case.history)
         await self._tickets.change(key, lambda r: replace(r or current, synced=max((r or current).synced, synced)))
 
-    async def _create(self, destination: Destination, case: case_pb2.Case, key: str) -> None:
-        token = uuid.uuid4().hex
+    async def _create(self, destination: Destination, case: case_pb2.Case, key: str, job_token: str) -> None:
+        """Create the ticket under a claim, so two replicas never create one case's ticket at once.
+
+        The claim is held by the job (its stream sequence), not the process: the same job
+        redelivered after a crash takes its own claim over at once, and the CRM's external-id
+        lookup turns its repeated create into the ticket the crashed attempt made. Another job
+        waits for the claim's lease.
+        """
         now_s = self._clock().timestamp()
 
         def claim(found: TicketRecord | None) -> TicketRecord | None:
-            if found is not None and (found.remote_id or now_s - found.claimed_at < CREATE_LEASE_S):
+            if found is not None and found.remote_id:
                 return found
-            return TicketRecord(claim=token, claimed_at=now_s)
+            if found is not None and found.claim != job_token and now_s - found.claimed_at < CREATE_LEASE_S:
+                return found
+            return TicketRecord(claim=job_token, claimed_at=now_s)
 
         held = await self._tickets.change(key, claim)
         if held is not None and held.remote_id:
-            return  # another replica finished it meanwhile; the next request syncs the rest
-        if held is None or held.claim != token:
-            raise RetryDeliveryError(f"another replica is creating the ticket for {case.id}", retry_after_s=5.0)
+            return  # another job finished it meanwhile; the next request syncs the rest
+        if held is None or held.claim != job_token:
+            raise RetryDeliveryError(f"another delivery is creating the ticket for {case.id}", retry_after_s=5.0)
         ticket = await destination.create(case)
         synced = len(case.history)
-        await self._tickets.change(
-            key, lambda _: TicketRecord(remote_id=ticket.remote_id, url=ticket.url, synced=synced)
-        )
+        done = TicketRecord(remote_id=ticket.remote_id, url=ticket.url, synced=synced)
+        await self._tickets.change(key, lambda _: done)
         self._counters.inc("tickets")
