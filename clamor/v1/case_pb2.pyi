@@ -250,9 +250,12 @@ class Escalation(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     RAISED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """Stable id "<case_id>:<level>"; producers use it as Nats-Msg-Id."""
+    """Stable id "<case_id>:<step>:<team>", where step is "now" (rules, severity) or "sla:<clock>:<level>";
+    producers use it as Nats-Msg-Id.
+    """
     team: _builtins.str
     level: _builtins.int
+    """0 for an SLA warning to the owning team; 1 at once or at an SLA breach; higher for later levels."""
     reason: _builtins.str
     """Why it was escalated, e.g. "severity HIGH", "first response SLA breached"."""
     @_builtins.property

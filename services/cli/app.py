@@ -25,7 +25,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from clamor.v1 import listener_service_pb2, notification_pb2
-from services.cli import live, traces
+from services.cli import cases, live, traces
 from services.cli.mesh import (
     DEFAULT_DATA_DIR,
     SERVICES,
@@ -50,6 +50,9 @@ config_app = typer.Typer(help="Work with the config file.", no_args_is_help=True
 app.add_typer(config_app, name="config")
 app.add_typer(sources_app, name="sources")
 app.add_typer(triage_app, name="triage")
+app.add_typer(cases.case_app, name="case")
+app.add_typer(cases.dlq_app, name="dlq")
+app.add_typer(cases.rules_app, name="rules")
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
@@ -108,8 +111,10 @@ def up(
     console.print(f"stopped. {live.plain_line(snapshot)}" if snapshot else "stopped.")
     outbox = mesh.router.outbox.path
     if outbox.exists():
-        cases = sum(1 for line in outbox.read_text(encoding="utf-8").splitlines() if line.strip())
-        console.print(f"outbox: {cases} cases in {outbox}")
+        lines = [line for line in outbox.read_text(encoding="utf-8").splitlines() if line.strip()]
+        # A case's first line opens it; later lines (a post added, an escalation) name it in "update_of".
+        updates = sum(1 for line in lines if '"update_of"' in line)
+        console.print(f"outbox: {len(lines) - updates} cases ({updates} updates) in {outbox}")
     traced = [mention for _, mention in snapshot.notifications if mention] if snapshot else []
     if traced:
         console.print(f"follow one escalated mention end to end: [bold]clamor trace {escape(traced[0])}[/bold]")
@@ -340,6 +345,9 @@ def classify(
 
     classifier = load(model=model, rules=rules, threshold=threshold)
     classify_stream(classifier, sys.stdin, sys.stdout, errors=errors, batch_size=batch_size, progress=not quiet)
+
+
+app.command("cases")(cases.list_cases)
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ from services.router.domain import (
 )
 from services.router.errors import CaseConflictError
 from services.router.rules import Defaults, Facts, RoutingDecision, Rule, route
+from services.router.sla import deadlines
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -82,6 +83,7 @@ class RouterHandler:
         self._feedback = feedback
         self._counters = counters
         self._clock = clock
+        self._policies = {policy.name: policy for policy in settings.sla_policies}
         self._defaults = Defaults(
             destinations=tuple(settings.default_destinations), team=settings.team,
             priority=settings.default_priority, sla=settings.default_sla,
@@ -141,7 +143,9 @@ class RouterHandler:
             joined = await self._join(holder, own_id, triaged, now)
             if joined is not None:
                 return joined, False
-        case, _ = await self._cases.create_or_get(new_case(triaged, decision, keys=keys, now=now))
+        policy = self._policies.get(decision.sla)
+        due = deadlines(policy, opened_at=now) if policy is not None else (None, None)
+        case, _ = await self._cases.create_or_get(new_case(triaged, decision, keys=keys, now=now, due=due))
         for key in keys:
             await self._index.point(key, case.id)
         return case, True

@@ -60,7 +60,9 @@ def new_case(
     *,
     keys: list[str],
     now: datetime,
+    due: tuple[datetime | None, datetime | None] = (None, None),
 ) -> case_pb2.Case:
+    """A case founded by ``triaged``; ``due`` are its SLA policy's first-response and resolution deadlines."""
     result = triaged.result
     case = case_pb2.Case(
         id=case_id_for(triaged.mention.id),
@@ -76,6 +78,11 @@ def new_case(
         mentions=[triaged],
         created_at=stamp(now),
     )
+    first_response, resolution = due
+    if first_response is not None:
+        case.sla.first_response_due.CopyFrom(stamp(first_response))
+    if resolution is not None:
+        case.sla.resolution_due.CopyFrom(stamp(resolution))
     rules = ", ".join(decision.matched) or "the defaults"
     _event(case, "created", f"from mention {triaged.mention.id}, routed by {rules}", now)
     return case

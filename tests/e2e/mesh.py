@@ -177,5 +177,13 @@ def outbox_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def outbox_cases(path: Path) -> list[dict[str, Any]]:
+    """Each case as its latest outbox line shows it (a case's updates carry the whole case)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for line in outbox_lines(path):
+        latest[line.get("update_of", line["id"])] = line
+    return list(latest.values())
+
+
 def mention_ids_of(cases: list[dict[str, Any]]) -> list[str]:
     return [m["mention"]["id"] for case in cases for m in case["mentions"]]

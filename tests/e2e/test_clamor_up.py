@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from services.shared.nats_server import free_port, port_open
-from tests.e2e.mesh import SAMPLE, mention_ids_of, outbox_lines
+from tests.e2e.mesh import SAMPLE, mention_ids_of, outbox_cases
 from tests.e2e.verdicts import expected_verdicts
 
 pytestmark = pytest.mark.e2e
@@ -56,11 +56,11 @@ def test_clamor_up_processes_the_bundled_sample_into_one_case_per_complaint(tmp_
     assert done.returncode == 0, done.stdout + done.stderr
     assert "wrote the default config" in done.stdout
     complaints, borderline = sample_complaints()
-    cases = outbox_lines(tmp_path / ".clamor" / "outbox.jsonl")
+    cases = outbox_cases(tmp_path / ".clamor" / "outbox.jsonl")
     delivered = mention_ids_of(cases)
     assert len(delivered) == len(set(delivered)) == len(cases)
     assert set(delivered) - borderline == complaints - borderline
-    assert f"outbox: {len(cases)} cases" in done.stdout
+    assert f"outbox: {len(cases)} cases (" in done.stdout
     assert not any(port_open("127.0.0.1", port) for port in ports), "a process outlived clamor up"
     suggestion = re.search(r"clamor trace (\S+)", done.stdout)
     assert suggestion is not None, done.stdout

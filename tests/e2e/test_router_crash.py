@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 from aiohttp import web
+from nats.js.errors import NotFoundError
 
 from services.router.domain import case_id_for
 from services.shared import subjects
@@ -97,9 +98,9 @@ def start_router(config: Path, folder: Path) -> subprocess.Popen[bytes]:
 async def idle(js: JetStreamContext, spec: subjects.ConsumerSpec) -> bool:
     try:
         info = await js.consumer_info(spec.stream, spec.durable)
-    except Exception:  # noqa: BLE001 - not created yet by a router still starting
+    except NotFoundError:  # not created yet by a router still starting
         return False
-    return info.num_pending == 0 and info.num_ack_pending == 0
+    return bool(info.num_pending == 0 and info.num_ack_pending == 0)
 
 
 async def test_a_hundred_sigkills_after_the_crm_said_201_lose_nothing_and_duplicate_nothing(

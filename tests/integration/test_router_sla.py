@@ -66,6 +66,8 @@ async def test_warning_breach_and_two_levels_each_on_time_then_an_ack_stops_the_
         case_id = case_id_for("mastodon:1")
         case = await running.case(case_id)
         assert case.sla_policy == "standard"
+        assert case.sla.first_response_due.ToDatetime(tzinfo=T0.tzinfo) == T0 + timedelta(seconds=600)
+        assert not case.sla.HasField("resolution_due")
         for at, expected in [
             (479, []), (480, [WARNING]), (599, [WARNING]), (600, [WARNING, LEVEL1]),
             (1499, [WARNING, LEVEL1]), (1500, [WARNING, LEVEL1, LEVEL2]),
