@@ -190,6 +190,8 @@ class RouterHandler:
             reason = f"{clock} SLA {record.policy} breached, level {step.level}"
         escalation = escalation_for(found[0], team=step.team, level=step.level, now=now, reason=reason,
                                     step=f"sla:{step.id}")  # fmt: skip
+        if any(event.detail.endswith(f"[{escalation.id}]") for event in found[0].history):
+            return  # published and written before the step was recorded (a crash): only the record is left
         await self._escalations.publish(escalation)
         self._counters.inc("sla_warnings" if step.kind == "warning" else "sla_escalations")
 

@@ -20,9 +20,8 @@ if TYPE_CHECKING:
     from services.router.rules import RoutingDecision
 
 # History kinds a CRM is told about in an update; "routed" and the like are the router's own bookkeeping.
-CRM_EVENT_KINDS = frozenset(
-    {"post added", "escalated", "sla warning", "sla breach", "acknowledge", "resolve", "not_a_complaint"}
-)
+# (An SLA breach is an "escalated" event whose detail says so.)
+CRM_EVENT_KINDS = frozenset({"post added", "escalated", "sla warning", "acknowledge", "resolve", "not_a_complaint"})
 
 
 def case_id_for(mention_id: str) -> str:
@@ -184,7 +183,7 @@ def action_name(kind: case_pb2.CaseActionKind.ValueType) -> str:
 
 
 def apply_action(case: case_pb2.Case, action: case_pb2.CaseAction, *, now: datetime) -> bool:
-    """Record an acknowledgement or resolution once; False when it changes nothing (a repeat, or older news)."""
+    """Record an acknowledgement or resolution once; False for a repeat. Later news never moves the state back."""
     target = _ACTION_STATES.get(action.kind)
     if target is None or any(event.detail.endswith(f"[{action.id}]") for event in case.history):
         return False

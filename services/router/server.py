@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
-import yaml
 
 from clamor.v1 import case_pb2, router_service_pb2, router_service_pb2_grpc
 from services.router.config import OUTBOX, RouterConfig
-from services.router.rules import RuleProblem, check_references, count_rules, parse_rules, rules_from_data
+from services.router.rules import RuleProblem, check_references, count_rules, parse_rules
 from services.shared.config import load_config
 from services.shared.errors import ConfigError, TransientError
 
@@ -41,6 +41,12 @@ class RouterParts:
     dead_letters: DeadLetters
 
 
+async def _limit(requested: int, context: Context) -> int:
+    if requested < 0:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"limit must be 0 (the default) or more, not {requested}")
+    return min(requested or DEFAULT_LIMIT, MAX_LIMIT)
+
+
 def _problems(problems: list[RuleProblem]) -> list[router_service_pb2.RuleError]:
     return [router_service_pb2.RuleError(rule=p.rule, field=p.field, message=p.message, line=p.line) for p in problems]
 
@@ -67,7 +73,7 @@ class RouterServicer(router_service_pb2_grpc.RouterServiceServicer):
         self, request: router_service_pb2.ListCasesRequest, context: Context
     ) -> router_service_pb2.ListCasesResponse:
         parts = await self._ready(context)
-        limit = min(request.limit or DEFAULT_LIMIT, MAX_LIMIT)
+        limit = await _limit(request.limit, context)
         return router_service_pb2.ListCasesResponse(cases=await parts.cases.list(limit))
 
     async def GetCase(
@@ -100,21 +106,17 @@ class RouterServicer(router_service_pb2_grpc.RouterServiceServicer):
         if self._config_path is None:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the router runs on built-in defaults: no file")
         assert self._config_path is not None
+        problems: list[RuleProblem] = []
+        rules: list[Any] = []
         try:
-            data = yaml.safe_load(self._config_path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            problem = RuleProblem(rule="", field="", message=f"cannot read {self._config_path}: {exc}")
-            return router_service_pb2.ReloadRulesResponse(reloaded=False, errors=_problems([problem]))
-        section = (data.get("router") or {}) if isinstance(data, dict) else {}
-        rules, problems = rules_from_data(section.get("rules") or [] if isinstance(section, dict) else [])
-        if not problems:
+            # The whole file through the real loader (${ENV} references, every check), off the event loop.
+            config = await asyncio.to_thread(load_config, RouterConfig, self._config_path)
+        except ConfigError as exc:
+            problems = [RuleProblem(rule="", field="", message=str(exc))]
+        else:
+            rules = list(config.router.rules)
+            # The rules run against this process's destinations and policies, not the file's new ones.
             problems = self._references(rules)
-        if not problems:
-            try:
-                # The whole file through the real loader: ${ENV} references and every other check.
-                rules = list(load_config(RouterConfig, self._config_path).router.rules)
-            except ConfigError as exc:
-                problems = [RuleProblem(rule="", field="", message=str(exc))]
         if problems:
             return router_service_pb2.ReloadRulesResponse(reloaded=False, errors=_problems(problems))
         self._rules.current = tuple(rules)
@@ -148,7 +150,7 @@ class RouterServicer(router_service_pb2_grpc.RouterServiceServicer):
         self, request: router_service_pb2.ListDeadLettersRequest, context: Context
     ) -> router_service_pb2.ListDeadLettersResponse:
         parts = await self._ready(context)
-        limit = min(request.limit or DEFAULT_LIMIT, MAX_LIMIT)
+        limit = await _limit(request.limit, context)
         try:
             found = await parts.dead_letters.list(destination=request.destination, limit=limit)
         except TransientError as exc:
