@@ -138,7 +138,7 @@ async def assemble(
     destinations, budgets = build_destinations(settings, js, tracer)
     worker = DeliveryWorker(
         destinations, budgets, cases=cases, tickets=tickets, disabled=disabled, settings=settings.delivery,
-        counters=counters, clock=clock,
+        counters=counters, tracer=tracer, clock=clock,
     )  # fmt: skip
     return Router(
         settings=settings, cases=cases, index=index, tickets=tickets, disabled=disabled,

@@ -153,6 +153,7 @@ class DeliveryQueue:
         mention_id: str = "", msg_id: str = "",
     ) -> None:  # fmt: skip
         # One request per destination and history length: a redelivered complaint asks for nothing new.
+        # ``mention_id`` names the post whose trace the request continues (none for clocks and actions).
         job = case_pb2.CaseDelivery(
             id=msg_id or f"{case.id}:{destination}:{len(case.history)}",
             case_id=case.id,
@@ -162,12 +163,8 @@ class DeliveryQueue:
         job.requested_at.FromDatetime(now)
         await publish(
             self._js, self._tracer, subjects.delivery_subject(destination), job, msg_id=job.id,
-            mention_id=mention_id or _first_mention(case), context=context,
+            mention_id=mention_id, context=context,
         )  # fmt: skip
-
-
-def _first_mention(case: case_pb2.Case) -> str:
-    return case.mentions[0].mention.id if case.mentions else ""
 
 
 class EscalationPublisher:
@@ -175,10 +172,13 @@ class EscalationPublisher:
         self._js = js
         self._tracer = tracer
 
-    async def publish(self, escalation: case_pb2.Escalation, *, context: Context | None = None) -> None:
+    async def publish(
+        self, escalation: case_pb2.Escalation, *, mention_id: str = "", context: Context | None = None
+    ) -> None:
+        """``mention_id`` names the post whose trace this continues; empty for a clock's or an action's work."""
         await publish(
             self._js, self._tracer, subjects.escalation_subject(escalation.team), escalation, msg_id=escalation.id,
-            mention_id=_first_mention(escalation.case), context=context,
+            mention_id=mention_id, context=context,
         )  # fmt: skip
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from clamor.v1 import case_pb2
 from services.router.domain import (
@@ -35,8 +35,6 @@ from services.router.sla import deadlines
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-
-    from opentelemetry.context import Context
 
     from clamor.v1 import triage_pb2
     from services.router.clients import CaseIndex, CaseStore, DeliveryQueue, EscalationPublisher, TriageFeedback
@@ -116,8 +114,8 @@ class RouterHandler:
             escalation = escalation_for(
                 case, team=team, level=IMMEDIATE_LEVEL, now=now, step="now", reason=f"{describe(case)} ({rules})"
             )
-            case = await self._escalate(case, escalation, now, context=delivery.context)
-        await self._deliver(case, reason="created" if created else "post added", now=now, context=delivery.context)
+            case = await self._escalate(case, escalation, now, delivery)
+        await self._deliver(case, reason="created" if created else "post added", now=now, delivery=delivery)
 
     async def _place(
         self, triaged: triage_pb2.TriagedMention, decision: RoutingDecision, now: datetime
@@ -165,17 +163,23 @@ class RouterHandler:
         return case
 
     async def _escalate(
-        self, case: case_pb2.Case, escalation: case_pb2.Escalation, now: datetime, *, context: Context | None = None
+        self, case: case_pb2.Case, escalation: case_pb2.Escalation, now: datetime, delivery: Delivery[Any]
     ) -> case_pb2.Case:
         if any(event.detail.endswith(f"[{escalation.id}]") for event in case.history):
             return case  # sent before (a redelivery): JetStream's duplicate window may have passed
-        await self._escalations.publish(escalation, context=context)
+        await self._escalations.publish(escalation, mention_id=delivery.mention_id, context=delivery.context)
         self._counters.inc("escalations")
         return await self._cases.update(case.id, lambda c: mark_escalated(c, escalation, now=now))
 
-    async def _deliver(self, case: case_pb2.Case, *, reason: str, now: datetime, context: Context | None) -> None:
+    async def _deliver(
+        self, case: case_pb2.Case, *, reason: str, now: datetime, delivery: Delivery[Any] | None = None
+    ) -> None:
+        """Ask every destination of the case to catch up; the request continues the trace of ``delivery``."""
         for destination in case.destinations:
-            await self._queue.request(case, destination, reason=reason, now=now, context=context)
+            await self._queue.request(
+                case, destination, reason=reason, now=now, context=delivery.context if delivery else None,
+                mention_id=delivery.mention_id if delivery else "",
+            )  # fmt: skip
 
     async def on_sla_step(self, record: SlaRecord, step: SlaStep) -> None:
         """A due warning, breach or further level of a case's SLA clock."""
@@ -201,7 +205,7 @@ class RouterHandler:
             return marked or breached
 
         case = await self._cases.update(record.case_id, change)
-        await self._deliver(case, reason="escalated", now=now, context=None)
+        await self._deliver(case, reason="escalated", now=now)
 
     async def on_action(self, delivery: Delivery[case_pb2.CaseAction]) -> None:
         """An acknowledgement, resolution or "not a complaint" from a responder or a CRM."""
@@ -222,7 +226,7 @@ class RouterHandler:
                 await self.clocks.resolved(case.id)
         if action.kind == case_pb2.CASE_ACTION_KIND_NOT_A_COMPLAINT:
             await self._feedback.not_a_complaint(case, actor=action.actor, action_id=action.id)
-        await self._deliver(case, reason=action_name(action.kind), now=now, context=delivery.context)
+        await self._deliver(case, reason=action_name(action.kind), now=now, delivery=delivery)
         self._counters.inc("case_actions")
 
 

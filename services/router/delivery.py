@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from nats.js import JetStreamContext
+    from opentelemetry import trace
 
     from clamor.v1 import case_pb2
     from services.router.clients import CaseStore
@@ -122,9 +123,11 @@ class DeliveryWorker:
         disabled: KvState[Disabled],
         settings: DeliverySettings,
         counters: Counters,
+        tracer: trace.Tracer,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         jitter: Callable[[], float] = random.random,
     ) -> None:
+        self._tracer = tracer
         self._destinations = destinations
         self._policies = policies
         self._cases = cases
@@ -163,8 +166,12 @@ class DeliveryWorker:
                 # Paused by a Retry-After, or far over budget: hand the message back rather than hold it.
                 raise RetryDeliveryError(f"{name} is paused for {wait:.0f}s", retry_after_s=wait)
             await budget.acquire()
-            # The message's stream sequence names this job across redeliveries (see _create's claim).
-            await self._sync(destination, job.case_id, job_token=str(delivery.msg.metadata.sequence.stream))
+            attributes: dict[str, str | int] = {
+                "clamor.case.id": job.case_id, "clamor.destination": name, "clamor.attempt": delivery.attempt,
+            }  # fmt: skip
+            with self._tracer.start_as_current_span(f"deliver {name}", context=delivery.context, attributes=attributes):
+                # The message's stream sequence names this job across redeliveries (see _create's claim).
+                await self._sync(destination, job.case_id, job_token=str(delivery.msg.metadata.sequence.stream))
         except DestinationGoneError as exc:
             off = Disabled(str(exc)[:300], now.isoformat(timespec="seconds"))
             await self._disabled.change(name, lambda _: off)

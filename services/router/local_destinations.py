@@ -71,15 +71,15 @@ class NatsDestination(Destination):
         self._tracer = tracer
 
     async def create(self, case: case_pb2.Case) -> Ticket:
-        await self._publish(case)
+        # A new case continues the trace of the post that founded it.
+        await self._publish(case, mention_id=case.mentions[0].mention.id if case.mentions else "")
         return Ticket(remote_id=case.id)
 
     async def update(self, case: case_pb2.Case, ticket: Ticket, events: Sequence[case_pb2.CaseEvent]) -> Ticket:
-        await self._publish(case)
+        await self._publish(case, mention_id="")
         return ticket
 
-    async def _publish(self, case: case_pb2.Case) -> None:
-        mention_id = case.mentions[0].mention.id if case.mentions else ""
+    async def _publish(self, case: case_pb2.Case, *, mention_id: str) -> None:
         await publish(
             self._js, self._tracer, subjects.routed_subject(self.name), case,
             msg_id=f"{case.id}:{self.name}:{len(case.history)}", mention_id=mention_id,

@@ -58,7 +58,8 @@ def test_clamor_up_processes_the_bundled_sample_into_one_case_per_complaint(tmp_
     complaints, borderline = sample_complaints()
     cases = outbox_cases(tmp_path / ".clamor" / "outbox.jsonl")
     delivered = mention_ids_of(cases)
-    assert len(delivered) == len(set(delivered)) == len(cases)
+    # Every complaint in exactly one case (a customer's several posts share one).
+    assert len(delivered) == len(set(delivered)) >= len(cases)
     assert set(delivered) - borderline == complaints - borderline
     assert f"outbox: {len(cases)} cases (" in done.stdout
     assert not any(port_open("127.0.0.1", port) for port in ports), "a process outlived clamor up"
