@@ -25,15 +25,23 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x63lamor/v1/alert.proto\x12\tclamor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x01\n\x05\x41lert\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x04kind\x18\x02 \x01(\x0e\x32\x14.clamor.v1.AlertKind\x12\r\n\x05topic\x18\x03 \x01(\t\x12\x0f\n\x07summary\x18\x04 \x01(\t\x12\r\n\x05\x63ount\x18\x05 \x01(\x03\x12\x10\n\x08\x62\x61seline\x18\x06 \x01(\x01\x12\x11\n\ttop_terms\x18\x07 \x03(\t\x12\x1a\n\x12sample_mention_ids\x18\x08 \x03(\t\x12-\n\traised_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp*f\n\tAlertKind\x12\x1a\n\x16\x41LERT_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x41LERT_KIND_REPUTATION_SPIKE\x10\x01\x12\x1c\n\x18\x41LERT_KIND_SOURCE_HEALTH\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x63lamor/v1/alert.proto\x12\tclamor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"$\n\x05Share\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"B\n\x0b\x41uthorReach\x12\x0e\n\x06handle\x18\x01 \x01(\t\x12\x10\n\x08platform\x18\x02 \x01(\t\x12\x11\n\tfollowers\x18\x03 \x01(\x03\"o\n\nSamplePost\x12\x12\n\nmention_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x0e\n\x06\x61uthor\x18\x04 \x01(\t\x12\x11\n\tfollowers\x18\x05 \x01(\x03\x12\x0f\n\x07\x63\x61se_id\x18\x06 \x01(\t\"\xd3\x05\n\x05\x41lert\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x04kind\x18\x02 \x01(\x0e\x32\x14.clamor.v1.AlertKind\x12\r\n\x05topic\x18\x03 \x01(\t\x12\x0f\n\x07summary\x18\x04 \x01(\t\x12\r\n\x05\x63ount\x18\x05 \x01(\x03\x12\x10\n\x08\x62\x61seline\x18\x06 \x01(\x01\x12\x11\n\ttop_terms\x18\x07 \x03(\t\x12\x1a\n\x12sample_mention_ids\x18\x08 \x03(\t\x12-\n\traised_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x06status\x18\n \x01(\x0e\x32\x16.clamor.v1.AlertStatus\x12\x10\n\x08revision\x18\x0b \x01(\x05\x12\r\n\x05ratio\x18\x0c \x01(\x01\x12\x0f\n\x07p_value\x18\r \x01(\x01\x12\x30\n\x0cwindow_start\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nwindow_end\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05watch\x18\x11 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x12 \x01(\t\x12\x0f\n\x07keyword\x18\x13 \x01(\t\x12$\n\ncategories\x18\x14 \x03(\x0b\x32\x10.clamor.v1.Share\x12!\n\x07sources\x18\x15 \x03(\x0b\x32\x10.clamor.v1.Share\x12#\n\tlanguages\x18\x16 \x03(\x0b\x32\x10.clamor.v1.Share\x12\'\n\x07\x61uthors\x18\x17 \x03(\x0b\x32\x16.clamor.v1.AuthorReach\x12&\n\x07samples\x18\x18 \x03(\x0b\x32\x15.clamor.v1.SamplePost\x12\x10\n\x08\x63\x61se_ids\x18\x19 \x03(\t\x12\x0c\n\x04peak\x18\x1a \x01(\x03*f\n\tAlertKind\x12\x1a\n\x16\x41LERT_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x41LERT_KIND_REPUTATION_SPIKE\x10\x01\x12\x1c\n\x18\x41LERT_KIND_SOURCE_HEALTH\x10\x02*_\n\x0b\x41lertStatus\x12\x1c\n\x18\x41LERT_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41LERT_STATUS_FIRING\x10\x01\x12\x19\n\x15\x41LERT_STATUS_RESOLVED\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'clamor.v1.alert_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ALERTKIND']._serialized_start=286
-  _globals['_ALERTKIND']._serialized_end=388
-  _globals['_ALERT']._serialized_start=70
-  _globals['_ALERT']._serialized_end=284
+  _globals['_ALERTKIND']._serialized_start=1014
+  _globals['_ALERTKIND']._serialized_end=1116
+  _globals['_ALERTSTATUS']._serialized_start=1118
+  _globals['_ALERTSTATUS']._serialized_end=1213
+  _globals['_SHARE']._serialized_start=69
+  _globals['_SHARE']._serialized_end=105
+  _globals['_AUTHORREACH']._serialized_start=107
+  _globals['_AUTHORREACH']._serialized_end=173
+  _globals['_SAMPLEPOST']._serialized_start=175
+  _globals['_SAMPLEPOST']._serialized_end=286
+  _globals['_ALERT']._serialized_start=289
+  _globals['_ALERT']._serialized_end=1012
 # @@protoc_insertion_point(module_scope)

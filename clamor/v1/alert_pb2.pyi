@@ -42,6 +42,116 @@ ALERT_KIND_SOURCE_HEALTH: AlertKind.ValueType  # 2
 """A source stayed silent or failing past its threshold."""
 Global___AlertKind: _TypeAlias = AlertKind  # noqa: Y015
 
+class _AlertStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AlertStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AlertStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ALERT_STATUS_UNSPECIFIED: _AlertStatus.ValueType  # 0
+    ALERT_STATUS_FIRING: _AlertStatus.ValueType  # 1
+    """The surge (or the source's trouble) is going on; later revisions update it."""
+    ALERT_STATUS_RESOLVED: _AlertStatus.ValueType  # 2
+    """It subsided: the last revision of this alert."""
+
+class AlertStatus(_AlertStatus, metaclass=_AlertStatusEnumTypeWrapper):
+    """Where an alert stands."""
+
+ALERT_STATUS_UNSPECIFIED: AlertStatus.ValueType  # 0
+ALERT_STATUS_FIRING: AlertStatus.ValueType  # 1
+"""The surge (or the source's trouble) is going on; later revisions update it."""
+ALERT_STATUS_RESOLVED: AlertStatus.ValueType  # 2
+"""It subsided: the last revision of this alert."""
+Global___AlertStatus: _TypeAlias = AlertStatus  # noqa: Y015
+
+@_typing.final
+class Share(_message.Message):
+    """A name and how many posts had it (a category, a source, a language, a term)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Share: _TypeAlias = Share  # noqa: Y015
+
+@_typing.final
+class AuthorReach(_message.Message):
+    """An author among the posts of a surge, by reach."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HANDLE_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    FOLLOWERS_FIELD_NUMBER: _builtins.int
+    handle: _builtins.str
+    platform: _builtins.str
+    followers: _builtins.int
+    def __init__(
+        self,
+        *,
+        handle: _builtins.str = ...,
+        platform: _builtins.str = ...,
+        followers: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["followers", b"followers", "handle", b"handle", "platform", b"platform"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthorReach: _TypeAlias = AuthorReach  # noqa: Y015
+
+@_typing.final
+class SamplePost(_message.Message):
+    """One post of a surge, for a PR lead to read."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MENTION_ID_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    AUTHOR_FIELD_NUMBER: _builtins.int
+    FOLLOWERS_FIELD_NUMBER: _builtins.int
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    mention_id: _builtins.str
+    text: _builtins.str
+    url: _builtins.str
+    author: _builtins.str
+    followers: _builtins.int
+    case_id: _builtins.str
+    """The case the post belongs to, when it became one."""
+    def __init__(
+        self,
+        *,
+        mention_id: _builtins.str = ...,
+        text: _builtins.str = ...,
+        url: _builtins.str = ...,
+        author: _builtins.str = ...,
+        followers: _builtins.int = ...,
+        case_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "case_id", b"case_id", "followers", b"followers", "mention_id", b"mention_id", "text", b"text", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SamplePost: _TypeAlias = SamplePost  # noqa: Y015
+
 @_typing.final
 class Alert(_message.Message):
     """A reputation or operational alert: the payload of the ALERTS stream."""
@@ -57,8 +167,27 @@ class Alert(_message.Message):
     TOP_TERMS_FIELD_NUMBER: _builtins.int
     SAMPLE_MENTION_IDS_FIELD_NUMBER: _builtins.int
     RAISED_AT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    RATIO_FIELD_NUMBER: _builtins.int
+    P_VALUE_FIELD_NUMBER: _builtins.int
+    WINDOW_START_FIELD_NUMBER: _builtins.int
+    WINDOW_END_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    WATCH_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    KEYWORD_FIELD_NUMBER: _builtins.int
+    CATEGORIES_FIELD_NUMBER: _builtins.int
+    SOURCES_FIELD_NUMBER: _builtins.int
+    LANGUAGES_FIELD_NUMBER: _builtins.int
+    AUTHORS_FIELD_NUMBER: _builtins.int
+    SAMPLES_FIELD_NUMBER: _builtins.int
+    CASE_IDS_FIELD_NUMBER: _builtins.int
+    PEAK_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """Stable id; producers use it as Nats-Msg-Id."""
+    """Stable for one surge: every revision of it has the same id. Producers publish with the
+    Nats-Msg-Id "<id>:<revision>", so updates are not dropped as repeats.
+    """
     kind: Global___AlertKind.ValueType
     topic: _builtins.str
     """What the alert is about: a watch, category or keyword, or a source name."""
@@ -66,6 +195,18 @@ class Alert(_message.Message):
     count: _builtins.int
     """Observed complaint count in the window, and its baseline."""
     baseline: _builtins.float
+    status: Global___AlertStatus.ValueType
+    revision: _builtins.int
+    """1 when raised, then one more per update; the highest revision is the alert's current state."""
+    ratio: _builtins.float
+    """count / baseline (the baseline floored), and the Poisson tail probability of count under the baseline."""
+    p_value: _builtins.float
+    watch: _builtins.str
+    """The watch (brand, product) the surge is on, and the category or keyword when it is about one."""
+    category: _builtins.str
+    keyword: _builtins.str
+    peak: _builtins.int
+    """The peak count seen in any window of this surge."""
     @_builtins.property
     def top_terms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -74,6 +215,32 @@ class Alert(_message.Message):
 
     @_builtins.property
     def raised_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def window_start(self) -> _timestamp_pb2.Timestamp:
+        """The window the count covers."""
+
+    @_builtins.property
+    def window_end(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp:
+        """When the surge was first raised (the first revision's raised_at)."""
+
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedCompositeFieldContainer[Global___Share]: ...
+    @_builtins.property
+    def sources(self) -> _containers.RepeatedCompositeFieldContainer[Global___Share]: ...
+    @_builtins.property
+    def languages(self) -> _containers.RepeatedCompositeFieldContainer[Global___Share]: ...
+    @_builtins.property
+    def authors(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuthorReach]:
+        """Most-reached authors first."""
+
+    @_builtins.property
+    def samples(self) -> _containers.RepeatedCompositeFieldContainer[Global___SamplePost]: ...
+    @_builtins.property
+    def case_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Cases the surge's posts belong to."""
+
     def __init__(
         self,
         *,
@@ -86,10 +253,27 @@ class Alert(_message.Message):
         top_terms: _abc.Iterable[_builtins.str] | None = ...,
         sample_mention_ids: _abc.Iterable[_builtins.str] | None = ...,
         raised_at: _timestamp_pb2.Timestamp | None = ...,
+        status: Global___AlertStatus.ValueType = ...,
+        revision: _builtins.int = ...,
+        ratio: _builtins.float = ...,
+        p_value: _builtins.float = ...,
+        window_start: _timestamp_pb2.Timestamp | None = ...,
+        window_end: _timestamp_pb2.Timestamp | None = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+        watch: _builtins.str = ...,
+        category: _builtins.str = ...,
+        keyword: _builtins.str = ...,
+        categories: _abc.Iterable[Global___Share] | None = ...,
+        sources: _abc.Iterable[Global___Share] | None = ...,
+        languages: _abc.Iterable[Global___Share] | None = ...,
+        authors: _abc.Iterable[Global___AuthorReach] | None = ...,
+        samples: _abc.Iterable[Global___SamplePost] | None = ...,
+        case_ids: _abc.Iterable[_builtins.str] | None = ...,
+        peak: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["raised_at", b"raised_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["raised_at", b"raised_at", "started_at", b"started_at", "window_end", b"window_end", "window_start", b"window_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "count", b"count", "id", b"id", "kind", b"kind", "raised_at", b"raised_at", "sample_mention_ids", b"sample_mention_ids", "summary", b"summary", "top_terms", b"top_terms", "topic", b"topic"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authors", b"authors", "baseline", b"baseline", "case_ids", b"case_ids", "categories", b"categories", "category", b"category", "count", b"count", "id", b"id", "keyword", b"keyword", "kind", b"kind", "languages", b"languages", "p_value", b"p_value", "peak", b"peak", "raised_at", b"raised_at", "ratio", b"ratio", "revision", b"revision", "sample_mention_ids", b"sample_mention_ids", "samples", b"samples", "sources", b"sources", "started_at", b"started_at", "status", b"status", "summary", b"summary", "top_terms", b"top_terms", "topic", b"topic", "watch", b"watch", "window_end", b"window_end", "window_start", b"window_start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

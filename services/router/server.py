@@ -166,3 +166,21 @@ class RouterServicer(router_service_pb2_grpc.RouterServiceServicer):
         except TransientError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         return router_service_pb2.ReplayDeadLettersResponse(replayed=count)
+
+    async def GetTrends(
+        self, request: router_service_pb2.GetTrendsRequest, context: Context
+    ) -> router_service_pb2.GetTrendsResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "trends are not available in this router yet")
+        raise AssertionError("unreachable")
+
+    async def ListAlerts(
+        self, request: router_service_pb2.ListAlertsRequest, context: Context
+    ) -> router_service_pb2.ListAlertsResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "alerts are not available in this router yet")
+        raise AssertionError("unreachable")
+
+    async def RebuildCounters(
+        self, request: router_service_pb2.RebuildCountersRequest, context: Context
+    ) -> router_service_pb2.RebuildCountersResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "counters are not available in this router yet")
+        raise AssertionError("unreachable")
