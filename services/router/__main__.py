@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from clamor.v1 import case_pb2, router_service_pb2_grpc, triage_pb2
+from clamor.v1 import alert_pb2, case_pb2, router_service_pb2_grpc, triage_pb2
 from services.router.clients import CaseIndex, CaseStore, DeliveryQueue, EscalationPublisher, TriageFeedback
 from services.router.config import OUTBOX, RouterConfig, RouterSettings
 from services.router.consumer import RouterHandler, RulesHolder
@@ -23,13 +24,18 @@ from services.router.delivery import (
     open_tickets,
 )
 from services.router.destinations import build_destination
+from services.router.domain import case_id_for
 from services.router.http import CallbackServer
 from services.router.local_destinations import NatsDestination, OutboxDestination
+from services.router.reputation import ReputationWatch, open_states
 from services.router.server import SERVICE_NAME, RouterParts, RouterServicer
 from services.router.sla_clock import SlaClocks
+from services.router.spikes import SpikeState
+from services.router.trends import CounterStore, TrendsCounter
 from services.shared import subjects
 from services.shared.case_actions import CaseActions
 from services.shared.config import load_config
+from services.shared.errors import TransientError
 from services.shared.kv_state import KvState
 from services.shared.lifecycle import ServiceRuntime, service_main
 from services.shared.pull_consumer import BatchHandler, concurrently, one_at_a_time
@@ -48,6 +54,7 @@ if TYPE_CHECKING:
     from services.shared.status import Counters
 
 NAME = "router"
+log = logging.getLogger(__name__)
 
 
 def build_destinations(
@@ -93,6 +100,10 @@ class Router:
     clocks: SlaClocks
     worker: DeliveryWorker
     destinations: dict[str, Destination]
+    trends: TrendsCounter
+    reputation: ReputationWatch
+    spike_states: KvState[SpikeState]
+    alert_states: KvState[alert_pb2.Alert]
 
     def consumers(self) -> list[tuple[subjects.ConsumerSpec, type[Message], BatchHandler[Any], int]]:
         """(durable, payload type, batch handler, batch size) of each consumer the router runs."""
@@ -108,7 +119,7 @@ class Router:
         for destination in self.destinations.values():
             await destination.aclose()
         await self.index.close()
-        for state in (self.clocks, self.tickets, self.disabled):
+        for state in (self.clocks, self.tickets, self.disabled, self.spike_states, self.alert_states):
             await state.close()
 
 
@@ -119,6 +130,7 @@ async def assemble(
     tracer: trace.Tracer,
     counters: Counters,
     replicas: int = 1,
+    history_days: float = 90.0,
     rules: RulesHolder | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Router:
@@ -140,10 +152,23 @@ async def assemble(
         destinations, budgets, cases=cases, tickets=tickets, disabled=disabled, settings=settings.delivery,
         counters=counters, tracer=tracer, clock=clock,
     )  # fmt: skip
+    counters_store = await CounterStore.open(js, replicas=replicas, history_days=history_days)
+    spike_states, alert_states = await open_states(js, replicas=replicas)
+
+    async def case_of(mention_id: str) -> str | None:
+        case_id = case_id_for(mention_id)
+        return case_id if await cases.get(case_id) is not None else None
+
+    reputation = ReputationWatch(
+        settings.reputation, js=js, tracer=tracer, counters=counters_store, spikes=spike_states,
+        alerts=alert_states, case_of=case_of,
+    )  # fmt: skip
     return Router(
         settings=settings, cases=cases, index=index, tickets=tickets, disabled=disabled,
         actions=CaseActions(js, tracer), dead_letters=DeadLetters(js, tracer, disabled), feedback=feedback,
         handler=handler, clocks=clocks, worker=worker, destinations=destinations,
+        trends=TrendsCounter(js, counters_store, keywords=settings.reputation.keywords.keywords, clock=clock),
+        reputation=reputation, spike_states=spike_states, alert_states=alert_states,
     )  # fmt: skip
 
 
@@ -161,9 +186,12 @@ async def run(config_path: Path | None) -> None:
     js = await runtime.connect()
     router = await assemble(
         js, settings, tracer=runtime.tracer, counters=runtime.counters, replicas=config.nats.stream_replicas,
-        rules=rules,
+        history_days=config.nats.history_days, rules=rules,
     )  # fmt: skip
-    servicer.attach(RouterParts(cases=router.cases, actions=router.actions, dead_letters=router.dead_letters))
+    servicer.attach(
+        RouterParts(cases=router.cases, actions=router.actions, dead_letters=router.dead_letters,
+                    trends=router.trends, reputation=router.reputation)
+    )  # fmt: skip
     for spec, payload_type, handle, batch_size in router.consumers():
         await runtime.add_consumer(spec, payload_type, handle, batch_size=batch_size)
 
@@ -174,6 +202,22 @@ async def run(config_path: Path | None) -> None:
                 await asyncio.wait_for(runtime.stopping.wait(), timeout=settings.tick_s)
 
     runtime.add_worker("sla-clock", sla_clock)
+
+    async def count_trends() -> None:
+        await router.trends.run(runtime.stopping)
+
+    async def watch_reputation() -> None:
+        while not runtime.stopping.is_set():
+            try:
+                await router.reputation.tick(router.handler.now())
+            except TransientError as exc:
+                log.warning("reputation check failed, trying again next tick: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runtime.stopping.wait(), timeout=settings.reputation.tick_s)
+
+    runtime.add_worker("trend-counters", count_trends)
+    if settings.reputation.enabled:
+        runtime.add_worker("reputation", watch_reputation)
     callback = (
         CallbackServer(settings.callback, cases=router.cases, actions=router.actions)
         if settings.callback.enabled else None

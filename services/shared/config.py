@@ -50,6 +50,8 @@ class NatsSettings(Section):
     url: str = "nats://127.0.0.1:4222"
     # Replicas for every stream: 1 on a laptop, 3 on a cluster.
     stream_replicas: int = Field(default=1, ge=1, le=5)
+    # Days triaged mentions are kept (the TRIAGED stream's max_age): the history trends and counters read.
+    history_days: float = Field(default=90.0, gt=0, le=3650)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     # Optional credentials; use ${ENV} references, never literals.
     user: str = ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import nats
@@ -109,10 +110,21 @@ def stream_config(spec: subjects.StreamSpec, *, replicas: int) -> StreamConfig:
 
 
 async def ensure_streams(
-    js: JetStreamContext, specs: Iterable[subjects.StreamSpec] = subjects.ALL_STREAMS, *, replicas: int = 1
+    js: JetStreamContext,
+    specs: Iterable[subjects.StreamSpec] = subjects.ALL_STREAMS,
+    *,
+    replicas: int = 1,
+    history_days: float | None = None,
 ) -> None:
-    """Create each stream, or bring an existing one to the declared config; safe to repeat."""
-    for spec in specs:
+    """Create each stream, or bring an existing one to the declared config; safe to repeat.
+
+    ``history_days`` sets how long the TRIAGED stream keeps mentions (``nats.history_days``); every
+    service passes the same value from the shared config, so none resets another's choice.
+    """
+    for declared in specs:
+        spec = declared
+        if history_days is not None and spec.name == subjects.TRIAGED.name:
+            spec = replace(spec, max_age_s=history_days * subjects.DAY_S)
         config = stream_config(spec, replicas=replicas)
         try:
             await js.stream_info(spec.name)

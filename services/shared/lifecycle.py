@@ -95,7 +95,9 @@ class ServiceRuntime:
             self._nats_settings, name=f"clamor-{self.name}", on_connection_change=connection_changed, stop=self.stopping
         )
         self._js = self._nc.jetstream()
-        await ensure_streams(self._js, replicas=self._nats_settings.stream_replicas)
+        await ensure_streams(
+            self._js, replicas=self._nats_settings.stream_replicas, history_days=self._nats_settings.history_days
+        )
         return self._js
 
     async def add_consumer(

@@ -175,6 +175,12 @@ ROUTER_TICKETS_BUCKET = "router_tickets"
 ROUTER_SLA_BUCKET = "router_sla"
 # Destinations switched off by a 410 Gone, until the config is fixed and they are re-enabled.
 ROUTER_DESTINATIONS_BUCKET = "router_destinations"
+# Hourly volume records per verdict, watch and hour, the watches seen, and the counter's stream cursor.
+ROUTER_COUNTERS_BUCKET = "router_counters"
+# One spike detector state per key (a watch, a watch's category, a watch's keyword).
+ROUTER_SPIKES_BUCKET = "router_spikes"
+# Reputation alerts in their latest revision, for ListAlerts, trends and the dashboard.
+ROUTER_ALERTS_BUCKET = "router_alerts"
 NOTIFIER_DELIVERIES_BUCKET = "notifier_deliveries"
 NOTIFIER_GROUPS_BUCKET = "notifier_groups"
 NOTIFIER_PAGES_BUCKET = "notifier_pages"

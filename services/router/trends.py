@@ -1,0 +1,315 @@
+"""Hourly counters of triaged mentions in KV, kept exactly from the TRIAGED stream, and read back as series.
+
+A reader follows the stream in order, from the sequence after the cursor, through an ephemeral
+consumer without acknowledgements: each batch is added to its hours' records by compare-and-set
+(every record skips posts at or below its own ``through_seq``), and only then the cursor moves. A
+crash, a restart or a second replica re-reads from the cursor and counts nothing twice.
+``rebuild`` forgets every record and counts the whole stream again: after a change to the
+keywords, or to check the counters against a recount.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf.message import DecodeError
+from nats.errors import Error as NatsLibraryError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+
+from clamor.v1 import triage_pb2
+from services.router.volume import HourCounts, hour_label, hour_start, merged, posted_at, slot_of, verdict_label
+from services.shared import subjects
+from services.shared.errors import TransientError
+from services.shared.jetstream import ensure_bucket
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
+    from nats.aio.msg import Msg
+    from nats.js import JetStreamContext
+    from nats.js.kv import KeyValue
+
+log = logging.getLogger(__name__)
+
+CURSOR_KEY = "cursor"
+WATCHES_KEY = "watches"
+BATCH = 500
+CAS_ATTEMPTS = 8
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def watch_key(watch: str) -> str:
+    """A KV-safe token for any watch name, readable and unique."""
+    digest = hashlib.blake2b(watch.encode(), digest_size=4).hexdigest()
+    return f"{_UNSAFE.sub('_', watch)[:40]}_{digest}"
+
+
+def record_key(verdict: str, watch: str, hour: datetime) -> str:
+    return f"{verdict}.{watch_key(watch)}.{hour_label(hour)}"
+
+
+@dataclass(frozen=True)
+class Counted:
+    messages: int
+    hours: int
+
+
+class CounterStore:
+    """The KV bucket of hourly records, the known watches and the reader's cursor."""
+
+    def __init__(self, bucket: KeyValue) -> None:
+        self._bucket = bucket
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, *, replicas: int, history_days: float) -> CounterStore:
+        # Records outlive the stream by the longest baseline, so a baseline never reads a forgotten hour.
+        ttl = (history_days + 35) * subjects.DAY_S
+        return cls(await ensure_bucket(js, subjects.ROUTER_COUNTERS_BUCKET, replicas=replicas, ttl_s=ttl))
+
+    async def _get_json(self, key: str) -> tuple[dict[str, Any], int] | None:
+        try:
+            entry = await self._bucket.get(key)
+        except KeyNotFoundError:
+            return None
+        except (TimeoutError, NatsLibraryError) as exc:
+            raise TransientError(f"cannot read counter {key}: {exc}") from exc
+        if not entry.value:
+            return None
+        return json.loads(entry.value), int(entry.revision or 0)
+
+    async def _change(self, key: str, change: Callable[[dict[str, Any] | None], dict[str, Any] | None]) -> None:
+        for _ in range(CAS_ATTEMPTS):
+            found = await self._get_json(key)
+            current, revision = found if found is not None else (None, 0)
+            updated = change(current)
+            if updated is None:
+                return
+            payload = json.dumps(updated, ensure_ascii=False, separators=(",", ":")).encode()
+            try:
+                if revision:
+                    await self._bucket.update(key, payload, last=revision)
+                else:
+                    await self._bucket.create(key, payload)
+            except KeyWrongLastSequenceError:
+                continue
+            except (TimeoutError, NatsLibraryError) as exc:
+                raise TransientError(f"cannot write counter {key}: {exc}") from exc
+            return
+        raise TransientError(f"counter {key} kept changing under {CAS_ATTEMPTS} attempts")
+
+    async def hour(self, verdict: str, watch: str, hour: datetime) -> HourCounts:
+        found = await self._get_json(record_key(verdict, watch, hour))
+        return HourCounts.from_json(found[0]) if found is not None else HourCounts()
+
+    async def hours(self, verdict: str, watch: str, hours: Iterable[datetime]) -> dict[datetime, HourCounts]:
+        wanted = sorted(set(hours))
+        found = await asyncio.gather(*(self.hour(verdict, watch, h) for h in wanted))
+        return dict(zip(wanted, found, strict=True))
+
+    async def cursor(self) -> int:
+        found = await self._get_json(CURSOR_KEY)
+        return int(found[0]["seq"]) if found is not None else 0
+
+    async def watches(self) -> dict[str, int]:
+        """Every watch seen, with the 10-minute slot of its earliest counted post (where its history starts)."""
+        found = await self._get_json(WATCHES_KEY)
+        return {name: int(first) for name, first in sorted(found[0].items())} if found is not None else {}
+
+    async def add(self, key: str, posts: Sequence[tuple[int, triage_pb2.TriagedMention, datetime]],
+                  keywords: Sequence[str]) -> None:  # fmt: skip
+        def change(current: dict[str, Any] | None) -> dict[str, Any] | None:
+            record = HourCounts.from_json(current) if current is not None else HourCounts()
+            added = [record.add(seq, triaged, at=at, keywords=keywords) for seq, triaged, at in posts]
+            return record.to_json() if any(added) else None
+
+        await self._change(key, change)
+
+    async def note_watches(self, first_slots: dict[str, int]) -> None:
+        def change(current: dict[str, Any] | None) -> dict[str, Any] | None:
+            known = {name: int(slot) for name, slot in (current or {}).items()}
+            updated = {**known, **{n: min(s, known.get(n, s)) for n, s in first_slots.items()}}
+            return updated if updated != known else None
+
+        await self._change(WATCHES_KEY, change)
+
+    async def advance(self, seq: int) -> None:
+        await self._change(CURSOR_KEY, lambda c: {"seq": seq} if c is None or int(c["seq"]) < seq else None)
+
+    async def forget_all(self) -> int:
+        """Delete every record and the cursor; returns how many keys there were."""
+        try:
+            keys = await self._bucket.keys()
+        except NatsLibraryError:
+            return 0  # nats-py raises NoKeysError for an empty bucket
+        for key in keys:
+            with contextlib.suppress(KeyNotFoundError):
+                await self._bucket.purge(key)
+        return len(keys)
+
+
+class TrendsCounter:
+    """Follows the TRIAGED stream and keeps the counters; one per router replica."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        store: CounterStore,
+        *,
+        keywords: Sequence[str] = (),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._js = js
+        self.store = store
+        self._keywords = tuple(keywords)
+        self._clock = clock
+        # Held while a batch is applied, and through a whole rebuild.
+        self._lock = asyncio.Lock()
+        self._position = 0
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                await self.catch_up(stopping=stopping, follow=True)
+            except (TransientError, NatsLibraryError, OSError) as exc:
+                log.warning("trend counters: %s; reading again from the cursor", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), timeout=1.0)
+
+    async def catch_up(
+        self, *, stopping: asyncio.Event | None = None, follow: bool = False, locked: bool = False
+    ) -> Counted:
+        """Count from the cursor to the end of the stream (and on, with ``follow``, until ``stopping``).
+
+        ``locked``: the caller holds the lock for the whole read (a rebuild), not batch by batch.
+        """
+        start = await self.store.cursor() + 1
+        # Without ``follow``, the read ends at the stream's end as it is now.
+        target = None if follow else await stream_last_seq(self._js)
+        if target is not None and target < start:
+            return Counted(0, 0)
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start, ack_policy=AckPolicy.NONE,
+            filter_subject="clamor.triaged.>", inactive_threshold=120.0,
+        )  # fmt: skip
+        subscription = await self._js.pull_subscribe("clamor.triaged.>", stream=subjects.TRIAGED.name, config=config)
+        messages = hours = 0
+        try:
+            while stopping is None or not stopping.is_set():
+                try:
+                    batch = await subscription.fetch(BATCH, timeout=1.0)
+                except (NatsTimeoutError, TimeoutError):
+                    if follow:
+                        continue
+                    break
+                if locked:
+                    hours += await self._apply(batch)
+                else:
+                    async with self._lock:
+                        hours += await self._apply(batch)
+                messages += len(batch)
+                if target is not None and int(batch[-1].metadata.sequence.stream) >= target:
+                    break
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+        return Counted(messages, hours)
+
+    async def _apply(self, batch: Sequence[Msg]) -> int:
+        now = self._clock()
+        by_key: dict[str, list[tuple[int, triage_pb2.TriagedMention, datetime]]] = {}
+        first_slots: dict[str, int] = {}
+        last = 0
+        for msg in batch:
+            seq = int(msg.metadata.sequence.stream)
+            last = max(last, seq)
+            triaged = triage_pb2.TriagedMention()
+            try:
+                triaged.ParseFromString(msg.data)
+            except DecodeError:
+                log.warning("trend counters: TRIAGED message %d is not a TriagedMention; not counted", seq)
+                continue
+            at = posted_at(triaged, now=now)
+            watch = triaged.mention.watch or "unwatched"
+            first_slots[watch] = min(slot_of(at), first_slots.get(watch, slot_of(at)))
+            key = record_key(verdict_label(triaged.result.verdict), watch, at)
+            by_key.setdefault(key, []).append((seq, triaged, at))
+        for key, posts in by_key.items():
+            await self.store.add(key, posts, self._keywords)
+        if first_slots:
+            await self.store.note_watches(first_slots)
+        if last:
+            await self.store.advance(last)
+        return len(by_key)
+
+    async def rebuild(self) -> Counted:
+        """Forget every counter and count the whole stream again, exactly."""
+        # The lock is held to the end: a batch of the live reader landing in a freshly forgotten hour
+        # would set its through_seq past the older posts the recount has yet to add.
+        async with self._lock:
+            forgotten = await self.store.forget_all()
+            log.info("trend counters: %d records forgotten; recounting the TRIAGED stream", forgotten)
+            return await self.catch_up(locked=True)
+
+
+async def stream_last_seq(js: JetStreamContext) -> int:
+    try:
+        info = await js.stream_info(subjects.TRIAGED.name)
+    except NotFoundError:
+        return 0
+    return int(info.state.last_seq)
+
+
+def hours_back(now: datetime, count: int) -> list[datetime]:
+    """The ``count`` hour starts up to and including the current hour, oldest first."""
+    current = hour_start(now)
+    return [current - timedelta(hours=count - 1 - i) for i in range(count)]
+
+
+@dataclass(frozen=True)
+class Series:
+    watch: str
+    category: str
+    start: datetime
+    counts: list[int]
+    baseline: list[float]
+
+
+async def series_for(
+    store: CounterStore, watch: str, *, verdict: str, hours: int, now: datetime, baseline_days: int, top: int = 8
+) -> tuple[list[Series], HourCounts]:
+    """The watch's hourly total and its top categories, each hour beside the mean of the same hour on
+    the ``baseline_days`` before; and the whole span's records merged (terms, languages, sources)."""
+    span = hours_back(now, hours)
+    past = [h - timedelta(days=d) for h in span for d in range(1, baseline_days + 1)]
+    records = await store.hours(verdict, watch, [*span, *past])
+
+    def baseline(hour: datetime, count: Callable[[HourCounts], int]) -> float:
+        if baseline_days == 0:
+            return 0.0
+        return sum(count(records[hour - timedelta(days=d)]) for d in range(1, baseline_days + 1)) / baseline_days
+
+    merged_span = merged(records[h] for h in span)
+
+    def line(category: str, count: Callable[[HourCounts], int]) -> Series:
+        return Series(watch, category, span[0], [count(records[h]) for h in span],
+                      [round(baseline(h, count), 2) for h in span])  # fmt: skip
+
+    out = [line("", lambda r: r.total)]
+    for category, _ in Counter(merged_span.categories).most_common(top):
+        out.append(line(category, _category_count(category)))
+    return out, merged_span
+
+
+def _category_count(category: str) -> Callable[[HourCounts], int]:
+    return lambda record: record.categories.get(category, 0)

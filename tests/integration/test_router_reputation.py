@@ -1,0 +1,128 @@
+"""Reputation alerts from the router's real counters: one surge is one alert, updated as it grows, then resolved.
+
+Real nats-server and the router's real parts. Three days of ordinary complaints give the baseline
+(the same hour each day), then a wave of "tastes odd" posts arrives; the test turns a manual clock.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from nats.js.errors import NotFoundError
+
+from clamor.v1 import alert_pb2
+from services.shared import subjects
+from tests.integration.router_harness import (
+    T0,
+    ManualClock,
+    complaint,
+    publish_triaged,
+    router_settings,
+    running_router,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from nats.aio.client import Client as NatsClient
+    from nats.js import JetStreamContext
+
+FIRING = alert_pb2.ALERT_STATUS_FIRING
+RESOLVED = alert_pb2.ALERT_STATUS_RESOLVED
+
+
+async def post(js: JetStreamContext, n: int, *, minutes_ago: float, clock: ManualClock, text: str,
+               category: str = "billing", followers: int = 200) -> None:  # fmt: skip
+    triaged = complaint(f"mastodon:{n}", handle=f"user{n}", text=text, category=category, followers=followers)
+    triaged.mention.created_at.FromDatetime(clock() - timedelta(minutes=minutes_ago))
+    await publish_triaged(js, triaged)
+
+
+async def published_alerts(js: JetStreamContext) -> list[alert_pb2.Alert]:
+    found: list[alert_pb2.Alert] = []
+    seq = 1
+    while True:
+        try:
+            raw = await js.get_msg(subjects.ALERTS.name, seq=seq, subject="clamor.alert.reputation", next=True)
+        except NotFoundError:
+            return found
+        seq = int(raw.seq or seq) + 1
+        alert = alert_pb2.Alert()
+        alert.ParseFromString(raw.data or b"")
+        found.append(alert)
+
+
+async def test_a_surge_is_one_alert_with_its_context_updated_as_it_grows_then_resolved(
+    nc: NatsClient, tmp_path: Path
+) -> None:
+    js = nc.jetstream()
+    clock = ManualClock(T0 + timedelta(days=3))
+    settings = router_settings(
+        {"outbox": {"path": "outbox.jsonl"}, "reputation": {"keywords": {"keywords": ["odd"]}}}, tmp_path
+    )
+    n = 0
+    async with running_router(js, settings, clock=clock) as running:
+        # Three quiet days: two billing complaints an hour around this time of day.
+        for day in (1, 2, 3):
+            for minute in (5, 35, 65, 95):
+                n += 1
+                await post(js, n, minutes_ago=day * 1440 + minute, clock=clock, text=f"charged twice again, order {n}")
+        await running.settle()
+        assert await running.count_and_watch() == []
+        # The wave: 14 posts about an odd taste within the window, one from a big account.
+        for k in range(14):
+            n += 1
+            await post(js, n, minutes_ago=48 - 3.5 * k, clock=clock, category="product quality",
+                       text=f"the new recipe tastes odd, batch {k}", followers=250_000 if k == 3 else 150)  # fmt: skip
+        await running.settle()
+        raised = await running.count_and_watch()
+        assert raised, "the surge was not alerted"
+        watch_alert = next(a for a in raised if a.topic == "acme")
+        assert watch_alert.status == FIRING
+        assert (watch_alert.revision, watch_alert.count) == (1, 14)
+        assert watch_alert.baseline == 2.0
+        assert watch_alert.ratio > 4
+        assert "recipe" in watch_alert.top_terms
+        assert watch_alert.categories[0].name == "product quality"
+        assert watch_alert.authors[0].followers == 250_000
+        assert watch_alert.samples
+        assert set(watch_alert.case_ids) <= {s.case_id for s in watch_alert.samples}
+        assert watch_alert.case_ids, "sample posts link to their cases"
+        topics = {a.topic for a in raised}
+        assert {"acme", "product quality", "odd"} <= topics
+        # Ten minutes later it has grown: the same alert, a new revision.
+        clock.advance(600)
+        for k in range(10):
+            n += 1
+            await post(js, n, minutes_ago=9 - k * 0.5, clock=clock, category="product quality",
+                       text="tastes odd and smells strange")  # fmt: skip
+        await running.settle()
+        grown = [a for a in await running.count_and_watch() if a.topic == "acme"]
+        assert [(a.id, a.revision, a.status) for a in grown] == [(watch_alert.id, 2, FIRING)]
+        # The window slid on ten minutes: the wave's three oldest posts left it, ten new ones came.
+        assert grown[0].count == 14 - 3 + 10
+        # Quiet again for long enough: resolved once, and nothing more after that.
+        for _ in range(12):
+            clock.advance(600)
+            await running.count_and_watch()
+    on_stream = [a for a in await published_alerts(js) if a.topic == "acme"]
+    assert [(a.id, a.revision, a.status) for a in on_stream] == [
+        (watch_alert.id, 1, FIRING), (watch_alert.id, 2, FIRING), (watch_alert.id, 3, RESOLVED),
+    ]  # fmt: skip
+    assert len({a.id for a in await published_alerts(js) if a.topic == "acme"}) == 1
+
+
+async def test_steady_complaints_raise_no_alert(nc: NatsClient, tmp_path: Path) -> None:
+    js = nc.jetstream()
+    clock = ManualClock(T0 + timedelta(days=3))
+    settings = router_settings({"outbox": {"path": "outbox.jsonl"}}, tmp_path)
+    async with running_router(js, settings, clock=clock) as running:
+        n = 0
+        for day in (0, 1, 2, 3):
+            for minute in range(0, 120, 10):
+                n += 1
+                await post(js, n, minutes_ago=day * 1440 + minute, clock=clock, text=f"late again {n}")
+        await running.settle()
+        assert await running.count_and_watch() == []
+    assert await published_alerts(js) == []
