@@ -106,15 +106,47 @@ def message_from_escalation(escalation: case_pb2.Escalation, *, ack_url: str = "
 
 
 def message_from_alert(alert: alert_pb2.Alert) -> Message:
+    """A reputation alert carries what a PR lead needs in its reason; its most-reached post is quoted."""
     kind = alert_pb2.AlertKind.Name(alert.kind).removeprefix("ALERT_KIND_").lower()
+    resolved = alert.status == alert_pb2.ALERT_STATUS_RESOLVED
+    label = "resolved" if resolved else ("update" if alert.revision > 1 else "alert")
+    where = f" ({alert.watch})" if alert.watch and alert.watch != alert.topic else ""
+    sample = alert.samples[0] if alert.samples else None
     return Message(
         id=alert.id,
         kind="alert",
-        title=f"[alert] {kind}: {alert.topic}",
-        severity="HIGH",
-        reason=alert.summary,
-        dedup_key=f"clamor-alert-{kind}-{alert.topic}",
+        title=f"[{label}] {kind.replace('_', ' ')}: {alert.topic}{where}",
+        severity="MEDIUM" if resolved else "HIGH",
+        reason="\n".join([alert.summary, *_alert_context(alert)]),
+        post_text=sample.text[:MAX_STORED_POST_CHARS] if sample else "",
+        author_handle=sample.author if sample else "",
+        author_followers=sample.followers if sample else 0,
+        post_url=sample.url if sample else "",
+        dedup_key=f"clamor-alert-{kind}-{alert.id}",
         topic=alert.topic,
         mention_id=alert.sample_mention_ids[0] if alert.sample_mention_ids else "",
         raised_at=alert.raised_at.ToDatetime(tzinfo=UTC) if alert.raised_at.seconds else None,
     )
+
+
+def _shares(shares: Any) -> str:
+    return ", ".join(f"{s.name} {s.count}" for s in shares)
+
+
+def _alert_context(alert: alert_pb2.Alert) -> list[str]:
+    """One line per kind of context a reputation alert has: growth, terms, mix, reach, cases."""
+    lines = []
+    if alert.kind == alert_pb2.ALERT_KIND_REPUTATION_SPIKE and alert.revision:
+        lines.append(f"{alert.count} in the window against a baseline of {alert.baseline:g} ({alert.ratio:g}x), "
+                     f"peak {alert.peak}, revision {alert.revision}")  # fmt: skip
+    if alert.top_terms:
+        lines.append("top terms: " + ", ".join(alert.top_terms[:8]))
+    for label, shares in (("categories", alert.categories), ("sources", alert.sources),
+                          ("languages", alert.languages)):  # fmt: skip
+        if shares:
+            lines.append(f"{label}: {_shares(shares)}")
+    if alert.authors:
+        lines.append("most reached: " + ", ".join(f"@{a.handle} ({a.followers:,})" for a in alert.authors[:3]))
+    if alert.case_ids:
+        lines.append("cases: " + ", ".join(alert.case_ids[:10]))
+    return lines
