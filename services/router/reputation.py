@@ -49,7 +49,8 @@ class ReputationSettings(Section):
     tick_s: float = Field(default=60.0, gt=0, le=3600)
     spikes: SpikeSettings = SpikeSettings()
     keywords: KeywordSettings = KeywordSettings()
-    # Test each category of a watch on its own too (a wave of "tastes odd" is product quality).
+    # Test each category of a watch on its own too: a surge in one category that the watch's total hides
+    # (a wave of "tastes odd" on a busy brand). While the watch's own alert fires, its categories raise none.
     per_category: bool = True
 
 
@@ -126,8 +127,12 @@ class ReputationWatch:
             keys.append((f"{watch}/keyword/{keyword}", "", keyword, _slots(records, _of_keyword(keyword)),
                          keyword_settings))  # fmt: skip
         published = []
+        watch_firing = False
         for key, category, keyword, slots, settings in keys:
             state = self._spikes.peek(key)
+            if category and watch_firing and (state is None or state.status != "firing"):
+                # The watch's own alert already carries this category in its mix: one surge, one alert.
+                continue
             new_state, event = evaluate(
                 slots, key=key, now_slot=now_slot, state=state, settings=settings, history_start_slot=first_slot
             )
@@ -138,6 +143,8 @@ class ReputationWatch:
                 published.append(alert)
             if new_state != state:
                 await self._spikes.change(key, _replace_with(new_state))
+            if key == watch:
+                watch_firing = new_state.status == "firing"
         return published
 
     async def _publish(self, alert: alert_pb2.Alert) -> None:
