@@ -25,7 +25,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from clamor.v1 import listener_service_pb2, notification_pb2
-from services.cli import cases, live, traces
+from services.cli import cases, dashboard, live, traces, trends
 from services.cli.mesh import (
     DEFAULT_DATA_DIR,
     SERVICES,
@@ -348,6 +348,8 @@ def classify(
 
 
 app.command("cases")(cases.list_cases)
+app.command("trends")(trends.trends)
+app.command("dashboard")(dashboard.dashboard)
 
 
 def main() -> None:

@@ -138,7 +138,11 @@ async def test_rules_choose_destinations_team_priority_and_escalate_once(nc: Nat
             legal = await running.case(case_id_for("x:1"))
             billing = await running.case(case_id_for("x:2"))
             await running.settle()
-    assert (legal.team, legal.priority, list(legal.matched_rules)) == ("legal", "urgent", ["everything-to-outbox", "legal"])
+    assert (legal.team, legal.priority, list(legal.matched_rules)) == (
+        "legal",
+        "urgent",
+        ["everything-to-outbox", "legal"],
+    )
     assert list(legal.destinations) == ["outbox", "zendesk"]
     assert (billing.team, list(billing.destinations), list(billing.matched_rules)) == (
         "billing", ["outbox"], ["everything-to-outbox", "billing"],
