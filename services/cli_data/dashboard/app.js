@@ -83,7 +83,9 @@
   }
 
   function alertWhat(alert) {
-    return alert.category || (alert.keyword ? `“${alert.keyword}”` : "") || alert.topic || "all complaints";
+    // A watch-wide alert's topic is the watch itself: naming it twice says nothing.
+    const topic = alert.topic !== alert.watch ? alert.topic : "";
+    return alert.category || (alert.keyword ? `“${alert.keyword}”` : "") || topic || "";
   }
 
   function chart(data, alerts, { width, height, small, label, scale }) {
@@ -110,7 +112,7 @@
       const x0 = pad.l + i0 * slot;
       const x1 = pad.l + i1 * slot;
       svg("rect", { x: x0, y: pad.t, width: Math.max(2, x1 - x0), height: plotH }, band);
-      const text = `${alertWhat(alert)} ×${fmt(num(alert.ratio))} (${num(alert.count)} vs ${fmt(num(alert.baseline))})`;
+      const text = `${alertWhat(alert) || alert.watch} ×${fmt(num(alert.ratio))} (${num(alert.count)} vs ${fmt(num(alert.baseline))})`;
       svg("title", {}, band).textContent = `${firing ? "firing" : "resolved"} alert: ${text}`;
       if (!small) {
         const right = x1 > width / 2;

@@ -1,0 +1,139 @@
+"""The dashboard in headless Chromium, fed by the real router: its counters, its spike detector, its gRPC API.
+
+Real nats-server; the router's parts as ``assemble`` wires them, counting three quiet days and a surge
+from the TRIAGED stream; the router's own ``RouterServicer`` on a free port; ``clamor dashboard``'s
+server; Debian's Chromium driven by Playwright. The page must show the watch's series and the alert
+the router raised, with no console or page errors. The screenshot is saved to
+``test-artifacts/dashboard-real-router.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+
+from clamor.v1 import router_service_pb2_grpc
+from services.cli.dashboard import DashboardServer
+from services.router.consumer import RulesHolder
+from services.router.server import RouterParts, RouterServicer
+from tests.integration.router_harness import complaint, publish_triaged, router_settings, running_router
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NatsClient
+    from nats.js import JetStreamContext
+
+    from tests.integration.router_harness import RunningRouter
+
+try:
+    from playwright.async_api import ConsoleMessage, async_playwright
+except ImportError:
+    if os.environ.get("CI") == "true":
+        raise
+    pytest.skip("Playwright is not installed: pip install -e '.[dev]'", allow_module_level=True)
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+ARTEFACT = REPO / "test-artifacts" / "dashboard-real-router.png"
+
+
+async def history_and_surge(js: JetStreamContext, now: datetime) -> None:
+    n = 0
+    for day in (1, 2, 3):
+        for minutes in range(5, 24 * 60, 40):
+            n += 1
+            triaged = complaint(f"mastodon:{n}", handle=f"user{n}", text=f"charged twice, order {n}")
+            triaged.mention.created_at.FromDatetime(now - timedelta(days=day, minutes=minutes))
+            await publish_triaged(js, triaged)
+    for k in range(16):
+        n += 1
+        triaged = complaint(
+            f"mastodon:{n}", handle=f"wave{k}", category="product quality", text=f"the new recipe tastes odd, box {k}",
+            followers=90_000 if k == 2 else 300,
+        )  # fmt: skip
+        triaged.mention.created_at.FromDatetime(now - timedelta(minutes=45 - 2.5 * k))
+        await publish_triaged(js, triaged)
+
+
+@asynccontextmanager
+async def router_api(running: RunningRouter) -> AsyncIterator[str]:
+    router = running.router
+    servicer = RouterServicer(router.settings, RulesHolder(router.settings.rules), None)
+    servicer.attach(RouterParts(cases=router.cases, actions=router.actions, dead_letters=router.dead_letters,
+                                trends=router.trends, reputation=router.reputation))  # fmt: skip
+    server = grpc.aio.server()
+    router_service_pb2_grpc.add_RouterServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await server.stop(grace=None)
+
+
+@pytest.fixture
+def chromium() -> Path:
+    if not CHROMIUM.exists():
+        reason = f"no Chromium at {CHROMIUM}: apt-get install -y --no-install-recommends chromium"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return CHROMIUM
+
+
+async def test_the_dashboard_shows_the_real_routers_series_and_alert(
+    nc: NatsClient, tmp_path: Path, chromium: Path
+) -> None:
+    js = nc.jetstream()
+    now = datetime.now(UTC)
+    settings = router_settings({"outbox": {"path": "outbox.jsonl"}}, tmp_path)
+    async with running_router(js, settings) as running:
+        await history_and_surge(js, now)
+        await running.settle()
+        raised = await running.count_and_watch()
+        assert [a.topic for a in raised] == ["acme"]
+        async with router_api(running) as address, async_playwright() as playwright:
+            dashboard = DashboardServer(address, "127.0.0.1", 0, refresh_s=30)
+            await dashboard.start()
+            browser = await playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+            errors: list[str] = []
+            try:
+                page = await browser.new_page(viewport={"width": 1360, "height": 900})
+                page.set_default_timeout(15_000)
+
+                def on_console(message: ConsoleMessage) -> None:
+                    if message.type == "error":
+                        errors.append(message.text)
+
+                page.on("console", on_console)
+                page.on("pageerror", lambda error: errors.append(str(error)))
+                await page.goto(dashboard.url)
+                await page.wait_for_selector("body[data-refreshes]")
+                chart = page.locator('article.watch[data-watch="acme"] svg.chart:not(.small)')
+                points = await chart.locator("polyline.line").get_attribute("points") or ""
+                assert len(points.split()) == 48
+                assert await chart.locator("path.baseline").count() == 1
+                assert await chart.locator("g.band.firing").count() == 1
+                card = page.locator("#alerts article.alert")
+                assert await card.count() == 1
+                assert await card.locator("h3").text_content() == "acme"
+                assert (await card.locator(".numbers").text_content() or "").startswith("16 complaints")
+                shot = tmp_path / "dashboard-real-router.png"
+                await page.screenshot(path=str(shot), full_page=True)
+                ARTEFACT.parent.mkdir(exist_ok=True)
+                shutil.copyfile(shot, ARTEFACT)
+            finally:
+                await browser.close()
+                await dashboard.stop()
+    assert errors == []
