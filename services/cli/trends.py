@@ -33,6 +33,7 @@ BARS = "▁▂▃▄▅▆▇█"
 # Past this many hours a sparkline shows the mean of neighbouring hours, so a week fits a terminal line.
 MAX_WIDTH = 72
 MAX_CATEGORIES = 8
+REBUILD_TIMEOUT_S = 1800.0
 TIMEOUT_S = 10.0
 # name, sparkline, total, peak, latest hour
 COLUMNS: tuple[JustifyMethod, ...] = ("left", "left", "right", "right", "left")
@@ -217,15 +218,35 @@ async def fetch_trends(
         return await router_service_pb2_grpc.RouterServiceStub(channel).GetTrends(request, timeout=TIMEOUT_S)
 
 
+async def rebuild_counters(address: str) -> router_service_pb2.RebuildCountersResponse:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = router_service_pb2_grpc.RouterServiceStub(channel)
+        # A recount reads the whole stream: minutes, not seconds, on a long history.
+        return await stub.RebuildCounters(router_service_pb2.RebuildCountersRequest(), timeout=REBUILD_TIMEOUT_S)
+
+
 def trends(
     watch: Annotated[str, typer.Option(help="Only this watch (default: every watch).")] = "",
     hours: Annotated[int, typer.Option(min=1, max=720, help="Hours back from now, at most 720 (30 days).")] = 48,
     noise: Annotated[bool, typer.Option("--noise", help="Posts triage judged noise, instead of complaints.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="The router's answer as one JSON object.")] = False,
+    rebuild: Annotated[
+        bool,
+        typer.Option("--rebuild", help="First recount every hourly counter from the stream (after a keyword change)."),
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Hourly complaint volume per watch and category as sparklines, against baseline, with firing alerts."""
     address = address_of(mesh_in_use(config).router.grpc)
+    if rebuild:
+        errors.print("recounting every hourly counter from the TRIAGED stream…")
+        try:
+            done = asyncio.run(rebuild_counters(address))
+        except grpc.aio.AioRpcError as exc:
+            problem = router_problem(address, exc.code(), exc.details() or "", rpc="RebuildCounters")
+            errors.print(f"[red]{escape(problem)}[/red]")
+            raise typer.Exit(1) from exc
+        errors.print(f"recounted {done.messages:,} posts into {done.hours:,} hourly records")
     verdict = "noise" if noise else "complaint"
     request = router_service_pb2.GetTrendsRequest(watch=watch, hours=hours, verdict=verdict)
     try:

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
-from clamor.v1 import router_service_pb2_grpc
+from clamor.v1 import router_service_pb2, router_service_pb2_grpc
 from services.cli.dashboard import DashboardServer
+from services.cli.trends import fetch_trends, rebuild_counters
 from services.router.consumer import RulesHolder
 from services.router.server import RouterParts, RouterServicer
 from tests.integration.router_harness import complaint, publish_triaged, router_settings, running_router
@@ -48,13 +49,16 @@ CHROMIUM_ARGS = [
 ARTEFACT = REPO / "test-artifacts" / "dashboard-real-router.png"
 
 
-async def history_and_surge(js: JetStreamContext, now: datetime) -> None:
+async def history_and_surge(js: JetStreamContext, now: datetime) -> list[datetime]:
+    """Three quiet days, then a surge in the last 45 minutes; returns when each post was written."""
+    written: list[datetime] = []
     n = 0
     for day in (1, 2, 3):
         for minutes in range(5, 24 * 60, 40):
             n += 1
             triaged = complaint(f"mastodon:{n}", handle=f"user{n}", text=f"charged twice, order {n}")
-            triaged.mention.created_at.FromDatetime(now - timedelta(days=day, minutes=minutes))
+            written.append(now - timedelta(days=day, minutes=minutes))
+            triaged.mention.created_at.FromDatetime(written[-1])
             await publish_triaged(js, triaged)
     for k in range(16):
         n += 1
@@ -62,8 +66,10 @@ async def history_and_surge(js: JetStreamContext, now: datetime) -> None:
             f"mastodon:{n}", handle=f"wave{k}", category="product quality", text=f"the new recipe tastes odd, box {k}",
             followers=90_000 if k == 2 else 300,
         )  # fmt: skip
-        triaged.mention.created_at.FromDatetime(now - timedelta(minutes=45 - 2.5 * k))
+        written.append(now - timedelta(minutes=45 - 2.5 * k))
+        triaged.mention.created_at.FromDatetime(written[-1])
         await publish_triaged(js, triaged)
+    return written
 
 
 @asynccontextmanager
@@ -137,3 +143,20 @@ async def test_the_dashboard_shows_the_real_routers_series_and_alert(
                 await browser.close()
                 await dashboard.stop()
     assert errors == []
+
+
+async def test_clamor_trends_rebuild_recounts_through_the_real_router(nc: NatsClient, tmp_path: Path) -> None:
+    js = nc.jetstream()
+    now = datetime.now(UTC)
+    settings = router_settings({"outbox": {"path": "outbox.jsonl"}}, tmp_path)
+    async with running_router(js, settings) as running:
+        written = await history_and_surge(js, now)
+        await running.settle()
+        await running.count_and_watch()
+        async with router_api(running) as address:
+            done = await rebuild_counters(address)
+            trend = await fetch_trends(address, router_service_pb2.GetTrendsRequest(watch="acme", hours=48))
+    assert done.messages == len(written)
+    [total] = [s for s in trend.series if not s.category]
+    start = total.start.ToDatetime(tzinfo=UTC)
+    assert sum(total.counts) == sum(1 for at in written if at >= start)
