@@ -52,7 +52,9 @@ class _AlertStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AlertStat
     ALERT_STATUS_FIRING: _AlertStatus.ValueType  # 1
     """The surge (or the source's trouble) is going on; later revisions update it."""
     ALERT_STATUS_RESOLVED: _AlertStatus.ValueType  # 2
-    """It subsided: the last revision of this alert."""
+    """It subsided. A surge that returns within the cooldown re-opens the same alert with a later
+    FIRING revision: the highest revision is the alert's state.
+    """
 
 class AlertStatus(_AlertStatus, metaclass=_AlertStatusEnumTypeWrapper):
     """Where an alert stands."""
@@ -61,7 +63,9 @@ ALERT_STATUS_UNSPECIFIED: AlertStatus.ValueType  # 0
 ALERT_STATUS_FIRING: AlertStatus.ValueType  # 1
 """The surge (or the source's trouble) is going on; later revisions update it."""
 ALERT_STATUS_RESOLVED: AlertStatus.ValueType  # 2
-"""It subsided: the last revision of this alert."""
+"""It subsided. A surge that returns within the cooldown re-opens the same alert with a later
+FIRING revision: the highest revision is the alert's state.
+"""
 Global___AlertStatus: _TypeAlias = AlertStatus  # noqa: Y015
 
 @_typing.final
@@ -193,13 +197,17 @@ class Alert(_message.Message):
     """What the alert is about: a watch, category or keyword, or a source name."""
     summary: _builtins.str
     count: _builtins.int
-    """Observed complaint count in the window, and its baseline."""
+    """Observed complaint count in the window, and its baseline: the mean count of the same window on
+    the baseline days (before the low-volume floor is applied).
+    """
     baseline: _builtins.float
     status: Global___AlertStatus.ValueType
     revision: _builtins.int
     """1 when raised, then one more per update; the highest revision is the alert's current state."""
     ratio: _builtins.float
-    """count / baseline (the baseline floored), and the Poisson tail probability of count under the baseline."""
+    """count / max(baseline adjusted to the recent trend, the floor), and the Poisson tail probability
+    of count under that expectation.
+    """
     p_value: _builtins.float
     watch: _builtins.str
     """The watch (brand, product) the surge is on, and the category or keyword when it is about one."""
