@@ -49,10 +49,10 @@ from services.notifier.config import FileChannelSettings, GroupingSettings, Noti
 from services.notifier.consumer import NotifyHandler
 from services.notifier.dispatcher import MAX_PENDING_PER_GROUP, Dispatcher, utc_now
 from services.shared import subjects
-from services.shared.jetstream import ensure_consumer, ensure_streams, publish
+from services.shared.jetstream import ensure_streams, publish
 from services.shared.kv_state import KvState
 from services.shared.nats_server import LocalNatsServer, free_port
-from services.shared.pull_consumer import PullConsumer, one_at_a_time
+from services.shared.pull_consumer import ConsumerSet, one_at_a_time
 from services.shared.status import Counters
 
 TEAM = "care"
@@ -97,23 +97,19 @@ class Notifier:
     channels: list[Channel]
     groups: KvState[grouping.Group]
     pages: KvState[pages.Page]
-    consumers: list[PullConsumer[Any]]
+    consumers: ConsumerSet
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def pending(self) -> int:
         """Messages the consumers have not acknowledged yet."""
-        infos = [await self.js.consumer_info(c.spec.stream, c.spec.durable) for c in self.consumers]
-        return sum(int(i.num_pending or 0) + int(i.num_ack_pending or 0) for i in infos)
+        return await self.consumers.pending()
 
     async def close(self) -> None:
-        for consumer in self.consumers:
-            consumer.stop()
+        await self.consumers.stop()
         for task in self.tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        for consumer in self.consumers:
-            await consumer.close()
         await self.dispatcher.idle()
         await self.groups.close()
         await self.pages.close()
@@ -143,16 +139,11 @@ async def start_notifier(js: JetStreamContext, settings: NotifierSettings, trace
         (subjects.NOTIFIER_ALERTS_CONSUMER, alert_pb2.Alert, handler.on_alert),
         (subjects.NOTIFIER_ACTIONS_CONSUMER, case_pb2.CaseAction, handler.on_action),
     ]
-    consumers: list[PullConsumer[Any]] = []
-    for spec, payload_type, handle in wiring:
-        await ensure_consumer(js, spec)
-        consumer: PullConsumer[Any] = PullConsumer(
-            js, spec, payload_type=payload_type, handler=one_at_a_time(handle), tracer=tracer, counters=counters
-        )
-        await consumer.bind()
-        consumers.append(consumer)
+    consumers = await ConsumerSet.start(
+        js, [(spec, payload_type, one_at_a_time(handle), 16) for spec, payload_type, handle in wiring],
+        tracer=tracer, counters=counters, fetch_wait_s=1.0,
+    )  # fmt: skip
     running = Notifier(js, dispatcher, channels, group_state, page_state, consumers)
-    running.tasks = [asyncio.create_task(c.run()) for c in consumers]
     return running
 
 

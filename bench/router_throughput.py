@@ -58,9 +58,9 @@ from services.router.__main__ import Router, assemble
 from services.router.config import RouterConfig, RouterSettings
 from services.router.domain import case_id_for
 from services.shared import subjects
-from services.shared.jetstream import ensure_consumer, ensure_streams, publish
+from services.shared.jetstream import ensure_streams, publish
 from services.shared.nats_server import LocalNatsServer, free_port
-from services.shared.pull_consumer import PullConsumer
+from services.shared.pull_consumer import ConsumerSet
 from services.shared.status import Counters
 
 POSTS_PER_CUSTOMER = 5
@@ -116,23 +116,14 @@ class RunningRouter:
     js: JetStreamContext
     router: Router
     counters: Counters
-    consumers: list[PullConsumer[Any]]
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    consumers: ConsumerSet
 
     async def pending(self) -> int:
         """Messages the consumers have not acknowledged yet."""
-        infos = [await self.js.consumer_info(c.spec.stream, c.spec.durable) for c in self.consumers]
-        return sum(int(i.num_pending or 0) + int(i.num_ack_pending or 0) for i in infos)
+        return await self.consumers.pending()
 
     async def close(self) -> None:
-        for consumer in self.consumers:
-            consumer.stop()
-        for task in self.tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        for consumer in self.consumers:
-            await consumer.close()
+        await self.consumers.stop()
         await self.router.close()
 
 
@@ -154,17 +145,9 @@ async def router_on_fresh_nats(
         await ensure_streams(js)
         counters = Counters()
         router = await assemble(js, settings, tracer=tracer, counters=counters)
-        consumers: list[PullConsumer[Any]] = []
-        for spec, payload_type, handler, batch_size in router.consumers():
-            await ensure_consumer(js, spec)
-            consumer: PullConsumer[Any] = PullConsumer(
-                js, spec, payload_type=payload_type, handler=handler, tracer=tracer, counters=counters,
-                batch_size=batch_size,
-            )  # fmt: skip
-            await consumer.bind()
-            consumers.append(consumer)
+        # The service's fetch wait (1 s) and batch sizes, so the figures are the service's.
+        consumers = await ConsumerSet.start(js, router.consumers(), tracer=tracer, counters=counters, fetch_wait_s=1.0)
         running = RunningRouter(js, router, counters, consumers)
-        running.tasks = [asyncio.create_task(c.run()) for c in consumers]
         try:
             yield running
         finally:

@@ -19,7 +19,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 from nats.errors import Error as NatsLibraryError
@@ -303,3 +303,63 @@ class PullConsumer(Generic[PayloadT]):
             for msg in msgs:
                 with contextlib.suppress(Exception):
                     await msg.in_progress()
+
+
+# (durable, payload type, batch handler, batch size): what a service runs, as ``Router.consumers()`` lists it.
+ConsumerWiring = tuple[subjects.ConsumerSpec, type[Message], BatchHandler[Any], int]
+
+
+class ConsumerSet:
+    """Several durables run as tasks of the current event loop, for tests and benchmarks.
+
+    A service runs its consumers through ``ServiceRuntime`` (readiness, shutdown grace); this is the
+    same loop without the process around it, so harnesses do not each write it again.
+    """
+
+    def __init__(self, js: JetStreamContext, consumers: list[PullConsumer[Any]]) -> None:
+        self._js = js
+        self.consumers = consumers
+        self._tasks = [asyncio.create_task(c.run()) for c in consumers]
+
+    @classmethod
+    async def start(
+        cls,
+        js: JetStreamContext,
+        wiring: Sequence[ConsumerWiring],
+        *,
+        tracer: trace.Tracer,
+        counters: Counters,
+        fetch_wait_s: float = 0.2,
+    ) -> ConsumerSet:
+        consumers: list[PullConsumer[Any]] = []
+        for spec, payload_type, handler, batch_size in wiring:
+            consumer: PullConsumer[Any] = PullConsumer(
+                js, spec, payload_type=payload_type, handler=handler, tracer=tracer, counters=counters,
+                batch_size=batch_size, fetch_wait_s=fetch_wait_s,
+            )  # fmt: skip
+            await consumer.bind()
+            consumers.append(consumer)
+        return cls(js, consumers)
+
+    async def pending(self) -> int:
+        """Messages the consumers have not acknowledged yet."""
+        infos = [await self._js.consumer_info(c.spec.stream, c.spec.durable) for c in self.consumers]
+        return sum(int(i.num_pending or 0) + int(i.num_ack_pending or 0) for i in infos)
+
+    async def settle(self, timeout_s: float = 15.0) -> None:
+        """Wait until every consumer has acknowledged everything published so far."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while await self.pending():
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"consumers still hold {await self.pending()} messages after {timeout_s:g}s")
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        for consumer in self.consumers:
+            consumer.stop()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for consumer in self.consumers:
+            await consumer.close()

@@ -8,20 +8,15 @@ the same streams and KV buckets, as a new process would.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from google.protobuf.message import Message as ProtoMessage
 from nats.js import JetStreamContext
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
 
 from clamor.v1 import alert_pb2, case_pb2, mention_pb2, notification_pb2, triage_pb2
 from services.notifier import grouping, pages
@@ -33,50 +28,26 @@ from services.notifier.consumer import NotifyHandler
 from services.notifier.dispatcher import Dispatcher
 from services.shared import subjects
 from services.shared.case_actions import CaseActions
-from services.shared.jetstream import ensure_consumer, ensure_streams, publish
+from services.shared.jetstream import ensure_streams, publish
 from services.shared.kv_state import KvState
-from services.shared.pull_consumer import PullConsumer, one_at_a_time
+from services.shared.pull_consumer import ConsumerSet, ConsumerWiring, one_at_a_time
 from services.shared.status import Counters
-
-T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-
-
-@dataclass
-class ManualClock:
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-def tracer() -> trace.Tracer:
-    return TracerProvider().get_tracer("test")
+from tests.integration.clock import T0, tracer
 
 
 @dataclass
 class RunningNotifier:
     js: JetStreamContext
     dispatcher: Dispatcher
-    consumers: list[PullConsumer[Any]]
+    consumers: ConsumerSet
     log: NotificationLog
     actions: CaseActions
     groups: KvState[grouping.Group]
     pages: KvState[pages.Page]
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def settle(self, seconds: float = 10.0) -> None:
         """Wait until the consumers have acknowledged everything published so far."""
-        deadline = asyncio.get_running_loop().time() + seconds
-        while True:
-            infos = [await self.js.consumer_info(c.spec.stream, c.spec.durable) for c in self.consumers]
-            if all(i.num_pending == 0 and i.num_ack_pending == 0 for i in infos):
-                return
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"consumers did not settle: {[(i.name, i.num_pending) for i in infos]}")
-            await asyncio.sleep(0.05)
+        await self.consumers.settle(seconds)
 
     async def tick(self) -> None:
         """Consumers settled, then one turn of the clock work, waiting for every send it started."""
@@ -112,33 +83,17 @@ async def running_notifier(
     handler = NotifyHandler(
         settings, built, dispatcher=dispatcher, pages=page_state, links=links, counters=counters, clock=clock
     )
-    consumers: list[PullConsumer[Any]] = []
-    wiring: list[tuple[subjects.ConsumerSpec, type[ProtoMessage], Any]] = [
-        (subjects.NOTIFIER_ESCALATIONS_CONSUMER, case_pb2.Escalation, handler.on_escalation),
-        (subjects.NOTIFIER_ALERTS_CONSUMER, alert_pb2.Alert, handler.on_alert),
-        (subjects.NOTIFIER_ACTIONS_CONSUMER, case_pb2.CaseAction, handler.on_action),
+    wiring: list[ConsumerWiring] = [
+        (subjects.NOTIFIER_ESCALATIONS_CONSUMER, case_pb2.Escalation, one_at_a_time(handler.on_escalation), 16),
+        (subjects.NOTIFIER_ALERTS_CONSUMER, alert_pb2.Alert, one_at_a_time(handler.on_alert), 16),
+        (subjects.NOTIFIER_ACTIONS_CONSUMER, case_pb2.CaseAction, one_at_a_time(handler.on_action), 16),
     ]
-    for spec, payload_type, handle in wiring:
-        await ensure_consumer(js, spec)
-        consumer: PullConsumer[Any] = PullConsumer(
-            js, spec, payload_type=payload_type, handler=one_at_a_time(handle), tracer=test_tracer,
-            counters=counters, fetch_wait_s=0.2,
-        )  # fmt: skip
-        await consumer.bind()
-        consumers.append(consumer)
+    consumers = await ConsumerSet.start(js, wiring, tracer=test_tracer, counters=counters)
     running = RunningNotifier(js, dispatcher, consumers, log, CaseActions(js, test_tracer), group_state, page_state)
-    running.tasks = [asyncio.create_task(c.run()) for c in consumers]
     try:
         yield running
     finally:
-        for consumer in consumers:
-            consumer.stop()
-        for task in running.tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        for consumer in consumers:
-            await consumer.close()
+        await consumers.stop()
         await dispatcher.idle()
         await group_state.close()
         await page_state.close()

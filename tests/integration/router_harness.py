@@ -8,45 +8,28 @@ builds a fresh router over the same streams and KV buckets, as a new process wou
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from google.protobuf.message import Message
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
 
 from clamor.v1 import alert_pb2, case_pb2, mention_pb2, triage_pb2
 from services.router.__main__ import Router, assemble
 from services.router.config import RouterConfig, RouterSettings
 from services.shared import subjects
-from services.shared.jetstream import ensure_consumer, ensure_streams, publish
-from services.shared.pull_consumer import PullConsumer
+from services.shared.jetstream import ensure_streams, publish
+from services.shared.pull_consumer import ConsumerSet
 from services.shared.status import Counters
+from tests.integration.clock import tracer
 
-T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-
-
-@dataclass
-class ManualClock:
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-def tracer() -> trace.Tracer:
-    return TracerProvider().get_tracer("test")
+MessageT = TypeVar("MessageT", bound=Message)
 
 
 def router_settings(data: dict[str, Any], tmp_path: Path) -> RouterSettings:
@@ -58,20 +41,12 @@ def router_settings(data: dict[str, Any], tmp_path: Path) -> RouterSettings:
 class RunningRouter:
     js: JetStreamContext
     router: Router
-    consumers: list[PullConsumer[Any]]
+    consumers: ConsumerSet
     clock: Callable[[], datetime]
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def settle(self, seconds: float = 15.0) -> None:
         """Wait until every consumer has acknowledged everything published so far."""
-        deadline = asyncio.get_running_loop().time() + seconds
-        while True:
-            infos = [await self.js.consumer_info(c.spec.stream, c.spec.durable) for c in self.consumers]
-            if all(i.num_pending == 0 and i.num_ack_pending == 0 for i in infos):
-                return
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"consumers did not settle: {[(i.name, i.num_pending) for i in infos]}")
-            await asyncio.sleep(0.05)
+        await self.consumers.settle(seconds)
 
     async def tick(self) -> int:
         """Consumers settled, one turn of the SLA clocks, and settled again; returns the steps fired."""
@@ -98,28 +73,11 @@ async def running_router(
     await ensure_streams(js)
     test_tracer = tracer()
     router = await assemble(js, settings, tracer=test_tracer, counters=Counters(), clock=clock)
-    consumers: list[PullConsumer[Any]] = []
-    for spec, payload_type, handler, batch_size in router.consumers():
-        await ensure_consumer(js, spec)
-        consumer: PullConsumer[Any] = PullConsumer(
-            js, spec, payload_type=payload_type, handler=handler, tracer=test_tracer, counters=Counters(),
-            batch_size=batch_size, fetch_wait_s=0.2,
-        )  # fmt: skip
-        await consumer.bind()
-        consumers.append(consumer)
-    running = RunningRouter(js, router, consumers, clock)
-    running.tasks = [asyncio.create_task(c.run()) for c in consumers]
+    consumers = await ConsumerSet.start(js, router.consumers(), tracer=test_tracer, counters=Counters())
     try:
-        yield running
+        yield RunningRouter(js, router, consumers, clock)
     finally:
-        for consumer in consumers:
-            consumer.stop()
-        for task in running.tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        for consumer in consumers:
-            await consumer.close()
+        await consumers.stop()
         await router.close()
 
 
@@ -158,19 +116,25 @@ async def publish_triaged(js: JetStreamContext, triaged: triage_pb2.TriagedMenti
     )  # fmt: skip
 
 
-async def escalations_published(js: JetStreamContext) -> list[case_pb2.Escalation]:
-    """Every escalation on the ESCALATIONS stream, oldest first (a duplicate would show twice)."""
-    found: list[case_pb2.Escalation] = []
+async def stream_messages(
+    js: JetStreamContext, stream: str, subject: str, message_type: Callable[[], MessageT]
+) -> list[MessageT]:
+    """Every message on ``subject`` in ``stream``, oldest first (a duplicate would show twice)."""
+    found: list[MessageT] = []
     seq = 1
     while True:
         try:
-            raw = await js.get_msg(subjects.ESCALATIONS.name, seq=seq, subject="clamor.escalation.>", next=True)
+            raw = await js.get_msg(stream, seq=seq, subject=subject, next=True)
         except NotFoundError:
             return found
         seq = int(raw.seq or seq) + 1
-        item = case_pb2.Escalation()
+        item = message_type()
         item.ParseFromString(raw.data or b"")
         found.append(item)
+
+
+async def escalations_published(js: JetStreamContext) -> list[case_pb2.Escalation]:
+    return await stream_messages(js, subjects.ESCALATIONS.name, "clamor.escalation.>", case_pb2.Escalation)
 
 
 def outbox_lines(path: Path) -> list[dict[str, Any]]:

@@ -21,8 +21,8 @@ from services.notifier.config import AckSettings, NotifierSettings
 from services.notifier.http import AckServer
 from services.notifier.pages import PageState
 from tests.http_server import serve
+from tests.integration.clock import ManualClock
 from tests.integration.notifier_harness import (
-    ManualClock,
     escalation,
     file_lines,
     log_statuses,

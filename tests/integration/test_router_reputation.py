@@ -9,17 +9,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from nats.js.errors import NotFoundError
-
 from clamor.v1 import alert_pb2
 from services.shared import subjects
+from tests.integration.clock import T0, ManualClock
 from tests.integration.router_harness import (
-    T0,
-    ManualClock,
     complaint,
     publish_triaged,
     router_settings,
     running_router,
+    stream_messages,
 )
 
 if TYPE_CHECKING:
@@ -40,17 +38,7 @@ async def post(js: JetStreamContext, n: int, *, minutes_ago: float, clock: Manua
 
 
 async def published_alerts(js: JetStreamContext) -> list[alert_pb2.Alert]:
-    found: list[alert_pb2.Alert] = []
-    seq = 1
-    while True:
-        try:
-            raw = await js.get_msg(subjects.ALERTS.name, seq=seq, subject="clamor.alert.reputation", next=True)
-        except NotFoundError:
-            return found
-        seq = int(raw.seq or seq) + 1
-        alert = alert_pb2.Alert()
-        alert.ParseFromString(raw.data or b"")
-        found.append(alert)
+    return await stream_messages(js, subjects.ALERTS.name, "clamor.alert.reputation", alert_pb2.Alert)
 
 
 async def test_a_surge_is_one_alert_with_its_context_updated_as_it_grows_then_resolved(

@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from clamor.v1 import case_pb2
 from services.router.domain import case_id_for
+from tests.integration.clock import T0, ManualClock
 from tests.integration.router_harness import (
-    T0,
-    ManualClock,
     complaint,
     escalations_published,
     publish_triaged,
