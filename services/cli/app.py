@@ -26,20 +26,19 @@ from rich.table import Table
 
 from clamor.v1 import listener_service_pb2, notification_pb2
 from services.cli import cases, dashboard, live, traces, trends
+from services.cli.config_in_use import ConfigOption, load_or_exit, mesh_in_use
 from services.cli.mesh import (
     DEFAULT_DATA_DIR,
     SERVICES,
     Bootstrap,
     MeshConfig,
-    default_config_path,
     ensure_default_config,
-    load_mesh_config,
 )
 from services.cli.probe import address_of, probe_all
 from services.cli.sources import app as sources_app
 from services.cli.supervisor import Supervisor
 from services.cli.triage import app as triage_app
-from services.shared.errors import ConfigError, NatsServerError
+from services.shared.errors import NatsServerError
 
 app = typer.Typer(
     help="Clamor: hear public complaints, triage them, route them as cases, tell the right people.",
@@ -56,26 +55,6 @@ app.add_typer(cases.rules_app, name="rules")
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
-
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="Config file (default: .clamor/clamor.yaml).", show_default=False)
-]
-
-
-def _load(path: Path) -> MeshConfig:
-    try:
-        return load_mesh_config(path)
-    except ConfigError as exc:
-        errors.print(f"[red]invalid configuration[/red]\n{escape(str(exc))}")
-        raise typer.Exit(2) from exc
-
-
-def _existing_config(config: Path | None) -> Path:
-    path = config or default_config_path()
-    if not path.exists():
-        errors.print(f"[red]no config at {path}[/red]: run [bold]clamor up[/bold] once, or pass --config")
-        raise typer.Exit(2)
-    return path
 
 
 @app.command()
@@ -94,7 +73,7 @@ def up(
     boot = ensure_default_config(data_dir) if config is None else Bootstrap(config, created=False)
     if boot.created:
         console.print(f"wrote the default config to [bold]{boot.config_path}[/bold] (edit it to add real sources)")
-    mesh = _load(boot.config_path)
+    mesh = load_or_exit(boot.config_path)
     supervisor = Supervisor(mesh, boot.config_path.resolve(), data_dir.resolve())
     console.print(f"starting nats-server and {', '.join(SERVICES)}; logs in {data_dir / 'logs'}")
     try:
@@ -181,7 +160,7 @@ def serve(
 @app.command()
 def status(config: ConfigOption = None) -> None:
     """Ask each service over gRPC for its health and counters."""
-    mesh = _load(_existing_config(config))
+    mesh = mesh_in_use(config)
     reports = asyncio.run(probe_all(mesh))
     table = Table()
     for column in ("service", "address", "health", "uptime", "counters", "not ready"):
@@ -250,7 +229,7 @@ def notifications(
     channel: Annotated[str, typer.Option(help="Only notifications through this channel.")] = "",
 ) -> None:
     """The notification log: what was sent to whom, when, and the result."""
-    mesh = _load(_existing_config(config))
+    mesh = mesh_in_use(config)
     try:
         found = asyncio.run(live.notification_log(mesh, limit=limit, case_id=case, channel_name=channel))
     except grpc.aio.AioRpcError as exc:
@@ -276,7 +255,7 @@ def ack(
     config: ConfigOption = None,
 ) -> None:
     """Acknowledge a case: stops its re-escalation and marks it ACKNOWLEDGED at the router."""
-    mesh = _load(_existing_config(config))
+    mesh = mesh_in_use(config)
     actor = by or os.environ.get("USER", "") or "cli"
     try:
         action_id = asyncio.run(live.acknowledge(mesh, case_id, actor=actor, note=note))
@@ -291,7 +270,7 @@ def send_test_message(
     config: ConfigOption = None,
 ) -> None:
     """Send a test message through one channel now, bypassing grouping and quiet hours."""
-    mesh = _load(_existing_config(config))
+    mesh = mesh_in_use(config)
     try:
         answer = asyncio.run(live.send_test_message(mesh, name))
     except grpc.aio.AioRpcError as exc:
@@ -307,7 +286,7 @@ def trace(
     span_dir: Annotated[Path | None, typer.Option(help="Folder of span files (default: from the config).")] = None,
 ) -> None:
     """Draw one mention's trace as a tree: service, span, duration."""
-    folder = span_dir or _load(_existing_config(config)).telemetry.span_dir
+    folder = span_dir or mesh_in_use(config).telemetry.span_dir
     if folder is None or not folder.exists():
         errors.print("[red]no span files[/red]: set telemetry.span_dir in the config (clamor up does)")
         raise typer.Exit(2)
@@ -322,7 +301,7 @@ def trace(
 @config_app.command("validate")
 def config_validate(path: Annotated[Path, typer.Argument(help="The YAML config file.")]) -> None:
     """Check a config file; errors name the field and line."""
-    mesh = _load(path)
+    mesh = load_or_exit(path)
     sources = len(mesh.listener.sources)
     channels = len(mesh.notifier.channels)
     console.print(f"[green]valid[/green]: {sources} source(s), {channels} channel(s), NATS at {escape(mesh.nats.url)}")

@@ -23,11 +23,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from clamor.v1 import case_pb2, router_service_pb2, router_service_pb2_grpc, triage_pb2
-from services.cli.mesh import MeshConfig, default_config_path, load_mesh_config
+from services.cli.config_in_use import ConfigOption, mesh_in_use
+from services.cli.mesh import MeshConfig, default_config_path
 from services.cli.probe import address_of
 from services.cli.rules_file import RuleNames, describe_problem, validate_rules_file
 from services.router.config import OUTBOX
-from services.shared.errors import ConfigError
 
 if TYPE_CHECKING:
     from google.protobuf.timestamp_pb2 import Timestamp
@@ -46,28 +46,12 @@ errors = Console(stderr=True, soft_wrap=True)
 # Long enough for a router scanning a large dead-letter stream, short enough that a hung one is noticed.
 TIMEOUT_S = 10.0
 
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="Config file (default: .clamor/clamor.yaml).", show_default=False)
-]
 ActorOption = Annotated[str, typer.Option(help="Who answers; shown in the case history (default: $USER).")]
 NoteOption = Annotated[str, typer.Option(help="A note for the case history.")]
 DestinationOption = Annotated[str, typer.Option("--destination", "-d", help="Only this destination's (default: all).")]
 
 
 # --- talking to the router ------------------------------------------------------------------
-
-
-def _mesh(config: Path | None) -> MeshConfig:
-    """The config in use, as ``clamor ack`` and ``clamor status`` find it; exit 2 when there is none."""
-    path = config or default_config_path()
-    if not path.exists():
-        errors.print(f"[red]no config at {escape(str(path))}[/red]: run [bold]clamor up[/bold] once, or pass --config")
-        raise typer.Exit(2)
-    try:
-        return load_mesh_config(path)
-    except ConfigError as exc:
-        errors.print(f"[red]invalid configuration[/red]\n{escape(str(exc))}")
-        raise typer.Exit(2) from exc
 
 
 def _ask_router(mesh: MeshConfig, call: Callable[[RouterServiceAsyncStub], Awaitable[T]], *, case_id: str = "") -> T:
@@ -215,7 +199,7 @@ def list_cases(
     config: ConfigOption = None,
 ) -> None:
     """The router's cases, newest first: state, severity, owner, where they went, the SLA due."""
-    mesh = _mesh(config)
+    mesh = mesh_in_use(config)
     request = router_service_pb2.ListCasesRequest(limit=limit)
     found = _ask_router(mesh, lambda stub: stub.ListCases(request, timeout=TIMEOUT_S)).cases
     if as_json:
@@ -235,7 +219,7 @@ def show_case(
     config: ConfigOption = None,
 ) -> None:
     """One case with its posts and its history."""
-    mesh = _mesh(config)
+    mesh = mesh_in_use(config)
     request = router_service_pb2.GetCaseRequest(case_id=case_id)
     case = _ask_router(mesh, lambda stub: stub.GetCase(request, timeout=TIMEOUT_S), case_id=case_id).case
     if as_json:
@@ -246,7 +230,7 @@ def show_case(
 
 
 def _act(case_id: str, kind: case_pb2.CaseActionKind.ValueType, *, actor: str, note: str, config: Path | None) -> None:
-    mesh = _mesh(config)
+    mesh = mesh_in_use(config)
     actor = actor or os.environ.get("USER", "") or "cli"
     request = router_service_pb2.ActOnCaseRequest(case_id=case_id, kind=kind, actor=actor, note=note)
     answer = _ask_router(mesh, lambda stub: stub.ActOnCase(request, timeout=TIMEOUT_S), case_id=case_id)
@@ -302,7 +286,7 @@ def list_dead_letters(
     config: ConfigOption = None,
 ) -> None:
     """Deliveries that kept failing for longer than their destination's retry period."""
-    mesh = _mesh(config)
+    mesh = mesh_in_use(config)
     request = router_service_pb2.ListDeadLettersRequest(destination=destination, limit=limit)
     found = _ask_router(mesh, lambda stub: stub.ListDeadLetters(request, timeout=TIMEOUT_S)).dead_letters
     if not found:
@@ -320,7 +304,7 @@ def replay_dead_letters(
     config: ConfigOption = None,
 ) -> None:
     """Deliver dead letters again, with a fresh retry period; without --seq, every one that matches."""
-    mesh = _mesh(config)
+    mesh = mesh_in_use(config)
     request = router_service_pb2.ReplayDeadLettersRequest(destination=destination, sequences=seq or [])
     replayed = _ask_router(mesh, lambda stub: stub.ReplayDeadLetters(request, timeout=TIMEOUT_S)).replayed
     console.print(f"replayed {replayed} dead letter{'' if replayed == 1 else 's'}")
@@ -333,7 +317,7 @@ def _names_in_use(config: Path | None) -> RuleNames:
     """Destinations and SLA policies of the config in use; the built-in ones when there is no config."""
     if config is None and not default_config_path().exists():
         return RuleNames(destinations=frozenset({OUTBOX}), sla_policies=frozenset(), origin="the built-in defaults")
-    router = _mesh(config).router
+    router = mesh_in_use(config).router
     return RuleNames(
         destinations=frozenset({OUTBOX, *(d.name for d in router.destinations)}),
         sla_policies=frozenset(p.name for p in router.sla_policies),
@@ -372,7 +356,7 @@ def validate_rules(
 @rules_app.command("reload")
 def reload_rules(config: ConfigOption = None) -> None:
     """Have the running router read the rules in its config file again; it keeps the old ones on any error."""
-    mesh = _mesh(config)
+    mesh = mesh_in_use(config)
     request = router_service_pb2.ReloadRulesRequest()
     answer = _ask_router(mesh, lambda stub: stub.ReloadRules(request, timeout=TIMEOUT_S))
     if not answer.reloaded:

@@ -33,8 +33,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from clamor.v1 import router_service_pb2, router_service_pb2_grpc
+from services.cli.config_in_use import ConfigOption, mesh_in_use
 from services.cli.probe import address_of
-from services.cli.trends import TIMEOUT_S, ConfigOption, mesh_in_use, router_problem
+from services.cli.trends import TIMEOUT_S, router_problem
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message

@@ -13,7 +13,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, timedelta
-from pathlib import Path
 from typing import Annotated
 
 import grpc
@@ -25,9 +24,8 @@ from rich.table import Table
 from rich.text import Text
 
 from clamor.v1 import alert_pb2, router_service_pb2, router_service_pb2_grpc
-from services.cli.mesh import MeshConfig, default_config_path, load_mesh_config
+from services.cli.config_in_use import ConfigOption, mesh_in_use
 from services.cli.probe import address_of
-from services.shared.errors import ConfigError
 
 BARS = "▁▂▃▄▅▆▇█"
 # Past this many hours a sparkline shows the mean of neighbouring hours, so a week fits a terminal line.
@@ -40,10 +38,6 @@ COLUMNS: tuple[JustifyMethod, ...] = ("left", "left", "right", "right", "left")
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
-
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="Config file (default: .clamor/clamor.yaml).", show_default=False)
-]
 
 
 # --- drawing ----------------------------------------------------------------------------------
@@ -196,19 +190,6 @@ def router_problem(address: str, code: grpc.StatusCode, details: str, *, rpc: st
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"the router at {address} did not answer {rpc} within {TIMEOUT_S:g}s"
     return f"router at {address}: {code.name} {details}".rstrip()
-
-
-def mesh_in_use(config: Path | None) -> MeshConfig:
-    """The config file in use, loaded; a missing or invalid one ends the command with exit code 2."""
-    path = config or default_config_path()
-    if not path.exists():
-        errors.print(f"[red]no config at {escape(str(path))}[/red]: run [bold]clamor up[/bold] once, or pass --config")
-        raise typer.Exit(2)
-    try:
-        return load_mesh_config(path)
-    except ConfigError as exc:
-        errors.print(f"[red]invalid configuration[/red]\n{escape(str(exc))}")
-        raise typer.Exit(2) from exc
 
 
 async def fetch_trends(
