@@ -79,7 +79,6 @@ def delivery_consumer(settings: RouterSettings) -> subjects.ConsumerSpec:
     return subjects.ConsumerSpec(
         stream=base.stream, durable=base.durable, filter_subject=base.filter_subject,
         dead_letter_subject=base.dead_letter_subject, ack_wait_s=ack_wait, max_deliver=base.max_deliver,
-        backoff_s=tuple(max(ack_wait, step) for step in (ack_wait, 2 * ack_wait, 60.0, 300.0)),
         nak_delays_s=base.nak_delays_s, max_ack_pending=base.max_ack_pending,
     )  # fmt: skip
 

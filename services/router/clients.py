@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from nats.errors import Error as NatsLibraryError
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import InvalidKeyError, KeyNotFoundError, KeyWrongLastSequenceError
 
 from clamor.v1 import case_pb2, triage_pb2, triage_service_pb2, triage_service_pb2_grpc
 from services.router.errors import CaseConflictError
@@ -44,7 +44,8 @@ class CaseStore:
     async def get(self, case_id: str) -> tuple[case_pb2.Case, int] | None:
         try:
             entry = await self._bucket.get(case_id)
-        except KeyNotFoundError:
+        except (KeyNotFoundError, InvalidKeyError):
+            # An id that cannot be a key (a CRM's "ZD#4711") names no case either.
             return None
         except (TimeoutError, NatsLibraryError) as exc:
             raise TransientError(f"cannot read case {case_id}: {exc}") from exc
@@ -205,7 +206,8 @@ class TriageFeedback:
                 request_id=f"{action_id}:{triaged.mention.id}",
             )  # fmt: skip
             try:
-                response = await stub.Feedback(request, timeout=self._timeout_s)
+                # wait_for_ready: a triage that just restarted is reconnected to, not failed at once.
+                response = await stub.Feedback(request, timeout=self._timeout_s, wait_for_ready=True)
             except grpc.aio.AioRpcError as exc:
                 # Retried with the case action: the correction must reach the training data.
                 raise TransientError(f"triage Feedback at {self._address}: {exc.code().name}: {exc.details()}") from exc

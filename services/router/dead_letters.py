@@ -105,8 +105,9 @@ def _decode(seq: int, data: bytes, headers: dict[str, str], at: object) -> DeadD
         return None
     info = router_service_pb2.DeadLetter(
         sequence=seq, destination=job.destination, case_id=job.case_id,
-        error=headers.get(subjects.DLQ_ERROR_HEADER, ""),
-        attempts=int(headers.get(subjects.DLQ_DELIVERIES_HEADER, "0") or 0),
+        # nats-py parses headers with email's parser: a non-ASCII value comes back as a Header object.
+        error=str(headers.get(subjects.DLQ_ERROR_HEADER, "")),
+        attempts=int(str(headers.get(subjects.DLQ_DELIVERIES_HEADER, "0")) or 0),
     )  # fmt: skip
     info.first_attempt_at.CopyFrom(job.requested_at)
     stored = _stream_time(at)
@@ -116,7 +117,9 @@ def _decode(seq: int, data: bytes, headers: dict[str, str], at: object) -> DeadD
 
 
 def _stream_time(value: object) -> datetime | None:
-    """The stream's RFC 3339 time, whose nanoseconds Python cannot parse, to the microsecond."""
+    """When the stream stored the dead letter: nats-py gives a datetime, or an RFC 3339 string with nanoseconds."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     if not isinstance(value, str) or not value:
         return None
     whole, _, fraction = value.rstrip("Z").partition(".")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from services.router.destinations.base import DestinationGoneError, Ticket
+from services.router.destinations.base import DestinationGoneError, DestinationUnavailableError, Ticket
 from services.router.domain import crm_events
 from services.router.errors import RouterError
 from services.shared import subjects
@@ -138,6 +138,9 @@ class DeliveryWorker:
         self._clock = clock
         self._jitter = jitter
         self._budgets = {name: RateBudget(p.rate_per_s, burst=p.burst) for name, p in policies.items()}
+        for name, destination in destinations.items():
+            # Spent per request the destination makes (a Zendesk create is a lookup and a POST).
+            destination.budget = self._budgets.get(name)
         # One sync per (destination, case) at a time in this replica; the claim covers other replicas.
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -165,7 +168,6 @@ class DeliveryWorker:
             if wait > MAX_BUDGET_WAIT_S:
                 # Paused by a Retry-After, or far over budget: hand the message back rather than hold it.
                 raise RetryDeliveryError(f"{name} is paused for {wait:.0f}s", retry_after_s=wait)
-            await budget.acquire()
             attributes: dict[str, str | int] = {
                 "clamor.case.id": job.case_id, "clamor.destination": name, "clamor.attempt": delivery.attempt,
             }  # fmt: skip
@@ -182,8 +184,10 @@ class DeliveryWorker:
         except Exception as exc:
             asked = getattr(exc, "retry_after_s", None)
             asked_s = float(asked) if isinstance(asked, int | float) and asked > 0 else 0.0
-            if asked_s:
-                self._budgets[name].pause(asked_s)
+            if asked_s and isinstance(exc, DestinationUnavailableError):
+                # Only the CRM's own "come back later" pauses the destination; waiting for another
+                # delivery's claim, or for the budget itself, holds up this case alone.
+                budget.pause(asked_s)
             delay = max(self.backoff_s(delivery.attempt), asked_s)
             elapsed = (now - job.requested_at.ToDatetime(tzinfo=UTC)).total_seconds()
             if elapsed + delay > policy.retry_for_s:
@@ -245,7 +249,20 @@ class DeliveryWorker:
             return  # another job finished it meanwhile; the next request syncs the rest
         if held is None or held.claim != job_token:
             raise RetryDeliveryError(f"another delivery is creating the ticket for {case.id}", retry_after_s=5.0)
-        ticket = await destination.create(case)
+        try:
+            ticket = await destination.create(case)
+        except BaseException:
+            # A failed create gives the claim up: the next job (a retry, a replay) must not wait out the
+            # lease for a ticket nobody is creating. The CRM's external-id lookup keeps a retry safe.
+            await self._tickets.change(
+                key,
+                lambda found: (
+                    None
+                    if found is None or found.claim != job_token
+                    else TicketRecord(remote_id=found.remote_id, url=found.url, synced=found.synced)
+                ),
+            )
+            raise
         synced = len(case.history)
         done = TicketRecord(remote_id=ticket.remote_id, url=ticket.url, synced=synced)
         await self._tickets.change(key, lambda _: done)

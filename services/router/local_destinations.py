@@ -53,6 +53,7 @@ class OutboxDestination(Destination):
         return ticket
 
     async def _append(self, record: dict[str, object]) -> None:
+        await self.spend()
         try:
             # fsync per line: off the event loop.
             await asyncio.to_thread(self._file.append, record)
@@ -80,6 +81,7 @@ class NatsDestination(Destination):
         return ticket
 
     async def _publish(self, case: case_pb2.Case, *, mention_id: str) -> None:
+        await self.spend()
         await publish(
             self._js, self._tracer, subjects.routed_subject(self.name), case,
             msg_id=f"{case.id}:{self.name}:{len(case.history)}", mention_id=mention_id,

@@ -142,7 +142,7 @@ def consumer_config(spec: subjects.ConsumerSpec) -> ConsumerConfig:
         deliver_policy=DeliverPolicy.ALL,
         ack_wait=spec.ack_wait_s,
         max_deliver=spec.max_deliver,
-        backoff=list(spec.backoff_s),
+        backoff=list(spec.backoff_s) or None,
         max_ack_pending=spec.max_ack_pending,
     )
 

@@ -269,7 +269,10 @@ class PullConsumer(Generic[PayloadT]):
                 subjects.DLQ_SUBJECT_HEADER: msg.subject,
                 subjects.DLQ_STREAM_SEQ_HEADER: str(meta.sequence.stream),
                 subjects.DLQ_DELIVERIES_HEADER: str(delivery.attempt),
-                subjects.DLQ_ERROR_HEADER: f"{type(error).__name__}: {error}"[:1000],
+                # ASCII only: header values travel raw, and readers' parsers mangle anything else.
+                subjects.DLQ_ERROR_HEADER: f"{type(error).__name__}: {error}"[:1000]
+                .encode("ascii", "backslashreplace")
+                .decode("ascii"),
             }
         )
         inject_context(headers, delivery.context)

@@ -33,8 +33,10 @@ class ConsumerSpec:
     dead_letter_subject: str
     ack_wait_s: float = 30.0
     max_deliver: int = 6
-    # Redelivery delays after an ack timeout (a crash); each at least ack_wait so in_progress works.
-    backoff_s: tuple[float, ...] = (30.0, 60.0, 120.0, 300.0, 600.0)
+    # No JetStream BackOff list: nats-server adds its entries to every explicit nak(delay) after the
+    # first (measured: d, then d+30 s, d+30 s, d+270 s), which would override the handlers' own delays.
+    # A crashed process's work comes back after ack_wait; a slow batch is kept alive by in_progress.
+    backoff_s: tuple[float, ...] = ()
     # Delays for an explicit nak after a transient failure, indexed by attempt.
     nak_delays_s: tuple[float, ...] = (1.0, 5.0, 15.0, 60.0, 300.0)
     max_ack_pending: int = 1000

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from services.router.errors import DestinationError, RouterError
+from services.shared.budget import RateBudget
 from services.shared.errors import PermanentError
 from services.shared.outbound import (
     FetchLimits,
@@ -79,6 +80,13 @@ class Destination(abc.ABC):
     kind: ClassVar[str]
     name: str
     settings: DestinationCommonSettings
+    # The destination's rate budget, set by the delivery worker: one token per request sent.
+    budget: RateBudget | None = None
+
+    async def spend(self) -> None:
+        """Wait for the budget's next token, before each request to the destination."""
+        if self.budget is not None:
+            await self.budget.acquire()
 
     @abc.abstractmethod
     async def create(self, case: case_pb2.Case) -> Ticket:
@@ -162,6 +170,7 @@ class HttpDestination(Destination, Generic[SettingsT]):
         if json_body is not None:
             content = json.dumps(json_body, ensure_ascii=False, separators=(",", ":")).encode()
             sent_headers.setdefault("Content-Type", JSON_TYPE)
+        await self.spend()
         try:
             response = await self._http.request(
                 method, url, headers=sent_headers, params=params, content=content, data=form, follow_redirects=False
