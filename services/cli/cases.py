@@ -120,17 +120,27 @@ def _due(stamp: Timestamp, breached: bool) -> str:
     return f"[red]{when} breached[/red]" if breached else when
 
 
-def cases_table(cases: list[case_pb2.Case]) -> Table:
+# Below this many columns the table keeps what a care agent scans first; `--json` has everything.
+WIDE_TABLE_COLUMNS = 110
+
+
+def cases_table(cases: list[case_pb2.Case], *, width: int = WIDE_TABLE_COLUMNS) -> Table:
     table = Table(title=f"latest {len(cases)} cases (times in UTC)", title_justify="left")
-    for column in ("id", "state", "severity", "priority", "team", "destinations", "posts", "created"):
-        table.add_column(column, no_wrap=column in ("id", "created"))
-    table.add_column("first response due")
+    wide = width >= WIDE_TABLE_COLUMNS
+    columns = ["id", "state", "severity", "priority", "team", "destinations", "posts", "created", "first response due"]
+    if not wide:
+        columns = ["id", "state", "severity", "team", "posts", "created"]
+    for column in columns:
+        table.add_column(column, no_wrap=column not in ("team", "destinations"))
     for case in cases:
-        table.add_row(
-            escape(case.id), _state(case), _severity(case.severity), escape(case.priority or "-"),
-            escape(case.team or "-"), escape(", ".join(case.destinations) or "-"), str(len(case.mentions)),
-            _when(case.created_at), _due(case.sla.first_response_due, case.sla.first_response_breached),
-        )  # fmt: skip
+        row = {
+            "id": escape(case.id), "state": _state(case), "severity": _severity(case.severity),
+            "priority": escape(case.priority or "-"), "team": escape(case.team or "-"),
+            "destinations": escape(", ".join(case.destinations) or "-"), "posts": str(len(case.mentions)),
+            "created": _when(case.created_at) if wide else _when(case.created_at)[5:16],
+            "first response due": _due(case.sla.first_response_due, case.sla.first_response_breached),
+        }  # fmt: skip
+        table.add_row(*(row[column] for column in columns))
     return table
 
 
@@ -209,7 +219,7 @@ def list_cases(
     if not found:
         console.print("no cases yet")
         return
-    console.print(cases_table(list(found)))
+    console.print(cases_table(list(found), width=console.width))
 
 
 @case_app.command("show")

@@ -245,3 +245,7 @@ def trends(
         return
     for part in parts:
         console.print(part)
+    if not any(sum(series.counts) for series in response.series):
+        # Posts count in the hour they were written: a replayed or backfilled file may be older than the span.
+        errors.print(f"nothing was written in the last {hours} h; posts count by when they were written: "
+                     "try --hours 720")  # fmt: skip

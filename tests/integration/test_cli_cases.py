@@ -434,3 +434,10 @@ def test_without_a_config_file_it_says_how_to_get_one(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["cases", "--config", str(tmp_path / "missing.yaml")])
     assert result.exit_code == 2
     assert "no config at" in unstyle(result.stderr)
+
+
+def test_cases_keeps_the_columns_an_agent_scans_first_in_a_narrow_terminal(config: Path) -> None:
+    result = clamor(config, "cases", env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert table_row(result.stdout, "c_0001") == ["c_0001", "escalated", "HIGH", "billing", "2", "11-02 09:30"]
+    assert max(len(line) for line in unstyle(result.stdout).splitlines()) <= 80
