@@ -107,7 +107,9 @@ class Router:
     def consumers(self) -> list[tuple[subjects.ConsumerSpec, type[Message], BatchHandler[Any], int]]:
         """(durable, payload type, batch handler, batch size) of each consumer the router runs."""
         return [
-            (subjects.ROUTER_CONSUMER, triage_pb2.TriagedMention, one_at_a_time(self.handler.handle), 16),
+            # Complaints are placed concurrently: posts of one customer meet at the group key's claim.
+            (subjects.ROUTER_CONSUMER, triage_pb2.TriagedMention, concurrently(self.handler.handle),
+             self.settings.concurrency),
             (subjects.ROUTER_ACTIONS_CONSUMER, case_pb2.CaseAction, one_at_a_time(self.handler.on_action), 16),
             (delivery_consumer(self.settings), case_pb2.CaseDelivery, concurrently(self.worker.handle),
              self.settings.delivery.concurrency),

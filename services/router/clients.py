@@ -102,6 +102,8 @@ class CaseStore:
 @dataclass(frozen=True)
 class KeyRecord:
     case_id: str
+    # When the key was claimed or last pointed (unix seconds): a claim whose case never appears expires.
+    at: float = 0.0
 
 
 class CaseIndex:
@@ -117,23 +119,23 @@ class CaseIndex:
     @classmethod
     async def open(cls, js: JetStreamContext, *, replicas: int, window_s: float) -> CaseIndex:
         state = await KvState.open(
-            js, subjects.CASE_KEYS_BUCKET, decode=lambda d: KeyRecord(str(d["case_id"])),
-            encode=lambda r: {"case_id": r.case_id}, replicas=replicas, ttl_s=window_s,
+            js, subjects.CASE_KEYS_BUCKET, decode=lambda d: KeyRecord(str(d["case_id"]), float(d.get("at", 0.0))),
+            encode=lambda r: {"case_id": r.case_id, "at": r.at}, replicas=replicas, ttl_s=window_s,
         )  # fmt: skip
         return cls(state)
 
-    async def claim(self, key: str, case_id: str) -> str:
-        """The case ``key`` points to: ``case_id`` if the key was free, else the case that holds it."""
-        held = await self._state.change(key, lambda found: found or KeyRecord(case_id))
-        return held.case_id if held is not None else case_id
+    async def claim(self, key: str, case_id: str, *, now: datetime) -> KeyRecord:
+        """What ``key`` points to: ``case_id`` (claimed now) if the key was free, else the record that holds it."""
+        mine = KeyRecord(case_id, now.timestamp())
+        return await self._state.change(key, lambda found: found or mine) or mine
 
     async def lookup(self, key: str) -> str | None:
         found = await self._state.get(key)
         return found[0].case_id if found is not None else None
 
-    async def point(self, key: str, case_id: str) -> None:
+    async def point(self, key: str, case_id: str, *, now: datetime) -> None:
         """Point ``key`` at ``case_id`` (and restart its window)."""
-        await self._state.change(key, lambda _: KeyRecord(case_id))
+        await self._state.change(key, lambda _: KeyRecord(case_id, now.timestamp()))
 
     async def release(self, key: str) -> None:
         await self._state.delete(key)

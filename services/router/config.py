@@ -105,6 +105,8 @@ class RouterSettings(Section):
     callback: CallbackSettings = CallbackSettings()
     # The triage service, told about "not a complaint" answers through its Feedback RPC ("" to skip).
     triage_address: str = "127.0.0.1:50072"
+    # Complaints placed at once (a batch of the router's consumer).
+    concurrency: int = Field(default=16, ge=1, le=256)
     # How often SLA clocks are checked.
     tick_s: float = Field(default=1.0, gt=0, le=60)
     # Hourly counters, spike detection and reputation alerts (docs/spike-detection.md).

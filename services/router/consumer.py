@@ -47,6 +47,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IMMEDIATE_LEVEL = 1
+# How long a post waits for the case another post of the same customer is opening, before it takes
+# the group key over (that post's router died between claiming the key and creating the case).
+CLAIM_GRACE_S = 30.0
 
 
 class RulesHolder:
@@ -133,19 +136,27 @@ class RouterHandler:
             joined = await self._join(held, own_id, triaged, now) if held else None
             if joined is not None:
                 for other in keys:
-                    await self._index.point(other, joined.id)
+                    await self._index.point(other, joined.id, now=now)
                 return joined, False
         for key in keys:
-            # Claimed with KV create: of two replicas placing one customer's posts at once, one wins.
-            holder = await self._index.claim(key, own_id)
-            joined = await self._join(holder, own_id, triaged, now)
+            # Claimed with KV create: of two posts of one customer placed at once (two replicas, or one
+            # batch), one founds the case and the other joins it.
+            holder = await self._index.claim(key, own_id, now=now)
+            if holder.case_id == own_id:
+                continue
+            joined = await self._join(holder.case_id, own_id, triaged, now)
             if joined is not None:
                 return joined, False
+            if await self._cases.get(holder.case_id) is None:
+                if now.timestamp() - holder.at < CLAIM_GRACE_S:
+                    raise CaseConflictError(f"case {holder.case_id} of the same customer is being opened; retrying")
+                # Claimed by a post whose router died before opening the case: the key is this post's now.
+                await self._index.point(key, own_id, now=now)
         policy = self._policies.get(decision.sla)
         due = deadlines(policy, opened_at=now) if policy is not None else (None, None)
         case, _ = await self._cases.create_or_get(new_case(triaged, decision, keys=keys, now=now, due=due))
         for key in keys:
-            await self._index.point(key, case.id)
+            await self._index.point(key, case.id, now=now)
         return case, True
 
     async def _join(

@@ -6,10 +6,13 @@ Zendesk that implements the Tickets API (tests/integration/crm_servers.py).
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from clamor.v1 import case_pb2, triage_pb2
 from services.router.domain import case_id_for
+from services.shared.jetstream import ensure_streams
+from tests.integration.clock import ManualClock
 from tests.integration.crm_servers import FakeZendesk, serve_crm
 from tests.integration.router_harness import (
     complaint,
@@ -188,3 +191,53 @@ async def test_a_resolution_reaches_the_crm_as_an_update_of_the_same_ticket(nc: 
     [(ticket_id, ticket)] = fake.tickets.items()
     assert ticket["status"] == "solved"
     assert "resolve by dana" in fake.comments[ticket_id][-1]["body"]
+
+
+async def test_a_burst_of_one_customers_posts_placed_at_once_is_one_case(nc: NatsClient, tmp_path: Path) -> None:
+    js = nc.jetstream()
+    settings = router_settings({"outbox": {"path": "outbox.jsonl"}, "concurrency": 16}, tmp_path)
+    await ensure_streams(js)
+    # Waiting before the router starts: its consumer takes them in one batch and places them concurrently.
+    for n in range(8):
+        await publish_triaged(js, complaint(f"mastodon:burst{n}", handle="ana", text=f"post {n}"))
+    async with running_router(js, settings) as running:
+        await running.settle(30)
+        cases = await running.router.cases.list(100)
+    assert len(cases) == 1
+    assert sorted(m.mention.id for m in cases[0].mentions) == sorted(f"mastodon:burst{n}" for n in range(8))
+
+
+async def test_a_group_key_claimed_by_a_router_that_died_is_taken_over(nc: NatsClient, tmp_path: Path) -> None:
+    js = nc.jetstream()
+    settings = router_settings({"outbox": {"path": "outbox.jsonl"}}, tmp_path)
+    clock = ManualClock()
+    async with running_router(js, settings, clock=clock) as running:
+        # A post claimed the customer's key, and its router died before opening the case.
+        key = "author:mastodon:ana:acme"
+        await running.router.index.claim(key, case_id_for("mastodon:lost"), now=clock())
+        clock.advance(60)
+        await publish_triaged(js, complaint("mastodon:next", handle="ana"))
+        await running.settle()
+        case = await running.case(case_id_for("mastodon:next"))
+        assert await running.router.index.lookup(key) == case.id
+    assert [m.mention.id for m in case.mentions] == ["mastodon:next"]
+
+
+async def test_a_post_waits_for_the_case_another_post_of_its_customer_is_opening(
+    nc: NatsClient, tmp_path: Path
+) -> None:
+    js = nc.jetstream()
+    settings = router_settings({"outbox": {"path": "outbox.jsonl"}}, tmp_path)
+    clock = ManualClock()
+    async with running_router(js, settings, clock=clock) as running:
+        # Another replica has claimed the customer's key for its post and is about to open the case.
+        first = case_id_for("mastodon:first")
+        await running.router.index.claim("author:mastodon:ana:acme", first, now=clock())
+        await publish_triaged(js, complaint("mastodon:second", handle="ana"))
+        await asyncio.sleep(1.5)
+        # The second post is not given a case of its own: it is retried until the first one's case exists.
+        assert await running.router.cases.get(case_id_for("mastodon:second")) is None
+        await publish_triaged(js, complaint("mastodon:first", handle="ana"))
+        await running.settle(30)
+        case = await running.case(first)
+    assert sorted(m.mention.id for m in case.mentions) == ["mastodon:first", "mastodon:second"]
