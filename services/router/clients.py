@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CAS_ATTEMPTS = 5
+LIST_PARALLEL_READS = 64
 
 
 class CaseStore:
@@ -90,11 +92,15 @@ class CaseStore:
         except NatsLibraryError:
             # nats-py raises NoKeysError for an empty bucket.
             return []
-        cases = []
-        for key in keys:
-            found = await self.get(key)
-            if found is not None:
-                cases.append(found[0])
+        # KV keeps no order, so every case is read; in parallel, a bounded number at a time.
+        gate = asyncio.Semaphore(LIST_PARALLEL_READS)
+
+        async def read(key: str) -> case_pb2.Case | None:
+            async with gate:
+                found = await self.get(key)
+            return found[0] if found is not None else None
+
+        cases = [case for case in await asyncio.gather(*(read(key) for key in keys)) if case is not None]
         cases.sort(key=lambda c: (c.created_at.seconds, c.created_at.nanos), reverse=True)
         return cases[:limit]
 
