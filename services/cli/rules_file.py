@@ -18,6 +18,7 @@ import yaml
 from services.cli.mesh import MeshConfig
 from services.router.config import OUTBOX
 from services.router.rules import RuleProblem, check_references, count_rules, parse_rules, rules_from_data
+from services.shared.config import record_lines
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -145,7 +146,7 @@ def _with_lines(problems: list[RuleProblem], rules_text: str) -> list[RuleProble
     node = yaml.compose(rules_text, Loader=yaml.SafeLoader)
     lines: dict[Location, int] = {}
     if node is not None:
-        _record_lines(node, (), lines)
+        record_lines(node, (), lines)
     paths = _rule_paths(yaml.safe_load(rules_text))
     located = []
     for problem in problems:
@@ -170,17 +171,6 @@ def _rule_paths(data: Any) -> dict[str, Location]:
 
     walk(data.get("rules") if isinstance(data, dict) else data, root)
     return paths
-
-
-def _record_lines(node: yaml.Node, path: Location, lines: dict[Location, int]) -> None:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            _record_lines(value, (*path, str(key.value)), lines)
-            lines[(*path, str(key.value))] = key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _record_lines(item, (*path, index), lines)
 
 
 def _line(path: Location, lines: dict[Location, int]) -> int:

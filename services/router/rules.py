@@ -29,7 +29,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from clamor.v1 import triage_pb2
-from services.shared.config import Section
+from services.shared.config import Section, record_lines
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Sequence
@@ -255,18 +255,6 @@ class RuleProblem:
         return f"{where or 'rules'}{at}: {self.message}"
 
 
-def _record_lines(node: yaml.Node, path: Path, lines: dict[Path, int]) -> None:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            _record_lines(value_node, (*path, str(key_node.value)), lines)
-            # A key's own line beats its value's: a block value starts on the next line.
-            lines[(*path, str(key_node.value))] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _record_lines(item, (*path, index), lines)
-
-
 def parse_rules(yaml_text: str) -> tuple[list[Rule], list[RuleProblem]]:
     """Rules from YAML text: a list of rules, or a mapping with a ``rules:`` key.
 
@@ -282,7 +270,7 @@ def parse_rules(yaml_text: str) -> tuple[list[Rule], list[RuleProblem]]:
         mark = getattr(exc, "problem_mark", None)
         return [], [RuleProblem("", "", f"not valid YAML: {exc}", mark.line + 1 if mark is not None else 0)]
     if node is not None:
-        _record_lines(node, (), lines)
+        record_lines(node, (), lines)
     return _validate(data, lines)
 
 

@@ -99,7 +99,7 @@ def _compose_with_lines(text: str, source: str) -> tuple[Any, dict[Location, int
         node = loader.get_single_node()
         lines: dict[Location, int] = {}
         if node is not None:
-            _record_lines(node, (), lines)
+            record_lines(node, (), lines)
         data = loader.construct_document(node) if node is not None else {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
@@ -108,16 +108,17 @@ def _compose_with_lines(text: str, source: str) -> tuple[Any, dict[Location, int
     return data, lines
 
 
-def _record_lines(node: yaml.Node, loc: Location, lines: dict[Location, int]) -> None:
+def record_lines(node: yaml.Node, loc: Location, lines: dict[Location, int]) -> None:
+    """The 1-based line of every value under ``node`` by its path; a key's own line beats its value's."""
     lines[loc] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = (*loc, str(key_node.value))
-            _record_lines(value_node, key, lines)
+            record_lines(value_node, key, lines)
             lines[key] = key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _record_lines(item, (*loc, index), lines)
+            record_lines(item, (*loc, index), lines)
 
 
 def _interpolate(
