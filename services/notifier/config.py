@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import time
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from services.shared.config import CommonConfig, GrpcSettings, RelativePath, Section
+from services.shared.config import CommonConfig, GrpcSettings, RelativePath, Section, TimeZoneName
 
 CHANNEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
@@ -41,16 +40,7 @@ class QuietHours(Section):
 
     start: time
     end: time
-    timezone: str = "UTC"
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)") from exc
-        return value
+    timezone: TimeZoneName = "UTC"
 
     @model_validator(mode="after")
     def _not_empty(self) -> QuietHours:

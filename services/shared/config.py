@@ -14,6 +14,7 @@ import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo
@@ -44,6 +45,18 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
 
 # A path relative to the config file's folder (or the working directory without a file).
 RelativePath = Annotated[Path, AfterValidator(_resolve_path)]
+
+
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)") from exc
+    return value
+
+
+# An IANA time zone name, checked against the zone database when the config is read.
+TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
 
 
 class NatsSettings(Section):
