@@ -26,6 +26,7 @@ import pytest
 import pytest_asyncio
 
 from services.cli.dashboard import DashboardServer
+from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 from tests.integration.router_api_fake import (
     HOSTILE,
     HOURS,
@@ -47,22 +48,12 @@ except ImportError:
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 ARTEFACT = REPO / "test-artifacts" / "dashboard.png"
 
 
 @pytest.fixture(scope="module", autouse=True)
 def chromium_installed() -> None:
-    if CHROMIUM.exists():
-        return
-    reason = f"no Chromium at {CHROMIUM}: apt-get install -y --no-install-recommends chromium"
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    require_chromium()
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from services.cli.dashboard import DashboardServer
 from services.cli.trends import fetch_trends, rebuild_counters
 from services.router.consumer import RulesHolder
 from services.router.server import RouterParts, RouterServicer
+from tests.e2e.browser import CHROMIUM_ARGS, require_chromium
 from tests.integration.router_harness import complaint, publish_triaged, router_settings, running_router
 
 if TYPE_CHECKING:
@@ -41,11 +42,6 @@ except ImportError:
     pytest.skip("Playwright is not installed: pip install -e '.[dev]'", allow_module_level=True)
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 ARTEFACT = REPO / "test-artifacts" / "dashboard-real-router.png"
 
 
@@ -90,12 +86,7 @@ async def router_api(running: RunningRouter) -> AsyncIterator[str]:
 
 @pytest.fixture
 def chromium() -> Path:
-    if not CHROMIUM.exists():
-        reason = f"no Chromium at {CHROMIUM}: apt-get install -y --no-install-recommends chromium"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return CHROMIUM
+    return require_chromium()
 
 
 async def test_the_dashboard_shows_the_real_routers_series_and_alert(
