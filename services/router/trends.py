@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import re
 from collections import Counter
@@ -25,13 +24,14 @@ from google.protobuf.message import DecodeError
 from nats.errors import Error as NatsLibraryError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from clamor.v1 import triage_pb2
 from services.router.volume import HourCounts, hour_label, hour_start, merged, posted_at, slot_of, verdict_label
 from services.shared import subjects
 from services.shared.errors import TransientError
 from services.shared.jetstream import ensure_bucket
+from services.shared.kv_state import KvState
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -70,6 +70,10 @@ class CounterStore:
 
     def __init__(self, bucket: KeyValue) -> None:
         self._bucket = bucket
+        # Plain JSON under readable keys, changed by compare-and-set; no mirror (a year of hours is large).
+        self._records: KvState[dict[str, Any]] = KvState(
+            bucket, name=subjects.ROUTER_COUNTERS_BUCKET, decode=_same, encode=_same, key=_same_key
+        )
 
     @classmethod
     async def open(cls, js: JetStreamContext, *, replicas: int, history_days: float) -> CounterStore:
@@ -78,35 +82,10 @@ class CounterStore:
         return cls(await ensure_bucket(js, subjects.ROUTER_COUNTERS_BUCKET, replicas=replicas, ttl_s=ttl))
 
     async def _get_json(self, key: str) -> tuple[dict[str, Any], int] | None:
-        try:
-            entry = await self._bucket.get(key)
-        except KeyNotFoundError:
-            return None
-        except (TimeoutError, NatsLibraryError) as exc:
-            raise TransientError(f"cannot read counter {key}: {exc}") from exc
-        if not entry.value:
-            return None
-        return json.loads(entry.value), int(entry.revision or 0)
+        return await self._records.get(key)
 
     async def _change(self, key: str, change: Callable[[dict[str, Any] | None], dict[str, Any] | None]) -> None:
-        for _ in range(CAS_ATTEMPTS):
-            found = await self._get_json(key)
-            current, revision = found if found is not None else (None, 0)
-            updated = change(current)
-            if updated is None:
-                return
-            payload = json.dumps(updated, ensure_ascii=False, separators=(",", ":")).encode()
-            try:
-                if revision:
-                    await self._bucket.update(key, payload, last=revision)
-                else:
-                    await self._bucket.create(key, payload)
-            except KeyWrongLastSequenceError:
-                continue
-            except (TimeoutError, NatsLibraryError) as exc:
-                raise TransientError(f"cannot write counter {key}: {exc}") from exc
-            return
-        raise TransientError(f"counter {key} kept changing under {CAS_ATTEMPTS} attempts")
+        await self._records.change(key, change)
 
     async def hour(self, verdict: str, watch: str, hour: datetime) -> HourCounts:
         found = await self._get_json(record_key(verdict, watch, hour))
@@ -313,3 +292,11 @@ async def series_for(
 
 def _category_count(category: str) -> Callable[[HourCounts], int]:
     return lambda record: record.categories.get(category, 0)
+
+
+def _same(record: dict[str, Any]) -> dict[str, Any]:
+    return record
+
+
+def _same_key(name: str) -> str:
+    return name

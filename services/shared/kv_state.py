@@ -51,9 +51,15 @@ class KvState(Generic[RecordT]):
         name: str,
         decode: Callable[[dict[str, Any]], RecordT],
         encode: Callable[[RecordT], dict[str, Any]],
+        key: Callable[[str], str] = kv_key,
     ) -> None:
+        """Built directly, without :meth:`open`, the state has no mirror: ``get`` and ``change`` only.
+
+        ``key`` turns a record's name into its KV key; names that are valid keys already can keep them.
+        """
         self._bucket = bucket
         self._name = name
+        self._key = key
         self._decode = decode
         self._encode = encode
         self._mirror: dict[str, RecordT] = {}
@@ -123,11 +129,11 @@ class KvState(Generic[RecordT]):
 
     def peek(self, name: str) -> RecordT | None:
         self._decode_pending()
-        return self._mirror.get(kv_key(name))
+        return self._mirror.get(self._key(name))
 
     async def get(self, name: str) -> tuple[RecordT, int] | None:
         try:
-            entry = await self._bucket.get(kv_key(name))
+            entry = await self._bucket.get(self._key(name))
         except KeyNotFoundError:
             return None
         except (TimeoutError, NatsLibraryError) as exc:
@@ -140,7 +146,7 @@ class KvState(Generic[RecordT]):
         ``change`` must be pure: it may run several times. Returning the record unchanged (the same
         object) or None writes nothing.
         """
-        key = kv_key(name)
+        key = self._key(name)
         for _ in range(CAS_ATTEMPTS):
             found = await self.get(name)
             current, revision = found if found is not None else (None, 0)
@@ -157,15 +163,16 @@ class KvState(Generic[RecordT]):
                 continue
             except (TimeoutError, NatsLibraryError) as exc:
                 raise TransientError(f"cannot write {name} to {self._name}: {exc}") from exc
-            self._mirror[key] = updated
-            # The watcher will deliver this write too; what it holds for the key is older than ``updated``.
-            self._undecoded.pop(key, None)
+            if self._watch_task is not None:
+                self._mirror[key] = updated
+                # The watcher will deliver this write too; what it holds for the key is older than ``updated``.
+                self._undecoded.pop(key, None)
             return updated
         raise TransientError(f"{name} in {self._name} kept changing under {CAS_ATTEMPTS} attempts")
 
     async def delete(self, name: str) -> None:
         """Forget ``name`` (the watcher removes it from every replica's mirror)."""
-        key = kv_key(name)
+        key = self._key(name)
         try:
             await self._bucket.delete(key)
         except (TimeoutError, NatsLibraryError) as exc:
