@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 CURSOR_KEY = "cursor"
 WATCHES_KEY = "watches"
 BATCH = 500
-CAS_ATTEMPTS = 8
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
