@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
     from nats.aio.client import Client as NatsClient
 
+    from services.router.config import RouterSettings
+
 LEGAL = triage_pb2.RISK_FLAG_LEGAL_THREAT
 
 
@@ -36,6 +38,14 @@ def zendesk_settings(fake: FakeZendesk, base_url: str) -> dict[str, Any]:
         "kind": "zendesk", "name": "zendesk", "base_url": base_url, "email": fake.email,
         "api_token": fake.api_token, "allow_hosts": ["127.0.0.1"],
     }  # fmt: skip
+
+
+def zendesk_by_default(fake: FakeZendesk, base_url: str, tmp_path: Path) -> RouterSettings:
+    return router_settings(
+        {"outbox": {"path": "outbox.jsonl"}, "destinations": [zendesk_settings(fake, base_url)],
+         "default_destinations": ["zendesk"]},
+        tmp_path,
+    )  # fmt: skip
 
 
 async def test_a_complaint_becomes_a_routed_case_in_the_outbox(nc: NatsClient, tmp_path: Path) -> None:
@@ -58,11 +68,7 @@ async def test_five_posts_of_one_customer_are_one_case_with_one_ticket_and_updat
     js = nc.jetstream()
     fake = FakeZendesk()
     async with serve_crm(fake) as server:
-        settings = router_settings(
-            {"outbox": {"path": "outbox.jsonl"}, "destinations": [zendesk_settings(fake, server.base_url)],
-             "default_destinations": ["zendesk"]},
-            tmp_path,
-        )  # fmt: skip
+        settings = zendesk_by_default(fake, server.base_url, tmp_path)
         async with running_router(js, settings) as running:
             for n in range(5):
                 await publish_triaged(js, complaint(f"mastodon:{n}", text=f"post {n}: still no refund"))
@@ -174,11 +180,7 @@ async def test_a_resolution_reaches_the_crm_as_an_update_of_the_same_ticket(nc: 
     js = nc.jetstream()
     fake = FakeZendesk()
     async with serve_crm(fake) as server:
-        settings = router_settings(
-            {"outbox": {"path": "outbox.jsonl"}, "destinations": [zendesk_settings(fake, server.base_url)],
-             "default_destinations": ["zendesk"]},
-            tmp_path,
-        )  # fmt: skip
+        settings = zendesk_by_default(fake, server.base_url, tmp_path)
         async with running_router(js, settings) as running:
             await publish_triaged(js, complaint("mastodon:r1"))
             await running.settle()
