@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -74,13 +74,7 @@ def build_destinations(
 
 def delivery_consumer(settings: RouterSettings) -> subjects.ConsumerSpec:
     """The delivery durable with the configured ack wait (a crashed router's work moves on after it)."""
-    base = subjects.ROUTER_DELIVERY_CONSUMER
-    ack_wait = settings.delivery.ack_wait_s
-    return subjects.ConsumerSpec(
-        stream=base.stream, durable=base.durable, filter_subject=base.filter_subject,
-        dead_letter_subject=base.dead_letter_subject, ack_wait_s=ack_wait, max_deliver=base.max_deliver,
-        nak_delays_s=base.nak_delays_s, max_ack_pending=base.max_ack_pending,
-    )  # fmt: skip
+    return replace(subjects.ROUTER_DELIVERY_CONSUMER, ack_wait_s=settings.delivery.ack_wait_s)
 
 
 @dataclass
