@@ -20,7 +20,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 from pydantic import Field
 
 from clamor.v1 import alert_pb2
-from services.router.spikes import KeywordSettings, SpikeEvent, SpikeSettings, SpikeState, evaluate
+from services.router.spikes import KeywordSettings, SpikeEvent, SpikeSettings, SpikeState, WindowStats, evaluate
 from services.router.volume import SLOT_S, SLOTS_PER_HOUR, HourCounts, hour_start, merged, slot_of
 from services.shared import subjects
 from services.shared.config import Section
@@ -28,7 +28,7 @@ from services.shared.jetstream import publish
 from services.shared.kv_state import KvState
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable
+    from collections.abc import Awaitable, Callable
 
     from nats.js import JetStreamContext
     from opentelemetry import trace
@@ -196,7 +196,7 @@ class ReputationWatch:
         return alert
 
 
-def _minutes(stats: Any) -> int:
+def _minutes(stats: WindowStats) -> int:
     return int((stats.window_end_slot - stats.window_start_slot + 1) * SLOT_S // 60)
 
 
@@ -212,10 +212,6 @@ def _slots(records: dict[datetime, HourCounts], pick: Callable[[HourCounts], lis
             if counts[offset]:
                 out[first + offset] = counts[offset]
     return out
-
-
-def latest_first(alerts: Iterable[alert_pb2.Alert]) -> list[alert_pb2.Alert]:
-    return sorted(alerts, key=lambda a: (a.raised_at.seconds, a.raised_at.nanos), reverse=True)
 
 
 def _total(record: HourCounts) -> list[int]:
