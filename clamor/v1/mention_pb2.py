@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63lamor/v1/mention.proto\x12\tclamor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"A\n\x06\x41uthor\x12\x0e\n\x06handle\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x11\n\tfollowers\x18\x03 \x01(\x03\"\x9f\x02\n\x07Mention\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x10\n\x08platform\x18\x03 \x01(\t\x12\x11\n\tnative_id\x18\x04 \x01(\t\x12\x0b\n\x03url\x18\x05 \x01(\t\x12!\n\x06\x61uthor\x18\x06 \x01(\x0b\x32\x11.clamor.v1.Author\x12\x0c\n\x04text\x18\x07 \x01(\t\x12\x10\n\x08language\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rdiscovered_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05watch\x18\x0b \x01(\t\x12\x11\n\tthread_id\x18\x0c \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63lamor/v1/mention.proto\x12\tclamor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"A\n\x06\x41uthor\x12\x0e\n\x06handle\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x11\n\tfollowers\x18\x03 \x01(\x03\"\xb4\x02\n\x07Mention\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x10\n\x08platform\x18\x03 \x01(\t\x12\x11\n\tnative_id\x18\x04 \x01(\t\x12\x0b\n\x03url\x18\x05 \x01(\t\x12!\n\x06\x61uthor\x18\x06 \x01(\x0b\x32\x11.clamor.v1.Author\x12\x0c\n\x04text\x18\x07 \x01(\t\x12\x10\n\x08language\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rdiscovered_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05watch\x18\x0b \x01(\t\x12\x11\n\tthread_id\x18\x0c \x01(\t\x12\x13\n\x0bown_account\x18\r \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,5 +35,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUTHOR']._serialized_start=71
   _globals['_AUTHOR']._serialized_end=136
   _globals['_MENTION']._serialized_start=139
-  _globals['_MENTION']._serialized_end=426
+  _globals['_MENTION']._serialized_end=447
 # @@protoc_insertion_point(module_scope)

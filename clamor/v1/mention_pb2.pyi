@@ -64,6 +64,7 @@ class Mention(_message.Message):
     DISCOVERED_AT_FIELD_NUMBER: _builtins.int
     WATCH_FIELD_NUMBER: _builtins.int
     THREAD_ID_FIELD_NUMBER: _builtins.int
+    OWN_ACCOUNT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Stable id: "<source>:<native_id>", so every replica and every restart derives the same id."""
     source: _builtins.str
@@ -80,6 +81,10 @@ class Mention(_message.Message):
     """Name of the watch (brand, keyword query) the post matched."""
     thread_id: _builtins.str
     """Conversation id when the platform has threads; empty otherwise."""
+    own_account: _builtins.bool
+    """Written by one of the watch's own accounts (`own_handles`): never a complaint, never opens or
+    escalates a case; the router records it in its thread's open case as the brand's reply.
+    """
     @_builtins.property
     def author(self) -> Global___Author: ...
     @_builtins.property
@@ -105,10 +110,11 @@ class Mention(_message.Message):
         discovered_at: _timestamp_pb2.Timestamp | None = ...,
         watch: _builtins.str = ...,
         thread_id: _builtins.str = ...,
+        own_account: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "created_at", b"created_at", "discovered_at", b"discovered_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "created_at", b"created_at", "discovered_at", b"discovered_at", "id", b"id", "language", b"language", "native_id", b"native_id", "platform", b"platform", "source", b"source", "text", b"text", "thread_id", b"thread_id", "url", b"url", "watch", b"watch"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "created_at", b"created_at", "discovered_at", b"discovered_at", "id", b"id", "language", b"language", "native_id", b"native_id", "own_account", b"own_account", "platform", b"platform", "source", b"source", "text", b"text", "thread_id", b"thread_id", "url", b"url", "watch", b"watch"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -43,6 +43,7 @@ def build_watches(settings: ListenerSettings) -> dict[str, Watch]:
             terms=tuple(w.terms),
             query=Query.parse(w.query) if w.query else None,
             languages=tuple(w.languages),
+            own_handles=frozenset(w.own_handles),
         )
         for w in settings.watches
     }
@@ -70,8 +71,9 @@ async def run(config_path: Path | None) -> None:
         watch = watches.get(source.watch) if source.watch else None
         if isinstance(source, ReplaySourceSettings):
             return ReplaySource(
-                source, publisher=publisher, states=states, tracer=runtime.tracer, counters=runtime.counters
-            )
+                source, publisher=publisher, states=states, tracer=runtime.tracer, counters=runtime.counters,
+                watches=watches,
+            )  # fmt: skip
         if isinstance(source, WebhookSourceSettings):
             return PushedSource(
                 source, publisher=publisher, watch=watch, tracer=runtime.tracer, counters=runtime.counters

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from services.listener.watch import Query, QueryError, Watch
+from services.listener.watch import Query, QueryError, Watch, fold_handle
 from services.shared.config import CommonConfig, GrpcSettings, RelativePath, Section
 
 SOURCE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -27,14 +27,31 @@ class WatchSettings(Section):
     query: str = ""
     # BCP-47 primary tags (en, zh, ja, ru); empty means any. Posts of unknown language pass.
     languages: list[str] = Field(default_factory=list)
+    # The brand's own accounts ("SkylarkAir" or "@SkylarkAir"; any letter case; a Mastodon account of
+    # another instance as "@user@instance"). Their posts are never complaints: they are published even
+    # when no term matches, and the router records them in the thread's open case as brand replies.
+    own_handles: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _watch_builds(self) -> WatchSettings:
         try:
-            Watch(name=self.name, terms=tuple(self.terms), languages=tuple(self.languages))
+            Watch(
+                name=self.name,
+                terms=tuple(self.terms),
+                languages=tuple(self.languages),
+                own_handles=frozenset(self.own_handles),
+            )
         except (QueryError, TypeError) as exc:
             raise ValueError(str(exc)) from exc
         return self
+
+    @field_validator("own_handles")
+    @classmethod
+    def _handles_name_someone(cls, value: list[str]) -> list[str]:
+        for index, handle in enumerate(value):
+            if not fold_handle(handle):
+                raise ValueError(f"handle {index} ({handle!r}) is empty")
+        return value
 
     @field_validator("query")
     @classmethod

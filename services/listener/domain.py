@@ -88,9 +88,12 @@ def mention_from_replay_line(line: str, *, source: str, watch: str, discovered_a
 
 
 def mention_from_post(
-    post: Post, *, source: str, platform: str, watch: str, discovered_at: datetime
+    post: Post, *, source: str, platform: str, watch: str, discovered_at: datetime, own_account: bool = False
 ) -> mention_pb2.Mention:
-    """A polled post as a Mention; its id is "<platform>:<native id>", the same from any source."""
+    """A polled post as a Mention; its id is "<platform>:<native id>", the same from any source.
+
+    ``own_account``: the author is one of the watch's own handles (the brand itself).
+    """
     created = post.created_at or discovered_at
     return mention_pb2.Mention(
         id=mention_id(platform, post.native_id),
@@ -107,6 +110,7 @@ def mention_from_post(
         discovered_at=_timestamp(discovered_at),
         watch=watch,
         thread_id=post.thread_id,
+        own_account=own_account,
     )
 
 

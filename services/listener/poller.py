@@ -19,10 +19,12 @@ from services.listener.sources.base import SourceState
 from services.shared.errors import TransientError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
     from services.listener.clients import MentionPublisher, StateStore
     from services.listener.config import ReplaySourceSettings
+    from services.listener.watch import Watch
     from services.shared.status import Counters
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,9 @@ class ReplaySource:
 
     The cursor is the number of lines done. It is saved after each publish; a crash between
     the two re-publishes one post under the same id, which JetStream drops as a duplicate.
+
+    Posts are not matched against watches here; ``watches`` (by name) only mark a post
+    ``own_account`` when its author is one of its watch's own handles.
     """
 
     def __init__(
@@ -43,9 +48,11 @@ class ReplaySource:
         states: StateStore,
         tracer: trace.Tracer,
         counters: Counters,
+        watches: Mapping[str, Watch] | None = None,
     ) -> None:
         self.settings = settings
         self.status = SourceStatus(name=settings.name, kind=settings.kind, watch=settings.watch)
+        self._watches = watches or {}
         self._publisher = publisher
         self._states = states
         self._tracer = tracer
@@ -95,6 +102,9 @@ class ReplaySource:
             self._counters.inc("malformed")
             self._fail(f"{path}:{number}: skipped malformed post: {exc}")
             return
+        watch = self._watches.get(mention.watch)
+        if watch is not None and watch.is_own(mention.author.handle):
+            mention.own_account = True
         delay = 0.5
         while not stopping.is_set():
             # The root span of the mention's trace: discovery starts it, every later hop continues it.

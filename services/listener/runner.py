@@ -73,14 +73,20 @@ class Emitter:
         self._counters = counters
 
     async def emit(self, post: Post, now: datetime) -> int:
-        """Publish ``post`` if it matches the watch; returns 1 when it was new to the stream."""
+        """Publish ``post`` if it matches the watch; returns 1 when it was new to the stream.
+
+        A post by one of the watch's own handles is published whatever the terms say: a brand's
+        reply rarely names the brand, and the router files it in the customer's case.
+        """
         self._status.saw(post.created_at)
-        if self._watch is not None and not self._watch.matches(post.text, post.language):
+        own = self._watch is not None and self._watch.is_own(post.author_handle)
+        if self._watch is not None and not own and not self._watch.matches(post.text, post.language):
             self._counters.inc("unmatched")
             return 0
         mention = mention_from_post(
-            post, source=self._source, platform=self._platform, watch=self._watch_name, discovered_at=now
-        )
+            post, source=self._source, platform=self._platform, watch=self._watch_name, discovered_at=now,
+            own_account=own,
+        )  # fmt: skip
         # The root span of the mention's trace: discovery starts it, every later hop continues it.
         with self._tracer.start_as_current_span(
             f"discover {self._source}",
@@ -90,6 +96,8 @@ class Emitter:
             fresh = await self._publisher.publish(mention)
         self._counters.inc("polled")
         self._counters.inc("published" if fresh else "duplicates")
+        if own:
+            self._counters.inc("own_posts")
         self._status.published += int(fresh)
         return int(fresh)
 

@@ -19,6 +19,10 @@ Matching rules, for watch terms and query words and phrases alike:
   "судьба" alike, so list the forms of short stems instead.
 - The words of a phrase match across any run of whitespace, newlines included.
 - ``@handle`` and ``#tag`` also match the bare word: ``@SkylarkAir`` hits "SkylarkAir".
+
+A watch may also name the brand's own accounts (``own_handles``). Their posts are published
+whatever the terms say, marked ``own_account``: a brand's reply rarely names the brand, and the
+router records it in the customer's case instead of treating it as a complaint.
 """
 
 from __future__ import annotations
@@ -293,6 +297,11 @@ class Query:
         return list(dict.fromkeys(self.root.positives(negated=False)))
 
 
+def fold_handle(handle: str) -> str:
+    """A handle as compared: casefolded, without a leading "@"; "@user@instance" keeps its instance."""
+    return _fold(handle).strip().removeprefix("@")
+
+
 def _primary_subtag(tag: str) -> str:
     return tag.strip().replace("_", "-").split("-", 1)[0].casefold()
 
@@ -310,15 +319,20 @@ class Watch:
     terms: tuple[str, ...] = ()
     query: Query | None = None
     languages: tuple[str, ...] = ()
+    own_handles: frozenset[str] = frozenset()
     _patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False, default=())
     _languages: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
 
     def __post_init__(self) -> None:
         # Config loaders hand over lists; a bare string would silently become one term per letter.
-        if isinstance(self.terms, str) or isinstance(self.languages, str):
-            raise TypeError(f"watch {self.name!r}: terms and languages must be sequences of strings")
+        if isinstance(self.terms, str) or isinstance(self.languages, str) or isinstance(self.own_handles, str):
+            raise TypeError(f"watch {self.name!r}: terms, languages and own_handles must be sequences of strings")
         object.__setattr__(self, "terms", tuple(self.terms))
         object.__setattr__(self, "languages", tuple(self.languages))
+        own = frozenset(fold_handle(handle) for handle in self.own_handles)
+        if "" in own:
+            raise QueryError(f"watch {self.name!r}: empty own handle")
+        object.__setattr__(self, "own_handles", own)
         patterns = []
         for term in self.terms:
             if len(term) > MAX_QUERY_CHARS:
@@ -332,6 +346,10 @@ class Watch:
             raise QueryError(f"watch {self.name!r}: empty language tag")
         object.__setattr__(self, "_patterns", tuple(patterns))
         object.__setattr__(self, "_languages", languages)
+
+    def is_own(self, handle: str) -> bool:
+        """Whether ``handle`` is one of the brand's own accounts ("@" and letter case do not matter)."""
+        return bool(self.own_handles) and fold_handle(handle) in self.own_handles
 
     def matches(self, text: str, language: str = "") -> bool:
         if self._languages:

@@ -1,7 +1,8 @@
 """The router's JetStream handlers: complaint → case → destinations → escalation, and answers about cases.
 
 Every step is idempotent, so a redelivery after a crash at any point repeats work without
-repeating effects: a post joins its case once (by mention id), a case is created once (KV
+repeating effects: a post joins its case once (by mention id), and so does a brand's own reply
+(in the case's history only: it never founds or escalates a case), a case is created once (KV
 create), a delivery request has a stable Nats-Msg-Id per destination and history length, and an
 escalation's id is stable per case, step and team (JetStream drops repeats, and the case's
 history is checked before publishing again).
@@ -15,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from clamor.v1 import case_pb2
 from services.router.domain import (
+    BRAND_REPLY,
     action_name,
     add_destinations,
     apply_action,
+    attach_brand_reply,
     attach_post,
     case_id_for,
     describe,
@@ -29,7 +32,7 @@ from services.router.domain import (
     note_breach,
     should_escalate,
 )
-from services.router.errors import CaseConflictError
+from services.router.errors import CaseConflictError, CaseNotYetError
 from services.router.rules import Defaults, Facts, RoutingDecision, Rule, route
 from services.router.sla import deadlines
 
@@ -50,6 +53,9 @@ IMMEDIATE_LEVEL = 1
 # How long a post waits for the case another post of the same customer is opening, before it takes
 # the group key over (that post's router died between claiming the key and creating the case).
 CLAIM_GRACE_S = 30.0
+# How many times a brand's post in a thread looks for the thread's case: a reply fetched in the same
+# batch as the complaint it answers is handled alongside it, before the case exists.
+BRAND_REPLY_LOOKS = 2
 
 
 class RulesHolder:
@@ -96,6 +102,11 @@ class RouterHandler:
     async def handle(self, delivery: Delivery[triage_pb2.TriagedMention]) -> None:
         triaged = delivery.payload
         now = self._clock()
+        if triaged.mention.own_account:
+            # Before the rules: a rule may route noise, and a forged or mistaken verdict may say
+            # complaint, but the brand's own post never founds or escalates a case.
+            await self._brand_reply(triaged, now, delivery)
+            return
         decision = route(self._rules.current, Facts.from_triaged(triaged), self._defaults)
         if not decision.routed:
             self._counters.inc("not_routed")
@@ -119,6 +130,34 @@ class RouterHandler:
             )
             case = await self._escalate(case, escalation, now, delivery)
         await self._deliver(case, reason="created" if created else "post added", now=now, delivery=delivery)
+
+    async def _brand_reply(self, triaged: triage_pb2.TriagedMention, now: datetime, delivery: Delivery[Any]) -> None:
+        """File a post by one of the brand's own accounts in its thread's open case, if there is one.
+
+        Only the thread is looked up: the author key would find the brand's own posts, and the
+        brand is not the customer. A thread without any case is looked up once more after a moment
+        (``BRAND_REPLY_LOOKS``), for the complaint being placed at the same time.
+        """
+        keys = group_keys(triaged.mention, by_author=False, by_thread=self._settings.grouping.by_thread)
+        case_id = await self._index.lookup(keys[0]) if keys else None
+        found = await self._cases.get(case_id) if case_id else None
+        if keys and found is None and delivery.attempt < BRAND_REPLY_LOOKS:
+            raise CaseNotYetError(f"no case in {keys[0]} yet for the brand's post {triaged.mention.id}; looking again")
+        if found is not None and is_open(found[0]):
+            added = False
+
+            def change(case: case_pb2.Case) -> bool:
+                nonlocal added
+                added = attach_brand_reply(case, triaged, now=now)
+                return added
+
+            case = await self._cases.update(found[0].id, change)
+            if added:
+                self._counters.inc("brand_replies")
+            # Asked again on a redelivery too (a crash may have come between the write and the request):
+            # the request's id is stable per history length, so JetStream drops a repeat.
+            await self._deliver(case, reason=BRAND_REPLY, now=now, delivery=delivery)
+        self._counters.inc("own_posts")
 
     async def _place(
         self, triaged: triage_pb2.TriagedMention, decision: RoutingDecision, now: datetime

@@ -20,8 +20,14 @@ if TYPE_CHECKING:
     from services.router.rules import RoutingDecision
 
 # History kinds a CRM is told about in an update; "routed" and the like are the router's own bookkeeping.
-# (An SLA breach is an "escalated" event whose detail says so.)
-CRM_EVENT_KINDS = frozenset({"post added", "escalated", "sla warning", "acknowledge", "resolve", "not_a_complaint"})
+# (An SLA breach is an "escalated" event whose detail says so; a "brand reply" is the brand's own public
+# answer in the thread, which an agent working the ticket should see.)
+CRM_EVENT_KINDS = frozenset(
+    {"post added", "brand reply", "escalated", "sla warning", "acknowledge", "resolve", "not_a_complaint"}
+)
+BRAND_REPLY = "brand reply"
+# How much of a brand reply its history event quotes.
+EXCERPT_CHARS = 160
 
 
 def case_id_for(mention_id: str) -> str:
@@ -97,6 +103,27 @@ def attach_post(case: case_pb2.Case, triaged: triage_pb2.TriagedMention, *, now:
         if flag not in case.risk_flags:
             case.risk_flags.append(flag)
     _event(case, "post added", f"mention {triaged.mention.id}", now)
+    return True
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """``text`` on one line, cut at ``limit`` characters with an ellipsis."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def attach_brand_reply(case: case_pb2.Case, triaged: triage_pb2.TriagedMention, *, now: datetime) -> bool:
+    """Record a post by one of the brand's own accounts in the case's history, once per mention.
+
+    The post is not one of the customer's: it joins no ``mentions``, and severity, flags and state
+    stay as they are, whatever triage said of it.
+    """
+    mention = triaged.mention
+    marker = f"[{mention.id}]"
+    if any(event.kind == BRAND_REPLY and event.detail.endswith(marker) for event in case.history):
+        return False
+    handle = mention.author.handle or "(no handle)"
+    _event(case, BRAND_REPLY, f'@{handle}: "{excerpt(mention.text)}" {marker}', now)
     return True
 
 

@@ -15,3 +15,7 @@ class DestinationError(TransientError, RouterError):
 
 class CaseConflictError(TransientError, RouterError):
     """Another replica changed the case first; retrying re-reads it."""
+
+
+class CaseNotYetError(TransientError, RouterError):
+    """A brand's reply came before its thread's case was written (both arrived together); it looks again."""

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 NAME = "rules"
 VERSION = "1"
 LANGUAGES = ("en", "zh", "ja", "ru")
+# The reason on a post by one of the watch's own accounts (Mention.own_account).
+OWN_ACCOUNT_RULE = "own-account"
 
 _SPACED_SCRIPTS = re.compile(r"[A-Za-z\u0400-\u04ff]")
 
@@ -116,6 +118,21 @@ class Post:
     @classmethod
     def from_mention(cls, mention: mention_pb2.Mention) -> Post:
         return cls(text=mention.text, language=mention.language, followers=mention.author.followers)
+
+
+def own_account_result(mention: mention_pb2.Mention, *, model_version: str) -> triage_pb2.TriageResult:
+    """The verdict on a post by one of the watch's own accounts: noise, and no classifier asked.
+
+    A brand's reply ("so sorry your refund failed, DM us") reads like a complaint to any model; it
+    is the brand answering one, and must never open or escalate a case.
+    """
+    return triage_pb2.TriageResult(
+        verdict=triage_pb2.VERDICT_NOISE,
+        complaint_score=0.0,
+        language=detect_language(mention.text, hint=mention.language),
+        reasons=[triage_pb2.Reason(rule=OWN_ACCOUNT_RULE, matched=mention.author.handle)],
+        model_version=model_version,
+    )
 
 
 class Classifier(Protocol):

@@ -8,11 +8,15 @@ import signal
 import subprocess
 import sys
 import time
+from importlib import resources
 from pathlib import Path
 
 import pytest
 import yaml
 
+from services.cli.mesh import CONFIG_NAME, MeshConfig
+from services.listener.__main__ import build_watches
+from services.shared.config import load_config
 from services.shared.nats_server import free_port, port_open
 from tests.e2e.mesh import SAMPLE, mention_ids_of, outbox_cases
 from tests.e2e.verdicts import expected_verdicts
@@ -37,8 +41,10 @@ def clamor(*args: str) -> list[str]:
 
 
 def sample_complaints() -> tuple[set[str], set[str]]:
-    """(the sample's complaints as triage decides them, the borderline ones)."""
-    complaints, borderline = expected_verdicts(SAMPLE, "sample")
+    """(the sample's complaints as triage decides them, the borderline ones); the brands' own posts are none."""
+    bundled = Path(str(resources.files("services.cli_data").joinpath(CONFIG_NAME)))
+    watches = build_watches(load_config(MeshConfig, bundled, environ={}).listener)
+    complaints, borderline = expected_verdicts(SAMPLE, "sample", watches=watches)
     return set(complaints), borderline
 
 

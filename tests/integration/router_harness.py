@@ -8,10 +8,11 @@ builds a fresh router over the same streams and KV buckets, as a new process wou
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,10 +44,26 @@ class RunningRouter:
     router: Router
     consumers: ConsumerSet
     clock: Callable[[], datetime]
+    # The router's own counters (cases, escalations, brand_replies...), as `clamor status` shows them.
+    counters: Counters = field(default_factory=Counters)
 
     async def settle(self, seconds: float = 15.0) -> None:
         """Wait until every consumer has acknowledged everything published so far."""
         await self.consumers.settle(seconds)
+
+    async def counted(self, name: str, at_least: int, seconds: float = 15.0) -> None:
+        """Wait until the router's counter ``name`` reaches ``at_least``, then until everything is settled.
+
+        ``settle`` alone can return before a message published a moment ago is counted as pending
+        (nats-server tells a consumer about a stored message asynchronously, after the publish ack):
+        a test that asserts that something did *not* happen waits for the handler's own counter first.
+        """
+        deadline = asyncio.get_running_loop().time() + seconds
+        while self.counters.get(name) < at_least:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"counter {name} is {self.counters.get(name)}, not {at_least}, after {seconds:g}s")
+            await asyncio.sleep(0.02)
+        await self.settle()
 
     async def tick(self) -> int:
         """Consumers settled, one turn of the SLA clocks, and settled again; returns the steps fired."""
@@ -72,10 +89,11 @@ async def running_router(
 ) -> AsyncIterator[RunningRouter]:
     await ensure_streams(js)
     test_tracer = tracer()
-    router = await assemble(js, settings, tracer=test_tracer, counters=Counters(), clock=clock)
+    counters = Counters()
+    router = await assemble(js, settings, tracer=test_tracer, counters=counters, clock=clock)
     consumers = await ConsumerSet.start(js, router.consumers(), tracer=test_tracer, counters=Counters())
     try:
-        yield RunningRouter(js, router, consumers, clock)
+        yield RunningRouter(js, router, consumers, clock, counters)
     finally:
         await consumers.stop()
         await router.close()
@@ -94,12 +112,13 @@ def complaint(
     flags: tuple[triage_pb2.RiskFlag.ValueType, ...] = (),
     followers: int = 300,
     verdict: triage_pb2.Verdict.ValueType = triage_pb2.VERDICT_COMPLAINT,
+    own_account: bool = False,
 ) -> triage_pb2.TriagedMention:
     mention = mention_pb2.Mention(
         id=mention_id, source=f"{platform}-acme", platform=platform, native_id=mention_id.rsplit(":", 1)[-1],
         url=f"https://social.example/@{handle}/{mention_id.rsplit(':', 1)[-1]}", text=text, language="en",
         author=mention_pb2.Author(handle=handle, display_name=handle.title(), followers=followers), watch=watch,
-        thread_id=thread_id,
+        thread_id=thread_id, own_account=own_account,
     )  # fmt: skip
     result = triage_pb2.TriageResult(
         verdict=verdict, complaint_score=0.93 if verdict == triage_pb2.VERDICT_COMPLAINT else 0.1,
@@ -108,11 +127,12 @@ def complaint(
     return triage_pb2.TriagedMention(mention=mention, result=result)
 
 
-async def publish_triaged(js: JetStreamContext, triaged: triage_pb2.TriagedMention) -> None:
+async def publish_triaged(js: JetStreamContext, triaged: triage_pb2.TriagedMention, *, attempt: int = 1) -> None:
+    """Publish as triage does; a later ``attempt`` gets past JetStream's dedup, as a redelivery would."""
     verdict = "complaint" if triaged.result.verdict == triage_pb2.VERDICT_COMPLAINT else "noise"
+    msg_id = f"triaged:{triaged.mention.id}" + (f":{attempt}" if attempt > 1 else "")
     await publish(
-        js, tracer(), subjects.triaged_subject(verdict), triaged, msg_id=f"triaged:{triaged.mention.id}",
-        mention_id=triaged.mention.id,
+        js, tracer(), subjects.triaged_subject(verdict), triaged, msg_id=msg_id, mention_id=triaged.mention.id,
     )  # fmt: skip
 
 

@@ -1,11 +1,13 @@
-"""The source loop against a real nats-server and a local API: politeness, watches, pause, poll-now."""
+"""The source loops against a real nats-server and a local API: politeness, watches, own accounts, pause, poll-now."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -14,8 +16,10 @@ from aiohttp import web
 from nats.js import JetStreamContext
 from opentelemetry.sdk.trace import TracerProvider
 
+from clamor.v1 import mention_pb2
 from services.listener.clients import AlertPublisher, MentionPublisher, StateStore
-from services.listener.config import JsonApiSourceSettings
+from services.listener.config import JsonApiSourceSettings, ReplaySourceSettings
+from services.listener.poller import ReplaySource
 from services.listener.runner import MAX_BACKOFF_S, SourceRunner, next_poll_delay
 from services.listener.sources.json_api import JsonApiSource
 from services.listener.watch import Watch
@@ -48,9 +52,10 @@ class Api:
     def __init__(self) -> None:
         self.status = 200
         self.headers: dict[str, str] = {}
+        self.items: list[dict[str, str]] = ITEMS
 
     async def handle(self, _: web.Request) -> web.Response:
-        return web.json_response({"items": ITEMS}, status=self.status, headers=self.headers)
+        return web.json_response({"items": self.items}, status=self.status, headers=self.headers)
 
 
 @pytest.fixture
@@ -107,6 +112,15 @@ async def stream_count(js: JetStreamContext) -> int:
     return int((await js.stream_info(subjects.MENTIONS.name)).state.messages)
 
 
+async def published(js: JetStreamContext) -> list[mention_pb2.Mention]:
+    """Every mention on the MENTIONS stream, oldest first."""
+    found = []
+    for seq in range(1, await stream_count(js) + 1):
+        raw = await js.get_msg(subjects.MENTIONS.name, seq=seq)
+        found.append(mention_pb2.Mention.FromString(raw.data or b""))
+    return found
+
+
 async def test_a_429_with_retry_after_is_waited_out(js: JetStreamContext, api: tuple[Api, LocalHttpServer]) -> None:
     state, server = api
     state.status, state.headers = 429, {"Retry-After": "600"}
@@ -137,6 +151,53 @@ async def test_only_posts_matching_the_watch_are_published(
     assert (outcome.fetched, outcome.published) == (3, 2)
     assert runner.status.posts_seen == 3
     assert await stream_count(js) == 2
+
+
+async def test_an_own_post_is_published_marked_own_even_when_no_term_matches(
+    js: JetStreamContext, api: tuple[Api, LocalHttpServer]
+) -> None:
+    state, server = api
+    state.items = [
+        {"id": "c1", "author": "leah_g", "text": "Voltio charger smells of smoke"},
+        {"id": "b1", "author": "voltiorides", "text": "@leah_g so sorry, a technician is booked for Friday"},
+        {"id": "b2", "author": "VoltioRidesFan", "text": "@leah_g same here, so sorry"},
+    ]
+    watch = Watch(name="voltio", terms=("Voltio",), own_handles=frozenset({"@VoltioRides"}))
+    fields = {"id": "id", "text": "text", "author_handle": "author"}
+    runner = await make_runner(js, server, watch=watch, fields=fields)
+    outcome = await runner.poll_now()
+    assert (outcome.fetched, outcome.published) == (3, 2)
+    assert {(m.native_id, m.author.handle, m.own_account) for m in await published(js)} == {
+        ("c1", "leah_g", False),
+        ("b1", "voltiorides", True),
+    }
+
+
+async def test_a_replayed_post_by_an_own_handle_of_its_watch_is_marked_own(
+    js: JetStreamContext, tmp_path: Path
+) -> None:
+    posts = [
+        {"id": "p1", "watch": "lumo", "author": {"handle": "kev_oconnor"}, "text": "third day without internet"},
+        {"id": "p2", "watch": "lumo", "author": {"handle": "@LumoMobile"}, "text": "Hi Kevin, really sorry, DM us"},
+        {"id": "p3", "watch": "other", "author": {"handle": "LumoMobile"}, "text": "not this watch's account"},
+        {"id": "p4", "author": {"handle": "LumoMobile"}, "text": "no watch at all"},
+    ]
+    path = tmp_path / "posts.jsonl"
+    path.write_text("".join(json.dumps(post) + "\n" for post in posts), encoding="utf-8")
+    tracer = TracerProvider().get_tracer("test")
+    replay = ReplaySource(
+        ReplaySourceSettings(name="sample", path=path, rate_per_second=1000),
+        publisher=MentionPublisher(js, tracer), states=await StateStore.open(js, replicas=1), tracer=tracer,
+        counters=Counters(), watches={"lumo": Watch(name="lumo", own_handles=frozenset({"lumomobile"}))},
+    )  # fmt: skip
+    await replay.run(asyncio.Event())
+    assert replay.status.exhausted
+    assert [(m.native_id, m.own_account) for m in await published(js)] == [
+        ("p1", False),
+        ("p2", True),
+        ("p3", False),
+        ("p4", False),
+    ]
 
 
 async def test_a_second_poll_publishes_nothing_new(js: JetStreamContext, api: tuple[Api, LocalHttpServer]) -> None:

@@ -1,4 +1,4 @@
-"""mention_from_replay_line: a replayed JSON post becomes a Mention, or a MalformedPostError naming the field."""
+"""Turning posts into Mentions: a replayed JSON line (or a MalformedPostError naming the field), a polled post."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from clamor.v1 import mention_pb2
-from services.listener.domain import MAX_TEXT_CHARS, mention_from_replay_line
+from services.listener.domain import MAX_TEXT_CHARS, mention_from_post, mention_from_replay_line
 from services.listener.errors import MalformedPostError
+from services.listener.sources.base import Post
 from services.shared.errors import PermanentError
 
 DISCOVERED = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
@@ -145,3 +146,16 @@ def test_malformed_post_is_a_permanent_error() -> None:
 
 def test_text_at_the_limit_is_accepted() -> None:
     assert len(parse(post(text="x" * MAX_TEXT_CHARS)).text) == MAX_TEXT_CHARS
+
+
+def test_a_polled_post_is_not_the_brands_own_unless_told() -> None:
+    reply = Post(native_id="1", text="@leah_g so sorry, DM us", author_handle="VoltioRides")
+    plain = mention_from_post(reply, source="s", platform="x", watch="voltio", discovered_at=DISCOVERED)
+    own = mention_from_post(reply, source="s", platform="x", watch="voltio", discovered_at=DISCOVERED, own_account=True)
+    assert (plain.own_account, own.own_account) == (False, True)
+    assert own.author.handle == "VoltioRides"
+
+
+def test_a_replayed_post_is_not_the_brands_own_by_itself() -> None:
+    # The replay source marks own posts by their watch; the line alone says nothing about it.
+    assert not parse(post(author={"handle": "NimbusCloud"})).own_account

@@ -303,6 +303,49 @@ def test_watch_given_a_list_of_terms_stores_a_tuple() -> None:
     assert hash(watch) == hash(Watch("skylark", terms=("skylark",)))
 
 
+# The brand's own accounts
+
+
+@pytest.mark.parametrize("handle", ["SkylarkAir", "skylarkair", "@SKYLARKAIR", " @SkylarkAir ", "ＳｋｙｌａｒｋＡｉｒ"])
+def test_own_handle_matches_whatever_the_letter_case_and_leading_at(handle: str) -> None:
+    watch = Watch("skylark", terms=("skylark",), own_handles=frozenset({"@SkylarkAir"}))
+    assert watch.is_own(handle)
+
+
+@pytest.mark.parametrize("handle", ["SkylarkAirFan", "Skylark", "", "@", "skylark_air"])
+def test_other_handles_are_not_own(handle: str) -> None:
+    watch = Watch("skylark", own_handles=frozenset({"SkylarkAir"}))
+    assert not watch.is_own(handle)
+
+
+def test_own_mastodon_handle_compares_user_and_instance_together() -> None:
+    watch = Watch("skylark", own_handles=frozenset({"@Skylark@Mastodon.Example"}))
+    assert watch.is_own("skylark@mastodon.example")
+    assert watch.is_own("@skylark@mastodon.example")
+    assert not watch.is_own("skylark")
+    assert not watch.is_own("skylark@impostor.example")
+
+
+def test_a_watch_without_own_handles_owns_nobody() -> None:
+    assert not Watch("skylark", terms=("skylark",)).is_own("SkylarkAir")
+
+
+def test_own_handles_are_stored_folded_so_equal_lists_give_equal_watches() -> None:
+    watch = Watch("skylark", own_handles=frozenset({"@SkylarkAir", "skylarkair"}))
+    assert watch.own_handles == frozenset({"skylarkair"})
+    assert watch == Watch("skylark", own_handles=frozenset({"SKYLARKAIR"}))
+
+
+def test_an_empty_own_handle_is_rejected_naming_the_watch() -> None:
+    with pytest.raises(QueryError, match=r"^watch 'skylark': empty own handle$"):
+        Watch("skylark", own_handles=frozenset({"SkylarkAir", "@"}))
+
+
+def test_watch_given_a_bare_string_for_own_handles_is_rejected() -> None:
+    with pytest.raises(TypeError, match="sequences of strings"):
+        Watch("skylark", own_handles=cast("frozenset[str]", "SkylarkAir"))
+
+
 # terms()
 
 

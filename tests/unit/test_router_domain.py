@@ -6,14 +6,18 @@ import dataclasses
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import pytest
 
 from clamor.v1 import case_pb2, mention_pb2, triage_pb2
 from services.router.domain import (
+    BRAND_REPLY,
     CRM_EVENT_KINDS,
+    EXCERPT_CHARS,
     add_destinations,
     apply_action,
+    attach_brand_reply,
     attach_post,
     case_id_for,
     crm_events,
@@ -258,6 +262,69 @@ def test_attach_post_merges_risk_flags_without_repeats(case: case_pb2.Case) -> N
 def test_attach_post_keeps_the_category_of_the_first_post(case: case_pb2.Case) -> None:
     attach_post(case, triaged("sample:p0002", category="delivery"), now=LATER)
     assert case.category == "billing"
+
+
+# --- brand replies --------------------------------------------------------------------------
+
+
+def brand_reply(
+    mention_id: str = "sample:p0003", *, text: str = "@Dana_K so sorry about this, please DM us"
+) -> triage_pb2.TriagedMention:
+    """The brand's own reply, with a verdict as alarming as a forged or mistaken one could be."""
+    reply = triaged(mention_id, severity=triage_pb2.SEVERITY_CRITICAL, flags=(SAFETY,), category="refunds")
+    reply.mention.author.handle = "AcmeCare"
+    reply.mention.text = text
+    reply.mention.own_account = True
+    return reply
+
+
+def test_attach_brand_reply_records_the_handle_and_an_excerpt(escalated: case_pb2.Case) -> None:
+    assert attach_brand_reply(escalated, brand_reply(), now=LATER) is True
+    event = escalated.history[-1]
+    assert (event.kind, event.detail) == (
+        BRAND_REPLY, '@AcmeCare: "@Dana_K so sorry about this, please DM us" [sample:p0003]',
+    )  # fmt: skip
+    assert event.at.ToDatetime(tzinfo=UTC) == LATER
+    assert escalated.updated_at.ToDatetime(tzinfo=UTC) == LATER
+
+
+def test_attach_brand_reply_is_idempotent_by_mention_id(routed: case_pb2.Case) -> None:
+    attach_brand_reply(routed, brand_reply(), now=LATER)
+    before = copy(routed)
+    assert attach_brand_reply(routed, brand_reply(), now=LATEST) is False
+    assert routed == before
+    assert attach_brand_reply(routed, brand_reply("sample:p0004"), now=LATEST) is True
+    assert [e.kind for e in routed.history].count(BRAND_REPLY) == 2
+
+
+@pytest.mark.parametrize(
+    "state", [case_pb2.CASE_STATE_ROUTED, case_pb2.CASE_STATE_ESCALATED], ids=["routed", "escalated"]
+)
+def test_attach_brand_reply_leaves_severity_flags_state_and_posts_alone(routed: case_pb2.Case, state: int) -> None:
+    routed.state = cast("case_pb2.CaseState.ValueType", state)
+    before = copy(routed)
+    attach_brand_reply(routed, brand_reply(), now=LATER)
+    assert (routed.state, routed.severity, list(routed.risk_flags), routed.category) == (
+        before.state, before.severity, list(before.risk_flags), before.category,
+    )  # fmt: skip
+    assert [m.mention.id for m in routed.mentions] == ["sample:p0001"]
+    assert (routed.escalation_level, list(routed.destinations)) == (before.escalation_level, list(before.destinations))
+
+
+def test_attach_brand_reply_quotes_a_long_reply_on_one_line_cut_short(case: case_pb2.Case) -> None:
+    attach_brand_reply(case, brand_reply(text="Sorry!\n\n" + "word " * 200), now=LATER)
+    detail = case.history[-1].detail
+    quoted = detail[detail.index('"') + 1 : detail.rindex('"')]
+    assert len(quoted) == EXCERPT_CHARS
+    assert quoted.startswith("Sorry! word")
+    assert quoted.endswith("…")
+    assert "\n" not in detail
+
+
+def test_a_brand_reply_is_news_for_the_crm(routed: case_pb2.Case) -> None:
+    synced = len(routed.history)
+    attach_brand_reply(routed, brand_reply(), now=LATER)
+    assert [e.kind for e in crm_events(routed, synced)] == [BRAND_REPLY]
 
 
 # --- destinations ---------------------------------------------------------------------------

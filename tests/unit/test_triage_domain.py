@@ -1,4 +1,5 @@
-"""RuleClassifier: risk flags in four languages, auditable reasons, severity and the sample's labels."""
+"""RuleClassifier: risk flags in four languages, auditable reasons, severity and the sample's labels;
+and the verdict on a post by the brand's own account, which no classifier is asked about."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from importlib import resources
 
 import pytest
 
-from clamor.v1 import triage_pb2
-from services.triage.domain import Post, RuleClassifier
+from clamor.v1 import mention_pb2, triage_pb2
+from services.triage.domain import OWN_ACCOUNT_RULE, Post, RuleClassifier, own_account_result
 from services.triage.terms import RiskFlag
 
 LEGAL = triage_pb2.RISK_FLAG_LEGAL_THREAT
@@ -241,3 +242,46 @@ def test_sample_labels_agree_with_the_classifier_on_three_quarters(
     )
     assert len(labelled) >= 300
     assert agree / len(labelled) >= 0.75, f"{agree}/{len(labelled)} posts agree with their label"
+
+
+# --- the brand's own posts ----------------------------------------------------------------
+
+BRAND_APOLOGY = "@kev_oconnor so sorry, your refund failed again, DM us and we will sort it out"
+
+
+def own_post(text: str = BRAND_APOLOGY, language: str = "") -> mention_pb2.Mention:
+    return mention_pb2.Mention(
+        id="x:1", platform="x", text=text, language=language, watch="lumo", own_account=True,
+        author=mention_pb2.Author(handle="LumoMobile", followers=95_800),
+    )  # fmt: skip
+
+
+def test_a_brand_apology_reads_like_a_complaint_to_the_rules(classifier: RuleClassifier) -> None:
+    # Why own posts skip the classifier: the rules (and the model) hear a grievance in an apology.
+    result = classifier.classify_one(Post(BRAND_APOLOGY, followers=95_800))
+    assert result.verdict == triage_pb2.VERDICT_COMPLAINT
+    assert result.severity >= triage_pb2.SEVERITY_HIGH
+
+
+def test_an_own_post_is_noise_with_the_own_account_reason() -> None:
+    result = own_account_result(own_post(), model_version="rules/1")
+    assert (result.verdict, result.complaint_score, result.severity) == (
+        triage_pb2.VERDICT_NOISE, 0.0, triage_pb2.SEVERITY_UNSPECIFIED,
+    )  # fmt: skip
+    assert [(r.rule, r.matched) for r in result.reasons] == [(OWN_ACCOUNT_RULE, "LumoMobile")]
+    assert (list(result.risk_flags), result.category, result.model_version) == ([], "", "rules/1")
+
+
+def test_an_own_post_keeps_its_detected_language() -> None:
+    assert (
+        own_account_result(
+            own_post("ご不便をおかけして申し訳ございません。DMでご連絡ください。"), model_version="m"
+        ).language
+        == "ja"
+    )
+    assert own_account_result(own_post(language="en-GB"), model_version="m").language == "en"
+
+
+def test_an_own_post_with_risk_words_raises_no_flag() -> None:
+    result = own_account_result(own_post("Our lawyer and the FTC have confirmed the recall is safe"), model_version="m")
+    assert list(result.risk_flags) == []
