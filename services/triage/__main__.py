@@ -63,11 +63,17 @@ def load_classifier(settings: TriageSettings) -> Classifier:
     )
     if settings.classifier == "rules":
         return rules
-    from services.triage.features import Encoder  # noqa: PLC0415
-    from services.triage.model import CategorySpec, ModelClassifier, ModelHeads, bundled_model_dir  # noqa: PLC0415
+    from services.triage.model import (  # noqa: PLC0415
+        CategorySpec,
+        ModelClassifier,
+        ModelHeads,
+        bundled_model_dir,
+        encoder_for,
+    )
 
-    heads = ModelHeads.load(settings.model_dir or bundled_model_dir())
-    encoder = Encoder(quantize=settings.quantize, threads=settings.threads)
+    folder = settings.model_dir or bundled_model_dir()
+    heads = ModelHeads.load(folder)
+    encoder = encoder_for(heads, folder, quantize=settings.quantize, threads=settings.threads)
     categories = [CategorySpec(c.name, c.description, tuple(c.examples), c.min_similarity) for c in settings.categories]
     return ModelClassifier(heads, encoder=encoder, rules=rules, threshold=settings.threshold, categories=categories)
 

@@ -16,8 +16,9 @@ class CategorySettings(Section):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
     description: str = ""
     examples: list[str] = Field(min_length=2)
-    # Cosine similarity (0–1) from which a complaint goes to this category rather than the model's.
-    min_similarity: float = Field(default=0.55, gt=0, lt=1)
+    # Cosine similarity (0–1) from which a complaint goes to this category rather than the model's;
+    # unset: the encoder's own default (0.9 for e5-small, whose cosines are compressed).
+    min_similarity: float | None = Field(default=None, gt=0, lt=1)
 
 
 class TriageSettings(Section):

@@ -1,19 +1,21 @@
-"""The triage model: a frozen MiniLM encoder and hashed n-grams, read by three linear heads.
+"""The triage model: a frozen multilingual encoder and hashed n-grams, read by three linear heads.
 
 Heads: is it a complaint (logistic, so its probability is calibrated), its severity and its
 category (multinomial). The risk rules of :class:`RuleClassifier` run beside the model: their
 flags and reasons are kept, and a risk flag can only raise the model's severity, never lower it.
 A model directory holds ``heads.npz`` (coefficients, float16) and ``model_card.json``.
 
+Which encoder and whether n-grams join it is the model's :class:`FeatureSpec`, kept in its card.
 A cascade runs first when the model has one: the same three heads trained on the n-grams alone
 decide every post whose n-gram complaint probability is outside the uncertain band, and only the
-posts inside it pay for the encoder (about a fifth of them on our corpus; docs/triage-model.md).
+posts inside it pay for the encoder. The 2026.12 model has none: on the shift split it cost more
+than half a point (docs/triage-model.md).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,14 +24,15 @@ import numpy as np
 from clamor.v1 import triage_pb2
 from services.triage.domain import STRONG_RISKS, Post, RuleClassifier
 from services.triage.errors import ModelError
-from services.triage.features import EMBEDDING_DIM, FEATURES, Encoder, joined, lexical
+from services.triage.features import EMBEDDING_DIM, Encoder, FeatureSpec, lexical, make_encoder
+from services.triage.fine_tune import TUNED_FILE
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from scipy.sparse import spmatrix
 
-NAME = "minilm-heads"
+NAME = "encoder-heads"
 SEVERITY_ORDER = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 CARD = "model_card.json"
 HEADS = "heads.npz"
@@ -99,6 +102,9 @@ class ModelHeads:
     version: str
     card: dict[str, Any]
     cascade: Cascade | None = None
+    spec: FeatureSpec = field(default_factory=FeatureSpec)
+    # The strong-risk override applies only from this complaint probability up (docs/triage-model.md).
+    risk_floor: float = 0.0
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -108,7 +114,13 @@ class ModelHeads:
             if self.cascade is not None:
                 _save_head(arrays, CASCADE_PREFIX + name, getattr(self.cascade, name))
         np.savez_compressed(folder / HEADS, **arrays)  # type: ignore[arg-type]
-        card = {**self.card, "version": self.version, "threshold": self.threshold, "features": FEATURES}
+        card = {
+            **self.card,
+            "version": self.version,
+            "threshold": self.threshold,
+            "features": self.spec.as_dict(),
+            "risk_floor": self.risk_floor,
+        }
         if self.cascade is not None:
             card["cascade"] = {"low": self.cascade.low, "high": self.cascade.high}
         (folder / CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -125,16 +137,23 @@ class ModelHeads:
                             low=float(band["low"]), high=float(band["high"]))
                     if band else None
                 )  # fmt: skip
-            if card.get("features") != FEATURES:
+            spec = FeatureSpec.from_card(card["features"])
+            if heads["complaint"].coef.shape[1] != spec.width:
                 raise ModelError(
-                    f"{folder} was trained on {card.get('features')} features; this version makes {FEATURES}"
+                    f"{folder}: its heads read {heads['complaint'].coef.shape[1]} features, its card says {spec.width}"
                 )
             return cls(
                 complaint=heads["complaint"], severity=heads["severity"], category=heads["category"],
                 threshold=float(card["threshold"]), version=str(card["version"]), card=card, cascade=cascade,
+                spec=spec, risk_floor=float(card.get("risk_floor", 0.0)),
             )  # fmt: skip
         except (OSError, KeyError, ValueError, TypeError) as exc:
             raise ModelError(f"cannot load the triage model from {folder}: {exc!r}") from exc
+
+
+# e5's cosines are compressed: unrelated complaints sit at 0.86-0.88 from a category's prototype, close
+# ones at 0.90-0.94 (tests/integration/test_triage_categories.py); MiniLM's spread from 0.2 to 0.7.
+MIN_SIMILARITY = {"e5-small": 0.9, "e5-small-c": 0.9, "minilm": 0.55}
 
 
 @dataclass(frozen=True)
@@ -144,8 +163,9 @@ class CategorySpec:
     name: str
     description: str
     examples: tuple[str, ...]
-    # Cosine similarity from which a post joins this category instead of the model's.
-    min_similarity: float = 0.55
+    # Cosine similarity from which a post joins this category instead of the model's; None: the
+    # encoder's own default (MIN_SIMILARITY), since each encoder spreads its cosines differently.
+    min_similarity: float | None = None
 
 
 @dataclass(frozen=True)
@@ -162,7 +182,11 @@ class Prototypes:
             vectors = encoder.encode([spec.description, *spec.examples] if spec.description else list(spec.examples))
             mean = vectors.mean(axis=0)
             rows.append(mean / max(float(np.linalg.norm(mean)), 1e-9))
-        return cls(tuple(specs), np.vstack(rows))
+        floor = MIN_SIMILARITY.get(encoder.name, 0.55)
+        resolved = tuple(
+            spec if spec.min_similarity is not None else replace(spec, min_similarity=floor) for spec in specs
+        )
+        return cls(resolved, np.vstack(rows))
 
     def best(self, embeddings: np.ndarray) -> list[tuple[str, float] | None]:
         """Per post, the closest added category when it passes that category's floor."""
@@ -171,7 +195,8 @@ class Prototypes:
         for row in similarity:
             index = int(row.argmax())
             spec = self.specs[index]
-            found.append((spec.name, round(float(row[index]), 4)) if row[index] >= spec.min_similarity else None)
+            close = spec.min_similarity is not None and row[index] >= spec.min_similarity
+            found.append((spec.name, round(float(row[index]), 4)) if close else None)
         return found
 
 
@@ -188,29 +213,34 @@ class ModelClassifier:
         categories: Sequence[CategorySpec] = (),
     ) -> None:
         self.heads = heads
-        self.encoder = encoder or Encoder()
+        self.spec = heads.spec
+        self.encoder = encoder or make_encoder(heads.spec.encoder)
         self.rules = rules or RuleClassifier()
         self.threshold = heads.threshold if threshold is None else threshold
         self.prototypes = Prototypes.build(self.encoder, categories) if categories else None
 
     @classmethod
     def load(cls, folder: Path | None = None, *, quantize: bool = False, threads: int = 0) -> ModelClassifier:
-        return cls(ModelHeads.load(folder or bundled_model_dir()), encoder=Encoder(quantize=quantize, threads=threads))
+        folder = folder or bundled_model_dir()
+        heads = ModelHeads.load(folder)
+        return cls(heads, encoder=encoder_for(heads, folder, quantize=quantize, threads=threads))
 
     @property
     def version(self) -> str:
         return f"{NAME}/{self.heads.version}"
 
     def features(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> spmatrix:
-        return joined(lexical(texts), self.encoder.encode(texts, progress=progress))
+        prepared = self.spec.prepare(texts)
+        grams = lexical(prepared) if self.spec.ngrams else None
+        return self.spec.join(grams, self.encoder.encode(prepared, progress=progress))
 
     def classify(
         self, posts: Sequence[Post], *, progress: Callable[[int], None] | None = None
     ) -> list[triage_pb2.TriageResult]:
         if not posts:
             return []
-        texts = [post.text for post in posts]
-        grams = lexical(texts)
+        texts = self.spec.prepare([post.text for post in posts])
+        grams = lexical(texts) if self.spec.ngrams or self.heads.cascade is not None else None
         count = len(posts)
         complaint = np.zeros(count)
         severity = np.zeros((count, len(self.heads.severity.classes)))
@@ -218,7 +248,7 @@ class ModelClassifier:
         sure = np.zeros(count, dtype=bool)
         ruled = [self.rules.classify_one(post) for post in posts]
         cascade = self.heads.cascade
-        if cascade is not None:
+        if cascade is not None and grams is not None:
             complaint = _positive(cascade.complaint, grams)
             # The n-grams may call a post noise only when the rules see no grievance in it either:
             # a confident miss costs more than a false alarm (docs/triage-model.md).
@@ -237,7 +267,7 @@ class ModelClassifier:
             embeddings[embedded] = self.encoder.encode([texts[i] for i in embedded], progress=progress)
         unsure = np.flatnonzero(~sure)
         if len(unsure):
-            features = joined(grams[unsure], embeddings[unsure])
+            features = self.spec.join(grams[unsure] if grams is not None else None, embeddings[unsure])
             complaint[unsure] = _positive(self.heads.complaint, features)
             severity[unsure] = self.heads.severity.probabilities(features)
             category[unsure] = self.heads.category.probabilities(features)
@@ -261,9 +291,12 @@ class ModelClassifier:
     ) -> triage_pb2.TriageResult:
         is_complaint = score >= self.threshold
         reasons = list(ruled.reasons)
-        if not is_complaint and ruled.verdict == triage_pb2.VERDICT_COMPLAINT and STRONG_RISKS & set(ruled.risk_flags):
+        overridable = score >= self.heads.risk_floor
+        strong = STRONG_RISKS & set(ruled.risk_flags)
+        if not is_complaint and overridable and ruled.verdict == triage_pb2.VERDICT_COMPLAINT and strong:
             # A legal threat, a safety risk, a supervisor request or a churn threat the rules read as a
-            # grievance escalates whatever the model thinks: missing one costs more than a false alarm.
+            # grievance escalates unless the model is sure it is noise (below risk_floor: advice that
+            # names a regulator, a brand's reply about safety): missing one costs more than a false alarm.
             is_complaint, score = True, max(score, ruled.complaint_score)
             reasons.append(triage_pb2.Reason(rule="rules:strong-risk", matched="", weight=ruled.complaint_score))
         top = int(category.argmax())
@@ -288,6 +321,14 @@ class ModelClassifier:
             reasons=reasons,
             model_version=self.version,
         )
+
+
+def encoder_for(heads: ModelHeads, folder: Path, *, quantize: bool = False, threads: int = 0) -> Encoder:
+    """The encoder a model's heads read: its named encoder, with its fine-tuned layers when it has them."""
+    tuned = folder / TUNED_FILE if heads.spec.tuned else None
+    if tuned is not None and not tuned.is_file():
+        raise ModelError(f"{folder}: its card says the encoder was fine-tuned, but {TUNED_FILE} is missing")
+    return make_encoder(heads.spec.encoder, quantize=quantize, threads=threads, tuned=tuned)
 
 
 def _positive(head: Head, features: spmatrix) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.triage.domain import Post
-from services.triage.model import CategorySpec, ModelClassifier, ModelHeads, bundled_model_dir
+from services.triage.model import MIN_SIMILARITY, CategorySpec, ModelClassifier, ModelHeads, bundled_model_dir
 
 RECALL = CategorySpec(
     "recall",
@@ -24,7 +24,9 @@ def classifier() -> ModelClassifier:
 def test_a_complaint_close_to_the_examples_gets_the_added_category_and_says_why(classifier: ModelClassifier) -> None:
     [result] = classifier.classify([Post("My dryer was recalled months ago and still nobody replaced it")])
     assert result.category == "recall"
-    assert any(r.rule == "prototype:category:recall" and r.weight >= RECALL.min_similarity for r in result.reasons)
+    [resolved] = classifier.prototypes.specs if classifier.prototypes else [RECALL]
+    assert resolved.min_similarity == MIN_SIMILARITY["e5-small"]
+    assert any(r.rule == "prototype:category:recall" and r.weight >= 0.9 for r in result.reasons)
 
 
 def test_a_complaint_far_from_the_examples_keeps_the_model_category(classifier: ModelClassifier) -> None:

