@@ -120,7 +120,10 @@ HARD_CASES = [
                  COMPLAINT, id="ja-problem-question"),
     pytest.param("ja", "@midori_denki_official 届いた炊飯器のフタが割れてました。写真です https://t.co/Kd83jfQ2pL",
                  COMPLAINT, id="ja-complaint-with-link"),
-    pytest.param("ja", "さすが@kaze_air、今日も安定の2時間遅延。期待を裏切らないね", COMPLAINT, id="ja-sarcasm"),
+    # A known miss of 2026.12.1 (complaint score 0.34): Japanese irony built only of praise words
+    # (さすが, 安定の, 期待を裏切らない) around one fact. Strict, so a model that learns it says so.
+    pytest.param("ja", "さすが@kaze_air、今日も安定の2時間遅延。期待を裏切らないね", COMPLAINT, id="ja-sarcasm",
+                 marks=pytest.mark.xfail(strict=True, reason="2026.12.1 misses praise-only Japanese irony")),
     pytest.param("ru", "[id4821|Лёша], ахах да, в субботу норм, я за", NOISE, id="ru-reply"),
     pytest.param("ru", "@ЛунаМаркет подскажите, а доставка в Казань у вас есть?", NOISE, id="ru-neutral-question"),
     pytest.param("ru", "@ВетерЭкспресс посылка уже неделю висит в сортировке, никто не отвечает. Куда писать?",
