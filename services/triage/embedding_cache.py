@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from services.triage.e5_weights import default_cache_dir
 from services.triage.features import EMBEDDING_DIM, Encoder, make_encoder
 
 if TYPE_CHECKING:
@@ -23,10 +24,8 @@ if TYPE_CHECKING:
 
 
 def default_cache() -> Path:
-    if configured := os.environ.get("CLAMOR_MODEL_CACHE"):
-        return Path(configured) / "embeddings"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "clamor" / "models" / "embeddings"
+    """Beside the converted encoders, so CLAMOR_MODEL_CACHE moves both."""
+    return default_cache_dir() / "embeddings"
 
 
 def _key(text: str) -> str:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from services.triage.domain import Post
+from services.triage.features import EMBEDDING_DIM
 from services.triage.normalise import normalise
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ class CachedEncoder:
     def encode(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
         if progress is not None:
             progress(len(texts))
-        return np.vstack([self._rows[t] for t in texts]) if texts else np.zeros((0, 384), dtype=np.float32)
+        return np.vstack([self._rows[t] for t in texts]) if texts else np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,9 @@ class Embedded:
 
         texts = recipe.spec.prepare([e.text for e in examples])
         unique = sorted(set(texts))
-        rows = encoder.encode(unique, progress=progress) if recipe.spec.encoder else np.zeros((len(unique), 384))
+        rows = (
+            encoder.encode(unique, progress=progress) if recipe.spec.encoder else np.zeros((len(unique), EMBEDDING_DIM))
+        )
         grams = lexical(texts) if recipe.spec.ngrams or recipe.cascade_band else None
         return cls(examples, texts, grams, CachedEncoder(recipe.spec.encoder, unique, rows))
 

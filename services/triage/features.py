@@ -64,10 +64,6 @@ def minilm_path() -> Path:
     return path
 
 
-# Kept under its old name: bench/triage_throughput.py measures the 2026.11 path with it.
-encoder_path = minilm_path
-
-
 def e5_path() -> Path:
     from services.triage.e5_weights import e5_model_dir  # noqa: PLC0415 - converts on first use
 
@@ -101,20 +97,17 @@ class TorchEncoder:
         self._torch = torch
         self._tokenizer = AutoTokenizer.from_pretrained(path)
         config = AutoConfig.from_pretrained(path)
-        model = _load_half_table(path, config, torch) if config.vocab_size >= LARGE_VOCABULARY else None
-        if model is None:
-            model = AutoModel.from_pretrained(path)
-        model = model.eval()
-        self.model = model
+        large = config.vocab_size >= LARGE_VOCABULARY
+        self.model = (_load_half_table(path, config, torch) if large else AutoModel.from_pretrained(path)).eval()
         if tuned is not None:
             from services.triage.fine_tune import apply_tuned_layers  # noqa: PLC0415
 
+            # Before quantising: the tuned tensors are float32 weights of the plain model.
             apply_tuned_layers(self, tuned)
         if quantize:
-            model = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
-                model, {torch.nn.Linear}, dtype=torch.qint8
+            self.model = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+                self.model, {torch.nn.Linear}, dtype=torch.qint8
             )
-        self.model = model
         self._prefix = prefix
         self._batch_size = batch_size
         self.quantized = quantize
