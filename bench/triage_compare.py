@@ -97,26 +97,28 @@ def cascades(
     examples: list[Example],
     texts: list[str],
     cached: dict[str, np.ndarray],
-    shift: tuple[list[int], list[int]],
+    splits: dict[str, tuple[list[int], list[int]]],
+    *,
     lows: list[float],
+    floors: list[float],
 ) -> None:
-    """The shipped recipe through ModelClassifier on the shift split, without and with each cascade band."""
+    """The shipped recipe through ModelClassifier on the shift and writer splits: without and with each
+    cascade band, then with each floor of the strong-risk override (1.0: the override off)."""
     recipe = SHIPPED
     name = recipe.spec.encoder if recipe.spec.encoder in cached else next(iter(cached))
     unique = dict(zip(texts, cached[name], strict=True))
     encoder = CountingEncoder(name, list(unique), np.vstack(list(unique.values())))
-    grams = lexical(texts)
-    embedded = Embedded(examples, texts, grams, encoder)
-    train, test = shift
-    for band in [None, *((low, 1 - low) for low in lows)]:
-        encoder.calls = 0
-        scored = fit_and_score(embedded, replace(recipe, cascade_band=band), train, test)
-        share = (encoder.calls - len(train)) / len(test)
-        print(
-            f"{name} cascade {band or 'none'}: shift macro F1 {scored.macro_f1:.3f}, "
-            f"{share:.0%} of posts reach the encoder",
-            flush=True,
-        )
+    embedded = Embedded(examples, texts, lexical(texts), encoder)
+    bands = [None, *((low, 1 - low) for low in lows)]
+    variants = [(f"cascade {band or 'none'}", replace(recipe, cascade_band=band)) for band in bands]
+    variants += [(f"strong-risk override from {floor:g}", replace(recipe, risk_floor=floor)) for floor in floors]
+    for split_name in ("shift", "writer"):
+        train, test = splits[split_name]
+        for label, variant in variants:
+            encoder.calls = 0
+            scored = fit_and_score(embedded, variant, train, test)
+            share = (encoder.calls - len(train)) / len(test)
+            print(f"{name} {label}: {split_name} macro F1 {scored.macro_f1:.3f}, {share:.0%} reach the encoder")
 
 
 class CountingEncoder(CachedEncoder):
@@ -142,6 +144,14 @@ def main() -> None:
     parser.add_argument("--weights", nargs="+", type=float, default=[1.0], help="embedding weight beside n-grams")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-speed", action="store_true", help="skip the speed and memory measurement")
+    parser.add_argument(
+        "--risk-floor",
+        nargs="*",
+        type=float,
+        default=[],
+        metavar="P",
+        help="score the shipped recipe with the strong-risk override applying from P up (1: off)",
+    )
     parser.add_argument("--speed-only", action="store_true", help="only the speed and memory measurement")
     parser.add_argument(
         "--cascade",
@@ -204,8 +214,8 @@ def main() -> None:
                 f"(AUC {figures['auc']:.3f}; " + " ".join(f"{x} {figures.get(x, 0):.3f}" for x in languages) + ")",
                 flush=True,
             )
-    if args.cascade is not None:
-        cascades(examples, texts, cached, splits["shift"], args.cascade)
+    if args.cascade is not None or args.risk_floor:
+        cascades(examples, texts, cached, splits, lows=args.cascade or [], floors=args.risk_floor)
     if not args.no_speed:
         measure_speed(args.encoders, texts, args.threads)
     best = max(rows, key=lambda row: row[1]["shift"])
