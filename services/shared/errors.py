@@ -17,7 +17,15 @@ class ConfigError(ClamorError):
 
 
 class TransientError(ClamorError):
-    """Worth retrying: the network, NATS or a downstream service failed for now."""
+    """Worth retrying: the network, NATS or a downstream service failed for now.
+
+    ``retry_after_s`` is the wait the failing party asked for (an HTTP ``Retry-After``, a paused
+    destination), when it asked: the consumer loop never retries sooner than that.
+    """
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class PermanentError(ClamorError):

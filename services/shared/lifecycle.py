@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from services.shared.errors import ClamorError, ConfigError
+from services.shared.errors import ClamorError, ConfigError, TransientError
 from services.shared.grpc_server import GrpcServer, Registrar
 from services.shared.jetstream import connect, ensure_streams
 from services.shared.pull_consumer import BatchHandler, PullConsumer
@@ -128,6 +128,24 @@ class ServiceRuntime:
     def add_worker(self, name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """A long-running task (a poller, a timer) that should watch :attr:`stopping` and return."""
         self._workers.append((name, work))
+
+    def add_periodic(self, name: str, interval_s: float, tick: Callable[[], Awaitable[None]]) -> None:
+        """Run ``tick`` every ``interval_s`` seconds until the service stops.
+
+        A :class:`TransientError` (NATS or a downstream away for now) is logged and the next tick
+        tries again; any other error stops the service, as a failed worker does, so it is restarted.
+        """
+
+        async def every_interval() -> None:
+            while not self.stopping.is_set():
+                try:
+                    await tick()
+                except TransientError as exc:
+                    log.warning("%s failed, trying again in %.0fs: %s", name, interval_s, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), timeout=interval_s)
+
+        self.add_worker(name, every_interval)
 
     async def run_until_signal(self) -> None:
         loop = asyncio.get_running_loop()

@@ -28,7 +28,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from services.shared import subjects
-from services.shared.errors import PermanentError
+from services.shared.errors import PermanentError, TransientError
 from services.shared.jetstream import ensure_consumer
 from services.shared.telemetry import extract_context, inject_context
 
@@ -238,9 +238,8 @@ class PullConsumer(Generic[PayloadT]):
             delays = self.spec.nak_delays_s
             delay = delays[min(delivery.attempt - 1, len(delays) - 1)]
             # A downstream that said when to come back (429 Retry-After) is not asked sooner.
-            asked = getattr(outcome, "retry_after_s", None)
-            if isinstance(asked, int | float):
-                delay = max(delay, float(asked))
+            if isinstance(outcome, TransientError) and outcome.retry_after_s is not None:
+                delay = max(delay, outcome.retry_after_s)
             log.warning(
                 "%s: delivery %d of %s failed, retrying in %.0fs: %s",
                 self.spec.durable,

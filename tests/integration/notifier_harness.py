@@ -32,7 +32,7 @@ from services.shared.jetstream import ensure_streams, publish
 from services.shared.kv_state import KvState
 from services.shared.pull_consumer import ConsumerSet, ConsumerWiring, one_at_a_time
 from services.shared.status import Counters
-from tests.integration.clock import T0, tracer
+from tests.support.clock import T0, tracer
 
 
 @dataclass

@@ -28,7 +28,7 @@ from services.shared import subjects
 from services.shared.jetstream import ensure_streams, publish
 from services.shared.pull_consumer import ConsumerSet
 from services.shared.status import Counters
-from tests.integration.clock import tracer
+from tests.support.clock import tracer
 
 MessageT = TypeVar("MessageT", bound=Message)
 

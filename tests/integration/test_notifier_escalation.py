@@ -21,7 +21,7 @@ from services.notifier.config import AckSettings, NotifierSettings
 from services.notifier.http import AckServer
 from services.notifier.pages import PageState
 from tests.http_server import serve
-from tests.integration.clock import ManualClock
+from tests.support.clock import ManualClock
 from tests.integration.notifier_harness import (
     escalation,
     file_lines,

@@ -24,7 +24,7 @@ from services.notifier.config import NotifierSettings, PagerDutyChannelSettings
 from services.notifier.dispatcher import utc_now
 from services.notifier.message import Message
 from tests.http_server import LocalHttpServer, serve
-from tests.integration.clock import ManualClock
+from tests.support.clock import ManualClock
 from tests.integration.notifier_harness import (
     escalation,
     file_lines,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from clamor.v1 import case_pb2, triage_pb2
 from services.router.domain import case_id_for
 from services.shared.jetstream import ensure_streams
-from tests.integration.clock import ManualClock
+from tests.support.clock import ManualClock
 from tests.integration.crm_servers import FakeZendesk, serve_crm
 from tests.integration.router_harness import (
     complaint,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from clamor.v1 import alert_pb2
 from services.shared import subjects
-from tests.integration.clock import T0, ManualClock
+from tests.support.clock import T0, ManualClock
 from tests.integration.router_harness import (
     complaint,
     publish_triaged,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from clamor.v1 import case_pb2
 from services.router.domain import case_id_for
-from tests.integration.clock import T0, ManualClock
+from tests.support.clock import T0, ManualClock
 from tests.integration.router_harness import (
     complaint,
     escalations_published,

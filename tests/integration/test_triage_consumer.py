@@ -22,7 +22,7 @@ from services.shared.status import Counters
 from services.triage.clients import TriagedPublisher
 from services.triage.consumer import TriageHandler
 from services.triage.domain import OWN_ACCOUNT_RULE, RuleClassifier
-from tests.integration.clock import tracer
+from tests.support.clock import tracer
 from tests.integration.router_harness import stream_messages
 
 APOLOGY = "@kev_oconnor so sorry, your refund failed again, DM us"
