@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63lamor/v1/status.proto\x12\tclamor.v1\"&\n\x07\x43ounter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03\"\x80\x01\n\rServiceStatus\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\r\n\x05ready\x18\x02 \x01(\x08\x12\x11\n\tnot_ready\x18\x03 \x03(\t\x12$\n\x08\x63ounters\x18\x04 \x03(\x0b\x32\x12.clamor.v1.Counter\x12\x16\n\x0euptime_seconds\x18\x05 \x01(\x01\"\x12\n\x10GetStatusRequest\"=\n\x11GetStatusResponse\x12(\n\x06status\x18\x01 \x01(\x0b\x32\x18.clamor.v1.ServiceStatus2W\n\rStatusService\x12\x46\n\tGetStatus\x12\x1b.clamor.v1.GetStatusRequest\x1a\x1c.clamor.v1.GetStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63lamor/v1/status.proto\x12\tclamor.v1\"&\n\x07\x43ounter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03\"$\n\x05Gauge\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03\"\xa2\x01\n\rServiceStatus\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\r\n\x05ready\x18\x02 \x01(\x08\x12\x11\n\tnot_ready\x18\x03 \x03(\t\x12$\n\x08\x63ounters\x18\x04 \x03(\x0b\x32\x12.clamor.v1.Counter\x12\x16\n\x0euptime_seconds\x18\x05 \x01(\x01\x12 \n\x06gauges\x18\x06 \x03(\x0b\x32\x10.clamor.v1.Gauge\"\x12\n\x10GetStatusRequest\"=\n\x11GetStatusResponse\x12(\n\x06status\x18\x01 \x01(\x0b\x32\x18.clamor.v1.ServiceStatus2W\n\rStatusService\x12\x46\n\tGetStatus\x12\x1b.clamor.v1.GetStatusRequest\x1a\x1c.clamor.v1.GetStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,12 +33,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_COUNTER']._serialized_start=37
   _globals['_COUNTER']._serialized_end=75
-  _globals['_SERVICESTATUS']._serialized_start=78
-  _globals['_SERVICESTATUS']._serialized_end=206
-  _globals['_GETSTATUSREQUEST']._serialized_start=208
-  _globals['_GETSTATUSREQUEST']._serialized_end=226
-  _globals['_GETSTATUSRESPONSE']._serialized_start=228
-  _globals['_GETSTATUSRESPONSE']._serialized_end=289
-  _globals['_STATUSSERVICE']._serialized_start=291
-  _globals['_STATUSSERVICE']._serialized_end=378
+  _globals['_GAUGE']._serialized_start=77
+  _globals['_GAUGE']._serialized_end=113
+  _globals['_SERVICESTATUS']._serialized_start=116
+  _globals['_SERVICESTATUS']._serialized_end=278
+  _globals['_GETSTATUSREQUEST']._serialized_start=280
+  _globals['_GETSTATUSREQUEST']._serialized_end=298
+  _globals['_GETSTATUSRESPONSE']._serialized_start=300
+  _globals['_GETSTATUSRESPONSE']._serialized_end=361
+  _globals['_STATUSSERVICE']._serialized_start=363
+  _globals['_STATUSSERVICE']._serialized_end=450
 # @@protoc_insertion_point(module_scope)

@@ -27,7 +27,9 @@ class Counter(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """What it counts, e.g. "triaged" or "dead_lettered"."""
     value: _builtins.int
+    """How many since the process started; it only grows."""
     def __init__(
         self,
         *,
@@ -43,6 +45,32 @@ class Counter(_message.Message):
 Global___Counter: _TypeAlias = Counter  # noqa: Y015
 
 @_typing.final
+class Gauge(_message.Message):
+    """A named level a service reads when asked: it goes up and down, unlike a counter."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """What it measures, e.g. the notifier's "queued"."""
+    value: _builtins.int
+    """The level at the moment of the answer."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        value: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Gauge: _TypeAlias = Gauge  # noqa: Y015
+
+@_typing.final
 class ServiceStatus(_message.Message):
     """What every service says about itself: readiness and throughput counters."""
 
@@ -53,6 +81,7 @@ class ServiceStatus(_message.Message):
     NOT_READY_FIELD_NUMBER: _builtins.int
     COUNTERS_FIELD_NUMBER: _builtins.int
     UPTIME_SECONDS_FIELD_NUMBER: _builtins.int
+    GAUGES_FIELD_NUMBER: _builtins.int
     service: _builtins.str
     """Service name, e.g. "triage"."""
     ready: _builtins.bool
@@ -64,7 +93,16 @@ class ServiceStatus(_message.Message):
         """Readiness conditions that do not hold yet, e.g. "nats", "consumer:triage"."""
 
     @_builtins.property
-    def counters(self) -> _containers.RepeatedCompositeFieldContainer[Global___Counter]: ...
+    def counters(self) -> _containers.RepeatedCompositeFieldContainer[Global___Counter]:
+        """Throughput since the process started, sorted by name."""
+
+    @_builtins.property
+    def gauges(self) -> _containers.RepeatedCompositeFieldContainer[Global___Gauge]:
+        """Work a service holds outside any JetStream consumer, sorted by name. The notifier reports
+        "queued": notifications waiting in its groups (group_wait, rate budgets, quiet hours), so a
+        client can tell whether the mesh is idle without reading the notifier's KV records.
+        """
+
     def __init__(
         self,
         *,
@@ -73,10 +111,11 @@ class ServiceStatus(_message.Message):
         not_ready: _abc.Iterable[_builtins.str] | None = ...,
         counters: _abc.Iterable[Global___Counter] | None = ...,
         uptime_seconds: _builtins.float = ...,
+        gauges: _abc.Iterable[Global___Gauge] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "not_ready", b"not_ready", "ready", b"ready", "service", b"service", "uptime_seconds", b"uptime_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "gauges", b"gauges", "not_ready", b"not_ready", "ready", b"ready", "service", b"service", "uptime_seconds", b"uptime_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -84,6 +123,8 @@ Global___ServiceStatus: _TypeAlias = ServiceStatus  # noqa: Y015
 
 @_typing.final
 class GetStatusRequest(_message.Message):
+    """Asks one process for its status; it has no parameters."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -99,11 +140,15 @@ Global___GetStatusRequest: _TypeAlias = GetStatusRequest  # noqa: Y015
 
 @_typing.final
 class GetStatusResponse(_message.Message):
+    """The status of the process that answered."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     STATUS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def status(self) -> Global___ServiceStatus: ...
+    def status(self) -> Global___ServiceStatus:
+        """Readiness, counters and gauges."""
+
     def __init__(
         self,
         *,

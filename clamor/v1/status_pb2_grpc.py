@@ -47,7 +47,7 @@ class StatusServiceServicer:
     """
 
     def GetStatus(self, request, context):
-        """Readiness and counters of this process.
+        """Readiness, counters and gauges of this process.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

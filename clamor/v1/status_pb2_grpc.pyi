@@ -34,7 +34,7 @@ class StatusServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> StatusServiceAsyncStub: ...
     GetStatus: _grpc.UnaryUnaryMultiCallable[_status_pb2.GetStatusRequest, _status_pb2.GetStatusResponse]
-    """Readiness and counters of this process."""
+    """Readiness, counters and gauges of this process."""
 
 @_typing.type_check_only
 class StatusServiceAsyncStub(StatusServiceStub):
@@ -42,7 +42,7 @@ class StatusServiceAsyncStub(StatusServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetStatus: _aio.UnaryUnaryMultiCallable[_status_pb2.GetStatusRequest, _status_pb2.GetStatusResponse]  # type: ignore[assignment]
-    """Readiness and counters of this process."""
+    """Readiness, counters and gauges of this process."""
 
 class StatusServiceServicer(metaclass=_abc_1.ABCMeta):
     """Served by every Clamor process beside grpc.health.v1: what `clamor status` shows."""
@@ -53,6 +53,6 @@ class StatusServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _status_pb2.GetStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_status_pb2.GetStatusResponse, _abc.Awaitable[_status_pb2.GetStatusResponse]]:
-        """Readiness and counters of this process."""
+        """Readiness, counters and gauges of this process."""
 
 def add_StatusServiceServicer_to_server(servicer: StatusServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

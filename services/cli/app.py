@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import os
 import shutil
 import signal
 import sys
@@ -26,6 +25,7 @@ from rich.table import Table
 
 from clamor.v1 import listener_service_pb2, notification_pb2
 from services.cli import cases, dashboard, live, traces, trends
+from services.cli.clients import address_of
 from services.cli.config_in_use import ConfigOption, load_or_exit, mesh_in_use
 from services.cli.mesh import (
     DEFAULT_DATA_DIR,
@@ -34,7 +34,7 @@ from services.cli.mesh import (
     MeshConfig,
     ensure_default_config,
 )
-from services.cli.probe import address_of, probe_all
+from services.cli.probe import probe_all
 from services.cli.sources import app as sources_app
 from services.cli.supervisor import Supervisor
 from services.cli.triage import app as triage_app
@@ -247,21 +247,15 @@ def notifications(
     console.print(table)
 
 
-@app.command()
+@app.command("ack", hidden=True)
 def ack(
     case_id: Annotated[str, typer.Argument(help="The case to acknowledge, e.g. c_1f3a….")],
-    by: Annotated[str, typer.Option(help="Who acknowledges; shown in the case history.")] = "",
-    note: Annotated[str, typer.Option(help="A note for the case history.")] = "",
+    actor: Annotated[str, typer.Option("--actor", "--by", help="Who acknowledges (default: $USER).")] = "",
+    note: cases.NoteOption = "",
     config: ConfigOption = None,
 ) -> None:
-    """Acknowledge a case: stops its re-escalation and marks it ACKNOWLEDGED at the router."""
-    mesh = mesh_in_use(config)
-    actor = by or os.environ.get("USER", "") or "cli"
-    try:
-        action_id = asyncio.run(live.acknowledge(mesh, case_id, actor=actor, note=note))
-    except grpc.aio.AioRpcError as exc:
-        raise _notifier_unreachable(mesh, exc) from exc
-    console.print(f"[green]acknowledged[/green] {escape(case_id)} by {escape(actor)} (action {escape(action_id)})")
+    """The same as ``clamor case ack``, kept under its older, shorter name."""
+    cases.ack_case(case_id, actor=actor, note=note, config=config)
 
 
 @app.command("test-channel")

@@ -22,10 +22,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from clamor.v1 import case_pb2, router_service_pb2, router_service_pb2_grpc, triage_pb2
+from clamor.v1 import case_pb2, router_service_pb2, triage_pb2
+from services.cli import clients
 from services.cli.config_in_use import ConfigOption, mesh_in_use
 from services.cli.mesh import MeshConfig, default_config_path
-from services.cli.probe import address_of
 from services.cli.rules_file import RuleNames, describe_problem, validate_rules_file
 from services.router.config import OUTBOX
 
@@ -46,7 +46,9 @@ errors = Console(stderr=True, soft_wrap=True)
 # Long enough for a router scanning a large dead-letter stream, short enough that a hung one is noticed.
 TIMEOUT_S = 10.0
 
-ActorOption = Annotated[str, typer.Option(help="Who answers; shown in the case history (default: $USER).")]
+ActorOption = Annotated[
+    str, typer.Option("--actor", "--by", help="Who answers; shown in the case history (default: $USER).")
+]
 NoteOption = Annotated[str, typer.Option(help="A note for the case history.")]
 DestinationOption = Annotated[str, typer.Option("--destination", "-d", help="Only this destination's (default: all).")]
 
@@ -56,11 +58,11 @@ DestinationOption = Annotated[str, typer.Option("--destination", "-d", help="Onl
 
 def _ask_router(mesh: MeshConfig, call: Callable[[RouterServiceAsyncStub], Awaitable[T]], *, case_id: str = "") -> T:
     """One RPC to the router; a failure is printed as one line and ends the command with exit code 1."""
-    address = address_of(mesh.router.grpc)
+    address = clients.address_of(mesh.router.grpc)
 
     async def ask() -> T:
-        async with grpc.aio.insecure_channel(address) as channel:
-            return await call(router_service_pb2_grpc.RouterServiceStub(channel))
+        async with clients.connect(address) as channel:
+            return await call(clients.router(channel))
 
     try:
         return asyncio.run(ask())
@@ -260,7 +262,7 @@ def ack_case(
     note: NoteOption = "",
     config: ConfigOption = None,
 ) -> None:
-    """Acknowledge a case: its first-response clock stops and it is not escalated again."""
+    """Acknowledge a case: its first-response clock stops and nothing escalates it again."""
     _act(case_id, case_pb2.CASE_ACTION_KIND_ACKNOWLEDGE, actor=actor, note=note, config=config)
 
 

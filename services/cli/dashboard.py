@@ -32,9 +32,9 @@ from google.protobuf.json_format import MessageToDict
 from rich.console import Console
 from rich.markup import escape
 
-from clamor.v1 import router_service_pb2, router_service_pb2_grpc
+from clamor.v1 import router_service_pb2
+from services.cli import clients
 from services.cli.config_in_use import ConfigOption, mesh_in_use
-from services.cli.probe import address_of
 from services.cli.trends import TIMEOUT_S, router_problem
 
 if TYPE_CHECKING:
@@ -65,8 +65,6 @@ SECURITY_HEADERS = {
 }
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 MAX_HOURS = 720
-# The router is reconnected within seconds of coming back, not after gRPC's default of up to two minutes.
-CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 500), ("grpc.max_reconnect_backoff_ms", 5000)]
 
 
 def _static_files() -> dict[str, bytes]:
@@ -123,8 +121,9 @@ class DashboardServer:
 
     async def start(self) -> int:
         """Listen on host and port (0: any free port); return the port. Raises OSError when it is taken."""
-        self._channel = grpc.aio.insecure_channel(self.router_address, options=CHANNEL_OPTIONS)
-        self._stub = router_service_pb2_grpc.RouterServiceStub(self._channel)
+        # The router is reconnected within seconds of coming back, not after gRPC's default backoff.
+        self._channel = clients.open_channel(self.router_address, options=clients.RECONNECT_FAST)
+        self._stub = clients.router(self._channel)
         self._runner = web.AppRunner(self._app(), access_log=None)
         await self._runner.setup()
         try:
@@ -261,7 +260,7 @@ def dashboard(
     config: ConfigOption = None,
 ) -> None:
     """A read-only web page of complaint trends, current alerts and open cases, fed by the router; Ctrl-C stops it."""
-    address = address_of(mesh_in_use(config).router.grpc)
+    address = clients.address_of(mesh_in_use(config).router.grpc)
     try:
         asyncio.run(serve_until_stopped(DashboardServer(address, host, port, refresh_s=refresh_s)))
     except OSError as exc:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import grpc
 from nats.aio.client import Client as NatsClient
@@ -14,14 +12,13 @@ from rich.console import Group, RenderableType
 from rich.markup import escape
 from rich.table import Table
 
-from clamor.v1 import notification_pb2, notifier_service_pb2, notifier_service_pb2_grpc
+from clamor.v1 import notification_pb2, notifier_service_pb2
+from services.cli import clients
 from services.cli.mesh import MeshConfig
-from services.cli.probe import ServiceReport, address_of, probe_all
+from services.cli.probe import ServiceReport, probe_all
 from services.cli.supervisor import Supervisor
 from services.shared import subjects
-
-if TYPE_CHECKING:
-    from nats.js import JetStreamContext
+from services.shared.status import QUEUED_GAUGE
 
 # (service, counter) pairs behind each column of the flow line.
 FLOW = (
@@ -59,7 +56,7 @@ class Snapshot:
         return all(r.serving for r in self.reports) and len(self.lag) > 0 and sum(self.lag.values()) == 0
 
 
-# The lag entry for notifications the notifier holds in KV rather than in a consumer.
+# The lag entry for notifications the notifier holds in its groups rather than in a consumer.
 NOTIFIER_QUEUE = "notifier-queue"
 
 
@@ -73,62 +70,49 @@ async def consumer_lag(nc: NatsClient) -> dict[str, int]:
         except (TimeoutError, NotFoundError, NatsLibraryError):
             continue
         lag[spec.durable] = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
-    lag[NOTIFIER_QUEUE] = await notifier_queue(js)
     return lag
 
 
-async def notifier_queue(js: JetStreamContext) -> int:
-    """Notifications waiting in the notifier's groups (group_wait, budgets, quiet hours)."""
-    try:
-        bucket = await js.key_value(subjects.NOTIFIER_GROUPS_BUCKET)
-        keys = await bucket.keys()
-    except (TimeoutError, NotFoundError, NatsLibraryError):
-        # No bucket yet, or nats-py's NoKeysError for an empty one: nothing waits.
-        return 0
-    waiting = 0
-    for key in keys:
-        try:
-            entry = await bucket.get(key)
-            waiting += len(json.loads(entry.value or b"{}").get("pending", []))
-        except (TimeoutError, NatsLibraryError, ValueError):
-            continue
-    return waiting
+def queued(reports: list[ServiceReport]) -> dict[str, int]:
+    """Work the services hold outside any consumer, as their GetStatus gauges report it.
+
+    Only the notifier holds such work today (notifications waiting for group_wait, a rate budget or
+    the end of quiet hours); an unreachable notifier reports nothing rather than a guess.
+    """
+    notifier = next((r for r in reports if r.name == "notifier" and r.serving), None)
+    return {NOTIFIER_QUEUE: notifier.gauges.get(QUEUED_GAUGE, 0)} if notifier is not None else {}
+
+
+async def pending_work(reports: list[ServiceReport], nc: NatsClient) -> dict[str, int]:
+    """Consumer lag plus what the services hold in their own state: zero everywhere means idle."""
+    return {**await consumer_lag(nc), **queued(reports)}
 
 
 async def notification_log(
     config: MeshConfig, *, limit: int, case_id: str = "", channel_name: str = ""
 ) -> list[notification_pb2.Notification]:
     """The notifier's log, newest first; raises AioRpcError when the notifier does not answer."""
-    async with grpc.aio.insecure_channel(address_of(config.notifier.grpc)) as channel:
-        response = await notifier_service_pb2_grpc.NotifierServiceStub(channel).ListNotifications(
+    async with clients.connect(clients.address_of(config.notifier.grpc)) as channel:
+        response = await clients.notifier(channel).ListNotifications(
             notifier_service_pb2.ListNotificationsRequest(limit=limit, case_id=case_id, channel=channel_name),
             timeout=5.0,
         )
     return list(response.notifications)
 
 
-async def acknowledge(config: MeshConfig, case_id: str, *, actor: str, note: str) -> str:
-    """Acknowledge a case through the notifier; the action id. Raises AioRpcError."""
-    async with grpc.aio.insecure_channel(address_of(config.notifier.grpc)) as channel:
-        response = await notifier_service_pb2_grpc.NotifierServiceStub(channel).Acknowledge(
-            notifier_service_pb2.AcknowledgeRequest(case_id=case_id, actor=actor, note=note), timeout=5.0
-        )
-    return response.action_id
-
-
 async def send_test_message(config: MeshConfig, name: str) -> notifier_service_pb2.TestChannelResponse:
-    async with grpc.aio.insecure_channel(address_of(config.notifier.grpc)) as channel:
-        response: notifier_service_pb2.TestChannelResponse = await notifier_service_pb2_grpc.NotifierServiceStub(
-            channel
-        ).TestChannel(notifier_service_pb2.TestChannelRequest(channel=name), timeout=30.0)
+    async with clients.connect(clients.address_of(config.notifier.grpc)) as channel:
+        response: notifier_service_pb2.TestChannelResponse = await clients.notifier(channel).TestChannel(
+            notifier_service_pb2.TestChannelRequest(channel=name), timeout=30.0
+        )
     return response
 
 
 async def latest_notifications(config: MeshConfig, limit: int = 5) -> list[tuple[str, str]]:
     """(line, mention id) of the newest notifications, one per escalation with all its channels."""
-    async with grpc.aio.insecure_channel(address_of(config.notifier.grpc)) as channel:
+    async with clients.connect(clients.address_of(config.notifier.grpc)) as channel:
         try:
-            response = await notifier_service_pb2_grpc.NotifierServiceStub(channel).ListNotifications(
+            response = await clients.notifier(channel).ListNotifications(
                 notifier_service_pb2.ListNotificationsRequest(limit=limit * 4), timeout=1.0
             )
         except grpc.aio.AioRpcError:
@@ -144,7 +128,7 @@ async def latest_notifications(config: MeshConfig, limit: int = 5) -> list[tuple
 
 async def take_snapshot(config: MeshConfig, nc: NatsClient | None) -> Snapshot:
     reports = await probe_all(config, timeout_s=0.5)
-    lag = await consumer_lag(nc) if nc is not None and nc.is_connected else {}
+    lag = await pending_work(reports, nc) if nc is not None and nc.is_connected else {}
     return Snapshot(reports=reports, lag=lag, notifications=await latest_notifications(config))
 
 

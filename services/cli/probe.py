@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
-from clamor.v1 import listener_service_pb2, listener_service_pb2_grpc, status_pb2, status_pb2_grpc
+from clamor.v1 import listener_service_pb2, status_pb2
+from services.cli import clients
 from services.cli.mesh import SERVICES, MeshConfig
-from services.shared.config import GrpcSettings
+
+if TYPE_CHECKING:
+    from services.shared.config import GrpcSettings
 
 UNREACHABLE = "UNREACHABLE"
 
@@ -21,6 +25,7 @@ class ServiceReport:
     address: str
     health: str = UNREACHABLE
     counters: dict[str, int] = field(default_factory=dict)
+    gauges: dict[str, int] = field(default_factory=dict)
     not_ready: list[str] = field(default_factory=list)
     uptime_seconds: float = 0.0
     sources: list[listener_service_pb2.SourceStatus] = field(default_factory=list)
@@ -31,27 +36,19 @@ class ServiceReport:
         return self.health == "SERVING"
 
 
-def address_of(settings: GrpcSettings) -> str:
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "", "::") else settings.host
-    return f"{host}:{settings.port}"
-
-
 async def probe(name: str, settings: GrpcSettings, *, timeout_s: float = 1.0) -> ServiceReport:
-    report = ServiceReport(name=name, address=address_of(settings))
-    async with grpc.aio.insecure_channel(report.address) as channel:
+    report = ServiceReport(name=name, address=clients.address_of(settings))
+    async with clients.connect(report.address) as channel:
         try:
-            health = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=timeout_s
-            )
+            health = await clients.health(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout_s)
             report.health = health_pb2.HealthCheckResponse.ServingStatus.Name(health.status)
-            status = await status_pb2_grpc.StatusServiceStub(channel).GetStatus(
-                status_pb2.GetStatusRequest(), timeout=timeout_s
-            )
+            status = await clients.status(channel).GetStatus(status_pb2.GetStatusRequest(), timeout=timeout_s)
             report.counters = {c.name: c.value for c in status.status.counters}
+            report.gauges = {g.name: g.value for g in status.status.gauges}
             report.not_ready = list(status.status.not_ready)
             report.uptime_seconds = status.status.uptime_seconds
             if name == "listener":
-                sources = await listener_service_pb2_grpc.ListenerServiceStub(channel).ListSources(
+                sources = await clients.listener(channel).ListSources(
                     listener_service_pb2.ListSourcesRequest(), timeout=timeout_s
                 )
                 report.sources = list(sources.sources)

@@ -23,9 +23,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from clamor.v1 import alert_pb2, router_service_pb2, router_service_pb2_grpc
+from clamor.v1 import alert_pb2, router_service_pb2
+from services.cli import clients
 from services.cli.config_in_use import ConfigOption, mesh_in_use
-from services.cli.probe import address_of
 
 BARS = "▁▂▃▄▅▆▇█"
 # Past this many hours a sparkline shows the mean of neighbouring hours, so a week fits a terminal line.
@@ -195,13 +195,13 @@ def router_problem(address: str, code: grpc.StatusCode, details: str, *, rpc: st
 async def fetch_trends(
     address: str, request: router_service_pb2.GetTrendsRequest
 ) -> router_service_pb2.GetTrendsResponse:
-    async with grpc.aio.insecure_channel(address) as channel:
-        return await router_service_pb2_grpc.RouterServiceStub(channel).GetTrends(request, timeout=TIMEOUT_S)
+    async with clients.connect(address) as channel:
+        return await clients.router(channel).GetTrends(request, timeout=TIMEOUT_S)
 
 
 async def rebuild_counters(address: str) -> router_service_pb2.RebuildCountersResponse:
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = router_service_pb2_grpc.RouterServiceStub(channel)
+    async with clients.connect(address) as channel:
+        stub = clients.router(channel)
         # A recount reads the whole stream: minutes, not seconds, on a long history.
         return await stub.RebuildCounters(router_service_pb2.RebuildCountersRequest(), timeout=REBUILD_TIMEOUT_S)
 
@@ -218,7 +218,7 @@ def trends(
     config: ConfigOption = None,
 ) -> None:
     """Hourly complaint volume per watch and category as sparklines, against baseline, with firing alerts."""
-    address = address_of(mesh_in_use(config).router.grpc)
+    address = clients.address_of(mesh_in_use(config).router.grpc)
     if rebuild:
         errors.print("recounting every hourly counter from the TRIAGED stream…")
         try:

@@ -20,6 +20,7 @@ from services.shared.config import load_config
 from services.shared.kv_state import KvState
 from services.shared.lifecycle import ServiceRuntime, service_main
 from services.shared.pull_consumer import one_at_a_time
+from services.shared.status import QUEUED_GAUGE
 from services.shared.telemetry import setup_telemetry
 
 if TYPE_CHECKING:
@@ -52,6 +53,8 @@ async def run(config_path: Path | None) -> None:
     servicer.attach(log, actions, by_name)
     group_state = await KvState.open(js, subjects.NOTIFIER_GROUPS_BUCKET, decode=grouping.group_from_json,
                                      encode=grouping.group_to_json, replicas=replicas, ttl_s=STATE_TTL_S)  # fmt: skip
+    # What waits in groups is invisible to consumer lag; GetStatus reports it, read from the mirror.
+    runtime.reporter.add_gauge(QUEUED_GAUGE, lambda: grouping.queued(group_state.records()))
     page_state = await KvState.open(js, subjects.NOTIFIER_PAGES_BUCKET, decode=pages.page_from_json,
                                     encode=pages.page_to_json, replicas=replicas, ttl_s=STATE_TTL_S)  # fmt: skip
     dispatcher = Dispatcher(

@@ -18,7 +18,7 @@ from services.notifier.message import Message, message_from_json, message_to_jso
 from services.notifier.quiet_hours import quiet_until
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
     from services.notifier.config import GroupingSettings, QuietHours
 
@@ -92,6 +92,11 @@ class Group:
 def _clone(group: Group) -> Group:
     """A copy whose lists and dicts may change; items, claims and messages are immutable and shared."""
     return replace(group, pending=list(group.pending), sent=dict(group.sent))
+
+
+def queued(groups: Iterable[Group]) -> int:
+    """Items waiting to be sent across ``groups``: what the notifier reports as its queue."""
+    return sum(len(group.pending) for group in groups)
 
 
 def group_key(message: Message, group_by: Sequence[str]) -> str:

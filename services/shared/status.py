@@ -1,4 +1,4 @@
-"""Readiness conditions and counters: what health and ``clamor status`` report.
+"""Readiness conditions, counters and gauges: what health and ``clamor status`` report.
 
 Health is SERVING only while every readiness condition holds (NATS connected, consumers
 bound, model loaded...), never hard-coded.
@@ -13,6 +13,12 @@ from collections.abc import Awaitable, Callable
 from clamor.v1 import status_pb2
 
 ReadinessListener = Callable[[bool], Awaitable[None]]
+# Reads a level when a status is asked for; it must be cheap (no I/O): a status answers at once.
+GaugeReader = Callable[[], int]
+
+# Work a service holds outside any JetStream consumer (the notifier's groups): a client adds it to
+# consumer lag to tell whether the mesh is idle.
+QUEUED_GAUGE = "queued"
 
 
 class Counters:
@@ -68,13 +74,18 @@ class Readiness:
 
 
 class StatusReporter:
-    """Builds the ServiceStatus message from readiness and counters."""
+    """Builds the ServiceStatus message from readiness, counters and gauges."""
 
     def __init__(self, service: str, readiness: Readiness, counters: Counters) -> None:
         self.service = service
         self.readiness = readiness
         self.counters = counters
+        self._gauges: dict[str, GaugeReader] = {}
         self._started = time.monotonic()
+
+    def add_gauge(self, name: str, read: GaugeReader) -> None:
+        """Report ``read()`` as the gauge ``name`` in every status from now on."""
+        self._gauges[name] = read
 
     def status(self) -> status_pb2.ServiceStatus:
         return status_pb2.ServiceStatus(
@@ -83,4 +94,5 @@ class StatusReporter:
             not_ready=self.readiness.not_ready,
             counters=[status_pb2.Counter(name=k, value=v) for k, v in self.counters.snapshot().items()],
             uptime_seconds=time.monotonic() - self._started,
+            gauges=[status_pb2.Gauge(name=name, value=read()) for name, read in sorted(self._gauges.items())],
         )

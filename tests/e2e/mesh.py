@@ -16,7 +16,7 @@ from typing import Any
 import nats
 import yaml
 
-from services.cli.live import consumer_lag
+from services.cli.live import pending_work
 from services.cli.mesh import SERVICES, MeshConfig, load_mesh_config
 from services.cli.probe import probe_all
 from services.shared import subjects
@@ -167,7 +167,7 @@ class Mesh:
             return False
         nc = await nats.connect(self.nats.url)
         try:
-            lag = await consumer_lag(nc)
+            lag = await pending_work(reports, nc)
         finally:
             await nc.close()
         return len(lag) >= 3 and sum(lag.values()) == 0

@@ -20,6 +20,7 @@ from clamor.v1 import mention_pb2
 from services.shared import subjects
 from services.shared.nats_server import LocalNatsServer, free_port
 from tests.http_server import serve
+from tests.support.eventually import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -77,14 +78,6 @@ async def stored_count(url: str) -> int:
         await nc.close()
 
 
-async def until(predicate: object, seconds: float, what: str) -> None:
-    assert callable(predicate)
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not await predicate():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
-
-
 async def test_killing_the_listener_mid_poll_and_mid_publish_loses_and_repeats_nothing(
     tmp_path: Path, nats_server: LocalNatsServer
 ) -> None:
@@ -126,7 +119,7 @@ async def test_killing_the_listener_mid_poll_and_mid_publish_loses_and_repeats_n
             async def some_published() -> bool:
                 return await stored_count(nats_server.url) >= 50
 
-            await until(some_published, 60, "the first posts")
+            await eventually(some_published, within_s=60, what="the first posts")
             listener.send_signal(signal.SIGKILL)
             listener.wait()
             partial = await stored_count(nats_server.url)
@@ -136,13 +129,13 @@ async def test_killing_the_listener_mid_poll_and_mid_publish_loses_and_repeats_n
             async def all_published() -> bool:
                 return await stored_count(nats_server.url) >= POSTS
 
-            await until(all_published, 90, "every post")
+            await eventually(all_published, within_s=90, what="every post")
             polls_before = len(server.requests)
 
             async def polled_again() -> bool:
                 return len(server.requests) > polls_before + 1
 
-            await until(polled_again, 30, "two more polls")
+            await eventually(polled_again, within_s=30, what="two more polls")
         finally:
             listener.send_signal(signal.SIGTERM)
             listener.wait(timeout=20)

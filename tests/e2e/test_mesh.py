@@ -8,12 +8,10 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-import grpc
 import pytest
 
-from clamor.v1 import case_pb2, router_service_pb2, router_service_pb2_grpc, triage_pb2
-from services.cli import live, traces
-from services.cli.probe import address_of
+from clamor.v1 import case_pb2, notifier_service_pb2, router_service_pb2, triage_pb2
+from services.cli import clients, traces
 from tests.e2e.mesh import SAMPLE, Mesh, mention_ids_of, outbox_cases, outbox_lines
 from tests.e2e.verdicts import expected_verdicts
 
@@ -78,8 +76,8 @@ def test_escalated_cases_reach_the_notifier(finished_mesh: Mesh) -> None:
 
 def case_at_router(mesh: Mesh, case_id: str) -> case_pb2.Case:
     async def get() -> case_pb2.Case:
-        async with grpc.aio.insecure_channel(address_of(mesh.config.router.grpc)) as channel:
-            response = await router_service_pb2_grpc.RouterServiceStub(channel).GetCase(
+        async with clients.connect(clients.address_of(mesh.config.router.grpc)) as channel:
+            response = await clients.router(channel).GetCase(
                 router_service_pb2.GetCaseRequest(case_id=case_id), timeout=5.0
             )
         return response.case
@@ -87,10 +85,23 @@ def case_at_router(mesh: Mesh, case_id: str) -> case_pb2.Case:
     return asyncio.run(get())
 
 
+def acknowledge_through_notifier(mesh: Mesh, case_id: str) -> str:
+    """The notifier's Acknowledge RPC (what a chat integration calls); the action id."""
+
+    async def acknowledge() -> str:
+        async with clients.connect(clients.address_of(mesh.config.notifier.grpc)) as channel:
+            response = await clients.notifier(channel).Acknowledge(
+                notifier_service_pb2.AcknowledgeRequest(case_id=case_id, actor="e2e-responder"), timeout=5.0
+            )
+        return response.action_id
+
+    return asyncio.run(acknowledge())
+
+
 def acknowledge_one_case(mesh: Mesh) -> None:
-    """`clamor ack` through the notifier's gRPC, then wait for the router to record it on the case."""
+    """An acknowledgement through the notifier's gRPC, then wait for the router to record it on the case."""
     case_id = outbox_lines(mesh.folder / "notifications.jsonl")[0]["case_id"]
-    action_id = asyncio.run(live.acknowledge(mesh.config, case_id, actor="e2e-responder", note=""))
+    action_id = acknowledge_through_notifier(mesh, case_id)
     deadline = time.monotonic() + 15
     while (case := case_at_router(mesh, case_id)).state != case_pb2.CASE_STATE_ACKNOWLEDGED:
         if time.monotonic() > deadline:

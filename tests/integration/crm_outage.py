@@ -10,12 +10,10 @@ are spent.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import time
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -110,18 +108,6 @@ async def crm_server(fake: FakeCrm, *, running: bool = True) -> AsyncIterator[Cr
         yield server
     finally:
         await server.stop()
-
-
-async def wait_until(check: Callable[[], bool | Awaitable[bool]], *, within_s: float, what: str) -> float:
-    """Poll ``check`` until it holds; returns the seconds it took, fails the test after ``within_s``."""
-    started = time.monotonic()
-    while True:
-        result = check()
-        if await result if inspect.isawaitable(result) else result:
-            return time.monotonic() - started
-        if time.monotonic() - started > within_s:
-            raise AssertionError(f"{what}: not within {within_s:.0f}s")
-        await asyncio.sleep(0.05)
 
 
 def busiest_second(times: list[float]) -> int:

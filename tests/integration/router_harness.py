@@ -8,7 +8,6 @@ builds a fresh router over the same streams and KV buckets, as a new process wou
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -29,6 +28,7 @@ from services.shared.jetstream import ensure_streams, publish
 from services.shared.pull_consumer import ConsumerSet
 from services.shared.status import Counters
 from tests.support.clock import tracer
+from tests.support.eventually import eventually
 
 MessageT = TypeVar("MessageT", bound=Message)
 
@@ -58,11 +58,9 @@ class RunningRouter:
         (nats-server tells a consumer about a stored message asynchronously, after the publish ack):
         a test that asserts that something did *not* happen waits for the handler's own counter first.
         """
-        deadline = asyncio.get_running_loop().time() + seconds
-        while self.counters.get(name) < at_least:
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"counter {name} is {self.counters.get(name)}, not {at_least}, after {seconds:g}s")
-            await asyncio.sleep(0.02)
+        await eventually(
+            lambda: self.counters.get(name) >= at_least, within_s=seconds, what=f"counter {name} at {at_least}"
+        )
         await self.settle()
 
     async def tick(self) -> int:

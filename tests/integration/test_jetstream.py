@@ -20,6 +20,7 @@ from services.shared.errors import PermanentError, TransientError
 from services.shared.jetstream import ensure_streams, publish
 from services.shared.pull_consumer import Delivery, PullConsumer, one_at_a_time
 from services.shared.status import Counters
+from tests.support.eventually import eventually
 
 # Short delays so redelivery happens within a test.
 FAST_SPEC = replace(
@@ -107,15 +108,6 @@ def make_consumer(
     )
 
 
-async def wait_for(predicate: object, seconds: float = 10.0) -> None:
-    assert callable(predicate)
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
 async def test_ensure_streams_is_idempotent(js: JetStreamContext) -> None:
     await ensure_streams(js)
     info = await js.stream_info(subjects.MENTIONS.name)
@@ -156,7 +148,7 @@ async def test_transient_failure_is_redelivered_after_nak(js: JetStreamContext, 
     counters = Counters()
     consumer = make_consumer(js, tracer, recorder, counters)
     task = asyncio.create_task(consumer.run())
-    await wait_for(lambda: len(recorder.seen) >= 2)
+    await eventually(lambda: len(recorder.seen) >= 2, what="two deliveries")
     consumer.stop()
     await task
     await consumer.close()
@@ -202,7 +194,7 @@ async def test_repeated_transient_failures_end_in_the_dead_letter_stream(
     counters = Counters()
     consumer = make_consumer(js, tracer, recorder, counters)
     task = asyncio.create_task(consumer.run())
-    await wait_for(lambda: counters.get("dead_lettered") == 1)
+    await eventually(lambda: counters.get("dead_lettered") == 1, what="one dead letter")
     consumer.stop()
     await task
     await consumer.close()

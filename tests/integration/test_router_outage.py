@@ -17,9 +17,10 @@ from services.router.delivery import TicketRecord
 from services.router.domain import case_id_for
 from services.shared import subjects
 from services.shared.standard_webhooks import new_secret
-from tests.integration.crm_outage import TimedZendesk, busiest_second, crm_server, early_retries, wait_until
+from tests.integration.crm_outage import TimedZendesk, busiest_second, crm_server, early_retries
 from tests.integration.crm_servers import HOOK_PATH, FakeWebhookReceiver, serve_crm
 from tests.integration.router_harness import complaint, publish_triaged, router_settings, running_router
+from tests.support.eventually import eventually
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -78,7 +79,7 @@ async def test_an_outage_loses_nothing_and_retries_on_schedule_within_budget(nc:
         running_router(nc.jetstream(), settings_for(zendesk(fake), tmp_path)) as running,
     ):
         case_ids = await publish_complaints(nc, 20, "outage")
-        await wait_until(lambda: not fake.faults, within_s=10, what="three 503s with Retry-After")
+        await eventually(lambda: not fake.faults, within_s=10, what="three 503s with Retry-After")
         # The last Retry-After pause, then a second of 503s without Retry-After, then the port closed.
         await asyncio.sleep(RETRY_AFTER_S + 1)
         await server.stop()
@@ -87,7 +88,7 @@ async def test_an_outage_loses_nothing_and_retries_on_schedule_within_budget(nc:
         await server.start()
         # Two requests a ticket (lookup, create) at 5/s; every waiting delivery retries within max_retry_s.
         drain_s = 2 * 20 / RATE_PER_S + MAX_RETRY_S + 1
-        await wait_until(lambda: len(fake.tickets) == 20, within_s=drain_s, what="the backlog to drain")
+        await eventually(lambda: len(fake.tickets) == 20, within_s=drain_s, what="the backlog to drain")
         await running.settle()
         dead = await running.router.dead_letters.list()
     assert fake.external_ids() == case_ids  # one ticket per case: nothing lost, nothing twice
@@ -105,16 +106,16 @@ async def test_a_third_attempt_follows_the_workers_backoff(nc: NatsClient, tmp_p
     fake.fail_next(2, 503)
     async with crm_server(fake), running_router(nc.jetstream(), settings_for(zendesk(fake), tmp_path)):
         await publish_complaints(nc, 1, "third")
-        await wait_until(lambda: not fake.faults, within_s=5, what="two 503s")
+        await eventually(lambda: not fake.faults, within_s=5, what="two 503s")
         # The second backoff step is 0.2-0.4s: a second and a half is plenty.
-        await wait_until(lambda: len(fake.tickets) == 1, within_s=1.5, what="the third attempt")
+        await eventually(lambda: len(fake.tickets) == 1, within_s=1.5, what="the third attempt")
 
 
 async def test_deliveries_past_their_retry_period_go_to_dead_letters(nc: NatsClient, tmp_path: Path) -> None:
     fake = TimedZendesk(down=True)
     async with crm_server(fake), running_router(nc.jetstream(), expiring(fake, tmp_path)) as running:
         case_ids = await publish_complaints(nc, 4, "expire")
-        await wait_until(lambda: dead_count(running, 4), within_s=8, what="four dead letters")
+        await eventually(lambda: dead_count(running, 4), within_s=8, what="four dead letters")
         dead = await running.router.dead_letters.list()
     assert sorted(d.info.case_id for d in dead) == case_ids
     for item in dead:
@@ -130,10 +131,10 @@ async def test_a_replay_after_recovery_delivers_every_dead_letter_once(nc: NatsC
     fake = TimedZendesk(down=True)
     async with crm_server(fake), running_router(nc.jetstream(), expiring(fake, tmp_path)) as running:
         case_ids = await publish_complaints(nc, 4, "replay")
-        await wait_until(lambda: dead_count(running, 4), within_s=8, what="four dead letters")
+        await eventually(lambda: dead_count(running, 4), within_s=8, what="four dead letters")
         fake.down = False
         assert await running.router.dead_letters.replay(destination="zendesk") == 4
-        await wait_until(lambda: len(fake.tickets) == 4, within_s=2.5, what="the replayed deliveries")
+        await eventually(lambda: len(fake.tickets) == 4, within_s=2.5, what="the replayed deliveries")
         await running.settle()
         assert await running.router.dead_letters.list() == []
     assert fake.external_ids() == case_ids
@@ -176,7 +177,7 @@ async def test_a_410_disables_the_destination_until_a_replay_re_enables_it(nc: N
             assert all("destination 'hook' is disabled" in d.info.error for d in dead[1:])
 
             assert await running.router.dead_letters.replay(destination="hook") == 3
-            await wait_until(lambda: len(receiver.events) == 4, within_s=5, what="the replayed events")
+            await eventually(lambda: len(receiver.events) == 4, within_s=5, what="the replayed events")
             await running.settle()
             assert running.router.disabled.peek("hook") is None
             assert await running.router.dead_letters.list() == []
@@ -224,7 +225,7 @@ async def test_requests_to_a_crm_stay_within_its_budget(nc: NatsClient, tmp_path
     fake = TimedZendesk()
     async with crm_server(fake), running_router(nc.jetstream(), settings_for(zendesk(fake), tmp_path)):
         await publish_complaints(nc, 10, "budget")
-        await wait_until(lambda: len(fake.tickets) == 10, within_s=10, what="ten tickets")
+        await eventually(lambda: len(fake.tickets) == 10, within_s=10, what="ten tickets")
     assert busiest_second([a.at for a in fake.arrivals]) <= RATE_PER_S + BURST
 
 
@@ -237,4 +238,4 @@ async def test_waiting_for_another_deliverys_claim_does_not_hold_up_other_cases(
         await running.router.tickets.change(f"zendesk/{held}", lambda _: foreign)
         await publish_complaints(nc, 1, "claimed")
         [other] = await publish_complaints(nc, 1, "free")
-        await wait_until(lambda: fake.external_ids() == [other], within_s=2, what="the other case's ticket")
+        await eventually(lambda: fake.external_ids() == [other], within_s=2, what="the other case's ticket")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -15,6 +14,7 @@ from services.shared.config import GrpcSettings, NatsSettings, TelemetrySettings
 from services.shared.lifecycle import ServiceRuntime
 from services.shared.nats_server import LocalNatsServer, free_port
 from services.shared.telemetry import setup_telemetry
+from tests.support.eventually import eventually
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -36,12 +36,8 @@ async def health_of(port: int) -> int:
         return int(response.status)
 
 
-async def eventually(port: int, status: int, seconds: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while await health_of(port) != status:
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"health never became {status}")
-        await asyncio.sleep(0.1)
+async def health_is(port: int, status: int) -> bool:
+    return await health_of(port) == status
 
 
 async def test_health_is_not_serving_until_nats_is_connected(runtime: ServiceRuntime) -> None:
@@ -67,9 +63,9 @@ async def test_health_drops_when_nats_goes_away_and_returns_with_it(
     await runtime.connect()
     assert await health_of(port) == SERVING
     nats_server.stop()
-    await eventually(port, NOT_SERVING)
+    await eventually(lambda: health_is(port, NOT_SERVING), what="health NOT_SERVING")
     nats_server.start()
-    await eventually(port, SERVING)
+    await eventually(lambda: health_is(port, SERVING), what="health SERVING")
 
 
 async def test_status_service_reports_counters_and_missing_conditions(runtime: ServiceRuntime) -> None:

@@ -6,7 +6,6 @@ classifier, and the verdicts are read back from the TRIAGED stream.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -22,8 +21,9 @@ from services.shared.status import Counters
 from services.triage.clients import TriagedPublisher
 from services.triage.consumer import TriageHandler
 from services.triage.domain import OWN_ACCOUNT_RULE, RuleClassifier
-from tests.support.clock import tracer
 from tests.integration.router_harness import stream_messages
+from tests.support.clock import tracer
+from tests.support.eventually import eventually
 
 APOLOGY = "@kev_oconnor so sorry, your refund failed again, DM us"
 
@@ -49,10 +49,7 @@ class RunningTriage:
             await publish(self.js, tracer(), subject, item, msg_id=item.id, mention_id=item.id)
         # The handler's own count, not only an empty consumer: nats-server may count a message just
         # published as pending a moment after the publish was acknowledged.
-        deadline = asyncio.get_running_loop().time() + 15.0
-        while self.counters.get("triaged") < expected:
-            assert asyncio.get_running_loop().time() < deadline, f"triaged {self.counters.snapshot()}"
-            await asyncio.sleep(0.02)
+        await eventually(lambda: self.counters.get("triaged") >= expected, within_s=15.0, what="every verdict")
         await self.consumers.settle()
         triaged = await stream_messages(self.js, subjects.TRIAGED.name, "clamor.triaged.>", triage_pb2.TriagedMention)
         return {t.mention.id: t.result for t in triaged}
