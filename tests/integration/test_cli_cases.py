@@ -332,6 +332,24 @@ def test_the_actor_defaults_to_the_user(config: Path, router: FakeRouter) -> Non
     assert [r.actor for r in router.asked if isinstance(r, router_service_pb2.ActOnCaseRequest)] == ["lee"]
 
 
+def test_clamor_ack_is_the_same_command_as_clamor_case_ack(config: Path, router: FakeRouter) -> None:
+    result = clamor(config, "ack", "c_0001", "--by", "dana", "--note", "called back")
+    assert result.exit_code == 0, result.output
+    assert router.asked == [
+        router_service_pb2.ActOnCaseRequest(
+            case_id="c_0001", kind=case_pb2.CASE_ACTION_KIND_ACKNOWLEDGE, actor="dana", note="called back"
+        )
+    ]
+    assert unstyle(result.stdout).splitlines() == ["acknowledged c_0001 by dana", "action c_0001:acknowledge:r1"]
+
+
+def test_clamor_ack_is_not_listed_beside_clamor_case() -> None:
+    help_text = unstyle(CliRunner().invoke(app, ["--help"], env={"COLUMNS": "250"}).stdout)
+    listed = [line.split()[1] for line in help_text.splitlines() if line.startswith("│ ")]
+    assert "case" in listed
+    assert "ack" not in listed
+
+
 def test_answering_an_unknown_case_says_no_case(config: Path) -> None:
     result = clamor(config, "case", "resolve", "c_missing")
     assert result.exit_code == 1
