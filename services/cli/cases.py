@@ -32,7 +32,7 @@ from services.router.config import OUTBOX
 if TYPE_CHECKING:
     from google.protobuf.timestamp_pb2 import Timestamp
 
-    from clamor.v1.router_service_pb2_grpc import RouterServiceAsyncStub
+    from services.cli.clients import RouterStub
 
 T = TypeVar("T")
 
@@ -56,7 +56,7 @@ DestinationOption = Annotated[str, typer.Option("--destination", "-d", help="Onl
 # --- talking to the router ------------------------------------------------------------------
 
 
-def _ask_router(mesh: MeshConfig, call: Callable[[RouterServiceAsyncStub], Awaitable[T]], *, case_id: str = "") -> T:
+def _ask_router(mesh: MeshConfig, call: Callable[[RouterStub], Awaitable[T]], *, case_id: str = "") -> T:
     """One RPC to the router; a failure is printed as one line and ends the command with exit code 1."""
     address = clients.address_of(mesh.router.grpc)
 

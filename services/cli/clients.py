@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
@@ -30,6 +30,12 @@ if TYPE_CHECKING:
     from clamor.v1.status_pb2_grpc import StatusServiceAsyncStub
     from clamor.v1.triage_service_pb2_grpc import TriageServiceAsyncStub
     from services.shared.config import GrpcSettings
+
+    # The stub types a CLI module may annotate with; only this module imports the generated stubs.
+    ListenerStub: TypeAlias = ListenerServiceAsyncStub
+    TriageStub: TypeAlias = TriageServiceAsyncStub
+    RouterStub: TypeAlias = RouterServiceAsyncStub
+    NotifierStub: TypeAlias = NotifierServiceAsyncStub
 
 ChannelOptions = Sequence[tuple[str, int]]
 

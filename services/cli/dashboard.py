@@ -40,7 +40,7 @@ from services.cli.trends import TIMEOUT_S, router_problem
 if TYPE_CHECKING:
     from google.protobuf.message import Message
 
-    from clamor.v1.router_service_pb2_grpc import RouterServiceAsyncStub
+    from services.cli.clients import RouterStub
 
 log = logging.getLogger(__name__)
 console = Console()
@@ -112,7 +112,7 @@ class DashboardServer:
         self._files = _static_files()
         self._runner: web.AppRunner | None = None
         self._channel: grpc.aio.Channel | None = None
-        self._stub: RouterServiceAsyncStub | None = None
+        self._stub: RouterStub | None = None
 
     @property
     def url(self) -> str:
@@ -211,7 +211,7 @@ class DashboardServer:
         ask = router_service_pb2.ListCasesRequest(limit=_int_query(request, "limit", default=100, low=1, high=1000))
         return await self._ask("ListCases", lambda stub: stub.ListCases(ask, timeout=TIMEOUT_S))
 
-    async def _ask(self, rpc: str, call: Callable[[RouterServiceAsyncStub], Awaitable[Message]]) -> web.Response:
+    async def _ask(self, rpc: str, call: Callable[[RouterStub], Awaitable[Message]]) -> web.Response:
         if self._stub is None:
             return _error(503, "the dashboard is stopping")
         try:
