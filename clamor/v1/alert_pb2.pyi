@@ -27,6 +27,7 @@ class _AlertKind:
 class _AlertKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AlertKind.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     ALERT_KIND_UNSPECIFIED: _AlertKind.ValueType  # 0
+    """Not set; never raised."""
     ALERT_KIND_REPUTATION_SPIKE: _AlertKind.ValueType  # 1
     """Complaint volume on a topic rose far above its baseline."""
     ALERT_KIND_SOURCE_HEALTH: _AlertKind.ValueType  # 2
@@ -36,6 +37,7 @@ class AlertKind(_AlertKind, metaclass=_AlertKindEnumTypeWrapper):
     """What an alert is about."""
 
 ALERT_KIND_UNSPECIFIED: AlertKind.ValueType  # 0
+"""Not set; never raised."""
 ALERT_KIND_REPUTATION_SPIKE: AlertKind.ValueType  # 1
 """Complaint volume on a topic rose far above its baseline."""
 ALERT_KIND_SOURCE_HEALTH: AlertKind.ValueType  # 2
@@ -49,6 +51,7 @@ class _AlertStatus:
 class _AlertStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AlertStatus.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     ALERT_STATUS_UNSPECIFIED: _AlertStatus.ValueType  # 0
+    """Not set; never published."""
     ALERT_STATUS_FIRING: _AlertStatus.ValueType  # 1
     """The surge (or the source's trouble) is going on; later revisions update it."""
     ALERT_STATUS_RESOLVED: _AlertStatus.ValueType  # 2
@@ -60,6 +63,7 @@ class AlertStatus(_AlertStatus, metaclass=_AlertStatusEnumTypeWrapper):
     """Where an alert stands."""
 
 ALERT_STATUS_UNSPECIFIED: AlertStatus.ValueType  # 0
+"""Not set; never published."""
 ALERT_STATUS_FIRING: AlertStatus.ValueType  # 1
 """The surge (or the source's trouble) is going on; later revisions update it."""
 ALERT_STATUS_RESOLVED: AlertStatus.ValueType  # 2
@@ -77,7 +81,9 @@ class Share(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """The category, source, language or term."""
     count: _builtins.int
+    """Posts that had it."""
     def __init__(
         self,
         *,
@@ -102,8 +108,11 @@ class AuthorReach(_message.Message):
     PLATFORM_FIELD_NUMBER: _builtins.int
     FOLLOWERS_FIELD_NUMBER: _builtins.int
     handle: _builtins.str
+    """Platform handle, without a leading "@"."""
     platform: _builtins.str
+    """The platform the handle belongs to."""
     followers: _builtins.int
+    """Follower count where the platform gives it; 0 when unknown."""
     def __init__(
         self,
         *,
@@ -132,10 +141,15 @@ class SamplePost(_message.Message):
     FOLLOWERS_FIELD_NUMBER: _builtins.int
     CASE_ID_FIELD_NUMBER: _builtins.int
     mention_id: _builtins.str
+    """The post's mention id."""
     text: _builtins.str
+    """The post's text."""
     url: _builtins.str
+    """Link to the post; empty when it has none."""
     author: _builtins.str
+    """The author's handle."""
     followers: _builtins.int
+    """The author's follower count; 0 when unknown."""
     case_id: _builtins.str
     """The case the post belongs to, when it became one."""
     def __init__(
@@ -193,15 +207,19 @@ class Alert(_message.Message):
     Nats-Msg-Id "<id>:<revision>", so updates are not dropped as repeats.
     """
     kind: Global___AlertKind.ValueType
+    """What the alert is about."""
     topic: _builtins.str
     """What the alert is about: a watch, category or keyword, or a source name."""
     summary: _builtins.str
+    """One sentence for humans, e.g. "complaints about billing rose 9x"."""
     count: _builtins.int
     """Observed complaint count in the window, and its baseline: the mean count of the same window on
     the baseline days (before the low-volume floor is applied).
     """
     baseline: _builtins.float
+    """See count."""
     status: Global___AlertStatus.ValueType
+    """Firing or resolved, as of this revision."""
     revision: _builtins.int
     """1 when raised, then one more per update; the highest revision is the alert's current state."""
     ratio: _builtins.float
@@ -209,42 +227,59 @@ class Alert(_message.Message):
     of count under that expectation.
     """
     p_value: _builtins.float
+    """See ratio."""
     watch: _builtins.str
     """The watch (brand, product) the surge is on, and the category or keyword when it is about one."""
     category: _builtins.str
+    """The category the surge is about; empty when it is about the whole watch or a keyword."""
     keyword: _builtins.str
+    """The keyword the surge is about; empty when it is about the whole watch or a category."""
     peak: _builtins.int
     """The peak count seen in any window of this surge."""
     @_builtins.property
-    def top_terms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def top_terms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Terms far more frequent in the window's posts than in the baseline's, most telling first."""
+
     @_builtins.property
     def sample_mention_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Ids of sample mentions that raised the alert."""
 
     @_builtins.property
-    def raised_at(self) -> _timestamp_pb2.Timestamp: ...
-    @_builtins.property
-    def window_start(self) -> _timestamp_pb2.Timestamp:
-        """The window the count covers."""
+    def raised_at(self) -> _timestamp_pb2.Timestamp:
+        """When this revision was raised."""
 
     @_builtins.property
-    def window_end(self) -> _timestamp_pb2.Timestamp: ...
+    def window_start(self) -> _timestamp_pb2.Timestamp:
+        """The window the count covers: its start."""
+
+    @_builtins.property
+    def window_end(self) -> _timestamp_pb2.Timestamp:
+        """The window the count covers: its end."""
+
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp:
         """When the surge was first raised (the first revision's raised_at)."""
 
     @_builtins.property
-    def categories(self) -> _containers.RepeatedCompositeFieldContainer[Global___Share]: ...
+    def categories(self) -> _containers.RepeatedCompositeFieldContainer[Global___Share]:
+        """The window's posts by category, biggest first."""
+
     @_builtins.property
-    def sources(self) -> _containers.RepeatedCompositeFieldContainer[Global___Share]: ...
+    def sources(self) -> _containers.RepeatedCompositeFieldContainer[Global___Share]:
+        """The window's posts by source, biggest first."""
+
     @_builtins.property
-    def languages(self) -> _containers.RepeatedCompositeFieldContainer[Global___Share]: ...
+    def languages(self) -> _containers.RepeatedCompositeFieldContainer[Global___Share]:
+        """The window's posts by language, biggest first."""
+
     @_builtins.property
     def authors(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuthorReach]:
         """Most-reached authors first."""
 
     @_builtins.property
-    def samples(self) -> _containers.RepeatedCompositeFieldContainer[Global___SamplePost]: ...
+    def samples(self) -> _containers.RepeatedCompositeFieldContainer[Global___SamplePost]:
+        """A few of the window's posts, for a PR lead to read."""
+
     @_builtins.property
     def case_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Cases the surge's posts belong to."""

@@ -28,22 +28,66 @@ class _CaseState:
 class _CaseStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CaseState.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     CASE_STATE_UNSPECIFIED: _CaseState.ValueType  # 0
+    """Not set; never stored."""
     CASE_STATE_NEW: _CaseState.ValueType  # 1
+    """Opened from a complaint, not yet delivered anywhere."""
     CASE_STATE_ROUTED: _CaseState.ValueType  # 2
+    """Delivered to its destinations; waiting for a first response."""
     CASE_STATE_ESCALATED: _CaseState.ValueType  # 3
+    """A team was asked to take it now (rules, severity or an SLA clock); escalation_level says how far."""
     CASE_STATE_ACKNOWLEDGED: _CaseState.ValueType  # 4
+    """Somebody took it: first-response clock and re-escalation stop."""
     CASE_STATE_RESOLVED: _CaseState.ValueType  # 5
+    """Handled, or closed as not a complaint; every clock stops."""
 
 class CaseState(_CaseState, metaclass=_CaseStateEnumTypeWrapper):
     """Life cycle of a case."""
 
 CASE_STATE_UNSPECIFIED: CaseState.ValueType  # 0
+"""Not set; never stored."""
 CASE_STATE_NEW: CaseState.ValueType  # 1
+"""Opened from a complaint, not yet delivered anywhere."""
 CASE_STATE_ROUTED: CaseState.ValueType  # 2
+"""Delivered to its destinations; waiting for a first response."""
 CASE_STATE_ESCALATED: CaseState.ValueType  # 3
+"""A team was asked to take it now (rules, severity or an SLA clock); escalation_level says how far."""
 CASE_STATE_ACKNOWLEDGED: CaseState.ValueType  # 4
+"""Somebody took it: first-response clock and re-escalation stop."""
 CASE_STATE_RESOLVED: CaseState.ValueType  # 5
+"""Handled, or closed as not a complaint; every clock stops."""
 Global___CaseState: _TypeAlias = CaseState  # noqa: Y015
+
+class _CasePriority:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CasePriorityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CasePriority.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CASE_PRIORITY_UNSPECIFIED: _CasePriority.ValueType  # 0
+    """Not set: a destination derives one from severity."""
+    CASE_PRIORITY_URGENT: _CasePriority.ValueType  # 1
+    """Drop everything."""
+    CASE_PRIORITY_HIGH: _CasePriority.ValueType  # 2
+    """Before normal work."""
+    CASE_PRIORITY_NORMAL: _CasePriority.ValueType  # 3
+    """In turn; the router's default."""
+    CASE_PRIORITY_LOW: _CasePriority.ValueType  # 4
+    """When there is time."""
+
+class CasePriority(_CasePriority, metaclass=_CasePriorityEnumTypeWrapper):
+    """How soon a case needs handling, as the routing rules set it (the most urgent matched rule wins)."""
+
+CASE_PRIORITY_UNSPECIFIED: CasePriority.ValueType  # 0
+"""Not set: a destination derives one from severity."""
+CASE_PRIORITY_URGENT: CasePriority.ValueType  # 1
+"""Drop everything."""
+CASE_PRIORITY_HIGH: CasePriority.ValueType  # 2
+"""Before normal work."""
+CASE_PRIORITY_NORMAL: CasePriority.ValueType  # 3
+"""In turn; the router's default."""
+CASE_PRIORITY_LOW: CasePriority.ValueType  # 4
+"""When there is time."""
+Global___CasePriority: _TypeAlias = CasePriority  # noqa: Y015
 
 class _CaseActionKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -52,6 +96,7 @@ class _CaseActionKind:
 class _CaseActionKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CaseActionKind.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     CASE_ACTION_KIND_UNSPECIFIED: _CaseActionKind.ValueType  # 0
+    """Not set; refused by every producer."""
     CASE_ACTION_KIND_ACKNOWLEDGE: _CaseActionKind.ValueType  # 1
     """Somebody took the case: SLA first-response clock and re-escalation stop."""
     CASE_ACTION_KIND_RESOLVE: _CaseActionKind.ValueType  # 2
@@ -63,6 +108,7 @@ class CaseActionKind(_CaseActionKind, metaclass=_CaseActionKindEnumTypeWrapper):
     """What a responder or a CRM says about a case."""
 
 CASE_ACTION_KIND_UNSPECIFIED: CaseActionKind.ValueType  # 0
+"""Not set; refused by every producer."""
 CASE_ACTION_KIND_ACKNOWLEDGE: CaseActionKind.ValueType  # 1
 """Somebody took the case: SLA first-response clock and re-escalation stop."""
 CASE_ACTION_KIND_RESOLVE: CaseActionKind.ValueType  # 2
@@ -70,6 +116,38 @@ CASE_ACTION_KIND_RESOLVE: CaseActionKind.ValueType  # 2
 CASE_ACTION_KIND_NOT_A_COMPLAINT: CaseActionKind.ValueType  # 3
 """The post was not a complaint: closes the case and becomes a training label."""
 Global___CaseActionKind: _TypeAlias = CaseActionKind  # noqa: Y015
+
+class _CaseActionVia:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CaseActionViaEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CaseActionVia.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CASE_ACTION_VIA_UNSPECIFIED: _CaseActionVia.ValueType  # 0
+    """Not known (an action from before this field existed)."""
+    CASE_ACTION_VIA_LINK: _CaseActionVia.ValueType  # 1
+    """The signed acknowledgement link in a notification."""
+    CASE_ACTION_VIA_GRPC: _CaseActionVia.ValueType  # 2
+    """A gRPC call: the CLI, or an integration calling ActOnCase or Acknowledge."""
+    CASE_ACTION_VIA_PAGERDUTY: _CaseActionVia.ValueType  # 3
+    """PagerDuty's webhook (its incident was acknowledged or resolved there)."""
+    CASE_ACTION_VIA_CRM: _CaseActionVia.ValueType  # 4
+    """A CRM's callback to the router."""
+
+class CaseActionVia(_CaseActionVia, metaclass=_CaseActionViaEnumTypeWrapper):
+    """How a case action arrived."""
+
+CASE_ACTION_VIA_UNSPECIFIED: CaseActionVia.ValueType  # 0
+"""Not known (an action from before this field existed)."""
+CASE_ACTION_VIA_LINK: CaseActionVia.ValueType  # 1
+"""The signed acknowledgement link in a notification."""
+CASE_ACTION_VIA_GRPC: CaseActionVia.ValueType  # 2
+"""A gRPC call: the CLI, or an integration calling ActOnCase or Acknowledge."""
+CASE_ACTION_VIA_PAGERDUTY: CaseActionVia.ValueType  # 3
+"""PagerDuty's webhook (its incident was acknowledged or resolved there)."""
+CASE_ACTION_VIA_CRM: CaseActionVia.ValueType  # 4
+"""A CRM's callback to the router."""
+Global___CaseActionVia: _TypeAlias = CaseActionVia  # noqa: Y015
 
 @_typing.final
 class CaseEvent(_message.Message):
@@ -112,12 +190,17 @@ class SlaDeadlines(_message.Message):
     FIRST_RESPONSE_BREACHED_FIELD_NUMBER: _builtins.int
     RESOLUTION_BREACHED_FIELD_NUMBER: _builtins.int
     first_response_breached: _builtins.bool
-    """Whether a deadline passed before the clock stopped."""
+    """Whether the first-response deadline passed before the clock stopped."""
     resolution_breached: _builtins.bool
+    """Whether the resolution deadline passed before the clock stopped."""
     @_builtins.property
-    def first_response_due(self) -> _timestamp_pb2.Timestamp: ...
+    def first_response_due(self) -> _timestamp_pb2.Timestamp:
+        """When somebody must have acknowledged the case."""
+
     @_builtins.property
-    def resolution_due(self) -> _timestamp_pb2.Timestamp: ...
+    def resolution_due(self) -> _timestamp_pb2.Timestamp:
+        """When the case must be resolved."""
+
     def __init__(
         self,
         *,
@@ -153,42 +236,55 @@ class Case(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     DESTINATIONS_FIELD_NUMBER: _builtins.int
-    PRIORITY_FIELD_NUMBER: _builtins.int
     SLA_POLICY_FIELD_NUMBER: _builtins.int
     MATCHED_RULES_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
     ACKNOWLEDGED_AT_FIELD_NUMBER: _builtins.int
     RESOLVED_AT_FIELD_NUMBER: _builtins.int
     GROUP_KEYS_FIELD_NUMBER: _builtins.int
+    PRIORITY_LEVEL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Stable id derived from the first mention, so a redelivered complaint finds its case again."""
     state: Global___CaseState.ValueType
+    """Where the case stands."""
     severity: _triage_pb2.Severity.ValueType
+    """The highest severity of its posts."""
     category: _builtins.str
+    """Category key of its first complaint (e.g. "billing"); empty when none fit."""
     team: _builtins.str
     """Team that owns the case."""
     escalation_level: _builtins.int
     """0 before any escalation; rises one step per escalation."""
-    priority: _builtins.str
-    """Priority chosen by the routing rules: "urgent", "high", "normal" or "low"."""
     sla_policy: _builtins.str
     """SLA policy chosen by the routing rules; empty when none applies."""
     owner: _builtins.str
     """Who acknowledged the case (a person or an integration); empty before that."""
+    priority_level: Global___CasePriority.ValueType
+    """Priority chosen by the routing rules."""
     @_builtins.property
-    def risk_flags(self) -> _containers.RepeatedScalarFieldContainer[_triage_pb2.RiskFlag.ValueType]: ...
+    def risk_flags(self) -> _containers.RepeatedScalarFieldContainer[_triage_pb2.RiskFlag.ValueType]:
+        """Every risk flag of its posts, without repeats."""
+
     @_builtins.property
-    def sla(self) -> Global___SlaDeadlines: ...
+    def sla(self) -> Global___SlaDeadlines:
+        """Deadlines of its SLA policy."""
+
     @_builtins.property
     def mentions(self) -> _containers.RepeatedCompositeFieldContainer[_triage_pb2.TriagedMention]:
         """The posts that make up the case, oldest first."""
 
     @_builtins.property
-    def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___CaseEvent]: ...
+    def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___CaseEvent]:
+        """What happened to the case, oldest first."""
+
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the case was opened."""
+
     @_builtins.property
-    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def updated_at(self) -> _timestamp_pb2.Timestamp:
+        """When the case last changed."""
+
     @_builtins.property
     def destinations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Destinations the case was delivered to."""
@@ -198,9 +294,13 @@ class Case(_message.Message):
         """Names of the routing rules that matched, in the order they were evaluated."""
 
     @_builtins.property
-    def acknowledged_at(self) -> _timestamp_pb2.Timestamp: ...
+    def acknowledged_at(self) -> _timestamp_pb2.Timestamp:
+        """When the case was first acknowledged; unset before that."""
+
     @_builtins.property
-    def resolved_at(self) -> _timestamp_pb2.Timestamp: ...
+    def resolved_at(self) -> _timestamp_pb2.Timestamp:
+        """When the case was resolved; unset before that."""
+
     @_builtins.property
     def group_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Why the case groups several posts: "author:<platform>:<handle>:<watch>" or "thread:<id>"."""
@@ -221,17 +321,17 @@ class Case(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         destinations: _abc.Iterable[_builtins.str] | None = ...,
-        priority: _builtins.str = ...,
         sla_policy: _builtins.str = ...,
         matched_rules: _abc.Iterable[_builtins.str] | None = ...,
         owner: _builtins.str = ...,
         acknowledged_at: _timestamp_pb2.Timestamp | None = ...,
         resolved_at: _timestamp_pb2.Timestamp | None = ...,
         group_keys: _abc.Iterable[_builtins.str] | None = ...,
+        priority_level: Global___CasePriority.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledged_at", b"acknowledged_at", "created_at", b"created_at", "resolved_at", b"resolved_at", "sla", b"sla", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_at", b"acknowledged_at", "category", b"category", "created_at", b"created_at", "destinations", b"destinations", "escalation_level", b"escalation_level", "group_keys", b"group_keys", "history", b"history", "id", b"id", "matched_rules", b"matched_rules", "mentions", b"mentions", "owner", b"owner", "priority", b"priority", "resolved_at", b"resolved_at", "risk_flags", b"risk_flags", "severity", b"severity", "sla", b"sla", "sla_policy", b"sla_policy", "state", b"state", "team", b"team", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_at", b"acknowledged_at", "category", b"category", "created_at", b"created_at", "destinations", b"destinations", "escalation_level", b"escalation_level", "group_keys", b"group_keys", "history", b"history", "id", b"id", "matched_rules", b"matched_rules", "mentions", b"mentions", "owner", b"owner", "priority_level", b"priority_level", "resolved_at", b"resolved_at", "risk_flags", b"risk_flags", "severity", b"severity", "sla", b"sla", "sla_policy", b"sla_policy", "state", b"state", "team", b"team", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -254,14 +354,19 @@ class Escalation(_message.Message):
     producers use it as Nats-Msg-Id.
     """
     team: _builtins.str
+    """The team asked to take it."""
     level: _builtins.int
     """0 for an SLA warning to the owning team; 1 at once or at an SLA breach; higher for later levels."""
     reason: _builtins.str
     """Why it was escalated, e.g. "severity HIGH", "first response SLA breached"."""
     @_builtins.property
-    def case(self) -> Global___Case: ...
+    def case(self) -> Global___Case:
+        """The case as it was when escalated."""
+
     @_builtins.property
-    def raised_at(self) -> _timestamp_pb2.Timestamp: ...
+    def raised_at(self) -> _timestamp_pb2.Timestamp:
+        """When the escalation was raised."""
+
     def __init__(
         self,
         *,
@@ -292,21 +397,25 @@ class CaseAction(_message.Message):
     CASE_ID_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
     ACTOR_FIELD_NUMBER: _builtins.int
-    VIA_FIELD_NUMBER: _builtins.int
     AT_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
+    ARRIVED_VIA_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Stable id "<case_id>:<kind>:<request_id>"; producers use it as Nats-Msg-Id."""
     case_id: _builtins.str
+    """The case it is about."""
     kind: Global___CaseActionKind.ValueType
+    """What the actor did."""
     actor: _builtins.str
     """Who acted: a person's name or address, or the integration's name."""
-    via: _builtins.str
-    """How the action arrived: "link", "grpc", "pagerduty", "crm"."""
     note: _builtins.str
     """Optional free text from the actor."""
+    arrived_via: Global___CaseActionVia.ValueType
+    """How the action arrived."""
     @_builtins.property
-    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """When the action was taken."""
+
     def __init__(
         self,
         *,
@@ -314,13 +423,13 @@ class CaseAction(_message.Message):
         case_id: _builtins.str = ...,
         kind: Global___CaseActionKind.ValueType = ...,
         actor: _builtins.str = ...,
-        via: _builtins.str = ...,
         at: _timestamp_pb2.Timestamp | None = ...,
         note: _builtins.str = ...,
+        arrived_via: Global___CaseActionVia.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "at", b"at", "case_id", b"case_id", "id", b"id", "kind", b"kind", "note", b"note", "via", b"via"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "arrived_via", b"arrived_via", "at", b"at", "case_id", b"case_id", "id", b"id", "kind", b"kind", "note", b"note"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -343,7 +452,9 @@ class CaseDelivery(_message.Message):
     id: _builtins.str
     """Stable id "<case_id>:<destination>:<history length>"; producers use it as Nats-Msg-Id."""
     case_id: _builtins.str
+    """The case to bring up to date."""
     destination: _builtins.str
+    """The destination's name from the router's config."""
     reason: _builtins.str
     """What changed: "created", "post added", "escalated", "acknowledge", "resolve", "replay"..."""
     @_builtins.property

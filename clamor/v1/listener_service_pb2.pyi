@@ -40,9 +40,11 @@ class SourceStatus(_message.Message):
     PAUSED_FIELD_NUMBER: _builtins.int
     DYNAMIC_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """The source's name, unique within the listener (from the config file or AddSource)."""
     kind: _builtins.str
     """Source kind, e.g. "rss", "reddit", "replay"."""
     watch: _builtins.str
+    """The watch (brand, keyword query) its posts are matched against."""
     published: _builtins.int
     """Posts published since the service started."""
     exhausted: _builtins.bool
@@ -50,21 +52,29 @@ class SourceStatus(_message.Message):
     last_error: _builtins.str
     """Last error message; empty when the last poll succeeded."""
     consecutive_failures: _builtins.int
+    """Polls that failed in a row; 0 after a success."""
     posts_seen: _builtins.int
     """Posts the source returned since start, before watch matching and dedup."""
     paused: _builtins.bool
+    """True while paused by PauseSource."""
     dynamic: _builtins.bool
     """True for sources added over gRPC rather than from the config file."""
     @_builtins.property
-    def last_success_at(self) -> _timestamp_pb2.Timestamp: ...
+    def last_success_at(self) -> _timestamp_pb2.Timestamp:
+        """When a poll last succeeded; unset before the first success."""
+
     @_builtins.property
-    def last_error_at(self) -> _timestamp_pb2.Timestamp: ...
+    def last_error_at(self) -> _timestamp_pb2.Timestamp:
+        """When the last error happened; unset when there was none."""
+
     @_builtins.property
     def newest_post_at(self) -> _timestamp_pb2.Timestamp:
         """Creation time of the newest post seen: how fresh the source is."""
 
     @_builtins.property
-    def next_poll_at(self) -> _timestamp_pb2.Timestamp: ...
+    def next_poll_at(self) -> _timestamp_pb2.Timestamp:
+        """When the scheduler polls it next (interval plus jitter, or a rate limit's wait)."""
+
     def __init__(
         self,
         *,
@@ -93,14 +103,25 @@ Global___SourceStatus: _TypeAlias = SourceStatus  # noqa: Y015
 
 @_typing.final
 class ListSourcesRequest(_message.Message):
+    """Asks for one page of sources, ordered by name."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most this many sources; 0 means 100, more than 1000 means 1000."""
+    page_token: _builtins.str
+    """The next_page_token of the previous page; empty for the first page."""
     def __init__(
         self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -108,19 +129,27 @@ Global___ListSourcesRequest: _TypeAlias = ListSourcesRequest  # noqa: Y015
 
 @_typing.final
 class ListSourcesResponse(_message.Message):
+    """One page of sources."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SOURCES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass it as page_token for the next page; empty on the last page."""
     @_builtins.property
-    def sources(self) -> _containers.RepeatedCompositeFieldContainer[Global___SourceStatus]: ...
+    def sources(self) -> _containers.RepeatedCompositeFieldContainer[Global___SourceStatus]:
+        """The sources of this page, ordered by name."""
+
     def __init__(
         self,
         *,
         sources: _abc.Iterable[Global___SourceStatus] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["sources", b"sources"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "sources", b"sources"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -128,6 +157,8 @@ Global___ListSourcesResponse: _TypeAlias = ListSourcesResponse  # noqa: Y015
 
 @_typing.final
 class AddSourceRequest(_message.Message):
+    """Adds one source at run time."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -152,11 +183,15 @@ Global___AddSourceRequest: _TypeAlias = AddSourceRequest  # noqa: Y015
 
 @_typing.final
 class AddSourceResponse(_message.Message):
+    """The source just added."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SOURCE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def source(self) -> Global___SourceStatus: ...
+    def source(self) -> Global___SourceStatus:
+        """Its status right after it was added (not polled yet)."""
+
     def __init__(
         self,
         *,
@@ -172,10 +207,13 @@ Global___AddSourceResponse: _TypeAlias = AddSourceResponse  # noqa: Y015
 
 @_typing.final
 class RemoveSourceRequest(_message.Message):
+    """Removes one source added at run time."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """The source's name."""
     def __init__(
         self,
         *,
@@ -191,6 +229,8 @@ Global___RemoveSourceRequest: _TypeAlias = RemoveSourceRequest  # noqa: Y015
 
 @_typing.final
 class RemoveSourceResponse(_message.Message):
+    """The source was removed; nothing more to say."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -206,10 +246,13 @@ Global___RemoveSourceResponse: _TypeAlias = RemoveSourceResponse  # noqa: Y015
 
 @_typing.final
 class PauseSourceRequest(_message.Message):
+    """Pauses one source."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """The source's name."""
     def __init__(
         self,
         *,
@@ -225,11 +268,15 @@ Global___PauseSourceRequest: _TypeAlias = PauseSourceRequest  # noqa: Y015
 
 @_typing.final
 class PauseSourceResponse(_message.Message):
+    """The source after the pause."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SOURCE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def source(self) -> Global___SourceStatus: ...
+    def source(self) -> Global___SourceStatus:
+        """Its status, with paused set."""
+
     def __init__(
         self,
         *,
@@ -245,10 +292,13 @@ Global___PauseSourceResponse: _TypeAlias = PauseSourceResponse  # noqa: Y015
 
 @_typing.final
 class ResumeSourceRequest(_message.Message):
+    """Resumes one paused source."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """The source's name."""
     def __init__(
         self,
         *,
@@ -264,11 +314,15 @@ Global___ResumeSourceRequest: _TypeAlias = ResumeSourceRequest  # noqa: Y015
 
 @_typing.final
 class ResumeSourceResponse(_message.Message):
+    """The source after it was resumed."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SOURCE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def source(self) -> Global___SourceStatus: ...
+    def source(self) -> Global___SourceStatus:
+        """Its status, with paused cleared."""
+
     def __init__(
         self,
         *,
@@ -284,10 +338,13 @@ Global___ResumeSourceResponse: _TypeAlias = ResumeSourceResponse  # noqa: Y015
 
 @_typing.final
 class PollNowRequest(_message.Message):
+    """Polls one source now."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """The source's name."""
     def __init__(
         self,
         *,
@@ -303,6 +360,8 @@ Global___PollNowRequest: _TypeAlias = PollNowRequest  # noqa: Y015
 
 @_typing.final
 class PollNowResponse(_message.Message):
+    """What the poll found."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SOURCE_FIELD_NUMBER: _builtins.int
@@ -310,12 +369,15 @@ class PollNowResponse(_message.Message):
     PUBLISHED_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     fetched: _builtins.int
-    """Posts the poll returned, and how many of them were published (matched the watch and were new)."""
+    """Posts the poll returned."""
     published: _builtins.int
+    """Posts of those that were published (matched the watch and were new)."""
     error: _builtins.str
     """The poll's error, if it failed."""
     @_builtins.property
-    def source(self) -> Global___SourceStatus: ...
+    def source(self) -> Global___SourceStatus:
+        """The source's status after the poll."""
+
     def __init__(
         self,
         *,

@@ -72,7 +72,7 @@ class ListenerServiceServicer:
     """
 
     def ListSources(self, request, context):
-        """The configured sources and how each is doing.
+        """The configured sources and how each is doing, by name, one page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -100,7 +100,8 @@ class ListenerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ResumeSource(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Polls a paused source on its schedule again.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -34,7 +34,7 @@ class ListenerServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ListenerServiceAsyncStub: ...
     ListSources: _grpc.UnaryUnaryMultiCallable[_listener_service_pb2.ListSourcesRequest, _listener_service_pb2.ListSourcesResponse]
-    """The configured sources and how each is doing."""
+    """The configured sources and how each is doing, by name, one page at a time."""
     AddSource: _grpc.UnaryUnaryMultiCallable[_listener_service_pb2.AddSourceRequest, _listener_service_pb2.AddSourceResponse]
     """Adds a source at run time; it is kept in JetStream KV and survives restarts."""
     RemoveSource: _grpc.UnaryUnaryMultiCallable[_listener_service_pb2.RemoveSourceRequest, _listener_service_pb2.RemoveSourceResponse]
@@ -42,6 +42,7 @@ class ListenerServiceStub:
     PauseSource: _grpc.UnaryUnaryMultiCallable[_listener_service_pb2.PauseSourceRequest, _listener_service_pb2.PauseSourceResponse]
     """Stops polling a source until it is resumed."""
     ResumeSource: _grpc.UnaryUnaryMultiCallable[_listener_service_pb2.ResumeSourceRequest, _listener_service_pb2.ResumeSourceResponse]
+    """Polls a paused source on its schedule again."""
     PollNow: _grpc.UnaryUnaryMultiCallable[_listener_service_pb2.PollNowRequest, _listener_service_pb2.PollNowResponse]
     """Polls a source at once, outside its schedule, and waits for the result."""
 
@@ -51,7 +52,7 @@ class ListenerServiceAsyncStub(ListenerServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListSources: _aio.UnaryUnaryMultiCallable[_listener_service_pb2.ListSourcesRequest, _listener_service_pb2.ListSourcesResponse]  # type: ignore[assignment]
-    """The configured sources and how each is doing."""
+    """The configured sources and how each is doing, by name, one page at a time."""
     AddSource: _aio.UnaryUnaryMultiCallable[_listener_service_pb2.AddSourceRequest, _listener_service_pb2.AddSourceResponse]  # type: ignore[assignment]
     """Adds a source at run time; it is kept in JetStream KV and survives restarts."""
     RemoveSource: _aio.UnaryUnaryMultiCallable[_listener_service_pb2.RemoveSourceRequest, _listener_service_pb2.RemoveSourceResponse]  # type: ignore[assignment]
@@ -59,6 +60,7 @@ class ListenerServiceAsyncStub(ListenerServiceStub):
     PauseSource: _aio.UnaryUnaryMultiCallable[_listener_service_pb2.PauseSourceRequest, _listener_service_pb2.PauseSourceResponse]  # type: ignore[assignment]
     """Stops polling a source until it is resumed."""
     ResumeSource: _aio.UnaryUnaryMultiCallable[_listener_service_pb2.ResumeSourceRequest, _listener_service_pb2.ResumeSourceResponse]  # type: ignore[assignment]
+    """Polls a paused source on its schedule again."""
     PollNow: _aio.UnaryUnaryMultiCallable[_listener_service_pb2.PollNowRequest, _listener_service_pb2.PollNowResponse]  # type: ignore[assignment]
     """Polls a source at once, outside its schedule, and waits for the result."""
 
@@ -71,7 +73,7 @@ class ListenerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _listener_service_pb2.ListSourcesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_listener_service_pb2.ListSourcesResponse, _abc.Awaitable[_listener_service_pb2.ListSourcesResponse]]:
-        """The configured sources and how each is doing."""
+        """The configured sources and how each is doing, by name, one page at a time."""
 
     @_abc_1.abstractmethod
     def AddSource(
@@ -102,7 +104,8 @@ class ListenerServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _listener_service_pb2.ResumeSourceRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_listener_service_pb2.ResumeSourceResponse, _abc.Awaitable[_listener_service_pb2.ResumeSourceResponse]]: ...
+    ) -> _typing.Union[_listener_service_pb2.ResumeSourceResponse, _abc.Awaitable[_listener_service_pb2.ResumeSourceResponse]]:
+        """Polls a paused source on its schedule again."""
 
     @_abc_1.abstractmethod
     def PollNow(

@@ -29,6 +29,7 @@ class Author(_message.Message):
     handle: _builtins.str
     """Platform handle, without a leading "@"."""
     display_name: _builtins.str
+    """The name the author shows, when the platform gives one."""
     followers: _builtins.int
     """Follower count where the platform gives it; 0 when unknown."""
     def __init__(
@@ -66,7 +67,11 @@ class Mention(_message.Message):
     THREAD_ID_FIELD_NUMBER: _builtins.int
     OWN_ACCOUNT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """Stable id: "<source>:<native_id>", so every replica and every restart derives the same id."""
+    """Stable id, so every replica and every restart derives the same one (JetStream dedup and
+    idempotent effects rest on it). A polled or pushed post gets "<platform>:<native_id>", the
+    same whichever source found it; a post replayed from a JSON-lines file gets
+    "<source>:<id in the file>".
+    """
     source: _builtins.str
     """Name of the configured source that found the post (e.g. "sample-replay")."""
     platform: _builtins.str
@@ -74,7 +79,9 @@ class Mention(_message.Message):
     native_id: _builtins.str
     """The platform's own id for the post."""
     url: _builtins.str
+    """Link to the post on its platform; empty when it has none."""
     text: _builtins.str
+    """The post's text, at most 10,000 characters."""
     language: _builtins.str
     """BCP-47 language tag when the platform gives one; empty when unknown."""
     watch: _builtins.str
@@ -86,7 +93,9 @@ class Mention(_message.Message):
     escalates a case; the router records it in its thread's open case as the brand's reply.
     """
     @_builtins.property
-    def author(self) -> Global___Author: ...
+    def author(self) -> Global___Author:
+        """Who wrote it."""
+
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When the author published the post."""

@@ -27,8 +27,11 @@ class _DeliveryStatus:
 class _DeliveryStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DeliveryStatus.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     DELIVERY_STATUS_UNSPECIFIED: _DeliveryStatus.ValueType  # 0
+    """Not set; never written by the notifier."""
     DELIVERY_STATUS_SENT: _DeliveryStatus.ValueType  # 1
+    """The channel accepted the message."""
     DELIVERY_STATUS_FAILED: _DeliveryStatus.ValueType  # 2
+    """The channel refused it or could not be reached; detail says why."""
     DELIVERY_STATUS_DUPLICATE: _DeliveryStatus.ValueType  # 3
     """Already sent before (idempotent repeat); nothing was sent again."""
     DELIVERY_STATUS_HELD: _DeliveryStatus.ValueType  # 4
@@ -40,8 +43,11 @@ class DeliveryStatus(_DeliveryStatus, metaclass=_DeliveryStatusEnumTypeWrapper):
     """Outcome of one delivery attempt to a channel."""
 
 DELIVERY_STATUS_UNSPECIFIED: DeliveryStatus.ValueType  # 0
+"""Not set; never written by the notifier."""
 DELIVERY_STATUS_SENT: DeliveryStatus.ValueType  # 1
+"""The channel accepted the message."""
 DELIVERY_STATUS_FAILED: DeliveryStatus.ValueType  # 2
+"""The channel refused it or could not be reached; detail says why."""
 DELIVERY_STATUS_DUPLICATE: DeliveryStatus.ValueType  # 3
 """Already sent before (idempotent repeat); nothing was sent again."""
 DELIVERY_STATUS_HELD: DeliveryStatus.ValueType  # 4
@@ -77,20 +83,27 @@ class Notification(_message.Message):
     recipient: _builtins.str
     """Recipient within the channel (team, address, room); empty for broadcast channels."""
     title: _builtins.str
+    """One-line summary, as the channel shows it."""
     body: _builtins.str
+    """The rendered message, escaped for the channel."""
     source_id: _builtins.str
     """The escalation or alert that caused it."""
     case_id: _builtins.str
+    """The case it is about; empty for alerts."""
     mention_id: _builtins.str
     """The mention whose trace this notification continues."""
     status: Global___DeliveryStatus.ValueType
+    """What happened to it."""
     detail: _builtins.str
     """Why it failed or was held, for humans."""
     step: _builtins.int
     """Step of the escalation policy that sent it (0: the first), and the policy's name."""
     policy: _builtins.str
+    """Name of the escalation policy that sent it; empty outside a policy."""
     @_builtins.property
-    def sent_at(self) -> _timestamp_pb2.Timestamp: ...
+    def sent_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was sent, or held, or given up on."""
+
     @_builtins.property
     def item_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Ids of the escalations and alerts this (possibly grouped) message carried."""

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from clamor.v1 import notification_pb2 as clamor_dot_v1_dot_notification__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n clamor/v1/notifier_service.proto\x12\tclamor.v1\x1a\x1c\x63lamor/v1/notification.proto\"K\n\x18ListNotificationsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0f\n\x07\x63\x61se_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\"K\n\x19ListNotificationsResponse\x12.\n\rnotifications\x18\x01 \x03(\x0b\x32\x17.clamor.v1.Notification\"V\n\x12\x41\x63knowledgeRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0c\n\x04note\x18\x04 \x01(\t\"(\n\x13\x41\x63knowledgeResponse\x12\x11\n\taction_id\x18\x01 \x01(\t\"%\n\x12TestChannelRequest\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\"8\n\x13TestChannelResponse\x12\x11\n\tremote_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t2\x8d\x02\n\x0fNotifierService\x12^\n\x11ListNotifications\x12#.clamor.v1.ListNotificationsRequest\x1a$.clamor.v1.ListNotificationsResponse\x12L\n\x0b\x41\x63knowledge\x12\x1d.clamor.v1.AcknowledgeRequest\x1a\x1e.clamor.v1.AcknowledgeResponse\x12L\n\x0bTestChannel\x12\x1d.clamor.v1.TestChannelRequest\x1a\x1e.clamor.v1.TestChannelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n clamor/v1/notifier_service.proto\x12\tclamor.v1\x1a\x1c\x63lamor/v1/notification.proto\"p\n\x18ListNotificationsRequest\x12\x0f\n\x07\x63\x61se_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\tJ\x04\x08\x01\x10\x02R\x05limit\"d\n\x19ListNotificationsResponse\x12.\n\rnotifications\x18\x01 \x03(\x0b\x32\x17.clamor.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"V\n\x12\x41\x63knowledgeRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0c\n\x04note\x18\x04 \x01(\t\"(\n\x13\x41\x63knowledgeResponse\x12\x11\n\taction_id\x18\x01 \x01(\t\"%\n\x12TestChannelRequest\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\"8\n\x13TestChannelResponse\x12\x11\n\tremote_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t2\x8d\x02\n\x0fNotifierService\x12^\n\x11ListNotifications\x12#.clamor.v1.ListNotificationsRequest\x1a$.clamor.v1.ListNotificationsResponse\x12L\n\x0b\x41\x63knowledge\x12\x1d.clamor.v1.AcknowledgeRequest\x1a\x1e.clamor.v1.AcknowledgeResponse\x12L\n\x0bTestChannel\x12\x1d.clamor.v1.TestChannelRequest\x1a\x1e.clamor.v1.TestChannelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,17 +33,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'clamor.v1.notifier_service_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=77
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=152
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=154
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=229
-  _globals['_ACKNOWLEDGEREQUEST']._serialized_start=231
-  _globals['_ACKNOWLEDGEREQUEST']._serialized_end=317
-  _globals['_ACKNOWLEDGERESPONSE']._serialized_start=319
-  _globals['_ACKNOWLEDGERESPONSE']._serialized_end=359
-  _globals['_TESTCHANNELREQUEST']._serialized_start=361
-  _globals['_TESTCHANNELREQUEST']._serialized_end=398
-  _globals['_TESTCHANNELRESPONSE']._serialized_start=400
-  _globals['_TESTCHANNELRESPONSE']._serialized_end=456
-  _globals['_NOTIFIERSERVICE']._serialized_start=459
-  _globals['_NOTIFIERSERVICE']._serialized_end=728
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=189
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=191
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=291
+  _globals['_ACKNOWLEDGEREQUEST']._serialized_start=293
+  _globals['_ACKNOWLEDGEREQUEST']._serialized_end=379
+  _globals['_ACKNOWLEDGERESPONSE']._serialized_start=381
+  _globals['_ACKNOWLEDGERESPONSE']._serialized_end=421
+  _globals['_TESTCHANNELREQUEST']._serialized_start=423
+  _globals['_TESTCHANNELREQUEST']._serialized_end=460
+  _globals['_TESTCHANNELRESPONSE']._serialized_start=462
+  _globals['_TESTCHANNELRESPONSE']._serialized_end=518
+  _globals['_NOTIFIERSERVICE']._serialized_start=521
+  _globals['_NOTIFIERSERVICE']._serialized_end=790
 # @@protoc_insertion_point(module_scope)

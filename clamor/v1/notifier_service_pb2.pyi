@@ -21,27 +21,33 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class ListNotificationsRequest(_message.Message):
+    """Asks for one page of the notification log, newest first."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
-    LIMIT_FIELD_NUMBER: _builtins.int
     CASE_ID_FIELD_NUMBER: _builtins.int
     CHANNEL_FIELD_NUMBER: _builtins.int
-    limit: _builtins.int
-    """At most this many notifications; 0 means 100."""
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     """Only notifications about this case, when set."""
     channel: _builtins.str
     """Only notifications through this channel, when set."""
+    page_size: _builtins.int
+    """At most this many notifications; 0 means 100, more than 1000 means 1000."""
+    page_token: _builtins.str
+    """The next_page_token of the previous page; empty for the newest notifications."""
     def __init__(
         self,
         *,
-        limit: _builtins.int = ...,
         case_id: _builtins.str = ...,
         channel: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "channel", b"channel", "limit", b"limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "channel", b"channel", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -49,19 +55,27 @@ Global___ListNotificationsRequest: _TypeAlias = ListNotificationsRequest  # noqa
 
 @_typing.final
 class ListNotificationsResponse(_message.Message):
+    """One page of the notification log."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NOTIFICATIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass it as page_token for older notifications; empty when the log has no more."""
     @_builtins.property
-    def notifications(self) -> _containers.RepeatedCompositeFieldContainer[_notification_pb2.Notification]: ...
+    def notifications(self) -> _containers.RepeatedCompositeFieldContainer[_notification_pb2.Notification]:
+        """Newest first."""
+
     def __init__(
         self,
         *,
         notifications: _abc.Iterable[_notification_pb2.Notification] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["notifications", b"notifications"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "notifications", b"notifications"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -69,6 +83,8 @@ Global___ListNotificationsResponse: _TypeAlias = ListNotificationsResponse  # no
 
 @_typing.final
 class AcknowledgeRequest(_message.Message):
+    """Acknowledges one case."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CASE_ID_FIELD_NUMBER: _builtins.int
@@ -76,11 +92,13 @@ class AcknowledgeRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
+    """The case to acknowledge."""
     actor: _builtins.str
     """Who acknowledges (a name or address); shown in the case history."""
     request_id: _builtins.str
     """Makes a retried call one acknowledgement; generated when empty."""
     note: _builtins.str
+    """Optional free text for the case history."""
     def __init__(
         self,
         *,
@@ -99,6 +117,8 @@ Global___AcknowledgeRequest: _TypeAlias = AcknowledgeRequest  # noqa: Y015
 
 @_typing.final
 class AcknowledgeResponse(_message.Message):
+    """The acknowledgement, as published."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ACTION_ID_FIELD_NUMBER: _builtins.int
@@ -119,10 +139,13 @@ Global___AcknowledgeResponse: _TypeAlias = AcknowledgeResponse  # noqa: Y015
 
 @_typing.final
 class TestChannelRequest(_message.Message):
+    """Sends a test message through one channel."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CHANNEL_FIELD_NUMBER: _builtins.int
     channel: _builtins.str
+    """A channel name from the notifier's config."""
     def __init__(
         self,
         *,
@@ -138,6 +161,8 @@ Global___TestChannelRequest: _TypeAlias = TestChannelRequest  # noqa: Y015
 
 @_typing.final
 class TestChannelResponse(_message.Message):
+    """What the channel said."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REMOTE_ID_FIELD_NUMBER: _builtins.int
@@ -145,6 +170,7 @@ class TestChannelResponse(_message.Message):
     remote_id: _builtins.str
     """The channel service's id for the message, when it returns one."""
     detail: _builtins.str
+    """Anything else the channel reported, for humans."""
     def __init__(
         self,
         *,

@@ -57,7 +57,7 @@ class NotifierServiceServicer:
     """
 
     def ListNotifications(self, request, context):
-        """Recent notifications from the durable notification log, newest first.
+        """Recent notifications from the durable notification log, newest first, one page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -34,7 +34,7 @@ class NotifierServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> NotifierServiceAsyncStub: ...
     ListNotifications: _grpc.UnaryUnaryMultiCallable[_notifier_service_pb2.ListNotificationsRequest, _notifier_service_pb2.ListNotificationsResponse]
-    """Recent notifications from the durable notification log, newest first."""
+    """Recent notifications from the durable notification log, newest first, one page at a time."""
     Acknowledge: _grpc.UnaryUnaryMultiCallable[_notifier_service_pb2.AcknowledgeRequest, _notifier_service_pb2.AcknowledgeResponse]
     """Acknowledge a case: stops its re-escalation and tells the router."""
     TestChannel: _grpc.UnaryUnaryMultiCallable[_notifier_service_pb2.TestChannelRequest, _notifier_service_pb2.TestChannelResponse]
@@ -46,7 +46,7 @@ class NotifierServiceAsyncStub(NotifierServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListNotifications: _aio.UnaryUnaryMultiCallable[_notifier_service_pb2.ListNotificationsRequest, _notifier_service_pb2.ListNotificationsResponse]  # type: ignore[assignment]
-    """Recent notifications from the durable notification log, newest first."""
+    """Recent notifications from the durable notification log, newest first, one page at a time."""
     Acknowledge: _aio.UnaryUnaryMultiCallable[_notifier_service_pb2.AcknowledgeRequest, _notifier_service_pb2.AcknowledgeResponse]  # type: ignore[assignment]
     """Acknowledge a case: stops its re-escalation and tells the router."""
     TestChannel: _aio.UnaryUnaryMultiCallable[_notifier_service_pb2.TestChannelRequest, _notifier_service_pb2.TestChannelResponse]  # type: ignore[assignment]
@@ -61,7 +61,7 @@ class NotifierServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _notifier_service_pb2.ListNotificationsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_notifier_service_pb2.ListNotificationsResponse, _abc.Awaitable[_notifier_service_pb2.ListNotificationsResponse]]:
-        """Recent notifications from the durable notification log, newest first."""
+        """Recent notifications from the durable notification log, newest first, one page at a time."""
 
     @_abc_1.abstractmethod
     def Acknowledge(

@@ -63,10 +63,13 @@ Global___ListCasesResponse: _TypeAlias = ListCasesResponse  # noqa: Y015
 
 @_typing.final
 class GetCaseRequest(_message.Message):
+    """Asks for one case."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CASE_ID_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
+    """The case's id."""
     def __init__(
         self,
         *,
@@ -82,11 +85,15 @@ Global___GetCaseRequest: _TypeAlias = GetCaseRequest  # noqa: Y015
 
 @_typing.final
 class GetCaseResponse(_message.Message):
+    """The case asked for."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CASE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def case(self) -> _case_pb2.Case: ...
+    def case(self) -> _case_pb2.Case:
+        """The case with its posts and history."""
+
     def __init__(
         self,
         *,
@@ -115,6 +122,7 @@ class RuleError(_message.Message):
     field: _builtins.str
     """Dotted path of the field inside the rule, e.g. "match.severity"."""
     message: _builtins.str
+    """What is wrong, for humans."""
     line: _builtins.int
     """Line in the YAML text, when known (1-based; 0 when unknown)."""
     def __init__(
@@ -135,6 +143,8 @@ Global___RuleError: _TypeAlias = RuleError  # noqa: Y015
 
 @_typing.final
 class ValidateRulesRequest(_message.Message):
+    """Rules to check."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     YAML_FIELD_NUMBER: _builtins.int
@@ -155,16 +165,21 @@ Global___ValidateRulesRequest: _TypeAlias = ValidateRulesRequest  # noqa: Y015
 
 @_typing.final
 class ValidateRulesResponse(_message.Message):
+    """The verdict on the rules."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     VALID_FIELD_NUMBER: _builtins.int
     ERRORS_FIELD_NUMBER: _builtins.int
     RULE_COUNT_FIELD_NUMBER: _builtins.int
     valid: _builtins.bool
+    """True when there is no error."""
     rule_count: _builtins.int
     """How many rules (nested ones included) were read."""
     @_builtins.property
-    def errors(self) -> _containers.RepeatedCompositeFieldContainer[Global___RuleError]: ...
+    def errors(self) -> _containers.RepeatedCompositeFieldContainer[Global___RuleError]:
+        """Every problem found, in file order."""
+
     def __init__(
         self,
         *,
@@ -182,6 +197,8 @@ Global___ValidateRulesResponse: _TypeAlias = ValidateRulesResponse  # noqa: Y015
 
 @_typing.final
 class ReloadRulesRequest(_message.Message):
+    """Asks the router to read its rules again; it has no parameters."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -197,15 +214,21 @@ Global___ReloadRulesRequest: _TypeAlias = ReloadRulesRequest  # noqa: Y015
 
 @_typing.final
 class ReloadRulesResponse(_message.Message):
+    """Whether the new rules are in use."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RELOADED_FIELD_NUMBER: _builtins.int
     ERRORS_FIELD_NUMBER: _builtins.int
     RULE_COUNT_FIELD_NUMBER: _builtins.int
     reloaded: _builtins.bool
+    """True when the new rules replaced the old; on any error the router keeps the old ones."""
     rule_count: _builtins.int
+    """How many rules (nested ones included) are in use now."""
     @_builtins.property
-    def errors(self) -> _containers.RepeatedCompositeFieldContainer[Global___RuleError]: ...
+    def errors(self) -> _containers.RepeatedCompositeFieldContainer[Global___RuleError]:
+        """Every problem found in the new rules."""
+
     def __init__(
         self,
         *,
@@ -223,6 +246,8 @@ Global___ReloadRulesResponse: _TypeAlias = ReloadRulesResponse  # noqa: Y015
 
 @_typing.final
 class ActOnCaseRequest(_message.Message):
+    """An answer about one case."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CASE_ID_FIELD_NUMBER: _builtins.int
@@ -231,11 +256,15 @@ class ActOnCaseRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
+    """The case to act on."""
     kind: _case_pb2.CaseActionKind.ValueType
+    """Acknowledge, resolve, or not a complaint."""
     actor: _builtins.str
+    """Who acts (a name or address, at most 100 characters); shown in the case history."""
     request_id: _builtins.str
     """Makes a retried request one action; defaults to a fresh id."""
     note: _builtins.str
+    """Optional free text for the case history."""
     def __init__(
         self,
         *,
@@ -255,10 +284,13 @@ Global___ActOnCaseRequest: _TypeAlias = ActOnCaseRequest  # noqa: Y015
 
 @_typing.final
 class ActOnCaseResponse(_message.Message):
+    """The action, as published."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ACTION_ID_FIELD_NUMBER: _builtins.int
     action_id: _builtins.str
+    """The id of the CaseAction published for the router and the notifier."""
     def __init__(
         self,
         *,
@@ -288,14 +320,21 @@ class DeadLetter(_message.Message):
     sequence: _builtins.int
     """Stream sequence of the dead letter: the handle for replay."""
     destination: _builtins.str
+    """The destination that kept failing."""
     case_id: _builtins.str
+    """The case it was to deliver."""
     error: _builtins.str
     """The last error seen."""
     attempts: _builtins.int
+    """Attempts made before it gave up."""
     @_builtins.property
-    def first_attempt_at(self) -> _timestamp_pb2.Timestamp: ...
+    def first_attempt_at(self) -> _timestamp_pb2.Timestamp:
+        """When the first attempt was asked for."""
+
     @_builtins.property
-    def dead_at(self) -> _timestamp_pb2.Timestamp: ...
+    def dead_at(self) -> _timestamp_pb2.Timestamp:
+        """When it gave up."""
+
     def __init__(
         self,
         *,
@@ -317,22 +356,29 @@ Global___DeadLetter: _TypeAlias = DeadLetter  # noqa: Y015
 
 @_typing.final
 class ListDeadLettersRequest(_message.Message):
+    """Asks for one page of dead letters, oldest first."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DESTINATION_FIELD_NUMBER: _builtins.int
-    LIMIT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     destination: _builtins.str
     """Only this destination's; empty means all."""
-    limit: _builtins.int
+    page_size: _builtins.int
+    """At most this many dead letters; 0 means 100, more than 1000 means 1000."""
+    page_token: _builtins.str
+    """The next_page_token of the previous page; empty for the oldest dead letters."""
     def __init__(
         self,
         *,
         destination: _builtins.str = ...,
-        limit: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination", "limit", b"limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -340,19 +386,27 @@ Global___ListDeadLettersRequest: _TypeAlias = ListDeadLettersRequest  # noqa: Y0
 
 @_typing.final
 class ListDeadLettersResponse(_message.Message):
+    """One page of dead letters."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DEAD_LETTERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass it as page_token for the next page; empty when there are no more."""
     @_builtins.property
-    def dead_letters(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeadLetter]: ...
+    def dead_letters(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeadLetter]:
+        """Oldest first."""
+
     def __init__(
         self,
         *,
         dead_letters: _abc.Iterable[Global___DeadLetter] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead_letters", b"dead_letters"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead_letters", b"dead_letters", "next_page_token", b"next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -360,6 +414,8 @@ Global___ListDeadLettersResponse: _TypeAlias = ListDeadLettersResponse  # noqa: 
 
 @_typing.final
 class ReplayDeadLettersRequest(_message.Message):
+    """Asks for dead letters to be delivered again."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DESTINATION_FIELD_NUMBER: _builtins.int
@@ -386,10 +442,13 @@ Global___ReplayDeadLettersRequest: _TypeAlias = ReplayDeadLettersRequest  # noqa
 
 @_typing.final
 class ReplayDeadLettersResponse(_message.Message):
+    """How many were queued again."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REPLAYED_FIELD_NUMBER: _builtins.int
     replayed: _builtins.int
+    """Dead letters queued for delivery (and removed from the dead-letter list)."""
     def __init__(
         self,
         *,

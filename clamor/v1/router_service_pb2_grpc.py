@@ -127,7 +127,7 @@ class RouterServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListDeadLetters(self, request, context):
-        """Deliveries that failed for longer than their destination's retry period.
+        """Deliveries that failed for longer than their destination's retry period, oldest first, one page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -44,7 +44,7 @@ class RouterServiceStub:
     ActOnCase: _grpc.UnaryUnaryMultiCallable[_router_service_pb2.ActOnCaseRequest, _router_service_pb2.ActOnCaseResponse]
     """Acknowledge, resolve or close a case as "not a complaint" (the last becomes a training label)."""
     ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_router_service_pb2.ListDeadLettersRequest, _router_service_pb2.ListDeadLettersResponse]
-    """Deliveries that failed for longer than their destination's retry period."""
+    """Deliveries that failed for longer than their destination's retry period, oldest first, one page at a time."""
     ReplayDeadLetters: _grpc.UnaryUnaryMultiCallable[_router_service_pb2.ReplayDeadLettersRequest, _router_service_pb2.ReplayDeadLettersResponse]
     """Deliver dead letters again; they leave the dead-letter list once queued."""
     GetTrends: _grpc.UnaryUnaryMultiCallable[_router_service_pb2.GetTrendsRequest, _router_service_pb2.GetTrendsResponse]
@@ -70,7 +70,7 @@ class RouterServiceAsyncStub(RouterServiceStub):
     ActOnCase: _aio.UnaryUnaryMultiCallable[_router_service_pb2.ActOnCaseRequest, _router_service_pb2.ActOnCaseResponse]  # type: ignore[assignment]
     """Acknowledge, resolve or close a case as "not a complaint" (the last becomes a training label)."""
     ListDeadLetters: _aio.UnaryUnaryMultiCallable[_router_service_pb2.ListDeadLettersRequest, _router_service_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
-    """Deliveries that failed for longer than their destination's retry period."""
+    """Deliveries that failed for longer than their destination's retry period, oldest first, one page at a time."""
     ReplayDeadLetters: _aio.UnaryUnaryMultiCallable[_router_service_pb2.ReplayDeadLettersRequest, _router_service_pb2.ReplayDeadLettersResponse]  # type: ignore[assignment]
     """Deliver dead letters again; they leave the dead-letter list once queued."""
     GetTrends: _aio.UnaryUnaryMultiCallable[_router_service_pb2.GetTrendsRequest, _router_service_pb2.GetTrendsResponse]  # type: ignore[assignment]
@@ -129,7 +129,7 @@ class RouterServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _router_service_pb2.ListDeadLettersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_router_service_pb2.ListDeadLettersResponse, _abc.Awaitable[_router_service_pb2.ListDeadLettersResponse]]:
-        """Deliveries that failed for longer than their destination's retry period."""
+        """Deliveries that failed for longer than their destination's retry period, oldest first, one page at a time."""
 
     @_abc_1.abstractmethod
     def ReplayDeadLetters(

@@ -27,15 +27,21 @@ class _Verdict:
 class _VerdictEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Verdict.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     VERDICT_UNSPECIFIED: _Verdict.ValueType  # 0
+    """Not set; triage always decides."""
     VERDICT_COMPLAINT: _Verdict.ValueType  # 1
+    """A negative mismatch between what a customer expected and what happened, or a request for help with one."""
     VERDICT_NOISE: _Verdict.ValueType  # 2
+    """Anything else that matched a watch: questions, praise, news, jokes, ads, the brand's own replies."""
 
 class Verdict(_Verdict, metaclass=_VerdictEnumTypeWrapper):
     """Whether a post is a customer grievance."""
 
 VERDICT_UNSPECIFIED: Verdict.ValueType  # 0
+"""Not set; triage always decides."""
 VERDICT_COMPLAINT: Verdict.ValueType  # 1
+"""A negative mismatch between what a customer expected and what happened, or a request for help with one."""
 VERDICT_NOISE: Verdict.ValueType  # 2
+"""Anything else that matched a watch: questions, praise, news, jokes, ads, the brand's own replies."""
 Global___Verdict: _TypeAlias = Verdict  # noqa: Y015
 
 class _Severity:
@@ -45,19 +51,29 @@ class _Severity:
 class _SeverityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Severity.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     SEVERITY_UNSPECIFIED: _Severity.ValueType  # 0
+    """Not set (noise has none)."""
     SEVERITY_LOW: _Severity.ValueType  # 1
+    """An ordinary complaint (tier E)."""
     SEVERITY_MEDIUM: _Severity.ValueType  # 2
+    """Needs a reply within the working day."""
     SEVERITY_HIGH: _Severity.ValueType  # 3
+    """Reaches a specialist or a supervisor at once."""
     SEVERITY_CRITICAL: _Severity.ValueType  # 4
+    """A crisis: risk flags with reach; pages people, never held by quiet hours (tier A)."""
 
 class Severity(_Severity, metaclass=_SeverityEnumTypeWrapper):
     """Care-team tiers; severity rises with risk flags, reach and repetition."""
 
 SEVERITY_UNSPECIFIED: Severity.ValueType  # 0
+"""Not set (noise has none)."""
 SEVERITY_LOW: Severity.ValueType  # 1
+"""An ordinary complaint (tier E)."""
 SEVERITY_MEDIUM: Severity.ValueType  # 2
+"""Needs a reply within the working day."""
 SEVERITY_HIGH: Severity.ValueType  # 3
+"""Reaches a specialist or a supervisor at once."""
 SEVERITY_CRITICAL: Severity.ValueType  # 4
+"""A crisis: risk flags with reach; pages people, never held by quiet hours (tier A)."""
 Global___Severity: _TypeAlias = Severity  # noqa: Y015
 
 class _RiskFlag:
@@ -67,6 +83,7 @@ class _RiskFlag:
 class _RiskFlagEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RiskFlag.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     RISK_FLAG_UNSPECIFIED: _RiskFlag.ValueType  # 0
+    """Not set; never written."""
     RISK_FLAG_LEGAL_THREAT: _RiskFlag.ValueType  # 1
     """Lawyer, lawsuit, class action."""
     RISK_FLAG_REGULATOR: _RiskFlag.ValueType  # 2
@@ -84,6 +101,7 @@ class RiskFlag(_RiskFlag, metaclass=_RiskFlagEnumTypeWrapper):
     """Signals that escalate at once, whatever the language."""
 
 RISK_FLAG_UNSPECIFIED: RiskFlag.ValueType  # 0
+"""Not set; never written."""
 RISK_FLAG_LEGAL_THREAT: RiskFlag.ValueType  # 1
 """Lawyer, lawsuit, class action."""
 RISK_FLAG_REGULATOR: RiskFlag.ValueType  # 2
@@ -143,9 +161,11 @@ class TriageResult(_message.Message):
     REASONS_FIELD_NUMBER: _builtins.int
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
     verdict: Global___Verdict.ValueType
+    """Complaint or noise."""
     complaint_score: _builtins.float
     """Probability-like score in [0, 1] that the post is a complaint."""
     severity: Global___Severity.ValueType
+    """For complaints; unset for noise."""
     category: _builtins.str
     """Category key from the configured taxonomy (e.g. "billing"); empty when none fits."""
     language: _builtins.str
@@ -153,9 +173,13 @@ class TriageResult(_message.Message):
     model_version: _builtins.str
     """Classifier name and version, e.g. "rules/1"."""
     @_builtins.property
-    def risk_flags(self) -> _containers.RepeatedScalarFieldContainer[Global___RiskFlag.ValueType]: ...
+    def risk_flags(self) -> _containers.RepeatedScalarFieldContainer[Global___RiskFlag.ValueType]:
+        """The risk signals found, in any language."""
+
     @_builtins.property
-    def reasons(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reason]: ...
+    def reasons(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reason]:
+        """Why: the matched rules and model signals."""
+
     def __init__(
         self,
         *,
@@ -185,9 +209,13 @@ class TriagedMention(_message.Message):
     MENTION_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def mention(self) -> _mention_pb2.Mention: ...
+    def mention(self) -> _mention_pb2.Mention:
+        """The post, as the listener published it."""
+
     @_builtins.property
-    def result(self) -> Global___TriageResult: ...
+    def result(self) -> Global___TriageResult:
+        """What triage made of it."""
+
     def __init__(
         self,
         *,

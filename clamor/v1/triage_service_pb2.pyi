@@ -22,6 +22,8 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class ClassifyRequest(_message.Message):
+    """Posts to classify now."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MENTIONS_FIELD_NUMBER: _builtins.int
@@ -44,6 +46,8 @@ Global___ClassifyRequest: _TypeAlias = ClassifyRequest  # noqa: Y015
 
 @_typing.final
 class ClassifyResponse(_message.Message):
+    """The verdicts, in request order."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RESULTS_FIELD_NUMBER: _builtins.int
@@ -66,6 +70,8 @@ Global___ClassifyResponse: _TypeAlias = ClassifyResponse  # noqa: Y015
 
 @_typing.final
 class ModelInfoRequest(_message.Message):
+    """Asks which classifier is loaded; it has no parameters."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -81,6 +87,8 @@ Global___ModelInfoRequest: _TypeAlias = ModelInfoRequest  # noqa: Y015
 
 @_typing.final
 class ModelInfoResponse(_message.Message):
+    """The loaded classifier."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -91,6 +99,7 @@ class ModelInfoResponse(_message.Message):
     name: _builtins.str
     """Classifier name, e.g. "rules"."""
     version: _builtins.str
+    """Its version, e.g. "2026.12.1"."""
     threshold: _builtins.float
     """Complaint score at or above which the verdict is COMPLAINT."""
     held_out_macro_f1: _builtins.float
@@ -118,6 +127,8 @@ Global___ModelInfoResponse: _TypeAlias = ModelInfoResponse  # noqa: Y015
 
 @_typing.final
 class FeedbackRequest(_message.Message):
+    """One corrected label."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MENTION_ID_FIELD_NUMBER: _builtins.int
@@ -131,12 +142,15 @@ class FeedbackRequest(_message.Message):
     mention_id: _builtins.str
     """The mention the correction is about; its text is required (the stream may have expired it)."""
     text: _builtins.str
+    """The post's text."""
     language: _builtins.str
+    """The post's language (BCP-47), when known."""
     verdict: _triage_pb2.Verdict.ValueType
     """The right answer: VERDICT_COMPLAINT or VERDICT_NOISE."""
     severity: _triage_pb2.Severity.ValueType
     """For complaints, when known."""
     category: _builtins.str
+    """For complaints, the category key, when known."""
     actor: _builtins.str
     """Who corrected it: a person, or a CRM ("not a complaint")."""
     request_id: _builtins.str
@@ -163,6 +177,8 @@ Global___FeedbackRequest: _TypeAlias = FeedbackRequest  # noqa: Y015
 
 @_typing.final
 class FeedbackResponse(_message.Message):
+    """Whether the correction was kept."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     STORED_FIELD_NUMBER: _builtins.int

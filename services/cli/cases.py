@@ -28,6 +28,7 @@ from services.cli.config_in_use import ConfigOption, mesh_in_use
 from services.cli.mesh import MeshConfig, default_config_path
 from services.cli.rules_file import RuleNames, describe_problem, validate_rules_file
 from services.router.config import OUTBOX
+from services.shared.case_names import priority_name
 
 if TYPE_CHECKING:
     from google.protobuf.timestamp_pb2 import Timestamp
@@ -137,7 +138,7 @@ def cases_table(cases: list[case_pb2.Case], *, width: int = WIDE_TABLE_COLUMNS) 
     for case in cases:
         row = {
             "id": escape(case.id), "state": _state(case), "severity": _severity(case.severity),
-            "priority": escape(case.priority or "-"), "team": escape(case.team or "-"),
+            "priority": escape(priority_name(case.priority_level) or "-"), "team": escape(case.team or "-"),
             "destinations": escape(", ".join(case.destinations) or "-"), "posts": str(len(case.mentions)),
             "created": _when(case.created_at) if wide else _when(case.created_at)[5:16],
             "first response due": _due(case.sla.first_response_due, case.sla.first_response_breached),
@@ -159,7 +160,7 @@ def case_details(case: case_pb2.Case) -> list[Table]:
         ("risk flags", _flags(list(case.risk_flags)) or "-"),
         ("team", case.team or "-"),
         ("owner", case.owner or "-"),
-        ("priority", case.priority or "-"),
+        ("priority", priority_name(case.priority_level) or "-"),
         ("SLA policy", case.sla_policy or "-"),
         ("matched rules", ", ".join(case.matched_rules) or "the defaults"),
         ("destinations", ", ".join(case.destinations) or "-"),
@@ -299,12 +300,20 @@ def list_dead_letters(
 ) -> None:
     """Deliveries that kept failing for longer than their destination's retry period."""
     mesh = mesh_in_use(config)
-    request = router_service_pb2.ListDeadLettersRequest(destination=destination, limit=limit)
-    found = _ask_router(mesh, lambda stub: stub.ListDeadLetters(request, timeout=TIMEOUT_S)).dead_letters
+    found = _ask_router(mesh, lambda stub: _dead_letters(stub, destination=destination, limit=limit))
     if not found:
         console.print("no dead letters" + (f" for {escape(destination)}" if destination else ""))
         return
-    console.print(dead_letters_table(list(found)))
+    console.print(dead_letters_table(found))
+
+
+async def _dead_letters(stub: RouterStub, *, destination: str, limit: int) -> list[router_service_pb2.DeadLetter]:
+    async def ask(token: str, size: int) -> clients.Page[router_service_pb2.DeadLetter]:
+        request = router_service_pb2.ListDeadLettersRequest(destination=destination, page_size=size, page_token=token)
+        answer = await stub.ListDeadLetters(request, timeout=TIMEOUT_S)
+        return answer.dead_letters, answer.next_page_token
+
+    return await clients.follow_pages(ask, limit=limit)
 
 
 @dlq_app.command("replay")

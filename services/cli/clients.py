@@ -8,9 +8,9 @@ added once, for every command. A service's stub gets a function of its own (``li
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     NotifierStub: TypeAlias = NotifierServiceAsyncStub
 
 ChannelOptions = Sequence[tuple[str, int]]
+T = TypeVar("T")
+# One page of a List RPC: its items and its next_page_token.
+Page = tuple[Sequence[T], str]
 
 # A long-lived channel (the dashboard's) reconnects within seconds of a service coming back, not
 # after gRPC's default backoff of up to two minutes.
@@ -64,6 +67,18 @@ async def connect(address: str, *, options: ChannelOptions = ()) -> AsyncIterato
         yield channel
     finally:
         await channel.close()
+
+
+async def follow_pages(ask: Callable[[str, int], Awaitable[Page[T]]], *, limit: int, page_size: int = 1000) -> list[T]:
+    """Up to ``limit`` items of a List RPC, asking page after page: ``ask(page_token, page_size)``."""
+    found: list[T] = []
+    token = ""
+    while len(found) < limit:
+        items, token = await ask(token, min(page_size, limit - len(found)))
+        found.extend(items)
+        if not token:
+            break
+    return found[:limit]
 
 
 # --- what every process serves ----------------------------------------------------------------

@@ -93,11 +93,16 @@ async def notification_log(
 ) -> list[notification_pb2.Notification]:
     """The notifier's log, newest first; raises AioRpcError when the notifier does not answer."""
     async with clients.connect(clients.address_of(config.notifier.grpc)) as channel:
-        response = await clients.notifier(channel).ListNotifications(
-            notifier_service_pb2.ListNotificationsRequest(limit=limit, case_id=case_id, channel=channel_name),
-            timeout=5.0,
-        )
-    return list(response.notifications)
+        stub = clients.notifier(channel)
+
+        async def ask(token: str, size: int) -> clients.Page[notification_pb2.Notification]:
+            request = notifier_service_pb2.ListNotificationsRequest(
+                page_size=size, page_token=token, case_id=case_id, channel=channel_name
+            )
+            answer = await stub.ListNotifications(request, timeout=5.0)
+            return answer.notifications, answer.next_page_token
+
+        return await clients.follow_pages(ask, limit=limit)
 
 
 async def send_test_message(config: MeshConfig, name: str) -> notifier_service_pb2.TestChannelResponse:
@@ -113,7 +118,7 @@ async def latest_notifications(config: MeshConfig, limit: int = 5) -> list[tuple
     async with clients.connect(clients.address_of(config.notifier.grpc)) as channel:
         try:
             response = await clients.notifier(channel).ListNotifications(
-                notifier_service_pb2.ListNotificationsRequest(limit=limit * 4), timeout=1.0
+                notifier_service_pb2.ListNotificationsRequest(page_size=limit * 4), timeout=1.0
             )
         except grpc.aio.AioRpcError:
             return []

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from services.shared.config import GrpcSettings
 
 UNREACHABLE = "UNREACHABLE"
+# More sources than anyone reads in a terminal table; the listener serves them a page at a time.
+MAX_SOURCES = 10_000
 
 
 @dataclass
@@ -48,10 +50,14 @@ async def probe(name: str, settings: GrpcSettings, *, timeout_s: float = 1.0) ->
             report.not_ready = list(status.status.not_ready)
             report.uptime_seconds = status.status.uptime_seconds
             if name == "listener":
-                sources = await clients.listener(channel).ListSources(
-                    listener_service_pb2.ListSourcesRequest(), timeout=timeout_s
-                )
-                report.sources = list(sources.sources)
+                stub = clients.listener(channel)
+
+                async def ask(token: str, size: int) -> clients.Page[listener_service_pb2.SourceStatus]:
+                    request = listener_service_pb2.ListSourcesRequest(page_size=size, page_token=token)
+                    answer = await stub.ListSources(request, timeout=timeout_s)
+                    return answer.sources, answer.next_page_token
+
+                report.sources = await clients.follow_pages(ask, limit=MAX_SOURCES)
         except grpc.aio.AioRpcError as exc:
             unavailable = exc.code() == grpc.StatusCode.UNAVAILABLE
             report.error = "not running" if unavailable else (exc.details() or exc.code().name)

@@ -19,6 +19,7 @@ from services.listener.registry import (
 )
 from services.listener.runner import SourceRunner
 from services.shared.errors import ClamorError
+from services.shared.paging import InvalidPageError, decode_token, encode_token, page_size
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 SERVICE_NAME = listener_service_pb2.DESCRIPTOR.services_by_name["ListenerService"].full_name
 Context = grpc.aio.ServicerContext[object, object]
 MAX_SOURCE_CONFIG_BYTES = 64 * 1024
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
 
 
 class ListenerServicer(listener_service_pb2_grpc.ListenerServiceServicer):
@@ -40,7 +43,17 @@ class ListenerServicer(listener_service_pb2_grpc.ListenerServiceServicer):
         self, request: listener_service_pb2.ListSourcesRequest, context: Context
     ) -> listener_service_pb2.ListSourcesResponse:
         registry = await self._registry(context)
-        return listener_service_pb2.ListSourcesResponse(sources=[to_proto(s) for s in registry.statuses()])
+        try:
+            size = page_size(request.page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+            after = decode_token(request.page_token)
+        except InvalidPageError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        # By name, and the token is the last name given: a source added or removed between two pages
+        # neither repeats nor hides another.
+        ordered = sorted((s for s in registry.statuses() if s.name > after), key=lambda s: s.name)
+        page, rest = ordered[:size], ordered[size:]
+        token = encode_token(page[-1].name) if rest else ""
+        return listener_service_pb2.ListSourcesResponse(sources=[to_proto(s) for s in page], next_page_token=token)
 
     async def AddSource(
         self, request: listener_service_pb2.AddSourceRequest, context: Context

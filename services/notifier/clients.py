@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from services.notifier.config import ChannelSettings
 
 DELIVERIES_BUCKET = subjects.NOTIFIER_DELIVERIES_BUCKET
-# Messages read back from the log per ListNotifications call at most (filters skip the others).
+# Messages read back from the log per ListNotifications page at most (filters skip the others); a
+# page cut short by it still hands out a token, so a client reads on from where the scan stopped.
 LOG_SCAN_LIMIT = 5000
 
 # kind → "module:Class"; imported on first use, so one channel's dependencies never load for another.
@@ -98,14 +99,27 @@ class NotificationLog:
         )  # fmt: skip
 
     async def latest(self, *, limit: int, case_id: str = "", channel: str = "") -> list[notification_pb2.Notification]:
+        """The newest ``limit`` notifications that match, newest first."""
+        found, _ = await self.page(size=limit, case_id=case_id, channel=channel)
+        return found
+
+    async def page(
+        self, *, size: int, before: int = 0, case_id: str = "", channel: str = ""
+    ) -> tuple[list[notification_pb2.Notification], int]:
+        """Up to ``size`` matching notifications at or below log sequence ``before`` (0: the newest), newest first.
+
+        Also returns the sequence the next page starts at, 0 when the log has nothing older.
+        """
         try:
             info = await self._js.stream_info(subjects.NOTIFICATIONS.name)
         except (TimeoutError, NatsLibraryError) as exc:
             raise TransientError(f"cannot read the notification log: {exc}") from exc
         found: list[notification_pb2.Notification] = []
-        sequence, first = info.state.last_seq, info.state.first_seq
+        sequence, first = info.state.last_seq, max(info.state.first_seq, 1)
+        if before:
+            sequence = min(sequence, before)
         scanned = 0
-        while sequence >= max(first, 1) and len(found) < limit and scanned < LOG_SCAN_LIMIT:
+        while sequence >= first and len(found) < size and scanned < LOG_SCAN_LIMIT:
             scanned += 1
             try:
                 raw = await self._js.get_msg(subjects.NOTIFICATIONS.name, sequence)
@@ -120,4 +134,4 @@ class NotificationLog:
             if (case_id and notification.case_id != case_id) or (channel and notification.channel != channel):
                 continue
             found.append(notification)
-        return found
+        return found, sequence if sequence >= first else 0

@@ -15,6 +15,7 @@ from clamor.v1 import case_pb2
 from services.notifier import pages
 from services.notifier.dispatcher import message_for, utc_now
 from services.notifier.message import Message, message_from_alert, message_from_escalation
+from services.shared.case_names import via_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -105,17 +106,13 @@ class NotifyHandler:
             return
         found = await self._pages.get(action.case_id)
         page = found[0] if found is not None else None
-        if (
-            page is not None
-            and pages.answer(page, state, actor=action.actor, via=action.via, now=self._clock()) is page
-        ):
+        via = via_name(action.arrived_via)
+        if page is not None and pages.answer(page, state, actor=action.actor, via=via, now=self._clock()) is page:
             return
-        if action.via != "pagerduty":
+        if action.arrived_via != case_pb2.CASE_ACTION_VIA_PAGERDUTY:
             await self._tell_paging_services(action.case_id, page, state)
         now = self._clock()
-        await self._pages.change(
-            action.case_id, lambda p: pages.answer(p, state, actor=action.actor, via=action.via, now=now)
-        )
+        await self._pages.change(action.case_id, lambda p: pages.answer(p, state, actor=action.actor, via=via, now=now))
         self._counters.inc("acknowledgements" if state is pages.PageState.ACKNOWLEDGED else "resolutions")
 
     async def _tell_paging_services(self, case_id: str, page: pages.Page | None, state: pages.PageState) -> None:

@@ -10,6 +10,7 @@ import grpc
 from clamor.v1 import case_pb2, notifier_service_pb2, notifier_service_pb2_grpc
 from services.notifier.message import Message
 from services.shared.errors import PermanentError, TransientError
+from services.shared.paging import InvalidPageError, decode_sequence, encode_token, page_size
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -19,8 +20,8 @@ if TYPE_CHECKING:
     from services.shared.case_actions import CaseActions
 
 SERVICE_NAME = notifier_service_pb2.DESCRIPTOR.services_by_name["NotifierService"].full_name
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
 MAX_ACTOR_CHARS = 100
 
 
@@ -45,12 +46,19 @@ class NotifierServicer(notifier_service_pb2_grpc.NotifierServiceServicer):
         self, request: notifier_service_pb2.ListNotificationsRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> notifier_service_pb2.ListNotificationsResponse:
         log, _, _ = await self._ready(context)
-        limit = min(request.limit or DEFAULT_LIMIT, MAX_LIMIT)
         try:
-            found = await log.latest(limit=limit, case_id=request.case_id, channel=request.channel)
+            size = page_size(request.page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+            before = decode_sequence(request.page_token)
+        except InvalidPageError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        try:
+            found, next_sequence = await log.page(
+                size=size, before=before, case_id=request.case_id, channel=request.channel
+            )
         except TransientError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-        return notifier_service_pb2.ListNotificationsResponse(notifications=found)
+        token = encode_token(str(next_sequence)) if next_sequence else ""
+        return notifier_service_pb2.ListNotificationsResponse(notifications=found, next_page_token=token)
 
     async def Acknowledge(
         self, request: notifier_service_pb2.AcknowledgeRequest, context: grpc.aio.ServicerContext[object, object]

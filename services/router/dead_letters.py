@@ -51,24 +51,34 @@ class DeadLetters:
         self._tracer = tracer
         self._disabled = disabled
 
-    async def list(self, *, destination: str = "", limit: int = 100) -> list[DeadDelivery]:
+    async def page(self, *, destination: str = "", size: int, after: int = 0) -> tuple[list[DeadDelivery], int]:
+        """Up to ``size`` dead letters from stream sequence ``after`` on (0: the oldest), oldest first.
+
+        Also returns the sequence the next page starts at, 0 when there are no more.
+        """
         found: list[DeadDelivery] = []
-        seq = 1
+        seq = max(after, 1)
         for _ in range(SCAN_LIMIT):
             try:
                 raw = await self._js.get_msg(
                     subjects.DEAD_LETTERS.name, seq=seq, subject=DEAD_LETTER_SUBJECT, next=True
                 )
             except NotFoundError:
-                break
+                return found, 0
             except (TimeoutError, NatsLibraryError) as exc:
                 raise TransientError(f"cannot read dead letters: {exc}") from exc
             seq = int(raw.seq or seq) + 1
             dead = _decode(raw.seq or 0, raw.data or b"", raw.headers or {}, raw.time)
             if dead is not None and (not destination or dead.job.destination == destination):
                 found.append(dead)
-                if len(found) >= limit:
+                if len(found) >= size:
                     break
+        # A full page, or a scan cut short: the next page reads on from here.
+        return found, seq
+
+    async def list(self, *, destination: str = "", limit: int = 100) -> list[DeadDelivery]:
+        """The oldest ``limit`` dead letters (of ``destination``, when given)."""
+        found, _ = await self.page(destination=destination, size=limit)
         return found
 
     async def replay(self, *, destination: str = "", sequences: Collection[int] = ()) -> int:

@@ -13,6 +13,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from clamor.v1 import case_pb2, triage_pb2
+from services.shared.case_names import priority_value, via_name
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -76,7 +77,7 @@ def new_case(
         category=result.category,
         risk_flags=result.risk_flags,
         team=decision.team,
-        priority=decision.priority,
+        priority_level=priority_value(decision.priority),
         sla_policy=decision.sla,
         matched_rules=decision.matched,
         group_keys=keys,
@@ -216,7 +217,7 @@ def apply_action(case: case_pb2.Case, action: case_pb2.CaseAction, *, now: datet
         return False
     kind = action_name(action.kind)
     by = f" by {action.actor}" if action.actor else ""
-    via = f" via {action.via}" if action.via else ""
+    via = f" via {via_name(action.arrived_via)}" if action.arrived_via else ""
     _event(case, kind, f"{kind}{by}{via} [{action.id}]", now)
     if _STATE_RANK[target] > _STATE_RANK[case.state]:
         case.state = target

@@ -19,6 +19,7 @@ from services.router.trends import series_for
 from services.router.volume import merged
 from services.shared.config import load_config
 from services.shared.errors import ConfigError, TransientError
+from services.shared.paging import InvalidPageError, decode_sequence, encode_token, page_size
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -160,12 +161,21 @@ class RouterServicer(router_service_pb2_grpc.RouterServiceServicer):
         self, request: router_service_pb2.ListDeadLettersRequest, context: Context
     ) -> router_service_pb2.ListDeadLettersResponse:
         parts = await self._ready(context)
-        limit = await _limit(request.limit, context)
         try:
-            found = await parts.dead_letters.list(destination=request.destination, limit=limit)
+            size = page_size(request.page_size, default=DEFAULT_LIMIT, maximum=MAX_LIMIT)
+            after = decode_sequence(request.page_token)
+        except InvalidPageError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        try:
+            found, next_sequence = await parts.dead_letters.page(
+                destination=request.destination, size=size, after=after
+            )
         except TransientError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-        return router_service_pb2.ListDeadLettersResponse(dead_letters=[item.info for item in found])
+        token = encode_token(str(next_sequence)) if next_sequence else ""
+        return router_service_pb2.ListDeadLettersResponse(
+            dead_letters=[item.info for item in found], next_page_token=token
+        )
 
     async def ReplayDeadLetters(
         self, request: router_service_pb2.ReplayDeadLettersRequest, context: Context

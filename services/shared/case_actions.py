@@ -1,6 +1,6 @@
 """Publishing a CaseAction: an acknowledgement, a resolution or a "not a complaint" answer.
 
-The notifier (acknowledgement links, PagerDuty, ``clamor ack``) and the router (its gRPC API and
+The notifier (acknowledgement links, PagerDuty, its Acknowledge RPC) and the router (its gRPC API and
 the CRM callback endpoint) both take answers from people and CRMs; both put them on the
 CASE_ACTIONS stream, which the router and the notifier each read through their own durable.
 """
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from clamor.v1 import case_pb2
 from services.shared import subjects
+from services.shared.case_names import via_value
 from services.shared.jetstream import publish
 
 if TYPE_CHECKING:
@@ -38,7 +39,12 @@ class CaseActions:
     ) -> str:
         name = case_pb2.CaseActionKind.Name(kind).removeprefix("CASE_ACTION_KIND_").lower()
         action = case_pb2.CaseAction(
-            id=f"{case_id}:{name}:{request_id}", case_id=case_id, kind=kind, actor=actor, via=via, note=note
+            id=f"{case_id}:{name}:{request_id}",
+            case_id=case_id,
+            kind=kind,
+            actor=actor,
+            arrived_via=via_value(via),
+            note=note,
         )
         action.at.FromDatetime(datetime.now(UTC))
         await publish(self._js, self._tracer, subjects.case_action_subject(name), action, msg_id=action.id)

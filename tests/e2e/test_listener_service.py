@@ -216,3 +216,20 @@ async def test_a_failing_source_raises_a_source_health_alert(listener: Listener)
     status = (await listener.sources())["broken"]
     assert status.consecutive_failures >= 1
     assert "HTTP 500" in status.last_error
+
+
+async def test_sources_are_listed_by_name_one_page_at_a_time(listener: Listener) -> None:
+    first = await listener.call("ListSources", listener_service_pb2.ListSourcesRequest(page_size=1))
+    assert [s.name for s in first.sources] == ["broken"]
+    assert first.next_page_token
+    second = await listener.call(
+        "ListSources", listener_service_pb2.ListSourcesRequest(page_size=1, page_token=first.next_page_token)
+    )
+    assert [s.name for s in second.sources] == ["crm"]
+    assert second.next_page_token == ""
+
+
+async def test_a_page_token_the_listener_did_not_hand_out_is_refused(listener: Listener) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await listener.call("ListSources", listener_service_pb2.ListSourcesRequest(page_token="%%%"))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT

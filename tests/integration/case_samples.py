@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from clamor.v1 import case_pb2, mention_pb2, triage_pb2
+from services.shared.case_names import priority_value
 
 CASE_ID = "c_0f1e2d3c4b5a69788796"
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -93,7 +94,7 @@ def sample_case(
         created_at=stamp(NOW),
         updated_at=stamp(NOW + timedelta(seconds=1)),
         destinations=["zendesk-care"],
-        priority=priority,
+        priority_level=priority_value(priority),
         sla_policy="legal",
         matched_rules=["legal-threats", "billing"],
         group_keys=["author:mastodon:ana_b:acme"],
@@ -119,7 +120,7 @@ def with_new_post(
     later.history.extend(events)
     later.state = case_pb2.CASE_STATE_ESCALATED
     later.escalation_level = 2
-    later.priority = "urgent"
+    later.priority_level = case_pb2.CASE_PRIORITY_URGENT
     later.updated_at.CopyFrom(events[-1].at)
     return later, events
 

@@ -34,6 +34,9 @@ NOT_CANNED = "not part of the canned router API"
 HOSTILE_SCRIPT = "<script>alert(2)</script> refund me"
 
 
+URGENT, NORMAL = case_pb2.CASE_PRIORITY_URGENT, case_pb2.CASE_PRIORITY_NORMAL
+
+
 def stamp(at: datetime) -> Timestamp:
     result = Timestamp()
     result.FromDatetime(at)
@@ -154,7 +157,7 @@ def case(
     created = LATEST_HOUR - timedelta(hours=int(case_id[-1]))
     return case_pb2.Case(
         id=case_id, state=state, severity=severity, category="billing", team="care",
-        priority="urgent" if severity == triage_pb2.SEVERITY_CRITICAL else "normal",
+        priority_level=URGENT if severity == triage_pb2.SEVERITY_CRITICAL else NORMAL,
         sla=case_pb2.SlaDeadlines(
             first_response_due=stamp(created + timedelta(hours=1)), resolution_due=stamp(created + timedelta(days=1)),
             first_response_breached=first_response_breached,

@@ -53,7 +53,7 @@ ESCALATED = case_pb2.Case(
     risk_flags=[triage_pb2.RISK_FLAG_LEGAL_THREAT],
     team="billing",
     escalation_level=1,
-    priority="urgent",
+    priority_level=case_pb2.CASE_PRIORITY_URGENT,
     sla_policy="standard",
     sla=case_pb2.SlaDeadlines(first_response_due=stamp(DUE), first_response_breached=True),
     matched_rules=["billing", "legal"],
@@ -75,7 +75,7 @@ ROUTED = case_pb2.Case(
     state=case_pb2.CASE_STATE_ROUTED,
     severity=triage_pb2.SEVERITY_LOW,
     team="care",
-    priority="normal",
+    priority_level=case_pb2.CASE_PRIORITY_NORMAL,
     destinations=["outbox"],
     mentions=[post("reddit:p3", "Parcel late again", triage_pb2.SEVERITY_LOW)],
     created_at=stamp(CREATED),
@@ -100,6 +100,8 @@ class FakeRouter(router_service_pb2_grpc.RouterServiceServicer):
     reload_errors: list[router_service_pb2.RuleError] = field(default_factory=list)
     # What the real router says while it connects to NATS.
     connecting: bool = False
+    # The most dead letters one ListDeadLetters page holds, whatever page_size asks.
+    page_cap: int = 1000
     asked: list[object] = field(default_factory=list)
     port: int = 0
 
@@ -153,7 +155,13 @@ class FakeRouter(router_service_pb2_grpc.RouterServiceServicer):
     ) -> router_service_pb2.ListDeadLettersResponse:
         self._heard(request, context)
         found = [d for d in DEAD if not request.destination or d.destination == request.destination]
-        return router_service_pb2.ListDeadLettersResponse(dead_letters=found[: request.limit])
+        # The token is the sequence the page starts at, as the router's is (the CLI only passes it back).
+        start = int(request.page_token or 0)
+        found = [d for d in found if d.sequence >= start]
+        page = found[: min(request.page_size, self.page_cap)]
+        rest = found[len(page) :]
+        token = str(rest[0].sequence) if rest else ""
+        return router_service_pb2.ListDeadLettersResponse(dead_letters=page, next_page_token=token)
 
     def ReplayDeadLetters(
         self, request: router_service_pb2.ReplayDeadLettersRequest, context: grpc.ServicerContext
@@ -371,8 +379,19 @@ def test_dlq_list_prints_one_row_per_dead_letter(config: Path) -> None:
 def test_dlq_list_asks_for_one_destination(config: Path, router: FakeRouter) -> None:
     result = clamor(config, "dlq", "list", "--destination", "webhook", "--limit", "10")
     assert result.exit_code == 0, result.output
-    assert router.asked == [router_service_pb2.ListDeadLettersRequest(destination="webhook", limit=10)]
+    assert router.asked == [router_service_pb2.ListDeadLettersRequest(destination="webhook", page_size=10)]
     assert "zendesk" not in result.stdout
+
+
+def test_dlq_list_follows_the_pages_up_to_the_limit(config: Path, router: FakeRouter) -> None:
+    router.page_cap = 1
+    result = clamor(config, "dlq", "list", "--limit", "5")
+    assert result.exit_code == 0, result.output
+    assert [table_row(result.stdout, seq)[0] for seq in ("3", "5")] == ["3", "5"]
+    assert router.asked == [
+        router_service_pb2.ListDeadLettersRequest(page_size=5),
+        router_service_pb2.ListDeadLettersRequest(page_size=4, page_token="5"),
+    ]
 
 
 def test_dlq_list_without_dead_letters_says_so(config: Path) -> None:

@@ -56,7 +56,11 @@ async def test_a_complaint_becomes_a_routed_case_in_the_outbox(nc: NatsClient, t
         await running.settle()
         case = await running.case(case_id_for("mastodon:1"))
     assert case.state == case_pb2.CASE_STATE_ROUTED
-    assert (list(case.destinations), case.team, case.priority) == (["outbox"], "care", "normal")
+    assert (list(case.destinations), case.team, case.priority_level) == (
+        ["outbox"],
+        "care",
+        case_pb2.CASE_PRIORITY_NORMAL,
+    )
     [line] = outbox_lines(tmp_path / "outbox.jsonl")
     assert line["id"] == case.id
     assert line["mentions"][0]["mention"]["id"] == "mastodon:1"
@@ -147,9 +151,9 @@ async def test_rules_choose_destinations_team_priority_and_escalate_once(nc: Nat
             legal = await running.case(case_id_for("x:1"))
             billing = await running.case(case_id_for("x:2"))
             await running.settle()
-    assert (legal.team, legal.priority, list(legal.matched_rules)) == (
+    assert (legal.team, legal.priority_level, list(legal.matched_rules)) == (
         "legal",
-        "urgent",
+        case_pb2.CASE_PRIORITY_URGENT,
         ["everything-to-outbox", "legal"],
     )
     assert list(legal.destinations) == ["outbox", "zendesk"]

@@ -35,20 +35,21 @@ Post 1: @ana_b (12000 followers) on mastodon at 2026-03-01T11:58:00Z (watch acme
 @pytest.mark.parametrize(
     ("priority", "severity", "expected"),
     [
-        ("urgent", triage_pb2.SEVERITY_LOW, "urgent"),
-        ("low", triage_pb2.SEVERITY_CRITICAL, "low"),
-        ("", triage_pb2.SEVERITY_CRITICAL, "urgent"),
-        ("", triage_pb2.SEVERITY_HIGH, "high"),
-        ("", triage_pb2.SEVERITY_MEDIUM, "normal"),
-        ("", triage_pb2.SEVERITY_LOW, "low"),
-        ("", triage_pb2.SEVERITY_UNSPECIFIED, "normal"),
-        ("P1", triage_pb2.SEVERITY_HIGH, "high"),
+        (case_pb2.CASE_PRIORITY_URGENT, triage_pb2.SEVERITY_LOW, "urgent"),
+        (case_pb2.CASE_PRIORITY_LOW, triage_pb2.SEVERITY_CRITICAL, "low"),
+        (case_pb2.CASE_PRIORITY_UNSPECIFIED, triage_pb2.SEVERITY_CRITICAL, "urgent"),
+        (case_pb2.CASE_PRIORITY_UNSPECIFIED, triage_pb2.SEVERITY_HIGH, "high"),
+        (case_pb2.CASE_PRIORITY_UNSPECIFIED, triage_pb2.SEVERITY_MEDIUM, "normal"),
+        (case_pb2.CASE_PRIORITY_UNSPECIFIED, triage_pb2.SEVERITY_LOW, "low"),
+        (case_pb2.CASE_PRIORITY_UNSPECIFIED, triage_pb2.SEVERITY_UNSPECIFIED, "normal"),
+        # A priority from a newer proto than this build's: as if unset.
+        (case_pb2.CasePriority.ValueType(99), triage_pb2.SEVERITY_HIGH, "high"),
     ],
 )
 def test_priority_is_the_rules_choice_else_derived_from_severity(
-    priority: str, severity: triage_pb2.Severity.ValueType, expected: str
+    priority: case_pb2.CasePriority.ValueType, severity: triage_pb2.Severity.ValueType, expected: str
 ) -> None:
-    assert priority_of(case_pb2.Case(priority=priority, severity=severity)) == expected
+    assert priority_of(case_pb2.Case(priority_level=priority, severity=severity)) == expected
 
 
 def test_the_description_lists_the_case_facts_and_its_posts() -> None:

@@ -175,7 +175,7 @@ def test_new_case_starts_new_with_the_triage_verdict(case: case_pb2.Case) -> Non
 
 
 def test_new_case_takes_team_priority_sla_and_rules_from_the_decision(case: case_pb2.Case) -> None:
-    assert (case.team, case.priority, case.sla_policy) == ("billing", "high", "standard")
+    assert (case.team, case.priority_level, case.sla_policy) == ("billing", case_pb2.CASE_PRIORITY_HIGH, "standard")
     assert list(case.matched_rules) == ["billing", "legal-threats"]
 
 
@@ -505,7 +505,13 @@ def action(
     case: case_pb2.Case, kind: case_pb2.CaseActionKind.ValueType, request_id: str = "r1", *, actor: str = "dana"
 ) -> case_pb2.CaseAction:
     name = case_pb2.CaseActionKind.Name(kind).removeprefix("CASE_ACTION_KIND_").lower()
-    return case_pb2.CaseAction(id=f"{case.id}:{name}:{request_id}", case_id=case.id, kind=kind, actor=actor, via="link")
+    return case_pb2.CaseAction(
+        id=f"{case.id}:{name}:{request_id}",
+        case_id=case.id,
+        kind=kind,
+        actor=actor,
+        arrived_via=case_pb2.CASE_ACTION_VIA_LINK,
+    )
 
 
 @pytest.fixture

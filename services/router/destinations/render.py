@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from clamor.v1 import case_pb2, triage_pb2
+from services.shared.case_names import priority_name
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -81,7 +82,7 @@ def https_link(url: str) -> str:
 def priority_of(case: case_pb2.Case) -> Priority:
     """The routing rules' priority, or one derived from severity when they set none."""
     for priority in PRIORITIES:
-        if case.priority == priority:
+        if priority_name(case.priority_level) == priority:
             return priority
     return PRIORITY_BY_SEVERITY.get(case.severity, "normal")
 
