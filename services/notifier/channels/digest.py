@@ -74,10 +74,6 @@ class Entry:
         return " | ".join(parts)
 
 
-def is_digest(message: Message) -> bool:
-    return bool(message.items)
-
-
 def link(url: str) -> str:
     """``url`` when it is plain https and short enough to keep whole, else empty."""
     safe = https(url)
