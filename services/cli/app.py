@@ -167,7 +167,7 @@ def status(config: ConfigOption = None) -> None:
         table.add_column(column)
     for report in reports:
         colour = "green" if report.serving else "red"
-        counters = ", ".join(f"{k} {v}" for k, v in report.counters.items())
+        counters = ", ".join(f"{k} {v}" for k, v in (report.counters | report.gauges).items())
         table.add_row(
             report.name,
             report.address,

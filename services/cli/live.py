@@ -145,7 +145,7 @@ def render(snapshot: Snapshot, supervisor: Supervisor) -> RenderableType:
     for report in snapshot.reports:
         process = restarts[report.name]
         colour = "green" if report.serving else ("yellow" if report.health != "UNREACHABLE" else "red")
-        counters = ", ".join(f"{k} {v}" for k, v in report.counters.items())
+        counters = ", ".join(f"{k} {v}" for k, v in (report.counters | report.gauges).items())
         services.add_row(
             report.name,
             str(process.pid or "-"),
