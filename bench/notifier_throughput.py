@@ -121,12 +121,8 @@ async def start_notifier(js: JetStreamContext, settings: NotifierSettings, trace
     await ensure_streams(js)
     counters = Counters()
     channels = [build_channel(c, quote_chars=settings.quote_chars) for c in settings.channels]
-    group_state = await KvState.open(
-        js, subjects.NOTIFIER_GROUPS_BUCKET, decode=grouping.group_from_json, encode=grouping.group_to_json
-    )
-    page_state = await KvState.open(
-        js, subjects.NOTIFIER_PAGES_BUCKET, decode=pages.page_from_json, encode=pages.page_to_json
-    )
+    group_state = await KvState.open(js, subjects.NOTIFIER_GROUPS_BUCKET, codec=grouping.GROUP_CODEC)
+    page_state = await KvState.open(js, subjects.NOTIFIER_PAGES_BUCKET, codec=pages.PAGE_CODEC)
     dispatcher = Dispatcher(
         settings, channels, groups=group_state, pages=page_state, deliveries=await DeliveryStore.open(js, replicas=1),
         log=NotificationLog(js, tracer), tracer=tracer, counters=counters, clock=utc_now,

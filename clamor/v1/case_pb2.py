@@ -26,27 +26,31 @@ from clamor.v1 import triage_pb2 as clamor_dot_v1_dot_triage__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x63lamor/v1/case.proto\x12\tclamor.v1\x1a\x16\x63lamor/v1/triage.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"Q\n\tCaseEvent\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xb8\x01\n\x0cSlaDeadlines\x12\x36\n\x12\x66irst_response_due\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0eresolution_due\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x17\x66irst_response_breached\x18\x03 \x01(\x08\x12\x1b\n\x13resolution_breached\x18\x04 \x01(\x08\"\xf7\x04\n\x04\x43\x61se\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.clamor.v1.CaseState\x12%\n\x08severity\x18\x03 \x01(\x0e\x32\x13.clamor.v1.Severity\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12\'\n\nrisk_flags\x18\x05 \x03(\x0e\x32\x13.clamor.v1.RiskFlag\x12\x0c\n\x04team\x18\x06 \x01(\t\x12\x18\n\x10\x65scalation_level\x18\x07 \x01(\x05\x12$\n\x03sla\x18\x08 \x01(\x0b\x32\x17.clamor.v1.SlaDeadlines\x12+\n\x08mentions\x18\t \x03(\x0b\x32\x19.clamor.v1.TriagedMention\x12%\n\x07history\x18\n \x03(\x0b\x32\x14.clamor.v1.CaseEvent\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x64\x65stinations\x18\r \x03(\t\x12\x10\n\x08priority\x18\x0e \x01(\t\x12\x12\n\nsla_policy\x18\x0f \x01(\t\x12\x15\n\rmatched_rules\x18\x10 \x03(\t\x12\r\n\x05owner\x18\x11 \x01(\t\x12\x33\n\x0f\x61\x63knowledged_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bresolved_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ngroup_keys\x18\x14 \x03(\t\"\x93\x01\n\nEscalation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1d\n\x04\x63\x61se\x18\x02 \x01(\x0b\x32\x0f.clamor.v1.Case\x12\x0c\n\x04team\x18\x03 \x01(\t\x12\r\n\x05level\x18\x04 \x01(\x05\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12-\n\traised_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa4\x01\n\nCaseAction\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x02 \x01(\t\x12\'\n\x04kind\x18\x03 \x01(\x0e\x32\x19.clamor.v1.CaseActionKind\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x0b\n\x03via\x18\x05 \x01(\t\x12&\n\x02\x61t\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04note\x18\x07 \x01(\t\"\x82\x01\n\x0c\x43\x61seDelivery\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x30\n\x0crequested_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xa2\x01\n\tCaseState\x12\x1a\n\x16\x43\x41SE_STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43\x41SE_STATE_NEW\x10\x01\x12\x15\n\x11\x43\x41SE_STATE_ROUTED\x10\x02\x12\x18\n\x14\x43\x41SE_STATE_ESCALATED\x10\x03\x12\x1b\n\x17\x43\x41SE_STATE_ACKNOWLEDGED\x10\x04\x12\x17\n\x13\x43\x41SE_STATE_RESOLVED\x10\x05*\x98\x01\n\x0e\x43\x61seActionKind\x12 \n\x1c\x43\x41SE_ACTION_KIND_UNSPECIFIED\x10\x00\x12 \n\x1c\x43\x41SE_ACTION_KIND_ACKNOWLEDGE\x10\x01\x12\x1c\n\x18\x43\x41SE_ACTION_KIND_RESOLVE\x10\x02\x12$\n CASE_ACTION_KIND_NOT_A_COMPLAINT\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x63lamor/v1/case.proto\x12\tclamor.v1\x1a\x16\x63lamor/v1/triage.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\\\n\x0c\x43\x61seEventRef\x12\x14\n\nmention_id\x18\x01 \x01(\tH\x00\x12\x17\n\rescalation_id\x18\x02 \x01(\tH\x00\x12\x13\n\taction_id\x18\x03 \x01(\tH\x00\x42\x08\n\x06target\"\xa3\x01\n\tCaseEvent\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12,\n\nevent_kind\x18\x04 \x01(\x0e\x32\x18.clamor.v1.CaseEventKind\x12$\n\x03ref\x18\x05 \x01(\x0b\x32\x17.clamor.v1.CaseEventRefJ\x04\x08\x02\x10\x03R\x04kind\"\xb8\x01\n\x0cSlaDeadlines\x12\x36\n\x12\x66irst_response_due\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0eresolution_due\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x17\x66irst_response_breached\x18\x03 \x01(\x08\x12\x1b\n\x13resolution_breached\x18\x04 \x01(\x08\"\xf7\x04\n\x04\x43\x61se\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.clamor.v1.CaseState\x12%\n\x08severity\x18\x03 \x01(\x0e\x32\x13.clamor.v1.Severity\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12\'\n\nrisk_flags\x18\x05 \x03(\x0e\x32\x13.clamor.v1.RiskFlag\x12\x0c\n\x04team\x18\x06 \x01(\t\x12\x18\n\x10\x65scalation_level\x18\x07 \x01(\x05\x12$\n\x03sla\x18\x08 \x01(\x0b\x32\x17.clamor.v1.SlaDeadlines\x12+\n\x08mentions\x18\t \x03(\x0b\x32\x19.clamor.v1.TriagedMention\x12%\n\x07history\x18\n \x03(\x0b\x32\x14.clamor.v1.CaseEvent\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x64\x65stinations\x18\r \x03(\t\x12\x10\n\x08priority\x18\x0e \x01(\t\x12\x12\n\nsla_policy\x18\x0f \x01(\t\x12\x15\n\rmatched_rules\x18\x10 \x03(\t\x12\r\n\x05owner\x18\x11 \x01(\t\x12\x33\n\x0f\x61\x63knowledged_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bresolved_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ngroup_keys\x18\x14 \x03(\t\"\x93\x01\n\nEscalation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1d\n\x04\x63\x61se\x18\x02 \x01(\x0b\x32\x0f.clamor.v1.Case\x12\x0c\n\x04team\x18\x03 \x01(\t\x12\r\n\x05level\x18\x04 \x01(\x05\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12-\n\traised_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa4\x01\n\nCaseAction\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x02 \x01(\t\x12\'\n\x04kind\x18\x03 \x01(\x0e\x32\x19.clamor.v1.CaseActionKind\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x0b\n\x03via\x18\x05 \x01(\t\x12&\n\x02\x61t\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04note\x18\x07 \x01(\t\"\x82\x01\n\x0c\x43\x61seDelivery\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x30\n\x0crequested_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xa2\x01\n\tCaseState\x12\x1a\n\x16\x43\x41SE_STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43\x41SE_STATE_NEW\x10\x01\x12\x15\n\x11\x43\x41SE_STATE_ROUTED\x10\x02\x12\x18\n\x14\x43\x41SE_STATE_ESCALATED\x10\x03\x12\x1b\n\x17\x43\x41SE_STATE_ACKNOWLEDGED\x10\x04\x12\x17\n\x13\x43\x41SE_STATE_RESOLVED\x10\x05*\xcd\x02\n\rCaseEventKind\x12\x1f\n\x1b\x43\x41SE_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43\x41SE_EVENT_KIND_CREATED\x10\x01\x12\x1e\n\x1a\x43\x41SE_EVENT_KIND_POST_ADDED\x10\x02\x12\x1f\n\x1b\x43\x41SE_EVENT_KIND_BRAND_REPLY\x10\x03\x12\x1a\n\x16\x43\x41SE_EVENT_KIND_ROUTED\x10\x04\x12\x1d\n\x19\x43\x41SE_EVENT_KIND_ESCALATED\x10\x05\x12\x1f\n\x1b\x43\x41SE_EVENT_KIND_SLA_WARNING\x10\x06\x12\x1f\n\x1b\x43\x41SE_EVENT_KIND_ACKNOWLEDGE\x10\x07\x12\x1b\n\x17\x43\x41SE_EVENT_KIND_RESOLVE\x10\x08\x12#\n\x1f\x43\x41SE_EVENT_KIND_NOT_A_COMPLAINT\x10\t*\x98\x01\n\x0e\x43\x61seActionKind\x12 \n\x1c\x43\x41SE_ACTION_KIND_UNSPECIFIED\x10\x00\x12 \n\x1c\x43\x41SE_ACTION_KIND_ACKNOWLEDGE\x10\x01\x12\x1c\n\x18\x43\x41SE_ACTION_KIND_RESOLVE\x10\x02\x12$\n CASE_ACTION_KIND_NOT_A_COMPLAINT\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'clamor.v1.case_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CASESTATE']._serialized_start=1447
-  _globals['_CASESTATE']._serialized_end=1609
-  _globals['_CASEACTIONKIND']._serialized_start=1612
-  _globals['_CASEACTIONKIND']._serialized_end=1764
-  _globals['_CASEEVENT']._serialized_start=92
-  _globals['_CASEEVENT']._serialized_end=173
-  _globals['_SLADEADLINES']._serialized_start=176
-  _globals['_SLADEADLINES']._serialized_end=360
-  _globals['_CASE']._serialized_start=363
-  _globals['_CASE']._serialized_end=994
-  _globals['_ESCALATION']._serialized_start=997
-  _globals['_ESCALATION']._serialized_end=1144
-  _globals['_CASEACTION']._serialized_start=1147
-  _globals['_CASEACTION']._serialized_end=1311
-  _globals['_CASEDELIVERY']._serialized_start=1314
-  _globals['_CASEDELIVERY']._serialized_end=1444
+  _globals['_CASESTATE']._serialized_start=1624
+  _globals['_CASESTATE']._serialized_end=1786
+  _globals['_CASEEVENTKIND']._serialized_start=1789
+  _globals['_CASEEVENTKIND']._serialized_end=2122
+  _globals['_CASEACTIONKIND']._serialized_start=2125
+  _globals['_CASEACTIONKIND']._serialized_end=2277
+  _globals['_CASEEVENTREF']._serialized_start=92
+  _globals['_CASEEVENTREF']._serialized_end=184
+  _globals['_CASEEVENT']._serialized_start=187
+  _globals['_CASEEVENT']._serialized_end=350
+  _globals['_SLADEADLINES']._serialized_start=353
+  _globals['_SLADEADLINES']._serialized_end=537
+  _globals['_CASE']._serialized_start=540
+  _globals['_CASE']._serialized_end=1171
+  _globals['_ESCALATION']._serialized_start=1174
+  _globals['_ESCALATION']._serialized_end=1321
+  _globals['_CASEACTION']._serialized_start=1324
+  _globals['_CASEACTION']._serialized_end=1488
+  _globals['_CASEDELIVERY']._serialized_start=1491
+  _globals['_CASEDELIVERY']._serialized_end=1621
 # @@protoc_insertion_point(module_scope)

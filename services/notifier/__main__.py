@@ -50,10 +50,12 @@ async def run(config_path: Path | None) -> None:
     log = NotificationLog(js, runtime.tracer)
     actions = CaseActions(js, runtime.tracer)
     servicer.attach(log, actions, by_name)
-    group_state = await KvState.open(js, subjects.NOTIFIER_GROUPS_BUCKET, decode=grouping.group_from_json,
-                                     encode=grouping.group_to_json, replicas=replicas, ttl_s=STATE_TTL_S)  # fmt: skip
-    page_state = await KvState.open(js, subjects.NOTIFIER_PAGES_BUCKET, decode=pages.page_from_json,
-                                    encode=pages.page_to_json, replicas=replicas, ttl_s=STATE_TTL_S)  # fmt: skip
+    group_state = await KvState.open(
+        js, subjects.NOTIFIER_GROUPS_BUCKET, codec=grouping.GROUP_CODEC, replicas=replicas, ttl_s=STATE_TTL_S
+    )
+    page_state = await KvState.open(
+        js, subjects.NOTIFIER_PAGES_BUCKET, codec=pages.PAGE_CODEC, replicas=replicas, ttl_s=STATE_TTL_S
+    )
     dispatcher = Dispatcher(
         settings, channels, groups=group_state, pages=page_state,
         deliveries=await DeliveryStore.open(js, replicas=replicas, ttl_s=STATE_TTL_S), log=log, tracer=runtime.tracer,

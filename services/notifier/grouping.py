@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from services.notifier.message import Message, message_from_json, message_to_json
 from services.notifier.quiet_hours import quiet_until
+from services.shared.kv_state import JsonCodec
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -286,3 +287,7 @@ def group_from_json(data: dict[str, Any]) -> Group:
         claim=Claim(claim_data["owner"], datetime.fromisoformat(claim_data["until"])) if claim_data else None,
         held_logged=bool(data.get("held_logged")),
     )
+
+
+# Groups are still JSON in KV: their protobuf contract is the next step of the state contract.
+GROUP_CODEC = JsonCodec(group_from_json, group_to_json)

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from services.notifier.message import Message, message_from_json, message_to_json
+from services.shared.kv_state import JsonCodec
 
 if TYPE_CHECKING:
     from services.notifier.config import EscalationPolicy
@@ -148,3 +149,7 @@ def page_from_json(data: dict[str, Any]) -> Page:
         via=data.get("via", ""),
         answered_at=datetime.fromisoformat(data["answered_at"]) if data.get("answered_at") else None,
     )
+
+
+# Pages are still JSON in KV: their protobuf contract is the next step of the state contract.
+PAGE_CODEC = JsonCodec(page_from_json, page_to_json)

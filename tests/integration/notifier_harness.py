@@ -69,12 +69,8 @@ async def running_notifier(
     test_tracer = tracer()
     counters = Counters()
     built = list(channels) if channels is not None else [build_channel(c, quote_chars=280) for c in settings.channels]
-    group_state = await KvState.open(
-        js, subjects.NOTIFIER_GROUPS_BUCKET, decode=grouping.group_from_json, encode=grouping.group_to_json
-    )
-    page_state = await KvState.open(
-        js, subjects.NOTIFIER_PAGES_BUCKET, decode=pages.page_from_json, encode=pages.page_to_json
-    )
+    group_state = await KvState.open(js, subjects.NOTIFIER_GROUPS_BUCKET, codec=grouping.GROUP_CODEC)
+    page_state = await KvState.open(js, subjects.NOTIFIER_PAGES_BUCKET, codec=pages.PAGE_CODEC)
     log = NotificationLog(js, test_tracer)
     dispatcher = Dispatcher(
         settings, built, groups=group_state, pages=page_state, deliveries=await DeliveryStore.open(js, replicas=1),

@@ -99,7 +99,7 @@ async def test_an_update_carries_the_new_events_under_an_id_named_by_the_history
     assert (event["type"], event["time"]) == ("io.clamor.case.updated", "2026-03-01T12:30:05Z")
     assert event["data"]["state"] == "CASE_STATE_ESCALATED"
     assert event["data"]["events"] == [
-        {"at": "2026-03-01T12:30:00Z", "kind": "attached", "detail": "mention reddit:t3_2"},
+        {"at": "2026-03-01T12:30:00Z", "kind": "post added", "detail": "mention reddit:t3_2"},
         {
             "at": "2026-03-01T12:30:05Z",
             "kind": "escalated",
