@@ -242,19 +242,20 @@ class KvState(Generic[RecordT]):
             watcher = await self._bucket.watchall(ignore_deletes=True, meta_only=True)
         except (TimeoutError, NatsLibraryError) as exc:
             raise TransientError(f"cannot list {self._name}: {exc}") from exc
-        found: list[tuple[str, int]] = []
+        latest: dict[str, int] = {}
         try:
             async for entry in watcher:
                 if entry is None:
                     break
+                # A key written while the listing runs may arrive twice: its latest revision counts.
                 if entry.operation in KV_DELETE_OPS:
-                    continue
-                revision = int(entry.revision or 0)
-                if not before or revision < before:
-                    found.append((entry.key, revision))
+                    latest.pop(entry.key, None)
+                else:
+                    latest[entry.key] = max(latest.get(entry.key, 0), int(entry.revision or 0))
         finally:
             with contextlib.suppress(Exception):
                 await watcher.stop()  # type: ignore[no-untyped-call]
+        found = [(key, revision) for key, revision in latest.items() if not before or revision < before]
         found.sort(key=lambda item: item[1], reverse=True)
         return found
 

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-from google.protobuf.json_format import MessageToDict
 
 from services.router.destinations.base import (
     DestinationGoneError,
@@ -19,6 +18,7 @@ from services.router.destinations.base import (
 )
 from services.router.destinations.settings import WebhookDestinationSettings
 from services.router.destinations.webhook import WebhookDestination
+from services.router.domain import case_record
 from services.shared.outbound import OutboundClient
 from services.shared.standard_webhooks import WebhookVerificationError, verify
 from tests.http_server import LocalHttpServer, RecordedRequest, serve
@@ -80,7 +80,7 @@ async def test_create_posts_the_case_as_a_signed_cloudevent(
         "subject": CASE_ID,
         "time": "2026-03-01T12:00:00Z",
         "datacontenttype": "application/json",
-        "data": MessageToDict(case, preserving_proto_field_name=True),
+        "data": case_record(case),
     }
     assert json.loads(request.body)["data"]["mentions"][0]["mention"]["author"]["handle"] == "ana_b"
     assert ticket == Ticket(remote_id=CASE_ID)
