@@ -6,7 +6,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from clamor.v1 import alert_pb2, case_pb2, notifier_service_pb2_grpc
-from services.notifier import grouping, pages
+from services.notifier import records
 from services.notifier.ack_links import AckLinks
 from services.notifier.clients import DeliveryStore, NotificationLog, build_channel
 from services.notifier.config import NotifierConfig
@@ -51,10 +51,10 @@ async def run(config_path: Path | None) -> None:
     actions = CaseActions(js, runtime.tracer)
     servicer.attach(log, actions, by_name)
     group_state = await KvState.open(
-        js, subjects.NOTIFIER_GROUPS_BUCKET, codec=grouping.GROUP_CODEC, replicas=replicas, ttl_s=STATE_TTL_S
+        js, subjects.NOTIFIER_GROUPS_BUCKET, codec=records.GROUP_CODEC, replicas=replicas, ttl_s=STATE_TTL_S
     )
     page_state = await KvState.open(
-        js, subjects.NOTIFIER_PAGES_BUCKET, codec=pages.PAGE_CODEC, replicas=replicas, ttl_s=STATE_TTL_S
+        js, subjects.NOTIFIER_PAGES_BUCKET, codec=records.PAGE_CODEC, replicas=replicas, ttl_s=STATE_TTL_S
     )
     dispatcher = Dispatcher(
         settings, channels, groups=group_state, pages=page_state,

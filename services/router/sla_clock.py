@@ -45,18 +45,25 @@ class SlaRecord:
 
 def _to_proto(record: SlaRecord) -> router_state_pb2.SlaClockRecord:
     message = router_state_pb2.SlaClockRecord(
-        case_id=record.case_id, policy=record.policy, team=record.team, fired=record.fired,
+        case_id=record.case_id,
+        policy=record.policy,
+        team=record.team,
+        fired=record.fired,
         acknowledged=record.acknowledged,
-    )  # fmt: skip
+    )
     message.opened_at.FromDatetime(record.opened_at)
     return message
 
 
 def _from_proto(message: router_state_pb2.SlaClockRecord) -> SlaRecord:
     return SlaRecord(
-        case_id=message.case_id, policy=message.policy, opened_at=message.opened_at.ToDatetime(tzinfo=UTC),
-        team=message.team, fired=tuple(message.fired), acknowledged=message.acknowledged,
-    )  # fmt: skip
+        case_id=message.case_id,
+        policy=message.policy,
+        opened_at=message.opened_at.ToDatetime(tzinfo=UTC),
+        team=message.team,
+        fired=tuple(message.fired),
+        acknowledged=message.acknowledged,
+    )
 
 
 SLA_RECORD_CODEC = MappedCodec(router_state_pb2.SlaClockRecord, to_proto=_to_proto, from_proto=_from_proto)

@@ -65,11 +65,15 @@ class ProtoCodec(Generic[MessageT]):
     """Records that are protobuf messages, stored in the binary wire format.
 
     Values an earlier version wrote as JSON objects (whose keys are the message's field names) are
-    still read, through protobuf's JSON mapping; the next change writes them back in binary.
+    still read, through protobuf's JSON mapping, after ``legacy`` reshaped the few values whose JSON
+    form differs; the next change writes them back in binary.
     """
 
-    def __init__(self, message_type: type[MessageT]) -> None:
+    def __init__(
+        self, message_type: type[MessageT], *, legacy: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    ) -> None:
         self._type = message_type
+        self._legacy = legacy
 
     def encode(self, record: MessageT) -> bytes:
         return record.SerializeToString(deterministic=True)
@@ -77,7 +81,8 @@ class ProtoCodec(Generic[MessageT]):
     def decode(self, data: bytes) -> MessageT:
         message = self._type()
         if _is_json(data):
-            json_format.Parse(data, message, ignore_unknown_fields=True)
+            old = json.loads(data)
+            json_format.ParseDict(self._legacy(old) if self._legacy else old, message, ignore_unknown_fields=True)
         else:
             message.ParseFromString(data)
         return message
@@ -92,8 +97,9 @@ class MappedCodec(Generic[RecordT, MessageT]):
         *,
         to_proto: Callable[[RecordT], MessageT],
         from_proto: Callable[[MessageT], RecordT],
+        legacy: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
-        self._proto = ProtoCodec(message_type)
+        self._proto = ProtoCodec(message_type, legacy=legacy)
         self._to = to_proto
         self._from = from_proto
 
