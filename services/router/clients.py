@@ -59,10 +59,7 @@ class CaseStore:
 
     async def create_or_get(self, case: case_pb2.Case) -> tuple[case_pb2.Case, bool]:
         """Store ``case`` if its id is new (True); otherwise return the stored one (a redelivery)."""
-        stored = await self._state.change(case.id, lambda found: found or case)
-        if stored is None:
-            raise CaseConflictError(f"case {case.id} vanished while being created")
-        return stored, stored is case
+        return await self._state.create_or_get(case.id, case)
 
     async def update(self, case_id: str, edit: Callable[[case_pb2.Case], bool]) -> case_pb2.Case:
         """Apply one of the domain's edits (False: nothing to do) to the stored case, as a pure change."""
@@ -130,8 +127,7 @@ class CaseIndex:
 
     async def claim(self, key: str, case_id: str, *, now: datetime) -> KeyRecord:
         """What ``key`` points to: ``case_id`` (claimed now) if the key was free, else the record that holds it."""
-        mine = KeyRecord(case_id, now.timestamp())
-        return await self._state.change(key, lambda found: found or mine) or mine
+        return (await self._state.create_or_get(key, KeyRecord(case_id, now.timestamp())))[0]
 
     async def lookup(self, key: str) -> str | None:
         found = await self._state.get(key)

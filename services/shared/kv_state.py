@@ -295,6 +295,28 @@ class KvState(Generic[RecordT]):
             return updated
         raise TransientError(f"{name} in {self._name} kept changing under {CAS_ATTEMPTS} attempts")
 
+    async def create_or_get(self, name: str, record: RecordT) -> tuple[RecordT, bool]:
+        """Store ``record`` if ``name`` has none (True), else return the stored one (False).
+
+        The same as ``change(name, lambda found: found or record)``, in one round trip when the name is new.
+        """
+        key = self._key(name)
+        try:
+            await self._bucket.create(key, self._codec.encode(record))
+        except KeyWrongLastSequenceError:
+            found = await self.get(name)
+            if found is not None:
+                return found[0], False
+            # Deleted between the two calls: the careful path decides.
+            stored = await self.change(name, lambda current: current or record)
+            return (stored, stored is record) if stored is not None else (record, True)
+        except (TimeoutError, NatsLibraryError) as exc:
+            raise TransientError(f"cannot write {name} to {self._name}: {exc}") from exc
+        if self._watch_task is not None:
+            self._mirror[key] = record
+            self._undecoded.pop(key, None)
+        return record, True
+
     async def delete(self, name: str) -> None:
         """Forget ``name`` (the watcher removes it from every replica's mirror)."""
         key = self._key(name)

@@ -97,3 +97,14 @@ async def test_newest_lists_keys_by_last_change_without_reading_values(nc: NatsC
     newest = await state.newest()
     assert [key for key, _ in newest] == ["a", "c", "b"]
     assert [key for key, _ in await state.newest(before=newest[1][1])] == ["b"]
+
+
+async def test_create_or_get_stores_a_new_record_once_and_returns_the_stored_one_after(nc: NatsClient) -> None:
+    state = await KvState.open(nc.jetstream(), BUCKET, codec=TICKETS)
+    try:
+        assert await state.create_or_get("case-4", Ticket("ZD-4")) == (Ticket("ZD-4"), True)
+        assert await state.create_or_get("case-4", Ticket("ZD-other")) == (Ticket("ZD-4"), False)
+        await state.delete("case-4")
+        assert await state.create_or_get("case-4", Ticket("ZD-5")) == (Ticket("ZD-5"), True)
+    finally:
+        await state.close()
