@@ -25,7 +25,7 @@ from google.protobuf.message import DecodeError, Message
 from nats.errors import Error as NatsLibraryError
 from nats.js.errors import InvalidKeyError, KeyNotFoundError, KeyWrongLastSequenceError
 
-from services.shared.errors import PermanentError, TransientError
+from services.shared.errors import TransientError
 from services.shared.jetstream import ensure_bucket
 
 if TYPE_CHECKING:
@@ -44,8 +44,12 @@ KV_DELETE_OPS = ("DEL", "PURGE")
 UNREADABLE = (ValueError, TypeError, KeyError, DecodeError, json_format.ParseError)
 
 
-class UnreadableRecordError(PermanentError):
-    """A stored record this version cannot decode (a newer version's, or damaged); it is left as it is."""
+class UnreadableRecordError(TransientError):
+    """A stored record this version cannot decode (a newer version's, or damaged); it is left as it is.
+
+    Transient: during a rolling upgrade the message that needed it is retried, usually by a newer
+    replica; a damaged record ends in dead letters after ``max_deliver`` tries, as any failure does.
+    """
 
 
 class Codec(Protocol[RecordT]):
