@@ -48,6 +48,7 @@ from services.notifier.clients import DeliveryStore, NotificationLog, build_chan
 from services.notifier.config import FileChannelSettings, GroupingSettings, NotifierSettings
 from services.notifier.consumer import NotifyHandler
 from services.notifier.dispatcher import MAX_PENDING_PER_GROUP, Dispatcher, utc_now
+from services.notifier.records import GROUP_CODEC, PAGE_CODEC
 from services.shared import subjects
 from services.shared.jetstream import ensure_streams, publish
 from services.shared.kv_state import KvState
@@ -121,12 +122,8 @@ async def start_notifier(js: JetStreamContext, settings: NotifierSettings, trace
     await ensure_streams(js)
     counters = Counters()
     channels = [build_channel(c, quote_chars=settings.quote_chars) for c in settings.channels]
-    group_state = await KvState.open(
-        js, subjects.NOTIFIER_GROUPS_BUCKET, decode=grouping.group_from_json, encode=grouping.group_to_json
-    )
-    page_state = await KvState.open(
-        js, subjects.NOTIFIER_PAGES_BUCKET, decode=pages.page_from_json, encode=pages.page_to_json
-    )
+    group_state = await KvState.open(js, subjects.NOTIFIER_GROUPS_BUCKET, codec=GROUP_CODEC)
+    page_state = await KvState.open(js, subjects.NOTIFIER_PAGES_BUCKET, codec=PAGE_CODEC)
     dispatcher = Dispatcher(
         settings, channels, groups=group_state, pages=page_state, deliveries=await DeliveryStore.open(js, replicas=1),
         log=NotificationLog(js, tracer), tracer=tracer, counters=counters, clock=utc_now,

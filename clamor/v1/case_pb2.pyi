@@ -57,6 +57,56 @@ CASE_STATE_RESOLVED: CaseState.ValueType  # 5
 """Handled, or closed as not a complaint; every clock stops."""
 Global___CaseState: _TypeAlias = CaseState  # noqa: Y015
 
+class _CaseEventKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CaseEventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CaseEventKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CASE_EVENT_KIND_UNSPECIFIED: _CaseEventKind.ValueType  # 0
+    CASE_EVENT_KIND_CREATED: _CaseEventKind.ValueType  # 1
+    """The case was founded by its first post."""
+    CASE_EVENT_KIND_POST_ADDED: _CaseEventKind.ValueType  # 2
+    """A later post of the same customer or thread joined the case."""
+    CASE_EVENT_KIND_BRAND_REPLY: _CaseEventKind.ValueType  # 3
+    """One of the brand's own accounts answered in the case's thread."""
+    CASE_EVENT_KIND_ROUTED: _CaseEventKind.ValueType  # 4
+    """The case was sent to more destinations."""
+    CASE_EVENT_KIND_ESCALATED: _CaseEventKind.ValueType  # 5
+    """A team was asked to take the case (rules, severity or an SLA breach)."""
+    CASE_EVENT_KIND_SLA_WARNING: _CaseEventKind.ValueType  # 6
+    """An SLA deadline is near: the owning team was warned."""
+    CASE_EVENT_KIND_ACKNOWLEDGE: _CaseEventKind.ValueType  # 7
+    """Somebody took the case."""
+    CASE_EVENT_KIND_RESOLVE: _CaseEventKind.ValueType  # 8
+    """The grievance was handled."""
+    CASE_EVENT_KIND_NOT_A_COMPLAINT: _CaseEventKind.ValueType  # 9
+    """The case's posts were not complaints."""
+
+class CaseEventKind(_CaseEventKind, metaclass=_CaseEventKindEnumTypeWrapper):
+    """What a case history entry records."""
+
+CASE_EVENT_KIND_UNSPECIFIED: CaseEventKind.ValueType  # 0
+CASE_EVENT_KIND_CREATED: CaseEventKind.ValueType  # 1
+"""The case was founded by its first post."""
+CASE_EVENT_KIND_POST_ADDED: CaseEventKind.ValueType  # 2
+"""A later post of the same customer or thread joined the case."""
+CASE_EVENT_KIND_BRAND_REPLY: CaseEventKind.ValueType  # 3
+"""One of the brand's own accounts answered in the case's thread."""
+CASE_EVENT_KIND_ROUTED: CaseEventKind.ValueType  # 4
+"""The case was sent to more destinations."""
+CASE_EVENT_KIND_ESCALATED: CaseEventKind.ValueType  # 5
+"""A team was asked to take the case (rules, severity or an SLA breach)."""
+CASE_EVENT_KIND_SLA_WARNING: CaseEventKind.ValueType  # 6
+"""An SLA deadline is near: the owning team was warned."""
+CASE_EVENT_KIND_ACKNOWLEDGE: CaseEventKind.ValueType  # 7
+"""Somebody took the case."""
+CASE_EVENT_KIND_RESOLVE: CaseEventKind.ValueType  # 8
+"""The grievance was handled."""
+CASE_EVENT_KIND_NOT_A_COMPLAINT: CaseEventKind.ValueType  # 9
+"""The case's posts were not complaints."""
+Global___CaseEventKind: _TypeAlias = CaseEventKind  # noqa: Y015
+
 class _CasePriority:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -150,30 +200,70 @@ CASE_ACTION_VIA_CRM: CaseActionVia.ValueType  # 4
 Global___CaseActionVia: _TypeAlias = CaseActionVia  # noqa: Y015
 
 @_typing.final
+class CaseEventRef(_message.Message):
+    """What a history entry refers to: the id that makes recording it a second time a no-op."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MENTION_ID_FIELD_NUMBER: _builtins.int
+    ESCALATION_ID_FIELD_NUMBER: _builtins.int
+    ACTION_ID_FIELD_NUMBER: _builtins.int
+    mention_id: _builtins.str
+    """The post that founded the case, joined it, or was the brand's reply."""
+    escalation_id: _builtins.str
+    """The escalation (or SLA warning) that was raised, see Escalation.id."""
+    action_id: _builtins.str
+    """The acknowledgement or resolution that was applied, see CaseAction.id."""
+    def __init__(
+        self,
+        *,
+        mention_id: _builtins.str = ...,
+        escalation_id: _builtins.str = ...,
+        action_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["action_id", b"action_id", "escalation_id", b"escalation_id", "mention_id", b"mention_id", "target", b"target"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_id", b"action_id", "escalation_id", b"escalation_id", "mention_id", b"mention_id", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_target: _TypeAlias = _typing.Literal["mention_id", "escalation_id", "action_id"]  # noqa: Y015
+    _WhichOneofArgType_target: _TypeAlias = _typing.Literal["target", b"target"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_target) -> _WhichOneofReturnType_target | None: ...
+
+Global___CaseEventRef: _TypeAlias = CaseEventRef  # noqa: Y015
+
+@_typing.final
 class CaseEvent(_message.Message):
     """One entry of a case's history."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     AT_FIELD_NUMBER: _builtins.int
-    KIND_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
-    kind: _builtins.str
-    """What happened, e.g. "created", "routed", "escalated"."""
+    EVENT_KIND_FIELD_NUMBER: _builtins.int
+    REF_FIELD_NUMBER: _builtins.int
     detail: _builtins.str
     """Free text for humans (destination name, escalation reason...)."""
+    event_kind: Global___CaseEventKind.ValueType
+    """What happened."""
     @_builtins.property
-    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """When it happened."""
+
+    @_builtins.property
+    def ref(self) -> Global___CaseEventRef:
+        """What it refers to; unset for entries that need no identity (routed)."""
+
     def __init__(
         self,
         *,
         at: _timestamp_pb2.Timestamp | None = ...,
-        kind: _builtins.str = ...,
         detail: _builtins.str = ...,
+        event_kind: Global___CaseEventKind.ValueType = ...,
+        ref: Global___CaseEventRef | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "detail", b"detail", "kind", b"kind"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "detail", b"detail", "event_kind", b"event_kind", "ref", b"ref"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

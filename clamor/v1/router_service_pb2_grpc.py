@@ -92,7 +92,7 @@ class RouterServiceServicer:
     """
 
     def ListCases(self, request, context):
-        """Cases, newest first.
+        """Cases, most recently changed first, one page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -34,7 +34,7 @@ class RouterServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> RouterServiceAsyncStub: ...
     ListCases: _grpc.UnaryUnaryMultiCallable[_router_service_pb2.ListCasesRequest, _router_service_pb2.ListCasesResponse]
-    """Cases, newest first."""
+    """Cases, most recently changed first, one page at a time."""
     GetCase: _grpc.UnaryUnaryMultiCallable[_router_service_pb2.GetCaseRequest, _router_service_pb2.GetCaseResponse]
     """One case by id."""
     ValidateRules: _grpc.UnaryUnaryMultiCallable[_router_service_pb2.ValidateRulesRequest, _router_service_pb2.ValidateRulesResponse]
@@ -60,7 +60,7 @@ class RouterServiceAsyncStub(RouterServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListCases: _aio.UnaryUnaryMultiCallable[_router_service_pb2.ListCasesRequest, _router_service_pb2.ListCasesResponse]  # type: ignore[assignment]
-    """Cases, newest first."""
+    """Cases, most recently changed first, one page at a time."""
     GetCase: _aio.UnaryUnaryMultiCallable[_router_service_pb2.GetCaseRequest, _router_service_pb2.GetCaseResponse]  # type: ignore[assignment]
     """One case by id."""
     ValidateRules: _aio.UnaryUnaryMultiCallable[_router_service_pb2.ValidateRulesRequest, _router_service_pb2.ValidateRulesResponse]  # type: ignore[assignment]
@@ -89,7 +89,7 @@ class RouterServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _router_service_pb2.ListCasesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_router_service_pb2.ListCasesResponse, _abc.Awaitable[_router_service_pb2.ListCasesResponse]]:
-        """Cases, newest first."""
+        """Cases, most recently changed first, one page at a time."""
 
     @_abc_1.abstractmethod
     def GetCase(

@@ -92,6 +92,11 @@ def _failure(address: str, exc: grpc.aio.AioRpcError, *, case_id: str) -> str:
 # --- formatting -----------------------------------------------------------------------------
 
 
+def _event_kind(event: case_pb2.CaseEvent) -> str:
+    """A history entry's kind as people read it ("post added", "sla warning")."""
+    return case_pb2.CaseEventKind.Name(event.event_kind).removeprefix("CASE_EVENT_KIND_").lower().replace("_", " ")
+
+
 def _when(stamp: Timestamp) -> str:
     if not stamp.seconds and not stamp.nanos:
         return "-"
@@ -187,7 +192,7 @@ def case_details(case: case_pb2.Case) -> list[Table]:
     for column in ("at", "event", "detail"):
         history.add_column(column)
     for event in case.history:
-        history.add_row(_when(event.at), escape(event.kind), escape(event.detail))
+        history.add_row(_when(event.at), escape(_event_kind(event)), escape(event.detail))
     return [fields, posts, history]
 
 

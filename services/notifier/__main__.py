@@ -6,7 +6,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from clamor.v1 import alert_pb2, case_pb2, notifier_service_pb2_grpc
-from services.notifier import grouping, pages
+from services.notifier import grouping, records
 from services.notifier.ack_links import AckLinks
 from services.notifier.clients import DeliveryStore, NotificationLog, build_channel
 from services.notifier.config import NotifierConfig
@@ -51,12 +51,14 @@ async def run(config_path: Path | None) -> None:
     log = NotificationLog(js, runtime.tracer)
     actions = CaseActions(js, runtime.tracer)
     servicer.attach(log, actions, by_name)
-    group_state = await KvState.open(js, subjects.NOTIFIER_GROUPS_BUCKET, decode=grouping.group_from_json,
-                                     encode=grouping.group_to_json, replicas=replicas, ttl_s=STATE_TTL_S)  # fmt: skip
+    group_state = await KvState.open(
+        js, subjects.NOTIFIER_GROUPS_BUCKET, codec=records.GROUP_CODEC, replicas=replicas, ttl_s=STATE_TTL_S
+    )
     # What waits in groups is invisible to consumer lag; GetStatus reports it, read from the mirror.
     runtime.reporter.add_gauge(QUEUED_GAUGE, lambda: grouping.queued(group_state.records()))
-    page_state = await KvState.open(js, subjects.NOTIFIER_PAGES_BUCKET, decode=pages.page_from_json,
-                                    encode=pages.page_to_json, replicas=replicas, ttl_s=STATE_TTL_S)  # fmt: skip
+    page_state = await KvState.open(
+        js, subjects.NOTIFIER_PAGES_BUCKET, codec=records.PAGE_CODEC, replicas=replicas, ttl_s=STATE_TTL_S
+    )
     dispatcher = Dispatcher(
         settings, channels, groups=group_state, pages=page_state,
         deliveries=await DeliveryStore.open(js, replicas=replicas, ttl_s=STATE_TTL_S), log=log, tracer=runtime.tracer,

@@ -10,11 +10,11 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from services.notifier.message import Message, message_from_json, message_to_json
+from services.notifier.message import Message
 from services.notifier.quiet_hours import quiet_until
 
 if TYPE_CHECKING:
@@ -36,8 +36,9 @@ class Enqueued(enum.Enum):
 
 
 def fingerprint(message: Message) -> str:
-    data = {key: value for key, value in message_to_json(message).items() if key not in _NOT_CONTENT}
-    return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:32]
+    data = {key: value for key, value in asdict(message).items() if key not in _NOT_CONTENT}
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False, default=datetime.isoformat)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -231,63 +232,4 @@ def digest(group: Group, items: list[Item]) -> Message:
         mention_id=messages[0].mention_id,
         raised_at=messages[-1].raised_at,
         items=messages,
-    )
-
-
-def _time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-def group_to_json(group: Group) -> dict[str, Any]:
-    return {
-        "id": group.id,
-        "channel": group.channel,
-        "key": group.key,
-        "pending": [
-            {
-                "id": i.id,
-                "fingerprint": i.fingerprint,
-                "message": message_to_json(i.message),
-                "added_at": i.added_at.isoformat(),
-                "cancel_on_ack": i.cancel_on_ack,
-                "traceparent": i.traceparent,
-            }
-            for i in group.pending
-        ],
-        "sent": {item_id: [mark[0], mark[1].isoformat()] for item_id, mark in group.sent.items()},
-        "sequence": group.sequence,
-        "first_pending_at": group.first_pending_at.isoformat() if group.first_pending_at else None,
-        "last_flush_at": group.last_flush_at.isoformat() if group.last_flush_at else None,
-        "retry_at": group.retry_at.isoformat() if group.retry_at else None,
-        "failures": group.failures,
-        "claim": {"owner": group.claim.owner, "until": group.claim.until.isoformat()} if group.claim else None,
-        "held_logged": group.held_logged,
-    }
-
-
-def group_from_json(data: dict[str, Any]) -> Group:
-    claim_data = data.get("claim")
-    return Group(
-        id=data["id"],
-        channel=data["channel"],
-        key=data["key"],
-        pending=[
-            Item(
-                id=i["id"],
-                fingerprint=i["fingerprint"],
-                message=message_from_json(i["message"]),
-                added_at=datetime.fromisoformat(i["added_at"]),
-                cancel_on_ack=bool(i.get("cancel_on_ack")),
-                traceparent=str(i.get("traceparent", "")),
-            )
-            for i in data.get("pending", [])
-        ],
-        sent={item_id: (mark[0], datetime.fromisoformat(mark[1])) for item_id, mark in data.get("sent", {}).items()},
-        sequence=int(data.get("sequence", 0)),
-        first_pending_at=_time(data.get("first_pending_at")),
-        last_flush_at=_time(data.get("last_flush_at")),
-        retry_at=_time(data.get("retry_at")),
-        failures=int(data.get("failures", 0)),
-        claim=Claim(claim_data["owner"], datetime.fromisoformat(claim_data["until"])) if claim_data else None,
-        held_logged=bool(data.get("held_logged")),
     )

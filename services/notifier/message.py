@@ -6,7 +6,7 @@ render it through their own escaping (services/notifier/render.py); nothing here
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,30 +47,6 @@ class Message:
     items: tuple[Message, ...] = field(default=())
     # For alerts: what the alert is about (a watch, a keyword, a source).
     topic: str = ""
-
-
-_TIMES = ("sla_due", "raised_at")
-
-
-def message_to_json(message: Message) -> dict[str, Any]:
-    """A JSON-ready dict, for the notifier's state in KV."""
-    data = asdict(message)
-    for name in _TIMES:
-        value = getattr(message, name)
-        data[name] = value.isoformat() if value is not None else None
-    data["items"] = [message_to_json(item) for item in message.items]
-    return data
-
-
-def message_from_json(data: dict[str, Any]) -> Message:
-    known = {f.name for f in fields(Message)}
-    values = {key: value for key, value in data.items() if key in known}
-    for name in _TIMES:
-        raw = values.get(name)
-        values[name] = datetime.fromisoformat(raw) if raw else None
-    values["risk_flags"] = tuple(values.get("risk_flags", ()))
-    values["items"] = tuple(message_from_json(item) for item in values.get("items", ()))
-    return Message(**values)
 
 
 def _severity(value: triage_pb2.Severity.ValueType) -> str:

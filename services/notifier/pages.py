@@ -11,9 +11,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from services.notifier.message import Message, message_from_json, message_to_json
+from services.notifier.message import Message
 
 if TYPE_CHECKING:
     from services.notifier.config import EscalationPolicy
@@ -118,33 +118,3 @@ def _duration(seconds: float) -> str:
     if seconds >= 60 and seconds % 60 == 0:
         return f"{int(seconds // 60)} min"
     return f"{seconds:g} s"
-
-
-def page_to_json(page: Page) -> dict[str, Any]:
-    return {
-        "case_id": page.case_id,
-        "policy": page.policy,
-        "message": message_to_json(page.message),
-        "step_started_at": page.step_started_at.isoformat(),
-        "step": page.step,
-        "loop": page.loop,
-        "state": page.state.value,
-        "actor": page.actor,
-        "via": page.via,
-        "answered_at": page.answered_at.isoformat() if page.answered_at else None,
-    }
-
-
-def page_from_json(data: dict[str, Any]) -> Page:
-    return Page(
-        case_id=data["case_id"],
-        policy=data["policy"],
-        message=message_from_json(data["message"]),
-        step_started_at=datetime.fromisoformat(data["step_started_at"]),
-        step=int(data.get("step", 0)),
-        loop=int(data.get("loop", 0)),
-        state=PageState(data.get("state", "open")),
-        actor=data.get("actor", ""),
-        via=data.get("via", ""),
-        answered_at=datetime.fromisoformat(data["answered_at"]) if data.get("answered_at") else None,
-    )

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from nats.errors import Error as NatsLibraryError
-from nats.js.errors import InvalidKeyError, KeyNotFoundError, KeyWrongLastSequenceError
 
 from clamor.v1 import case_pb2, triage_pb2, triage_service_pb2, triage_service_pb2_grpc
-from services.router.errors import CaseConflictError
+from services.router.domain import changed
+from services.router.errors import CaseConflictError, PageTokenError
+from services.router.records import CASE_CODEC, KEY_RECORD_CODEC, KeyRecord
 from services.shared import subjects
 from services.shared.errors import TransientError
-from services.shared.jetstream import ensure_bucket, publish
+from services.shared.jetstream import publish
 from services.shared.kv_state import KvState
 
 if TYPE_CHECKING:
@@ -23,93 +22,90 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from nats.js import JetStreamContext
-    from nats.js.kv import KeyValue
     from opentelemetry import trace
     from opentelemetry.context import Context
 
 log = logging.getLogger(__name__)
 
-CAS_ATTEMPTS = 5
+# A page of ListCases when the caller names no size, and the most one page may hold.
+DEFAULT_PAGE_SIZE = 100
 LIST_PARALLEL_READS = 64
 
 
-class CaseStore:
-    """Cases in JetStream KV; every write is compare-and-set so replicas never overwrite each other."""
+def _case_key(case_id: str) -> str:
+    # Case ids are made to be valid KV keys (``case_id_for``), so they are their own keys.
+    return case_id
 
-    def __init__(self, bucket: KeyValue) -> None:
-        self._bucket = bucket
+
+class CaseStore:
+    """Cases in JetStream KV, changed only through :meth:`KvState.change`, so replicas never overwrite each other.
+
+    No mirror: the bucket holds every case with its posts, more than a replica should keep in memory.
+    """
+
+    def __init__(self, state: KvState[case_pb2.Case]) -> None:
+        self._state = state
 
     @classmethod
     async def open(cls, js: JetStreamContext, *, replicas: int) -> CaseStore:
-        return cls(await ensure_bucket(js, subjects.CASES_BUCKET, replicas=replicas))
+        state = await KvState.open(
+            js, subjects.CASES_BUCKET, codec=CASE_CODEC, replicas=replicas, key=_case_key, mirror=False
+        )
+        return cls(state)
 
     async def get(self, case_id: str) -> tuple[case_pb2.Case, int] | None:
-        try:
-            entry = await self._bucket.get(case_id)
-        except (KeyNotFoundError, InvalidKeyError):
-            # An id that cannot be a key (a CRM's "ZD#4711") names no case either.
-            return None
-        except (TimeoutError, NatsLibraryError) as exc:
-            raise TransientError(f"cannot read case {case_id}: {exc}") from exc
-        case = case_pb2.Case()
-        case.ParseFromString(entry.value or b"")
-        return case, int(entry.revision or 0)
+        """The case and its revision; None for an unknown id, or one that cannot be a key (a CRM's "ZD#4711")."""
+        return await self._state.get(case_id)
 
     async def create_or_get(self, case: case_pb2.Case) -> tuple[case_pb2.Case, bool]:
         """Store ``case`` if its id is new (True); otherwise return the stored one (a redelivery)."""
-        try:
-            await self._bucket.create(case.id, case.SerializeToString())
-        except KeyWrongLastSequenceError:
-            found = await self.get(case.id)
-            if found is None:
-                raise CaseConflictError(f"case {case.id} vanished while being created") from None
-            return found[0], False
-        except (TimeoutError, NatsLibraryError) as exc:
-            raise TransientError(f"cannot create case {case.id}: {exc}") from exc
-        return case, True
+        return await self._state.create_or_get(case.id, case)
 
-    async def update(self, case_id: str, change: Callable[[case_pb2.Case], bool]) -> case_pb2.Case:
-        """Apply ``change`` (which returns False when there is nothing to do) with CAS retries."""
-        for _ in range(CAS_ATTEMPTS):
-            found = await self.get(case_id)
+    async def update(self, case_id: str, edit: Callable[[case_pb2.Case], bool]) -> case_pb2.Case:
+        """Apply one of the domain's edits (False: nothing to do) to the stored case, as a pure change."""
+
+        def change(found: case_pb2.Case | None) -> case_pb2.Case:
             if found is None:
                 raise CaseConflictError(f"case {case_id} does not exist")
-            case, revision = found
-            if not change(case):
-                return case
-            try:
-                await self._bucket.update(case_id, case.SerializeToString(), last=revision)
-            except KeyWrongLastSequenceError:
-                continue
-            except (TimeoutError, NatsLibraryError) as exc:
-                raise TransientError(f"cannot update case {case_id}: {exc}") from exc
-            return case
-        raise CaseConflictError(f"case {case_id} kept changing under {CAS_ATTEMPTS} attempts")
+            return changed(found, edit)
 
-    async def list(self, limit: int) -> list[case_pb2.Case]:
-        try:
-            keys = await self._bucket.keys()
-        except NatsLibraryError:
-            # nats-py raises NoKeysError for an empty bucket.
-            return []
-        # KV keeps no order, so every case is read; in parallel, a bounded number at a time.
+        updated = await self._state.change(case_id, change)
+        assert updated is not None  # ``change`` never returns None
+        return updated
+
+    async def page(self, size: int, token: str = "") -> tuple[list[case_pb2.Case], str]:
+        """One page of cases, most recently changed first, and the token of the next page ("" after the last).
+
+        Only the keys' metadata is listed; just this page's cases are read. The token is the revision
+        the page ended at, so a case that changes while a caller pages moves to the front and is not
+        repeated on a later page.
+        """
+        before = _revision(token)
+        newest = await self._state.newest(before=before)
+        chosen = newest[:size]
         gate = asyncio.Semaphore(LIST_PARALLEL_READS)
 
-        async def read(key: str) -> case_pb2.Case | None:
+        async def read(case_id: str) -> case_pb2.Case | None:
             async with gate:
-                found = await self.get(key)
+                found = await self.get(case_id)
             return found[0] if found is not None else None
 
-        cases = [case for case in await asyncio.gather(*(read(key) for key in keys)) if case is not None]
-        cases.sort(key=lambda c: (c.created_at.seconds, c.created_at.nanos), reverse=True)
-        return cases[:limit]
+        read_cases = await asyncio.gather(*(read(case_id) for case_id, _ in chosen))
+        cases = [case for case in read_cases if case is not None]
+        more = len(newest) > size
+        return cases, str(chosen[-1][1]) if more else ""
+
+    async def list(self, limit: int) -> list[case_pb2.Case]:
+        """The ``limit`` most recently changed cases."""
+        return (await self.page(limit))[0]
 
 
-@dataclass(frozen=True)
-class KeyRecord:
-    case_id: str
-    # When the key was claimed or last pointed (unix seconds): a claim whose case never appears expires.
-    at: float = 0.0
+def _revision(token: str) -> int:
+    if not token:
+        return 0
+    if not token.isdigit():
+        raise PageTokenError(f"page token {token!r} was not made by ListCases")
+    return int(token)
 
 
 class CaseIndex:
@@ -125,15 +121,13 @@ class CaseIndex:
     @classmethod
     async def open(cls, js: JetStreamContext, *, replicas: int, window_s: float) -> CaseIndex:
         state = await KvState.open(
-            js, subjects.CASE_KEYS_BUCKET, decode=lambda d: KeyRecord(str(d["case_id"]), float(d.get("at", 0.0))),
-            encode=lambda r: {"case_id": r.case_id, "at": r.at}, replicas=replicas, ttl_s=window_s,
-        )  # fmt: skip
+            js, subjects.CASE_KEYS_BUCKET, codec=KEY_RECORD_CODEC, replicas=replicas, ttl_s=window_s
+        )
         return cls(state)
 
     async def claim(self, key: str, case_id: str, *, now: datetime) -> KeyRecord:
         """What ``key`` points to: ``case_id`` (claimed now) if the key was free, else the record that holds it."""
-        mine = KeyRecord(case_id, now.timestamp())
-        return await self._state.change(key, lambda found: found or mine) or mine
+        return (await self._state.create_or_get(key, KeyRecord(case_id, now.timestamp())))[0]
 
     async def lookup(self, key: str) -> str | None:
         found = await self._state.get(key)
@@ -142,9 +136,6 @@ class CaseIndex:
     async def point(self, key: str, case_id: str, *, now: datetime) -> None:
         """Point ``key`` at ``case_id`` (and restart its window)."""
         await self._state.change(key, lambda _: KeyRecord(case_id, now.timestamp()))
-
-    async def release(self, key: str) -> None:
-        await self._state.delete(key)
 
     async def close(self) -> None:
         await self._state.close()

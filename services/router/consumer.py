@@ -25,11 +25,13 @@ from services.router.domain import (
     case_id_for,
     describe,
     escalation_for,
+    escalation_ref,
     group_keys,
     is_open,
     mark_escalated,
     new_case,
     note_breach,
+    recorded,
     should_escalate,
 )
 from services.router.errors import CaseConflictError, CaseNotYetError
@@ -215,7 +217,7 @@ class RouterHandler:
     async def _escalate(
         self, case: case_pb2.Case, escalation: case_pb2.Escalation, now: datetime, delivery: Delivery[Any]
     ) -> case_pb2.Case:
-        if any(event.detail.endswith(f"[{escalation.id}]") for event in case.history):
+        if recorded(case, escalation_ref(escalation)):
             return case  # sent before (a redelivery): JetStream's duplicate window may have passed
         await self._escalations.publish(escalation, mention_id=delivery.mention_id, context=delivery.context)
         self._counters.inc("escalations")
@@ -244,7 +246,7 @@ class RouterHandler:
             reason = f"{clock} SLA {record.policy} breached, level {step.level}"
         escalation = escalation_for(found[0], team=step.team, level=step.level, now=now, reason=reason,
                                     step=f"sla:{step.id}")  # fmt: skip
-        if any(event.detail.endswith(f"[{escalation.id}]") for event in found[0].history):
+        if recorded(found[0], escalation_ref(escalation)):
             return  # published and written before the step was recorded (a crash): only the record is left
         await self._escalations.publish(escalation)
         self._counters.inc("sla_warnings" if step.kind == "warning" else "sla_escalations")

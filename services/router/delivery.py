@@ -21,15 +21,16 @@ import logging
 import random
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from clamor.v1 import router_state_pb2
 from services.router.destinations.base import DestinationGoneError, DestinationUnavailableError, Ticket
 from services.router.domain import crm_events
 from services.router.errors import RouterError
 from services.shared import subjects
 from services.shared.budget import RateBudget
 from services.shared.errors import PermanentError, TransientError
-from services.shared.kv_state import KvState
+from services.shared.kv_state import KvState, MappedCodec
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -82,16 +83,15 @@ class TicketRecord:
     claimed_at: float = 0.0
 
 
-def _ticket_from(data: dict[str, Any]) -> TicketRecord:
-    return TicketRecord(
-        remote_id=str(data.get("remote_id", "")), url=str(data.get("url", "")), synced=int(data.get("synced", 0)),
-        claim=str(data.get("claim", "")), claimed_at=float(data.get("claimed_at", 0.0)),
-    )  # fmt: skip
-
-
-def _ticket_to(record: TicketRecord) -> dict[str, Any]:
-    return {"remote_id": record.remote_id, "url": record.url, "synced": record.synced, "claim": record.claim,
-            "claimed_at": record.claimed_at}  # fmt: skip
+TICKET_CODEC = MappedCodec(
+    router_state_pb2.DeliveryTicket,
+    to_proto=lambda r: router_state_pb2.DeliveryTicket(
+        remote_id=r.remote_id, url=r.url, synced=r.synced, claim=r.claim, claimed_at=r.claimed_at
+    ),
+    from_proto=lambda m: TicketRecord(
+        remote_id=m.remote_id, url=m.url, synced=m.synced, claim=m.claim, claimed_at=m.claimed_at
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -100,16 +100,19 @@ class Disabled:
     at: str
 
 
+DISABLED_CODEC = MappedCodec(
+    router_state_pb2.DisabledDestination,
+    to_proto=lambda r: router_state_pb2.DisabledDestination(reason=r.reason, at=r.at),
+    from_proto=lambda m: Disabled(m.reason, m.at),
+)
+
+
 async def open_tickets(js: JetStreamContext, *, replicas: int) -> KvState[TicketRecord]:
-    return await KvState.open(js, subjects.ROUTER_TICKETS_BUCKET, decode=_ticket_from, encode=_ticket_to,
-                              replicas=replicas)  # fmt: skip
+    return await KvState.open(js, subjects.ROUTER_TICKETS_BUCKET, codec=TICKET_CODEC, replicas=replicas)
 
 
 async def open_disabled(js: JetStreamContext, *, replicas: int) -> KvState[Disabled]:
-    return await KvState.open(
-        js, subjects.ROUTER_DESTINATIONS_BUCKET, decode=lambda d: Disabled(str(d["reason"]), str(d["at"])),
-        encode=lambda r: {"reason": r.reason, "at": r.at}, replicas=replicas,
-    )  # fmt: skip
+    return await KvState.open(js, subjects.ROUTER_DESTINATIONS_BUCKET, codec=DISABLED_CODEC, replicas=replicas)
 
 
 class DeliveryWorker:

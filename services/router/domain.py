@@ -1,7 +1,10 @@
 """Pure router logic: case identity and grouping, routing a case, escalations, actions, outbox records.
 
-Every change to a case is a function that returns False when it has nothing to do, so a
-redelivered complaint or a repeated action leaves the case as it was (the CAS loop writes nothing).
+Every edit of a case is a function that returns False when it has nothing to do, so a
+redelivered complaint or a repeated action leaves the case as it was; :func:`changed` makes an
+edit the pure change ``KvState`` applies (a copy, or the same case when nothing changed, which
+writes nothing). Each history entry carries a typed ``ref`` (mention, escalation or action id):
+recording the same thing twice is detected by comparing refs.
 """
 
 from __future__ import annotations
@@ -16,17 +19,43 @@ from clamor.v1 import case_pb2, triage_pb2
 from services.shared.case_names import priority_value, via_name
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
 
     from services.router.rules import RoutingDecision
 
+# How each kind of history entry is named to people and CRMs (the names earlier versions stored).
+EVENT_LABELS: dict[case_pb2.CaseEventKind.ValueType, str] = {
+    case_pb2.CASE_EVENT_KIND_CREATED: "created",
+    case_pb2.CASE_EVENT_KIND_POST_ADDED: "post added",
+    case_pb2.CASE_EVENT_KIND_BRAND_REPLY: "brand reply",
+    case_pb2.CASE_EVENT_KIND_ROUTED: "routed",
+    case_pb2.CASE_EVENT_KIND_ESCALATED: "escalated",
+    case_pb2.CASE_EVENT_KIND_SLA_WARNING: "sla warning",
+    case_pb2.CASE_EVENT_KIND_ACKNOWLEDGE: "acknowledge",
+    case_pb2.CASE_EVENT_KIND_RESOLVE: "resolve",
+    case_pb2.CASE_EVENT_KIND_NOT_A_COMPLAINT: "not_a_complaint",
+}
 # History kinds a CRM is told about in an update; "routed" and the like are the router's own bookkeeping.
 # (An SLA breach is an "escalated" event whose detail says so; a "brand reply" is the brand's own public
 # answer in the thread, which an agent working the ticket should see.)
 CRM_EVENT_KINDS = frozenset(
-    {"post added", "brand reply", "escalated", "sla warning", "acknowledge", "resolve", "not_a_complaint"}
+    {
+        case_pb2.CASE_EVENT_KIND_POST_ADDED,
+        case_pb2.CASE_EVENT_KIND_BRAND_REPLY,
+        case_pb2.CASE_EVENT_KIND_ESCALATED,
+        case_pb2.CASE_EVENT_KIND_SLA_WARNING,
+        case_pb2.CASE_EVENT_KIND_ACKNOWLEDGE,
+        case_pb2.CASE_EVENT_KIND_RESOLVE,
+        case_pb2.CASE_EVENT_KIND_NOT_A_COMPLAINT,
+    }
 )
-BRAND_REPLY = "brand reply"
+BRAND_REPLY = EVENT_LABELS[case_pb2.CASE_EVENT_KIND_BRAND_REPLY]
+_ACTION_EVENTS = {
+    case_pb2.CASE_ACTION_KIND_ACKNOWLEDGE: case_pb2.CASE_EVENT_KIND_ACKNOWLEDGE,
+    case_pb2.CASE_ACTION_KIND_RESOLVE: case_pb2.CASE_EVENT_KIND_RESOLVE,
+    case_pb2.CASE_ACTION_KIND_NOT_A_COMPLAINT: case_pb2.CASE_EVENT_KIND_NOT_A_COMPLAINT,
+}
 # How much of a brand reply its history event quotes.
 EXCERPT_CHARS = 160
 
@@ -55,8 +84,24 @@ def group_keys(mention: Any, *, by_author: bool, by_thread: bool) -> list[str]:
     return keys
 
 
-def _event(case: case_pb2.Case, kind: str, detail: str, now: datetime) -> None:
-    case.history.append(case_pb2.CaseEvent(at=stamp(now), kind=kind, detail=detail))
+def event_label(event: case_pb2.CaseEvent) -> str:
+    """The name people and CRMs know a history entry's kind by ("post added", "escalated"...)."""
+    return EVENT_LABELS.get(event.event_kind, "")
+
+
+def recorded(case: case_pb2.Case, ref: case_pb2.CaseEventRef) -> bool:
+    """Whether the history holds an entry for ``ref`` already: what makes every change idempotent."""
+    return any(event.ref == ref for event in case.history)
+
+
+def _event(
+    case: case_pb2.Case,
+    kind: case_pb2.CaseEventKind.ValueType,
+    detail: str,
+    now: datetime,
+    ref: case_pb2.CaseEventRef | None = None,
+) -> None:
+    case.history.append(case_pb2.CaseEvent(at=stamp(now), event_kind=kind, detail=detail, ref=ref))
     case.updated_at.CopyFrom(stamp(now))
 
 
@@ -90,7 +135,13 @@ def new_case(
     if resolution is not None:
         case.sla.resolution_due.CopyFrom(stamp(resolution))
     rules = ", ".join(decision.matched) or "the defaults"
-    _event(case, "created", f"from mention {triaged.mention.id}, routed by {rules}", now)
+    _event(
+        case,
+        case_pb2.CASE_EVENT_KIND_CREATED,
+        f"from mention {triaged.mention.id}, routed by {rules}",
+        now,
+        case_pb2.CaseEventRef(mention_id=triaged.mention.id),
+    )
     return case
 
 
@@ -103,7 +154,13 @@ def attach_post(case: case_pb2.Case, triaged: triage_pb2.TriagedMention, *, now:
     for flag in triaged.result.risk_flags:
         if flag not in case.risk_flags:
             case.risk_flags.append(flag)
-    _event(case, "post added", f"mention {triaged.mention.id}", now)
+    _event(
+        case,
+        case_pb2.CASE_EVENT_KIND_POST_ADDED,
+        f"mention {triaged.mention.id}",
+        now,
+        case_pb2.CaseEventRef(mention_id=triaged.mention.id),
+    )
     return True
 
 
@@ -120,11 +177,12 @@ def attach_brand_reply(case: case_pb2.Case, triaged: triage_pb2.TriagedMention, 
     stay as they are, whatever triage said of it.
     """
     mention = triaged.mention
-    marker = f"[{mention.id}]"
-    if any(event.kind == BRAND_REPLY and event.detail.endswith(marker) for event in case.history):
+    ref = case_pb2.CaseEventRef(mention_id=mention.id)
+    if any(e.event_kind == case_pb2.CASE_EVENT_KIND_BRAND_REPLY and e.ref == ref for e in case.history):
         return False
     handle = mention.author.handle or "(no handle)"
-    _event(case, BRAND_REPLY, f'@{handle}: "{excerpt(mention.text)}" {marker}', now)
+    detail = f'@{handle}: "{excerpt(mention.text)}" [{mention.id}]'
+    _event(case, case_pb2.CASE_EVENT_KIND_BRAND_REPLY, detail, now, ref)
     return True
 
 
@@ -136,7 +194,7 @@ def add_destinations(case: case_pb2.Case, destinations: tuple[str, ...], *, now:
     case.destinations.extend(added)
     if case.state == case_pb2.CASE_STATE_NEW:
         case.state = case_pb2.CASE_STATE_ROUTED
-    _event(case, "routed", ", ".join(added), now)
+    _event(case, case_pb2.CASE_EVENT_KIND_ROUTED, ", ".join(added), now)
     return True
 
 
@@ -164,18 +222,23 @@ def escalation_for(
     )
 
 
+def escalation_ref(escalation: case_pb2.Escalation) -> case_pb2.CaseEventRef:
+    return case_pb2.CaseEventRef(escalation_id=escalation.id)
+
+
 def mark_escalated(case: case_pb2.Case, escalation: case_pb2.Escalation, *, now: datetime) -> bool:
     """Write the escalation into the case once; a warning (level 0) is an event, not a state."""
-    marker = f"[{escalation.id}]"
-    if any(event.detail.endswith(marker) for event in case.history):
+    ref = escalation_ref(escalation)
+    if recorded(case, ref):
         return False
     if escalation.level > 0 and case.state in (
         case_pb2.CASE_STATE_NEW, case_pb2.CASE_STATE_ROUTED, case_pb2.CASE_STATE_ESCALATED,
     ):  # fmt: skip
         case.state = case_pb2.CASE_STATE_ESCALATED
     case.escalation_level = max(case.escalation_level, escalation.level)
-    kind = "sla warning" if escalation.level == 0 else "escalated"
-    _event(case, kind, f"level {escalation.level} to {escalation.team}: {escalation.reason} {marker}", now)
+    kind = case_pb2.CASE_EVENT_KIND_SLA_WARNING if escalation.level == 0 else case_pb2.CASE_EVENT_KIND_ESCALATED
+    detail = f"level {escalation.level} to {escalation.team}: {escalation.reason} [{escalation.id}]"
+    _event(case, kind, detail, now, ref)
     return True
 
 
@@ -213,12 +276,13 @@ def action_name(kind: case_pb2.CaseActionKind.ValueType) -> str:
 def apply_action(case: case_pb2.Case, action: case_pb2.CaseAction, *, now: datetime) -> bool:
     """Record an acknowledgement or resolution once; False for a repeat. Later news never moves the state back."""
     target = _ACTION_STATES.get(action.kind)
-    if target is None or any(event.detail.endswith(f"[{action.id}]") for event in case.history):
+    ref = case_pb2.CaseEventRef(action_id=action.id)
+    if target is None or recorded(case, ref):
         return False
-    kind = action_name(action.kind)
+    name = action_name(action.kind)
     by = f" by {action.actor}" if action.actor else ""
     via = f" via {via_name(action.arrived_via)}" if action.arrived_via else ""
-    _event(case, kind, f"{kind}{by}{via} [{action.id}]", now)
+    _event(case, _ACTION_EVENTS[action.kind], f"{name}{by}{via} [{action.id}]", now, ref)
     if _STATE_RANK[target] > _STATE_RANK[case.state]:
         case.state = target
     if not case.HasField("acknowledged_at"):
@@ -230,17 +294,37 @@ def apply_action(case: case_pb2.Case, action: case_pb2.CaseAction, *, now: datet
     return True
 
 
+def changed(case: case_pb2.Case, edit: Callable[[case_pb2.Case], bool]) -> case_pb2.Case:
+    """``edit`` as a pure change: the edited copy, or ``case`` itself (untouched) when it had nothing to do."""
+    copy = case_pb2.Case()
+    copy.CopyFrom(case)
+    return copy if edit(copy) else case
+
+
 def is_open(case: case_pb2.Case) -> bool:
     return case.state != case_pb2.CASE_STATE_RESOLVED
 
 
 def crm_events(case: case_pb2.Case, since: int) -> list[case_pb2.CaseEvent]:
     """History entries from position ``since`` that a CRM should hear about."""
-    return [event for event in case.history[since:] if event.kind in CRM_EVENT_KINDS]
+    return [event for event in case.history[since:] if event.event_kind in CRM_EVENT_KINDS]
+
+
+def event_record(event: case_pb2.CaseEvent) -> dict[str, Any]:
+    """A history entry as CRMs receive it: when, the kind's name, the detail."""
+    return {"at": event.at.ToJsonString(), "kind": event_label(event), "detail": event.detail}
+
+
+def case_record(case: case_pb2.Case) -> dict[str, Any]:
+    """The case as JSON for a CRM, enums as names, its history entries as :func:`event_record` makes them."""
+    record = MessageToDict(case, preserving_proto_field_name=True)
+    if case.history:
+        record["history"] = [event_record(event) for event in case.history]
+    return record
 
 
 def outbox_record(case: case_pb2.Case) -> dict[str, Any]:
     """The JSON line a CRM would receive: the case with its posts, enums as names."""
-    record = MessageToDict(case, preserving_proto_field_name=True)
+    record = case_record(case)
     record["id"] = case.id
     return record

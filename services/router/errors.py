@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.shared.errors import ClamorError, TransientError
+from services.shared.errors import ClamorError, PermanentError, TransientError
 
 
 class RouterError(ClamorError):
@@ -19,3 +19,7 @@ class CaseConflictError(TransientError, RouterError):
 
 class CaseNotYetError(TransientError, RouterError):
     """A brand's reply came before its thread's case was written (both arrived together); it looks again."""
+
+
+class PageTokenError(PermanentError, RouterError):
+    """A page token this router did not hand out: the caller's mistake, not worth a retry."""

@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, ClassVar
 
-from google.protobuf.json_format import MessageToDict
-
 from services.router.destinations.base import Destination, Ticket
-from services.router.domain import outbox_record
+from services.router.domain import event_record, outbox_record
 from services.router.errors import DestinationError
 from services.shared import subjects
 from services.shared.jetstream import publish
@@ -47,7 +45,7 @@ class OutboxDestination(Destination):
         record.update(
             id=f"{case.id}.{len(case.history)}",
             update_of=case.id,
-            events=[MessageToDict(event, preserving_proto_field_name=True) for event in events],
+            events=[event_record(event) for event in events],
         )
         await self._append(record)
         return ticket

@@ -25,7 +25,7 @@ from services.router.volume import SLOT_S, SLOTS_PER_HOUR, HourCounts, hour_star
 from services.shared import subjects
 from services.shared.config import Section
 from services.shared.jetstream import publish
-from services.shared.kv_state import KvState
+from services.shared.kv_state import JsonCodec, KvState
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -63,9 +63,9 @@ def _encode_alert(alert: alert_pb2.Alert) -> dict[str, Any]:
 
 
 async def open_states(js: JetStreamContext, *, replicas: int) -> tuple[KvState[SpikeState], KvState[alert_pb2.Alert]]:
-    spikes = await KvState.open(js, subjects.ROUTER_SPIKES_BUCKET, decode=SpikeState.from_json,
-                                encode=SpikeState.to_json, replicas=replicas)  # fmt: skip
-    alerts = await KvState.open(js, subjects.ROUTER_ALERTS_BUCKET, decode=_decode_alert, encode=_encode_alert,
+    spikes = await KvState.open(js, subjects.ROUTER_SPIKES_BUCKET, codec=JsonCodec(SpikeState.from_json,
+                                SpikeState.to_json), replicas=replicas)  # fmt: skip
+    alerts = await KvState.open(js, subjects.ROUTER_ALERTS_BUCKET, codec=JsonCodec(_decode_alert, _encode_alert),
                                 replicas=replicas, ttl_s=90 * subjects.DAY_S)  # fmt: skip
     return spikes, alerts
 

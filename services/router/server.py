@@ -13,6 +13,7 @@ import grpc
 
 from clamor.v1 import alert_pb2, case_pb2, router_service_pb2, router_service_pb2_grpc
 from services.router.config import OUTBOX, RouterConfig
+from services.router.errors import PageTokenError
 from services.router.reputation import shares
 from services.router.rules import RuleProblem, check_references, count_rules, parse_rules
 from services.router.trends import series_for
@@ -84,8 +85,13 @@ class RouterServicer(router_service_pb2_grpc.RouterServiceServicer):
         self, request: router_service_pb2.ListCasesRequest, context: Context
     ) -> router_service_pb2.ListCasesResponse:
         parts = await self._ready(context)
-        limit = await _limit(request.limit, context)
-        return router_service_pb2.ListCasesResponse(cases=await parts.cases.list(limit))
+        size = await _limit(request.page_size or request.limit, context)
+        try:
+            cases, next_token = await parts.cases.page(size, request.page_token)
+        except PageTokenError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise AssertionError("unreachable") from exc
+        return router_service_pb2.ListCasesResponse(cases=cases, next_page_token=next_token)
 
     async def GetCase(
         self, request: router_service_pb2.GetCaseRequest, context: Context

@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
+from clamor.v1 import router_state_pb2
 from services.router.sla import SlaPolicy, SlaStep, due, pending
 from services.shared import subjects
-from services.shared.kv_state import KvState
+from services.shared.kv_state import KvState, MappedCodec
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -42,16 +43,30 @@ class SlaRecord:
     acknowledged: bool = False
 
 
-def _decode(data: dict[str, Any]) -> SlaRecord:
+def _to_proto(record: SlaRecord) -> router_state_pb2.SlaClockRecord:
+    message = router_state_pb2.SlaClockRecord(
+        case_id=record.case_id,
+        policy=record.policy,
+        team=record.team,
+        fired=record.fired,
+        acknowledged=record.acknowledged,
+    )
+    message.opened_at.FromDatetime(record.opened_at)
+    return message
+
+
+def _from_proto(message: router_state_pb2.SlaClockRecord) -> SlaRecord:
     return SlaRecord(
-        case_id=str(data["case_id"]), policy=str(data["policy"]), opened_at=datetime.fromisoformat(data["opened_at"]),
-        team=str(data["team"]), fired=tuple(data.get("fired", ())), acknowledged=bool(data.get("acknowledged")),
-    )  # fmt: skip
+        case_id=message.case_id,
+        policy=message.policy,
+        opened_at=message.opened_at.ToDatetime(tzinfo=UTC),
+        team=message.team,
+        fired=tuple(message.fired),
+        acknowledged=message.acknowledged,
+    )
 
 
-def _encode(record: SlaRecord) -> dict[str, Any]:
-    return {"case_id": record.case_id, "policy": record.policy, "opened_at": record.opened_at.isoformat(),
-            "team": record.team, "fired": list(record.fired), "acknowledged": record.acknowledged}  # fmt: skip
+SLA_RECORD_CODEC = MappedCodec(router_state_pb2.SlaClockRecord, to_proto=_to_proto, from_proto=_from_proto)
 
 
 # Called with the record and the due step; must be idempotent (it publishes with a stable msg id).
@@ -68,8 +83,9 @@ class SlaClocks:
     async def open(
         cls, js: JetStreamContext, policies: Mapping[str, SlaPolicy], on_step: StepHandler, *, replicas: int
     ) -> SlaClocks:
-        state = await KvState.open(js, subjects.ROUTER_SLA_BUCKET, decode=_decode, encode=_encode,
-                                   replicas=replicas, ttl_s=RECORD_TTL_S)  # fmt: skip
+        state = await KvState.open(
+            js, subjects.ROUTER_SLA_BUCKET, codec=SLA_RECORD_CODEC, replicas=replicas, ttl_s=RECORD_TTL_S
+        )
         return cls(state, policies, on_step)
 
     async def start(self, *, case_id: str, policy: str, opened_at: datetime, team: str) -> None:

@@ -31,7 +31,7 @@ from services.router.volume import HourCounts, hour_label, hour_start, merged, p
 from services.shared import subjects
 from services.shared.errors import TransientError
 from services.shared.jetstream import ensure_bucket
-from services.shared.kv_state import KvState
+from services.shared.kv_state import JsonCodec, KvState
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -71,7 +71,7 @@ class CounterStore:
         self._bucket = bucket
         # Plain JSON under readable keys, changed by compare-and-set; no mirror (a year of hours is large).
         self._records: KvState[dict[str, Any]] = KvState(
-            bucket, name=subjects.ROUTER_COUNTERS_BUCKET, decode=_same, encode=_same, key=_same_key
+            bucket, name=subjects.ROUTER_COUNTERS_BUCKET, codec=JsonCodec(_same, _same), key=_same_key
         )
 
     @classmethod

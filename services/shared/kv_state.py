@@ -6,6 +6,9 @@ reads again and re-applies, so no write is ever lost or overwritten. A KV watche
 in-memory mirror of every record (this replica's writes and the others'), which a scheduler
 scans for due work without a round trip per record; a decision taken from the mirror is always
 re-checked inside :meth:`KvState.change`, on the record as it is in KV.
+
+How a record becomes bytes is the state's :class:`Codec`: records are protobuf messages
+(:class:`ProtoCodec`, or :class:`MappedCodec` for a domain dataclass kept free of transport types).
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import contextlib
 import hashlib
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
 from nats.errors import Error as NatsLibraryError
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import InvalidKeyError, KeyNotFoundError, KeyWrongLastSequenceError
 
 from services.shared.errors import TransientError
 from services.shared.jetstream import ensure_bucket
@@ -32,8 +37,97 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RecordT = TypeVar("RecordT")
+MessageT = TypeVar("MessageT", bound=Message)
 CAS_ATTEMPTS = 8
 KV_DELETE_OPS = ("DEL", "PURGE")
+# Every error a codec may raise for bytes it cannot read: the record is then left alone, never dropped.
+UNREADABLE = (ValueError, TypeError, KeyError, DecodeError, json_format.ParseError)
+
+
+class UnreadableRecordError(TransientError):
+    """A stored record this version cannot decode (a newer version's, or damaged); it is left as it is.
+
+    Transient: during a rolling upgrade the message that needed it is retried, usually by a newer
+    replica; a damaged record ends in dead letters after ``max_deliver`` tries, as any failure does.
+    """
+
+
+class Codec(Protocol[RecordT]):
+    """How one type of record is stored: ``decode(encode(r)) == r``."""
+
+    def encode(self, record: RecordT) -> bytes: ...
+
+    def decode(self, data: bytes) -> RecordT: ...
+
+
+def _is_json(data: bytes) -> bool:
+    # A protobuf message never starts with ``{`` (it would be field 15 as a group, which proto3 has not).
+    return data[:1] == b"{"
+
+
+class ProtoCodec(Generic[MessageT]):
+    """Records that are protobuf messages, stored in the binary wire format.
+
+    Values an earlier version wrote as JSON objects (whose keys are the message's field names) are
+    still read, through protobuf's JSON mapping, after ``legacy`` reshaped the few values whose JSON
+    form differs; the next change writes them back in binary.
+    """
+
+    def __init__(
+        self, message_type: type[MessageT], *, legacy: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    ) -> None:
+        self._type = message_type
+        self._legacy = legacy
+
+    def encode(self, record: MessageT) -> bytes:
+        return record.SerializeToString(deterministic=True)
+
+    def decode(self, data: bytes) -> MessageT:
+        message = self._type()
+        if _is_json(data):
+            old = json.loads(data)
+            json_format.ParseDict(self._legacy(old) if self._legacy else old, message, ignore_unknown_fields=True)
+        else:
+            message.ParseFromString(data)
+        return message
+
+
+class MappedCodec(Generic[RecordT, MessageT]):
+    """A domain record stored as its protobuf contract: the one place that maps one onto the other."""
+
+    def __init__(
+        self,
+        message_type: type[MessageT],
+        *,
+        to_proto: Callable[[RecordT], MessageT],
+        from_proto: Callable[[MessageT], RecordT],
+        legacy: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> None:
+        self._proto = ProtoCodec(message_type, legacy=legacy)
+        self._to = to_proto
+        self._from = from_proto
+
+    def encode(self, record: RecordT) -> bytes:
+        return self._proto.encode(self._to(record))
+
+    def decode(self, data: bytes) -> RecordT:
+        return self._from(self._proto.decode(data))
+
+
+class JsonCodec(Generic[RecordT]):
+    """Records stored as JSON objects, through a pair of dict functions (records without a contract yet)."""
+
+    def __init__(
+        self, decode_dict: Callable[[dict[str, Any]], RecordT], encode_dict: Callable[[RecordT], dict[str, Any]]
+    ) -> None:
+        self._decode = decode_dict
+        self._encode = encode_dict
+
+    def encode(self, record: RecordT) -> bytes:
+        return json.dumps(self._encode(record), ensure_ascii=False).encode()
+
+    def decode(self, data: bytes) -> RecordT:
+        return self._decode(json.loads(data or b"{}"))
 
 
 def kv_key(name: str) -> str:
@@ -42,15 +136,14 @@ def kv_key(name: str) -> str:
 
 
 class KvState(Generic[RecordT]):
-    """One bucket of JSON records of one type, with CAS changes and a live mirror."""
+    """One bucket of records of one type, with CAS changes and a live mirror."""
 
     def __init__(
         self,
         bucket: KeyValue,
         *,
         name: str,
-        decode: Callable[[dict[str, Any]], RecordT],
-        encode: Callable[[RecordT], dict[str, Any]],
+        codec: Codec[RecordT],
         key: Callable[[str], str] = kv_key,
     ) -> None:
         """Built directly, without :meth:`open`, the state has no mirror: ``get`` and ``change`` only.
@@ -60,8 +153,7 @@ class KvState(Generic[RecordT]):
         self._bucket = bucket
         self._name = name
         self._key = key
-        self._decode = decode
-        self._encode = encode
+        self._codec = codec
         self._mirror: dict[str, RecordT] = {}
         # Raw values the watcher delivered but nobody has read yet: a burst of writes is decoded once, on read.
         self._undecoded: dict[str, bytes] = {}
@@ -74,15 +166,20 @@ class KvState(Generic[RecordT]):
         js: JetStreamContext,
         bucket: str,
         *,
-        decode: Callable[[dict[str, Any]], RecordT],
-        encode: Callable[[RecordT], dict[str, Any]],
+        codec: Codec[RecordT],
         replicas: int = 1,
         ttl_s: float | None = None,
+        key: Callable[[str], str] = kv_key,
+        mirror: bool = True,
     ) -> KvState[RecordT]:
-        """Bind (or create) ``bucket``; with ``ttl_s``, records nobody changed for that long expire."""
+        """Bind (or create) ``bucket``; with ``ttl_s``, records nobody changed for that long expire.
+
+        ``mirror=False`` suits buckets too large to hold in memory: ``get``, ``change`` and ``newest`` only.
+        """
         kv = await ensure_bucket(js, bucket, replicas=replicas, ttl_s=ttl_s)
-        state = cls(kv, name=bucket, decode=decode, encode=encode)
-        await state._start_mirror()
+        state = cls(kv, name=bucket, codec=codec, key=key)
+        if mirror:
+            await state._start_mirror()
         return state
 
     async def _start_mirror(self) -> None:
@@ -111,8 +208,8 @@ class KvState(Generic[RecordT]):
         pending, self._undecoded = self._undecoded, {}
         for key, value in pending.items():
             try:
-                self._mirror[key] = self._decode(json.loads(value))
-            except (ValueError, TypeError, KeyError) as exc:
+                self._mirror[key] = self._codec.decode(value)
+            except UNREADABLE as exc:
                 # A record this version cannot read is left in KV for a newer one, never dropped.
                 logger.error("unreadable record in %s (key %s): %s", self._name, key, exc)
 
@@ -132,13 +229,45 @@ class KvState(Generic[RecordT]):
         return self._mirror.get(self._key(name))
 
     async def get(self, name: str) -> tuple[RecordT, int] | None:
+        """The record and its revision, or None when there is none (or ``name`` cannot be a key)."""
         try:
             entry = await self._bucket.get(self._key(name))
-        except KeyNotFoundError:
+        except (KeyNotFoundError, InvalidKeyError):
             return None
         except (TimeoutError, NatsLibraryError) as exc:
             raise TransientError(f"cannot read {name} from {self._name}: {exc}") from exc
-        return self._decode(json.loads(entry.value or b"{}")), int(entry.revision or 0)
+        try:
+            return self._codec.decode(entry.value or b""), int(entry.revision or 0)
+        except UNREADABLE as exc:
+            # Left in KV for a version that can read it; to this one it is a record it must not touch.
+            raise UnreadableRecordError(f"{name} in {self._name} cannot be read: {exc}") from exc
+
+    async def newest(self, *, before: int = 0) -> list[tuple[str, int]]:
+        """Every key with its revision, most recently changed first; with ``before``, only older ones.
+
+        Reads key metadata only (no values), so a caller can page through a large bucket and fetch
+        just the records of one page.
+        """
+        try:
+            watcher = await self._bucket.watchall(ignore_deletes=True, meta_only=True)
+        except (TimeoutError, NatsLibraryError) as exc:
+            raise TransientError(f"cannot list {self._name}: {exc}") from exc
+        latest: dict[str, int] = {}
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    break
+                # A key written while the listing runs may arrive twice: its latest revision counts.
+                if entry.operation in KV_DELETE_OPS:
+                    latest.pop(entry.key, None)
+                else:
+                    latest[entry.key] = max(latest.get(entry.key, 0), int(entry.revision or 0))
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+        found = [(key, revision) for key, revision in latest.items() if not before or revision < before]
+        found.sort(key=lambda item: item[1], reverse=True)
+        return found
 
     async def change(self, name: str, change: Callable[[RecordT | None], RecordT | None]) -> RecordT | None:
         """Apply ``change`` to the current record (None when absent) and write its result with CAS.
@@ -153,7 +282,7 @@ class KvState(Generic[RecordT]):
             updated = change(current)
             if updated is None or updated is current:
                 return current
-            payload = json.dumps(self._encode(updated), ensure_ascii=False).encode()
+            payload = self._codec.encode(updated)
             try:
                 if revision:
                     await self._bucket.update(key, payload, last=revision)
@@ -169,6 +298,28 @@ class KvState(Generic[RecordT]):
                 self._undecoded.pop(key, None)
             return updated
         raise TransientError(f"{name} in {self._name} kept changing under {CAS_ATTEMPTS} attempts")
+
+    async def create_or_get(self, name: str, record: RecordT) -> tuple[RecordT, bool]:
+        """Store ``record`` if ``name`` has none (True), else return the stored one (False).
+
+        The same as ``change(name, lambda found: found or record)``, in one round trip when the name is new.
+        """
+        key = self._key(name)
+        try:
+            await self._bucket.create(key, self._codec.encode(record))
+        except KeyWrongLastSequenceError:
+            found = await self.get(name)
+            if found is not None:
+                return found[0], False
+            # Deleted between the two calls: the careful path decides.
+            stored = await self.change(name, lambda current: current or record)
+            return (stored, stored is record) if stored is not None else (record, True)
+        except (TimeoutError, NatsLibraryError) as exc:
+            raise TransientError(f"cannot write {name} to {self._name}: {exc}") from exc
+        if self._watch_task is not None:
+            self._mirror[key] = record
+            self._undecoded.pop(key, None)
+        return record, True
 
     async def delete(self, name: str) -> None:
         """Forget ``name`` (the watcher removes it from every replica's mirror)."""

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from clamor.v1 import case_pb2, mention_pb2, triage_pb2
+from services.router.domain import EVENT_LABELS
 from services.shared.case_names import priority_value
 
 CASE_ID = "c_0f1e2d3c4b5a69788796"
@@ -67,8 +68,12 @@ def triaged(
     return triage_pb2.TriagedMention(mention=mention, result=result)
 
 
+_KINDS = {label: kind for kind, label in EVENT_LABELS.items()}
+
+
 def event(kind: str, detail: str, at: datetime) -> case_pb2.CaseEvent:
-    return case_pb2.CaseEvent(at=stamp(at), kind=kind, detail=detail)
+    """A history entry of ``kind``, named as CRMs know it ("post added")."""
+    return case_pb2.CaseEvent(at=stamp(at), event_kind=_KINDS[kind], detail=detail)
 
 
 def sample_case(
@@ -114,7 +119,7 @@ def with_new_post(
     at = NOW + timedelta(minutes=30)
     later.mentions.append(triaged("reddit:t3_2", text=text, platform="reddit", url="https://reddit.example/r/acme/2"))
     events = [
-        event("attached", "mention reddit:t3_2", at),
+        event("post added", "mention reddit:t3_2", at),
         event("escalated", "level 2 to escalations: first response SLA breached", at + timedelta(seconds=5)),
     ]
     later.history.extend(events)

@@ -26,6 +26,7 @@ from services.notifier.clients import DeliveryStore, NotificationLog, build_chan
 from services.notifier.config import NotifierSettings
 from services.notifier.consumer import NotifyHandler
 from services.notifier.dispatcher import Dispatcher
+from services.notifier.records import GROUP_CODEC, PAGE_CODEC
 from services.shared import subjects
 from services.shared.case_actions import CaseActions
 from services.shared.jetstream import ensure_streams, publish
@@ -69,12 +70,8 @@ async def running_notifier(
     test_tracer = tracer()
     counters = Counters()
     built = list(channels) if channels is not None else [build_channel(c, quote_chars=280) for c in settings.channels]
-    group_state = await KvState.open(
-        js, subjects.NOTIFIER_GROUPS_BUCKET, decode=grouping.group_from_json, encode=grouping.group_to_json
-    )
-    page_state = await KvState.open(
-        js, subjects.NOTIFIER_PAGES_BUCKET, decode=pages.page_from_json, encode=pages.page_to_json
-    )
+    group_state = await KvState.open(js, subjects.NOTIFIER_GROUPS_BUCKET, codec=GROUP_CODEC)
+    page_state = await KvState.open(js, subjects.NOTIFIER_PAGES_BUCKET, codec=PAGE_CODEC)
     log = NotificationLog(js, test_tracer)
     dispatcher = Dispatcher(
         settings, built, groups=group_state, pages=page_state, deliveries=await DeliveryStore.open(js, replicas=1),

@@ -64,8 +64,16 @@ ESCALATED = case_pb2.Case(
         post("reddit:p2", "My lawyer will hear about this", triage_pb2.SEVERITY_HIGH),
     ],
     history=[
-        case_pb2.CaseEvent(at=stamp(CREATED), kind="created", detail="from mention reddit:p1, routed by billing"),
-        case_pb2.CaseEvent(at=stamp(CREATED), kind="escalated", detail="level 1 to legal: severity HIGH [c_0001:now]"),
+        case_pb2.CaseEvent(
+            at=stamp(CREATED),
+            event_kind=case_pb2.CASE_EVENT_KIND_CREATED,
+            detail="from mention reddit:p1, routed by billing",
+        ),
+        case_pb2.CaseEvent(
+            at=stamp(CREATED),
+            event_kind=case_pb2.CASE_EVENT_KIND_ESCALATED,
+            detail="level 1 to legal: severity HIGH [c_0001:now]",
+        ),
     ],
     created_at=stamp(CREATED),
     updated_at=stamp(CREATED),

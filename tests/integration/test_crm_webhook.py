@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-from google.protobuf.json_format import MessageToDict
 
 from services.router.destinations.base import (
     DestinationGoneError,
@@ -19,6 +18,7 @@ from services.router.destinations.base import (
 )
 from services.router.destinations.settings import WebhookDestinationSettings
 from services.router.destinations.webhook import WebhookDestination
+from services.router.domain import case_record
 from services.shared.outbound import OutboundClient
 from services.shared.standard_webhooks import WebhookVerificationError, verify
 from tests.http_server import LocalHttpServer, RecordedRequest, serve
@@ -80,7 +80,7 @@ async def test_create_posts_the_case_as_a_signed_cloudevent(
         "subject": CASE_ID,
         "time": "2026-03-01T12:00:00Z",
         "datacontenttype": "application/json",
-        "data": MessageToDict(case, preserving_proto_field_name=True),
+        "data": case_record(case),
     }
     assert json.loads(request.body)["data"]["mentions"][0]["mention"]["author"]["handle"] == "ana_b"
     assert ticket == Ticket(remote_id=CASE_ID)
@@ -99,7 +99,7 @@ async def test_an_update_carries_the_new_events_under_an_id_named_by_the_history
     assert (event["type"], event["time"]) == ("io.clamor.case.updated", "2026-03-01T12:30:05Z")
     assert event["data"]["state"] == "CASE_STATE_ESCALATED"
     assert event["data"]["events"] == [
-        {"at": "2026-03-01T12:30:00Z", "kind": "attached", "detail": "mention reddit:t3_2"},
+        {"at": "2026-03-01T12:30:00Z", "kind": "post added", "detail": "mention reddit:t3_2"},
         {
             "at": "2026-03-01T12:30:05Z",
             "kind": "escalated",

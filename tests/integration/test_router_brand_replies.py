@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from clamor.v1 import case_pb2, triage_pb2
-from services.router.domain import BRAND_REPLY, case_id_for
+from services.router.domain import BRAND_REPLY, case_id_for, event_label
 from tests.integration.crm_servers import FakeZendesk, serve_crm
 from tests.integration.router_harness import (
     RunningRouter,
@@ -67,7 +67,7 @@ def brand_post(mention_id: str = "x:b1", *, forged: bool = False, thread_id: str
 
 
 def brand_replies(case: case_pb2.Case) -> list[str]:
-    return [event.detail for event in case.history if event.kind == BRAND_REPLY]
+    return [event.detail for event in case.history if event_label(event) == BRAND_REPLY]
 
 
 async def open_customer_case(running: RunningRouter) -> case_pb2.Case:
@@ -99,7 +99,7 @@ async def test_a_brand_reply_joins_the_threads_case_history_and_changes_nothing_
         assert (case.team, list(case.matched_rules)) == (before.team, list(before.matched_rules))
         assert [m.mention.id for m in case.mentions] == ["x:c1"]
         assert brand_replies(case) == ['@LumoMobile: "' + APOLOGY + '" [x:b1]']
-        [event] = [e for e in case.history if e.kind == BRAND_REPLY]
+        [event] = [e for e in case.history if event_label(e) == BRAND_REPLY]
         assert event.at.ToDatetime().timestamp() == clock().timestamp()
         assert running.counters.get("brand_replies") == 1
         assert running.counters.get("cases") == 1

@@ -9,8 +9,12 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 from clamor.v1 import case_pb2, triage_pb2
-from services.router.domain import case_id_for
+from services.router.clients import CaseStore
+from services.router.domain import add_destinations, case_id_for
+from services.router.errors import PageTokenError
 from services.shared.jetstream import ensure_streams
 from tests.integration.crm_servers import FakeZendesk, serve_crm
 from tests.integration.router_harness import (
@@ -21,7 +25,7 @@ from tests.integration.router_harness import (
     router_settings,
     running_router,
 )
-from tests.support.clock import ManualClock
+from tests.support.clock import T0, ManualClock
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -247,3 +251,25 @@ async def test_a_post_waits_for_the_case_another_post_of_its_customer_is_opening
         await running.settle(30)
         case = await running.case(first)
     assert sorted(m.mention.id for m in case.mentions) == ["mastodon:first", "mastodon:second"]
+
+
+async def test_cases_are_listed_a_page_at_a_time_most_recently_changed_first(nc: NatsClient) -> None:
+    store = await CaseStore.open(nc.jetstream(), replicas=1)
+    ids = [f"c_page{n}" for n in range(5)]
+    for case_id in ids:
+        await store.create_or_get(case_pb2.Case(id=case_id))
+    await store.update("c_page1", lambda case: add_destinations(case, ("outbox",), now=T0))
+    pages: list[list[str]] = []
+    token = ""
+    while True:
+        cases, token = await store.page(2, token)
+        pages.append([case.id for case in cases])
+        if not token:
+            break
+    assert pages == [["c_page1", "c_page4"], ["c_page3", "c_page2"], ["c_page0"]]
+
+
+async def test_a_page_token_the_store_did_not_make_is_refused(nc: NatsClient) -> None:
+    store = await CaseStore.open(nc.jetstream(), replicas=1)
+    with pytest.raises(PageTokenError):
+        await store.page(2, "not-a-token")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from clamor.v1 import case_pb2, triage_service_pb2_grpc
-from services.router.domain import case_id_for
+from services.router.domain import case_id_for, event_label
 from services.shared import subjects
 from services.shared.jsonl import IdempotentJsonlFile
 from services.shared.nats_server import free_port
@@ -86,7 +86,7 @@ async def test_not_a_complaint_resolves_the_case_and_each_post_becomes_noise_for
         await running.settle()
         case = await running.case(case_id)
     assert case.state == case_pb2.CASE_STATE_RESOLVED
-    assert case.history[-1].kind == "not_a_complaint"
+    assert event_label(case.history[-1]) == "not_a_complaint"
     assert case.history[-1].detail == f"not_a_complaint by Dana Agent via grpc [{action_id}]"
     assert lines_of(feedback) == [
         noise(action_id, "mastodon:nac1", FIRST, "Dana Agent"),
@@ -121,5 +121,5 @@ async def test_an_answer_given_while_triage_is_down_reaches_it_once_triage_is_up
             await running.settle()
         case = await running.case(case_id)
     assert case.state == case_pb2.CASE_STATE_RESOLVED
-    assert sum(event.kind == "not_a_complaint" for event in case.history) == 1
+    assert sum(event_label(event) == "not_a_complaint" for event in case.history) == 1
     assert lines_of(feedback) == [noise(action_id, "mastodon:nac3", FIRST, "crm")]

@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from clamor.v1 import case_pb2
-from services.router.domain import case_id_for
+from services.router.domain import case_id_for, event_label
 from tests.integration.router_harness import (
     complaint,
     escalations_published,
@@ -77,7 +77,7 @@ async def test_warning_breach_and_two_levels_each_on_time_then_an_ack_stops_the_
         case = await running.case(case_id)
         assert case.state == case_pb2.CASE_STATE_ESCALATED
         assert (case.escalation_level, case.sla.first_response_breached) == (2, True)
-        assert [e.kind for e in case.history].count("sla warning") == 1
+        assert [event_label(e) for e in case.history].count("sla warning") == 1
 
 
 async def test_an_acknowledgement_before_the_breach_stops_every_later_level(nc: NatsClient, tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 
@@ -18,14 +17,13 @@ from services.notifier.grouping import (
     due_at,
     enqueue,
     fingerprint,
-    group_from_json,
     group_id,
-    group_to_json,
     mark_failed,
     mark_sent,
     next_batch,
 )
 from services.notifier.message import Message
+from services.notifier.records import GROUP_CODEC
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 # Inside the quiet hours below (22:00–07:00 UTC), and the moment they end.
@@ -405,19 +403,19 @@ def test_digest_of_several_cases_uses_the_groups_dedup_key() -> None:
     assert digest(group, group.pending).dedup_key == f"clamor-{group.id}"
 
 
-# --- JSON ---------------------------------------------------------------------------------
+# --- stored in KV ---------------------------------------------------------------------------------
 
 
 def round_trip(group: Group) -> Group:
-    return group_from_json(json.loads(json.dumps(group_to_json(group))))
+    return GROUP_CODEC.decode(GROUP_CODEC.encode(group))
 
 
-def test_a_fresh_group_survives_a_json_round_trip() -> None:
+def test_a_fresh_group_survives_a_round_trip_through_kv() -> None:
     group = Group(id="g_1", channel=CHANNEL, key=KEY)
     assert round_trip(group) == group
 
 
-def test_a_busy_group_survives_a_json_round_trip() -> None:
+def test_a_busy_group_survives_a_round_trip_through_kv() -> None:
     critical = replace(
         message("c_2:1", severity="CRITICAL", case_id="c_2"),
         risk_flags=("safety",),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -14,12 +13,11 @@ from services.notifier.pages import (
     advance,
     answer,
     open_page,
-    page_from_json,
-    page_to_json,
     policy_for,
     step_item_id,
     step_message,
 )
+from services.notifier.records import PAGE_CODEC
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 ONCALL = EscalationPolicy(
@@ -226,19 +224,19 @@ def test_step_message_keeps_the_escalations_identity() -> None:
     assert (message.id, message.case_id, message.dedup_key) == ("c_1:1", "c_1", "clamor-case-c_1")
 
 
-# --- JSON ---------------------------------------------------------------------------------
+# --- stored in KV ---------------------------------------------------------------------------------
 
 
 def round_trip(page: Page) -> Page:
-    return page_from_json(json.loads(json.dumps(page_to_json(page))))
+    return PAGE_CODEC.decode(PAGE_CODEC.encode(page))
 
 
-def test_an_open_page_survives_a_json_round_trip() -> None:
+def test_an_open_page_survives_a_round_trip_through_kv() -> None:
     page = walked(LOOPING, 3)
     assert round_trip(page) == page
 
 
-def test_an_answered_page_survives_a_json_round_trip() -> None:
+def test_an_answered_page_survives_a_round_trip_through_kv() -> None:
     page = answered(opened(), PageState.ACKNOWLEDGED)
     assert page is not None
     assert round_trip(page) == page

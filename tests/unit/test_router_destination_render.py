@@ -123,7 +123,7 @@ def test_the_update_comment_lists_each_event_and_quotes_the_post_it_attached() -
 
     assert update_comment(later, events) == (
         "Clamor case c_0f1e2d3c4b5a69788796: escalated, priority urgent, severity HIGH\n"
-        "2026-03-01T12:30:00Z attached: mention reddit:t3_2\n"
+        "2026-03-01T12:30:00Z post added: mention reddit:t3_2\n"
         "Post 2: @ana_b (12000 followers) on reddit at 2026-03-01T11:58:00Z (watch acme)\n"
         "   Link: https://reddit.example/r/acme/2\n"
         "   Text: Still no refund, day three.\n"
@@ -142,7 +142,11 @@ def test_the_update_comment_of_a_resolution_says_so() -> None:
 
 def test_hostile_event_details_stay_on_their_line() -> None:
     case = sample_case()
-    events = [case_pb2.CaseEvent(kind="acknowledge", detail="ack by eve\r\nStatus: solved [code]<i>x</i>[/code]")]
+    events = [
+        case_pb2.CaseEvent(
+            event_kind=case_pb2.CASE_EVENT_KIND_ACKNOWLEDGE, detail="ack by eve\r\nStatus: solved [code]<i>x</i>[/code]"
+        )
+    ]
 
     lines = update_comment(case, events).splitlines()
 

@@ -14,6 +14,7 @@ from clamor.v1 import case_pb2, mention_pb2, triage_pb2
 from services.router.domain import (
     BRAND_REPLY,
     CRM_EVENT_KINDS,
+    EVENT_LABELS,
     EXCERPT_CHARS,
     add_destinations,
     apply_action,
@@ -22,6 +23,7 @@ from services.router.domain import (
     case_id_for,
     crm_events,
     escalation_for,
+    event_label,
     group_keys,
     mark_escalated,
     new_case,
@@ -193,7 +195,7 @@ def test_new_case_is_created_and_updated_now(case: case_pb2.Case) -> None:
 
 
 def test_new_case_history_names_the_mention_and_the_matched_rules(case: case_pb2.Case) -> None:
-    assert [(e.kind, e.detail) for e in case.history] == [
+    assert [(event_label(e), e.detail) for e in case.history] == [
         ("created", "from mention sample:p0001, routed by billing, legal-threats")
     ]
     assert case.history[0].at.ToDatetime(tzinfo=UTC) == NOW
@@ -227,7 +229,7 @@ def test_new_case_routed_by_no_rule_says_the_defaults() -> None:
 def test_attach_post_adds_the_post_and_records_it(case: case_pb2.Case) -> None:
     assert attach_post(case, triaged("sample:p0002"), now=LATER) is True
     assert [m.mention.id for m in case.mentions] == ["sample:p0001", "sample:p0002"]
-    assert (case.history[-1].kind, case.history[-1].detail) == ("post added", "mention sample:p0002")
+    assert (event_label(case.history[-1]), case.history[-1].detail) == ("post added", "mention sample:p0002")
     assert case.updated_at.ToDatetime(tzinfo=UTC) == LATER
 
 
@@ -281,7 +283,7 @@ def brand_reply(
 def test_attach_brand_reply_records_the_handle_and_an_excerpt(escalated: case_pb2.Case) -> None:
     assert attach_brand_reply(escalated, brand_reply(), now=LATER) is True
     event = escalated.history[-1]
-    assert (event.kind, event.detail) == (
+    assert (event_label(event), event.detail) == (
         BRAND_REPLY, '@AcmeCare: "@Dana_K so sorry about this, please DM us" [sample:p0003]',
     )  # fmt: skip
     assert event.at.ToDatetime(tzinfo=UTC) == LATER
@@ -294,7 +296,7 @@ def test_attach_brand_reply_is_idempotent_by_mention_id(routed: case_pb2.Case) -
     assert attach_brand_reply(routed, brand_reply(), now=LATEST) is False
     assert routed == before
     assert attach_brand_reply(routed, brand_reply("sample:p0004"), now=LATEST) is True
-    assert [e.kind for e in routed.history].count(BRAND_REPLY) == 2
+    assert [event_label(e) for e in routed.history].count(BRAND_REPLY) == 2
 
 
 @pytest.mark.parametrize(
@@ -324,7 +326,7 @@ def test_attach_brand_reply_quotes_a_long_reply_on_one_line_cut_short(case: case
 def test_a_brand_reply_is_news_for_the_crm(routed: case_pb2.Case) -> None:
     synced = len(routed.history)
     attach_brand_reply(routed, brand_reply(), now=LATER)
-    assert [e.kind for e in crm_events(routed, synced)] == [BRAND_REPLY]
+    assert [event_label(e) for e in crm_events(routed, synced)] == [BRAND_REPLY]
 
 
 # --- destinations ---------------------------------------------------------------------------
@@ -334,7 +336,7 @@ def test_add_destinations_moves_a_new_case_to_routed(case: case_pb2.Case) -> Non
     assert add_destinations(case, ("outbox", "zendesk"), now=LATER) is True
     assert case.state == case_pb2.CASE_STATE_ROUTED
     assert list(case.destinations) == ["outbox", "zendesk"]
-    assert (case.history[-1].kind, case.history[-1].detail) == ("routed", "outbox, zendesk")
+    assert (event_label(case.history[-1]), case.history[-1].detail) == ("routed", "outbox, zendesk")
     assert case.updated_at.ToDatetime(tzinfo=UTC) == LATER
 
 
@@ -421,7 +423,7 @@ def test_mark_escalated_sets_state_level_and_history(routed: case_pb2.Case) -> N
     assert mark_escalated(routed, escalation, now=LATER) is True
     assert (routed.state, routed.escalation_level) == (case_pb2.CASE_STATE_ESCALATED, 1)
     event = routed.history[-1]
-    assert event.kind == "escalated"
+    assert event_label(event) == "escalated"
     assert event.detail == f"level 1 to escalations: {escalation.reason} [{escalation.id}]"
     assert routed.updated_at.ToDatetime(tzinfo=UTC) == LATER
 
@@ -442,14 +444,14 @@ def test_mark_escalated_records_each_escalation_once(routed: case_pb2.Case) -> N
 def test_mark_escalated_records_another_team_at_the_same_level(routed: case_pb2.Case) -> None:
     mark_escalated(routed, escalation_for(routed, team="escalations", level=1, now=NOW), now=NOW)
     assert mark_escalated(routed, escalation_for(routed, team="legal", level=1, now=NOW), now=NOW) is True
-    assert [e.kind for e in routed.history].count("escalated") == 2
+    assert [event_label(e) for e in routed.history].count("escalated") == 2
 
 
 def test_a_level_zero_warning_is_an_event_not_a_state(routed: case_pb2.Case) -> None:
     warning = escalation_for(routed, team="billing", level=0, now=LATER, step="sla:first_response:warning")
     assert mark_escalated(routed, warning, now=LATER) is True
     assert (routed.state, routed.escalation_level) == (case_pb2.CASE_STATE_ROUTED, 0)
-    assert routed.history[-1].kind == "sla warning"
+    assert event_label(routed.history[-1]) == "sla warning"
     assert routed.history[-1].detail.endswith(f"[{warning.id}]")
 
 
@@ -543,7 +545,7 @@ def test_acknowledge_records_history_naming_actor_and_via(escalated: case_pb2.Ca
     ack = action(escalated, ACK)
     apply_action(escalated, ack, now=LATER)
     event = escalated.history[-1]
-    assert (event.kind, event.detail) == ("acknowledge", f"acknowledge by dana via link [{ack.id}]")
+    assert (event_label(event), event.detail) == ("acknowledge", f"acknowledge by dana via link [{ack.id}]")
     assert event.at.ToDatetime(tzinfo=UTC) == LATER
 
 
@@ -585,7 +587,7 @@ def test_acknowledge_after_resolve_is_recorded_but_keeps_the_case_resolved(escal
     apply_action(escalated, action(escalated, RESOLVE), now=LATER)
     assert apply_action(escalated, action(escalated, ACK, actor="lee"), now=LATEST) is True
     assert escalated.state == case_pb2.CASE_STATE_RESOLVED
-    assert escalated.history[-1].kind == "acknowledge"
+    assert event_label(escalated.history[-1]) == "acknowledge"
     assert "lee" in escalated.history[-1].detail
     assert escalated.owner == "dana"
 
@@ -598,7 +600,7 @@ def test_acknowledge_of_a_new_case_moves_it_forward(case: case_pb2.Case) -> None
 def test_not_a_complaint_resolves_the_case(escalated: case_pb2.Case) -> None:
     apply_action(escalated, action(escalated, NOT_A_COMPLAINT), now=LATER)
     assert escalated.state == case_pb2.CASE_STATE_RESOLVED
-    assert escalated.history[-1].kind == "not_a_complaint"
+    assert event_label(escalated.history[-1]) == "not_a_complaint"
     assert escalated.resolved_at.ToDatetime(tzinfo=UTC) == LATER
 
 
@@ -615,8 +617,14 @@ def test_an_action_of_unspecified_kind_changes_nothing(escalated: case_pb2.Case)
 def test_crm_events_leave_out_the_routers_bookkeeping(escalated: case_pb2.Case) -> None:
     attach_post(escalated, triaged("sample:p0002"), now=LATER)
     apply_action(escalated, action(escalated, ACK), now=LATEST)
-    assert [e.kind for e in escalated.history] == ["created", "routed", "escalated", "post added", "acknowledge"]
-    assert [e.kind for e in crm_events(escalated, 0)] == ["escalated", "post added", "acknowledge"]
+    assert [event_label(e) for e in escalated.history] == [
+        "created",
+        "routed",
+        "escalated",
+        "post added",
+        "acknowledge",
+    ]
+    assert [event_label(e) for e in crm_events(escalated, 0)] == ["escalated", "post added", "acknowledge"]
 
 
 def test_crm_events_start_at_the_given_position(escalated: case_pb2.Case) -> None:
@@ -631,7 +639,8 @@ def test_crm_events_past_the_end_are_none(escalated: case_pb2.Case) -> None:
 
 def test_crm_event_kinds_cover_every_answer() -> None:
     kinds = case_pb2.CaseActionKind.items()
-    assert {name.removeprefix("CASE_ACTION_KIND_").lower() for name, value in kinds if value} <= CRM_EVENT_KINDS
+    names = {name.removeprefix("CASE_ACTION_KIND_").lower() for name, value in kinds if value}
+    assert names <= {EVENT_LABELS[kind] for kind in CRM_EVENT_KINDS}
 
 
 # --- outbox record ------------------------------------------------------------------------

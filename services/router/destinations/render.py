@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from clamor.v1 import case_pb2, triage_pb2
+from services.router.domain import event_label
 from services.shared.case_names import priority_name
 
 if TYPE_CHECKING:
@@ -177,7 +178,7 @@ def update_comment(case: case_pb2.Case, events: Sequence[case_pb2.CaseEvent], *,
     quoted: set[str] = set()
     for event in events:
         at = rfc3339(event.at) or "(no time)"
-        lines.append(f"{at} {inert(event.kind, 40)}: {inert(event.detail, 300)}")
+        lines.append(f"{at} {inert(event_label(event), 40)}: {inert(event.detail, 300)}")
         for index, triaged in enumerate(case.mentions, start=1):
             mention_id = triaged.mention.id
             # Events about a post name its id in their detail ("attached mention reddit:t3_x").

@@ -24,11 +24,10 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from google.protobuf.json_format import MessageToDict
-
 from services.router.destinations.base import DestinationRejectedError, HttpDestination, Ticket
 from services.router.destinations.render import rfc3339
 from services.router.destinations.settings import WebhookDestinationSettings
+from services.router.domain import case_record, event_record
 from services.shared.standard_webhooks import sign
 
 if TYPE_CHECKING:
@@ -55,9 +54,9 @@ def updated_id(case: case_pb2.Case) -> str:
 def cloud_event(
     case: case_pb2.Case, *, event_id: str, event_type: str, at: str, events: Sequence[case_pb2.CaseEvent] | None = None
 ) -> dict[str, Any]:
-    data: dict[str, Any] = MessageToDict(case, preserving_proto_field_name=True)
+    data: dict[str, Any] = case_record(case)
     if events is not None:
-        data["events"] = [MessageToDict(event, preserving_proto_field_name=True) for event in events]
+        data["events"] = [event_record(event) for event in events]
     return {
         "specversion": "1.0",
         "id": event_id,
