@@ -21,7 +21,6 @@ from opentelemetry import trace
 
 from services.listener.domain import SourceStatus, mention_from_post
 from services.shared.errors import ClamorError, TransientError
-from services.shared.outbound import OutboundError
 
 if TYPE_CHECKING:
     from services.listener.clients import AlertPublisher, MentionPublisher, StateStore
@@ -214,7 +213,7 @@ class SourceRunner:
                 self._counters.inc("poll_errors")
                 self.status.failed(str(exc), now)
                 log.warning("source %s: %s", self.settings.name, exc)
-                asked = exc.retry_after_s if isinstance(exc, OutboundError) else None
+                asked = exc.retry_after_s if isinstance(exc, TransientError) else None
                 return PollOutcome(fetched=0, published=0, error=str(exc)), asked
             self.status.succeeded(now)
             self._counters.inc("polls")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from nats.errors import Error as NatsLibraryError
@@ -13,6 +12,7 @@ from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from clamor.v1 import notification_pb2
 from services.shared import subjects
+from services.shared.clock import Clock, system_clock
 from services.shared.errors import TransientError
 from services.shared.jetstream import ensure_bucket, publish
 
@@ -42,22 +42,25 @@ CHANNELS: dict[str, str] = {
 }
 
 
-def build_channel(settings: ChannelSettings, *, quote_chars: int) -> Channel:
+def build_channel(settings: ChannelSettings, *, quote_chars: int, clock: Clock = system_clock) -> Channel:
     module_name, class_name = CHANNELS[settings.kind].split(":")
     channel_type: Any = getattr(importlib.import_module(module_name), class_name)
-    channel: Channel = channel_type(settings, quote_chars=quote_chars)
+    channel: Channel = channel_type(settings, quote_chars=quote_chars, clock=clock)
     return channel
 
 
 class DeliveryStore:
     """What was delivered, per notification id, in JetStream KV: a redelivered escalation sends nothing twice."""
 
-    def __init__(self, bucket: KeyValue) -> None:
+    def __init__(self, bucket: KeyValue, *, clock: Clock = system_clock) -> None:
         self._bucket = bucket
+        self._clock = clock
 
     @classmethod
-    async def open(cls, js: JetStreamContext, *, replicas: int, ttl_s: float | None = None) -> DeliveryStore:
-        return cls(await ensure_bucket(js, DELIVERIES_BUCKET, replicas=replicas, ttl_s=ttl_s))
+    async def open(
+        cls, js: JetStreamContext, *, replicas: int, ttl_s: float | None = None, clock: Clock = system_clock
+    ) -> DeliveryStore:
+        return cls(await ensure_bucket(js, DELIVERIES_BUCKET, replicas=replicas, ttl_s=ttl_s), clock=clock)
 
     @staticmethod
     def _key(notification_id: str) -> str:
@@ -76,7 +79,7 @@ class DeliveryStore:
 
     async def record(self, notification_id: str, delivery: Delivery, *, item_ids: list[str]) -> None:
         value = {"id": notification_id, "channel": delivery.channel, "remote_id": delivery.remote_id,
-                 "items": item_ids, "at": datetime.now(UTC).isoformat()}  # fmt: skip
+                 "items": item_ids, "at": self._clock().isoformat()}  # fmt: skip
         try:
             await self._bucket.put(self._key(notification_id), json.dumps(value).encode())
         except (TimeoutError, NatsLibraryError) as exc:

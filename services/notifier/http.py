@@ -24,7 +24,6 @@ import re
 import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs
 
@@ -33,6 +32,7 @@ from aiohttp import web
 from clamor.v1 import case_pb2
 from services.notifier.ack_links import AckLinkExpired, AckLinkInvalid, AckLinks
 from services.notifier.render import render_html
+from services.shared.clock import Clock, system_clock
 from services.shared.errors import PermanentError, TransientError
 from services.shared.http_site import HttpSite
 
@@ -165,10 +165,6 @@ def pagerduty_action(body: bytes) -> PagerDutyAction | Ignored:
     return PagerDutyAction(key.removeprefix(CASE_DEDUP_PREFIX), kind, actor, event_id)
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _page(
     status: int, title: str, message: str, *, headers: dict[str, str] | None = None, **context: object
 ) -> web.Response:
@@ -225,7 +221,7 @@ class AckServer:
         *,
         links: AckLinks,
         sink: ActionSink,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Clock = system_clock,
     ) -> None:
         self._settings = settings
         self._links = links

@@ -55,10 +55,6 @@ MAX_BUDGET_WAIT_S = 2.0
 class RetryDeliveryError(TransientError, RouterError):
     """Try again after ``retry_after_s``: the backoff, or longer when the CRM asked for it."""
 
-    def __init__(self, message: str, *, retry_after_s: float) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
 
 class DeliveryExpiredError(PermanentError, RouterError):
     """The destination's retry period is over: the delivery goes to dead letters."""
@@ -182,8 +178,8 @@ class DeliveryWorker:
         except PermanentError:
             raise
         except Exception as exc:
-            asked = getattr(exc, "retry_after_s", None)
-            asked_s = float(asked) if isinstance(asked, int | float) and asked > 0 else 0.0
+            asked = exc.retry_after_s if isinstance(exc, TransientError) else None
+            asked_s = asked if asked is not None and asked > 0 else 0.0
             if asked_s and isinstance(exc, DestinationUnavailableError):
                 # Only the CRM's own "come back later" pauses the destination; waiting for another
                 # delivery's claim, or for the budget itself, holds up this case alone.

@@ -135,17 +135,7 @@ class ServiceRuntime:
         A :class:`TransientError` (NATS or a downstream away for now) is logged and the next tick
         tries again; any other error stops the service, as a failed worker does, so it is restarted.
         """
-
-        async def every_interval() -> None:
-            while not self.stopping.is_set():
-                try:
-                    await tick()
-                except TransientError as exc:
-                    log.warning("%s failed, trying again in %.0fs: %s", name, interval_s, exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), timeout=interval_s)
-
-        self.add_worker(name, every_interval)
+        self.add_worker(name, lambda: every(interval_s, tick, self.stopping, name=name))
 
     async def run_until_signal(self) -> None:
         loop = asyncio.get_running_loop()
@@ -211,6 +201,17 @@ class ServiceRuntime:
                 await asyncio.wait_for(self._nc.drain(), timeout=grace)
         log.info("%s stopped", self.name)
         self.telemetry.shutdown()
+
+
+async def every(interval_s: float, tick: Callable[[], Awaitable[None]], stopping: asyncio.Event, *, name: str) -> None:
+    """The loop behind :meth:`ServiceRuntime.add_periodic`, for harnesses that run a service's parts alone."""
+    while not stopping.is_set():
+        try:
+            await tick()
+        except TransientError as exc:
+            log.warning("%s failed, trying again in %.0fs: %s", name, interval_s, exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=interval_s)
 
 
 def service_main(

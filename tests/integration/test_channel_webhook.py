@@ -67,7 +67,9 @@ def settings(url: str, *, allow_hosts: tuple[str, ...] = ()) -> WebhookChannelSe
 
 
 def channel(server: LocalHttpServer, http: OutboundClient) -> WebhookChannel:
-    return WebhookChannel(settings(server.url(HOOK_PATH)), http=http, clock=lambda: NOW + 0.9)
+    return WebhookChannel(
+        settings(server.url(HOOK_PATH)), http=http, clock=lambda: datetime.fromtimestamp(NOW + 0.9, UTC)
+    )
 
 
 def by_hand(key: bytes, msg_id: str, body: bytes) -> str:

@@ -51,7 +51,9 @@ async def server(receiver: FakeWebhookReceiver) -> AsyncIterator[LocalHttpServer
 
 @pytest.fixture
 def webhook(server: LocalHttpServer, http: OutboundClient) -> WebhookDestination:
-    return WebhookDestination(settings(server.url(HOOK_PATH)), http=http, clock=lambda: NOW + 0.9)
+    return WebhookDestination(
+        settings(server.url(HOOK_PATH)), http=http, clock=lambda: datetime.fromtimestamp(NOW + 0.9, UTC)
+    )
 
 
 async def sent_create(webhook: WebhookDestination, server: LocalHttpServer) -> RecordedRequest:

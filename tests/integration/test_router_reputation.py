@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 from clamor.v1 import alert_pb2
 from services.shared import subjects
-from tests.support.clock import T0, ManualClock
 from tests.integration.router_harness import (
     complaint,
     publish_triaged,
@@ -19,6 +18,7 @@ from tests.integration.router_harness import (
     running_router,
     stream_messages,
 )
+from tests.support.clock import T0, ManualClock
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -61,7 +61,7 @@ class XSource(Source):
             newest_ids += [string(meta.get("newest_id"))] + [post.native_id for _, post in page]
             next_token = string(meta.get("next_token"))
             reached = any(state.is_seen(post.native_id) for _, post in page)
-            if reached or not next_token or budget_spent(response.headers):
+            if reached or not next_token or budget_spent(response):
                 break
         posts = take_new(items, state, newer_than=None if state.cursor else since)
         state.cursor = max((i for i in newest_ids if i.isdigit()), key=id_order, default="")
