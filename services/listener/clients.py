@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from nats.errors import Error as NatsLibraryError
@@ -15,6 +14,7 @@ from nats.js.errors import KeyNotFoundError
 from clamor.v1 import alert_pb2
 from services.listener.sources.base import SourceState
 from services.shared import subjects
+from services.shared.clock import Clock, system_clock
 from services.shared.errors import TransientError
 from services.shared.jetstream import ensure_bucket, publish
 
@@ -108,12 +108,13 @@ class AddedSourceStore(_JsonBucket):
 class AlertPublisher:
     """Operational alerts about sources: silent or failing past their thresholds."""
 
-    def __init__(self, js: JetStreamContext, tracer: trace.Tracer) -> None:
+    def __init__(self, js: JetStreamContext, tracer: trace.Tracer, *, clock: Clock = system_clock) -> None:
         self._js = js
         self._tracer = tracer
+        self._clock = clock
 
-    async def source_unhealthy(self, source: str, summary: str, *, now: datetime | None = None) -> None:
-        now = now or datetime.now(UTC)
+    async def source_unhealthy(self, source: str, summary: str) -> None:
+        now = self._clock()
         # One alert per source per hour: the id makes JetStream drop repeats within the window.
         alert_id = f"source-health:{source}:{now:%Y%m%d%H}"
         alert = alert_pb2.Alert(id=alert_id, kind=alert_pb2.ALERT_KIND_SOURCE_HEALTH, topic=source, summary=summary)

@@ -20,6 +20,7 @@ from nats.js.errors import NotFoundError
 
 from clamor.v1 import case_pb2, router_service_pb2
 from services.shared import subjects
+from services.shared.clock import Clock, system_clock
 from services.shared.errors import TransientError
 from services.shared.jetstream import publish
 
@@ -46,10 +47,13 @@ class DeadDelivery:
 
 
 class DeadLetters:
-    def __init__(self, js: JetStreamContext, tracer: trace.Tracer, disabled: KvState[Disabled]) -> None:
+    def __init__(
+        self, js: JetStreamContext, tracer: trace.Tracer, disabled: KvState[Disabled], *, clock: Clock = system_clock
+    ) -> None:
         self._js = js
         self._tracer = tracer
         self._disabled = disabled
+        self._clock = clock
 
     async def list(self, *, destination: str = "", limit: int = 100) -> list[DeadDelivery]:
         found: list[DeadDelivery] = []
@@ -75,7 +79,7 @@ class DeadLetters:
         wanted = set(sequences)
         dead = await self.list(destination=destination, limit=SCAN_LIMIT)
         replayed = 0
-        now = datetime.now(UTC)
+        now = self._clock()
         for item in dead:
             if wanted and item.info.sequence not in wanted:
                 continue

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 from services.router.destinations.base import DestinationGoneError, DestinationUnavailableError, Ticket
@@ -28,6 +28,7 @@ from services.router.domain import crm_events
 from services.router.errors import RouterError
 from services.shared import subjects
 from services.shared.budget import RateBudget
+from services.shared.clock import Clock, system_clock
 from services.shared.errors import PermanentError, TransientError
 from services.shared.kv_state import KvState
 
@@ -120,7 +121,7 @@ class DeliveryWorker:
         settings: DeliverySettings,
         counters: Counters,
         tracer: trace.Tracer,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = system_clock,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._tracer = tracer

@@ -250,7 +250,8 @@ class OutboundClient:
         clock: Clock = system_clock,
     ) -> None:
         self.policy = policy
-        self._clock = clock
+        # Public: adapters that need the time of a request (X's search window) read the client's clock.
+        self.clock = clock
         self.limits = limits or FetchLimits()
         self._client = httpx.AsyncClient(
             transport=_GuardedTransport(policy),
@@ -364,7 +365,7 @@ class OutboundClient:
             headers=response.headers,
             body=b"".join(chunks),
             elapsed_s=time.monotonic() - started,
-            received_at=self._clock(),
+            received_at=self.clock(),
         )
 
 

@@ -50,7 +50,9 @@ class XSource(Source):
         self._headers = {"Authorization": f"Bearer {settings.bearer_token}"} if settings.bearer_token else {}
 
     async def poll(self, http: OutboundClient, state: SourceState, *, since: datetime) -> Poll:
-        bound: dict[str, str | int] = {"since_id": state.cursor} if state.cursor else {"start_time": _start(since)}
+        bound: dict[str, str | int] = (
+            {"since_id": state.cursor} if state.cursor else {"start_time": _start(since, http.clock())}
+        )
         items: list[tuple[datetime, Post]] = []
         newest_ids = [state.cursor] if state.cursor else []
         next_token = ""
@@ -100,8 +102,8 @@ class XSource(Source):
         return page, meta
 
 
-def _start(since: datetime) -> str:
-    start = max(since.astimezone(UTC), datetime.now(UTC) - OLDEST_START)
+def _start(since: datetime, now: datetime) -> str:
+    start = max(since.astimezone(UTC), now - OLDEST_START)
     return start.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
