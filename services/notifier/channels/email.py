@@ -70,14 +70,14 @@ def _digest_context(message: Message, *, quote_chars: int) -> dict[str, object]:
 
 
 def compose(
-    message: Message, *, sender: str, recipients: list[str], now: datetime, quote_chars: int = QUOTE_CHARS
+    message: Message, *, sender: str, recipients: list[str], sent_at: datetime, quote_chars: int = QUOTE_CHARS
 ) -> EmailMessage:
     """The MIME message: a plain-text part and an HTML alternative, headers free of untrusted text."""
     email = EmailMessage()
     email["From"] = sender
     email["To"] = ", ".join(recipients)
     email["Subject"] = clip(header(message.title), SUBJECT_CHARS)
-    email["Date"] = format_datetime(now)
+    email["Date"] = format_datetime(sent_at)
     email["Message-ID"] = message_id(message.id)
     if message.dedup_key:
         email["References"] = message_id(message.dedup_key)
@@ -160,7 +160,7 @@ class EmailChannel(Channel):
                 message,
                 sender=settings.sender,
                 recipients=settings.recipients,
-                now=self._clock(),
+                sent_at=self._clock(),
                 quote_chars=self._quote_chars,
             )
         except ValueError as exc:
