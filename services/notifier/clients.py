@@ -7,14 +7,13 @@ import importlib
 import json
 from typing import TYPE_CHECKING, Any
 
-from nats.errors import Error as NatsLibraryError
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from clamor.v1 import notification_pb2
 from services.shared import subjects
 from services.shared.clock import Clock, system_clock
-from services.shared.errors import TransientError
-from services.shared.jetstream import ensure_bucket, publish
+from services.shared.errors import map_exceptions
+from services.shared.jetstream import NATS_FAILURES, ensure_bucket, publish
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
@@ -68,22 +67,19 @@ class DeliveryStore:
 
     async def delivered_items(self, notification_id: str) -> list[str] | None:
         """The item ids the notification carried when it was delivered already, else None."""
-        try:
-            entry = await self._bucket.get(self._key(notification_id))
-        except KeyNotFoundError:
-            return None
-        except (NatsLibraryError, TimeoutError) as exc:
-            raise TransientError(f"cannot read the delivery record of {notification_id}: {exc}") from exc
+        with map_exceptions(NATS_FAILURES, f"cannot read the delivery record of {notification_id}"):
+            try:
+                entry = await self._bucket.get(self._key(notification_id))
+            except KeyNotFoundError:
+                return None
         record: dict[str, Any] = json.loads(entry.value or b"{}")
         return [str(item) for item in record.get("items", [])]
 
     async def record(self, notification_id: str, delivery: Delivery, *, item_ids: list[str]) -> None:
         value = {"id": notification_id, "channel": delivery.channel, "remote_id": delivery.remote_id,
                  "items": item_ids, "at": self._clock().isoformat()}  # fmt: skip
-        try:
+        with map_exceptions(NATS_FAILURES, f"cannot record the delivery of {notification_id}"):
             await self._bucket.put(self._key(notification_id), json.dumps(value).encode())
-        except (TimeoutError, NatsLibraryError) as exc:
-            raise TransientError(f"cannot record the delivery of {notification_id}: {exc}") from exc
 
 
 class NotificationLog:
@@ -101,22 +97,19 @@ class NotificationLog:
         )  # fmt: skip
 
     async def latest(self, *, limit: int, case_id: str = "", channel: str = "") -> list[notification_pb2.Notification]:
-        try:
+        with map_exceptions(NATS_FAILURES, "cannot read the notification log"):
             info = await self._js.stream_info(subjects.NOTIFICATIONS.name)
-        except (TimeoutError, NatsLibraryError) as exc:
-            raise TransientError(f"cannot read the notification log: {exc}") from exc
         found: list[notification_pb2.Notification] = []
         sequence, first = info.state.last_seq, info.state.first_seq
         scanned = 0
         while sequence >= max(first, 1) and len(found) < limit and scanned < LOG_SCAN_LIMIT:
             scanned += 1
-            try:
-                raw = await self._js.get_msg(subjects.NOTIFICATIONS.name, sequence)
-            except NotFoundError:
-                sequence -= 1
-                continue
-            except (TimeoutError, NatsLibraryError) as exc:
-                raise TransientError(f"cannot read the notification log: {exc}") from exc
+            with map_exceptions(NATS_FAILURES, "cannot read the notification log"):
+                try:
+                    raw = await self._js.get_msg(subjects.NOTIFICATIONS.name, sequence)
+                except NotFoundError:
+                    sequence -= 1
+                    continue
             sequence -= 1
             notification = notification_pb2.Notification()
             notification.ParseFromString(raw.data or b"")

@@ -31,6 +31,7 @@ from aiohttp import web
 
 from clamor.v1 import case_pb2
 from services.notifier.ack_links import AckLinkExpired, AckLinkInvalid, AckLinks
+from services.notifier.errors import NotifierError
 from services.notifier.render import render_html
 from services.shared.clock import Clock, system_clock
 from services.shared.errors import PermanentError, TransientError
@@ -110,7 +111,7 @@ def pagerduty_signature_ok(secrets: list[str], body: bytes, header: str | None) 
     return any(matches)
 
 
-class PagerDutyPayloadError(ValueError):
+class PagerDutyPayloadError(NotifierError, ValueError):
     """The body is not a V3 webhook event."""
 
 
@@ -193,7 +194,7 @@ async def _no_tracebacks(request: web.Request, handler: Handler) -> web.StreamRe
         return web.Response(status=500, text="internal error\n")
 
 
-class BodyTooLargeError(Exception):
+class BodyTooLargeError(NotifierError):
     """The request body passed MAX_BODY_BYTES."""
 
 

@@ -21,8 +21,8 @@ from nats.js.errors import NotFoundError
 from clamor.v1 import case_pb2, router_service_pb2
 from services.shared import subjects
 from services.shared.clock import Clock, system_clock
-from services.shared.errors import TransientError
-from services.shared.jetstream import publish
+from services.shared.errors import map_exceptions
+from services.shared.jetstream import NATS_FAILURES, publish
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -59,14 +59,13 @@ class DeadLetters:
         found: list[DeadDelivery] = []
         seq = 1
         for _ in range(SCAN_LIMIT):
-            try:
-                raw = await self._js.get_msg(
-                    subjects.DEAD_LETTERS.name, seq=seq, subject=DEAD_LETTER_SUBJECT, next=True
-                )
-            except NotFoundError:
-                break
-            except (TimeoutError, NatsLibraryError) as exc:
-                raise TransientError(f"cannot read dead letters: {exc}") from exc
+            with map_exceptions(NATS_FAILURES, "cannot read dead letters"):
+                try:
+                    raw = await self._js.get_msg(
+                        subjects.DEAD_LETTERS.name, seq=seq, subject=DEAD_LETTER_SUBJECT, next=True
+                    )
+                except NotFoundError:
+                    break
             seq = int(raw.seq or seq) + 1
             dead = _decode(raw.seq or 0, raw.data or b"", raw.headers or {}, raw.time)
             if dead is not None and (not destination or dead.job.destination == destination):

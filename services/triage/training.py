@@ -20,6 +20,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 
 from clamor.v1 import triage_pb2
 from services.shared.clock import Clock, system_clock
+from services.triage.errors import TriageError
 from services.triage.features import HASH_BITS, FeatureSpec
 from services.triage.model import SEVERITY_ORDER, Cascade, Head, ModelHeads
 
@@ -55,7 +56,7 @@ class Recipe:
 SHIPPED = Recipe()
 
 
-class DataError(ValueError):
+class DataError(TriageError, ValueError):
     """A labelled file that cannot be used, with the file and line."""
 
 
