@@ -52,8 +52,8 @@ from services.shared import subjects
 from services.shared.clock import system_clock
 from services.shared.jetstream import ensure_streams, publish
 from services.shared.kv_state import KvState
-from services.shared.lifecycle import every
 from services.shared.nats_server import LocalNatsServer, free_port
+from services.shared.periodic import every
 from services.shared.pull_consumer import ConsumerSet, one_at_a_time
 from services.shared.status import Counters
 

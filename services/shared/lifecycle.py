@@ -21,9 +21,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from services.shared.errors import ClamorError, ConfigError, TransientError
+from services.shared.errors import ClamorError, ConfigError
 from services.shared.grpc_server import GrpcServer, Registrar
 from services.shared.jetstream import connect, ensure_streams
+from services.shared.periodic import every
 from services.shared.pull_consumer import BatchHandler, PullConsumer
 from services.shared.status import Counters, Readiness, StatusReporter
 
@@ -201,17 +202,6 @@ class ServiceRuntime:
                 await asyncio.wait_for(self._nc.drain(), timeout=grace)
         log.info("%s stopped", self.name)
         self.telemetry.shutdown()
-
-
-async def every(interval_s: float, tick: Callable[[], Awaitable[None]], stopping: asyncio.Event, *, name: str) -> None:
-    """The loop behind :meth:`ServiceRuntime.add_periodic`, for harnesses that run a service's parts alone."""
-    while not stopping.is_set():
-        try:
-            await tick()
-        except TransientError as exc:
-            log.warning("%s failed, trying again in %.0fs: %s", name, interval_s, exc)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), timeout=interval_s)
 
 
 def service_main(

@@ -31,7 +31,7 @@ from services.shared import subjects
 from services.shared.case_actions import CaseActions
 from services.shared.jetstream import ensure_streams, publish
 from services.shared.kv_state import KvState
-from services.shared.lifecycle import every
+from services.shared.periodic import every
 from services.shared.pull_consumer import ConsumerSet, ConsumerWiring, one_at_a_time
 from services.shared.status import Counters
 from tests.support.clock import T0, tracer
