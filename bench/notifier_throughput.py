@@ -47,12 +47,14 @@ from services.notifier.channels.base import Channel
 from services.notifier.clients import DeliveryStore, NotificationLog, build_channel
 from services.notifier.config import FileChannelSettings, GroupingSettings, NotifierSettings
 from services.notifier.consumer import NotifyHandler
-from services.notifier.dispatcher import MAX_PENDING_PER_GROUP, Dispatcher, utc_now
+from services.notifier.dispatcher import MAX_PENDING_PER_GROUP, Dispatcher
 from services.notifier.records import GROUP_CODEC, PAGE_CODEC
 from services.shared import subjects
+from services.shared.clock import system_clock
 from services.shared.jetstream import ensure_streams, publish
 from services.shared.kv_state import KvState
 from services.shared.nats_server import LocalNatsServer, free_port
+from services.shared.periodic import every
 from services.shared.pull_consumer import ConsumerSet, one_at_a_time
 from services.shared.status import Counters
 
@@ -126,10 +128,10 @@ async def start_notifier(js: JetStreamContext, settings: NotifierSettings, trace
     page_state = await KvState.open(js, subjects.NOTIFIER_PAGES_BUCKET, codec=PAGE_CODEC)
     dispatcher = Dispatcher(
         settings, channels, groups=group_state, pages=page_state, deliveries=await DeliveryStore.open(js, replicas=1),
-        log=NotificationLog(js, tracer), tracer=tracer, counters=counters, clock=utc_now,
+        log=NotificationLog(js, tracer), tracer=tracer, counters=counters, clock=system_clock,
     )  # fmt: skip
     handler = NotifyHandler(
-        settings, channels, dispatcher=dispatcher, pages=page_state, links=None, counters=counters, clock=utc_now
+        settings, channels, dispatcher=dispatcher, pages=page_state, links=None, counters=counters, clock=system_clock
     )
     wiring: list[tuple[subjects.ConsumerSpec, type[ProtoMessage], Any]] = [
         (subjects.NOTIFIER_ESCALATIONS_CONSUMER, case_pb2.Escalation, handler.on_escalation),
@@ -168,7 +170,7 @@ async def publish_all(
     for offset in range(count):
         if rate > 0:
             await asyncio.sleep(max(0.0, started + offset / rate - time.perf_counter()))
-        at = utc_now()
+        at = system_clock()
         item = escalation(first + offset, at=at)
         await publish(js, tracer, subjects.escalation_subject(TEAM), item, msg_id=item.id)
         published[item.case.id] = at
@@ -209,7 +211,13 @@ async def deliver(
     notifier: Notifier, stop: asyncio.Event, done: Callable[[], int], total: int, timeout_s: float
 ) -> float:
     """Start the dispatcher and wait until ``done`` reaches ``total``; the seconds it took."""
-    notifier.tasks.append(asyncio.create_task(notifier.dispatcher.run(stop)))
+
+    async def clock_work() -> None:
+        # As __main__ runs it: a tick every TICK_S, and the sends finished once stopped.
+        ticks = every(TICK_S, notifier.dispatcher.tick, stop, name="dispatcher")
+        await asyncio.gather(ticks, notifier.dispatcher.finish(stop))
+
+    notifier.tasks.append(asyncio.create_task(clock_work()))
     return await wait_for("delivered", counting(done), total, timeout_s)
 
 

@@ -21,6 +21,7 @@ from services.listener.server import SERVICE_NAME, ListenerServicer
 from services.listener.sources import build_source
 from services.listener.watch import Query, Watch
 from services.listener.webhook import WebhookReceiver
+from services.shared.clock import system_clock
 from services.shared.config import load_config
 from services.shared.lifecycle import ServiceRuntime, service_main
 from services.shared.outbound import FetchLimits, OutboundClient, OutboundPolicy
@@ -54,6 +55,8 @@ async def run(config_path: Path | None) -> None:
     settings = config.listener
     runtime = ServiceRuntime(NAME, config.nats, settings.grpc, setup_telemetry(NAME, config.telemetry))
     watches = build_watches(settings)
+    # The one clock every part reads; tests hand the same parts a clock they turn by hand.
+    clock = system_clock
     registries: list[SourceRegistry] = []
 
     def register(server: grpc.aio.Server) -> None:
@@ -64,7 +67,7 @@ async def run(config_path: Path | None) -> None:
     replicas = config.nats.stream_replicas
     publisher = MentionPublisher(js, runtime.tracer)
     states = await StateStore.open(js, replicas=replicas)
-    alerts = AlertPublisher(js, runtime.tracer)
+    alerts = AlertPublisher(js, runtime.tracer, clock=clock)
     clients: list[OutboundClient] = []
 
     def build(source: Any, dynamic: bool) -> Runner:
@@ -72,21 +75,22 @@ async def run(config_path: Path | None) -> None:
         if isinstance(source, ReplaySourceSettings):
             return ReplaySource(
                 source, publisher=publisher, states=states, tracer=runtime.tracer, counters=runtime.counters,
-                watches=watches,
+                watches=watches, clock=clock,
             )  # fmt: skip
         if isinstance(source, WebhookSourceSettings):
             return PushedSource(
-                source, publisher=publisher, watch=watch, tracer=runtime.tracer, counters=runtime.counters
+                source, publisher=publisher, watch=watch, tracer=runtime.tracer, counters=runtime.counters, clock=clock
             )
         assert isinstance(source, HttpSourceSettings)
         http = OutboundClient(
             OutboundPolicy(tuple(source.allow_hosts)),
             limits=FetchLimits(max_bytes=source.max_body_bytes, timeout_s=source.timeout_s),
+            clock=clock,
         )
         clients.append(http)
         return SourceRunner(
             source, build_source(source), http=http, states=states, publisher=publisher, alerts=alerts,
-            watch=watch, tracer=runtime.tracer, counters=runtime.counters, dynamic=dynamic,
+            watch=watch, tracer=runtime.tracer, counters=runtime.counters, dynamic=dynamic, clock=clock,
         )  # fmt: skip
 
     registry = SourceRegistry(build, await AddedSourceStore.open(js, replicas=replicas), runtime.stopping)
@@ -105,7 +109,7 @@ async def run(config_path: Path | None) -> None:
             assert isinstance(runner, PushedSource)
             await runner.accept(posts)
 
-        receiver = WebhookReceiver(webhook_sources, on_posts)
+        receiver = WebhookReceiver(webhook_sources, on_posts, clock=clock)
         await receiver.start(settings.webhook_server.host, settings.webhook_server.port)
     try:
         await runtime.run_until_signal()

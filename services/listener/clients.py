@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from nats.errors import Error as NatsLibraryError
@@ -15,8 +14,9 @@ from nats.js.errors import KeyNotFoundError
 from clamor.v1 import alert_pb2
 from services.listener.sources.base import SourceState
 from services.shared import subjects
-from services.shared.errors import TransientError
-from services.shared.jetstream import ensure_bucket, publish
+from services.shared.clock import Clock, system_clock
+from services.shared.errors import map_exceptions
+from services.shared.jetstream import NATS_FAILURES, ensure_bucket, publish
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
@@ -50,12 +50,11 @@ class _JsonBucket:
         self._what = what
 
     async def get_json(self, key: str) -> dict[str, object] | None:
-        try:
-            entry = await self._bucket.get(key)
-        except KeyNotFoundError:
-            return None
-        except (TimeoutError, NatsLibraryError) as exc:
-            raise TransientError(f"cannot read {self._what} {key}: {exc}") from exc
+        with map_exceptions(NATS_FAILURES, f"cannot read {self._what} {key}"):
+            try:
+                entry = await self._bucket.get(key)
+            except KeyNotFoundError:
+                return None
         try:
             value = json.loads(entry.value or b"{}")
         except ValueError:
@@ -63,16 +62,12 @@ class _JsonBucket:
         return value if isinstance(value, dict) else None
 
     async def put_json(self, key: str, value: dict[str, object]) -> None:
-        try:
+        with map_exceptions(NATS_FAILURES, f"cannot save {self._what} {key}"):
             await self._bucket.put(key, json.dumps(value, ensure_ascii=False).encode())
-        except (TimeoutError, NatsLibraryError) as exc:
-            raise TransientError(f"cannot save {self._what} {key}: {exc}") from exc
 
     async def delete(self, key: str) -> None:
-        try:
+        with map_exceptions(NATS_FAILURES, f"cannot delete {self._what} {key}"):
             await self._bucket.delete(key)
-        except (TimeoutError, NatsLibraryError) as exc:
-            raise TransientError(f"cannot delete {self._what} {key}: {exc}") from exc
 
     async def keys(self) -> list[str]:
         try:
@@ -108,12 +103,13 @@ class AddedSourceStore(_JsonBucket):
 class AlertPublisher:
     """Operational alerts about sources: silent or failing past their thresholds."""
 
-    def __init__(self, js: JetStreamContext, tracer: trace.Tracer) -> None:
+    def __init__(self, js: JetStreamContext, tracer: trace.Tracer, *, clock: Clock = system_clock) -> None:
         self._js = js
         self._tracer = tracer
+        self._clock = clock
 
-    async def source_unhealthy(self, source: str, summary: str, *, now: datetime | None = None) -> None:
-        now = now or datetime.now(UTC)
+    async def source_unhealthy(self, source: str, summary: str) -> None:
+        now = self._clock()
         # One alert per source per hour: the id makes JetStream drop repeats within the window.
         alert_id = f"source-health:{source}:{now:%Y%m%d%H}"
         alert = alert_pb2.Alert(id=alert_id, kind=alert_pb2.ALERT_KIND_SOURCE_HEALTH, topic=source, summary=summary)

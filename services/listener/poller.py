@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
@@ -16,6 +15,7 @@ from opentelemetry import trace
 from services.listener.domain import SourceStatus, mention_from_replay_line
 from services.listener.errors import MalformedPostError
 from services.listener.sources.base import SourceState
+from services.shared.clock import Clock, system_clock
 from services.shared.errors import TransientError
 
 if TYPE_CHECKING:
@@ -49,8 +49,10 @@ class ReplaySource:
         tracer: trace.Tracer,
         counters: Counters,
         watches: Mapping[str, Watch] | None = None,
+        clock: Clock = system_clock,
     ) -> None:
         self.settings = settings
+        self._clock = clock
         self.status = SourceStatus(name=settings.name, kind=settings.kind, watch=settings.watch)
         self._watches = watches or {}
         self._publisher = publisher
@@ -92,7 +94,7 @@ class ReplaySource:
         log.info("source %s replayed all %d lines of %s", self.settings.name, len(lines), path)
 
     async def _publish_line(self, line: str, path: Path, number: int, stopping: asyncio.Event) -> None:
-        now = datetime.now(UTC)
+        now = self._clock()
         try:
             mention = mention_from_replay_line(
                 line, source=self.settings.name, watch=self.settings.watch, discovered_at=now
@@ -148,5 +150,5 @@ class ReplaySource:
             delay = min(delay * 2, 10.0)
 
     def _fail(self, message: str) -> None:
-        self.status.failed(message, datetime.now(UTC))
+        self.status.failed(message, self._clock())
         log.warning("source %s: %s", self.settings.name, message)

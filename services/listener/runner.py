@@ -14,14 +14,14 @@ import contextlib
 import logging
 import random
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 
 from services.listener.domain import SourceStatus, mention_from_post
+from services.shared.clock import Clock, system_clock
 from services.shared.errors import ClamorError, TransientError
-from services.shared.outbound import OutboundError
 
 if TYPE_CHECKING:
     from services.listener.clients import AlertPublisher, MentionPublisher, StateStore
@@ -126,8 +126,10 @@ class SourceRunner:
         counters: Counters,
         dynamic: bool = False,
         first_poll_within_s: float = 5.0,
+        clock: Clock = system_clock,
     ) -> None:
         self.settings = settings
+        self._clock = clock
         self._first_poll_within_s = first_poll_within_s
         self.source = source
         self.platform = str(getattr(source, "platform", source.kind))
@@ -148,7 +150,7 @@ class SourceRunner:
         self._counters = counters
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
-        self._started_at = datetime.now(UTC)
+        self._started_at = clock()
         self._alerted_for: str = ""
 
     def pause(self) -> None:
@@ -162,7 +164,7 @@ class SourceRunner:
         # Spread the first polls so a restart does not hit every platform at the same instant.
         wait_s = random.uniform(0, min(self.settings.interval_s, self._first_poll_within_s))
         while not stopping.is_set():
-            self.status.next_poll_at = datetime.now(UTC) + timedelta(seconds=wait_s)
+            self.status.next_poll_at = self._clock() + timedelta(seconds=wait_s)
             await self._sleep(wait_s, stopping)
             if stopping.is_set():
                 return
@@ -201,7 +203,7 @@ class SourceRunner:
 
     async def _poll_and_publish(self) -> tuple[PollOutcome, float | None]:
         async with self._lock:
-            now = datetime.now(UTC)
+            now = self._clock()
             try:
                 state = await self._states.load(self.settings.name)
                 since = now - timedelta(hours=self.settings.backfill_hours)
@@ -214,7 +216,7 @@ class SourceRunner:
                 self._counters.inc("poll_errors")
                 self.status.failed(str(exc), now)
                 log.warning("source %s: %s", self.settings.name, exc)
-                asked = exc.retry_after_s if isinstance(exc, OutboundError) else None
+                asked = exc.retry_after_s if isinstance(exc, TransientError) else None
                 return PollOutcome(fetched=0, published=0, error=str(exc)), asked
             self.status.succeeded(now)
             self._counters.inc("polls")
@@ -227,7 +229,7 @@ class SourceRunner:
         """Alert once per episode when the source has been silent or failing past its thresholds."""
         if self.status.paused:
             return
-        now = datetime.now(UTC)
+        now = self._clock()
         last_good = self.status.last_success_at or self._started_at
         silent_s = (now - last_good).total_seconds()
         problem = ""
@@ -261,8 +263,10 @@ class PushedSource:
         watch: Watch | None,
         tracer: trace.Tracer,
         counters: Counters,
+        clock: Clock = system_clock,
     ) -> None:
         self.settings = settings
+        self._clock = clock
         self.status = SourceStatus(name=settings.name, kind=settings.kind, watch=settings.watch)
         self._emitter = Emitter(
             settings.name,
@@ -288,7 +292,7 @@ class PushedSource:
         """Publish pushed posts; a TransientError makes the endpoint answer 503 so the sender retries."""
         if self.status.paused:
             raise TransientError(f"source {self.settings.name} is paused")
-        now = datetime.now(UTC)
+        now = self._clock()
         published = 0
         try:
             for post in posts:

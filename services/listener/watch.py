@@ -32,6 +32,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from services.listener.errors import ListenerError
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -63,8 +65,11 @@ _SIGILS = ("@", "#")
 _UNKNOWN_LANGUAGES = frozenset({"", "und"})
 
 
-class QueryError(ValueError):
-    """A query or watch that cannot be used; ``position`` is a 0-based offset into the query."""
+class QueryError(ListenerError, ValueError):
+    """A query or watch that cannot be used; ``position`` is a 0-based offset into the query.
+
+    Also a ValueError, so pydantic validators that raise it report the field like any bad value.
+    """
 
     def __init__(self, problem: str, position: int | None = None) -> None:
         super().__init__(problem if position is None else f"{problem} at position {position}")

@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import logging
 import re
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ from services.listener.domain import MAX_TEXT_CHARS
 from services.listener.errors import MalformedPostError
 from services.listener.sources.base import Post
 from services.listener.sources.common import MAX_NATIVE_ID_CHARS, decode_json, http_url, language, parse_time
+from services.shared.clock import Clock, system_clock
 from services.shared.errors import PermanentError, TransientError
 from services.shared.http_site import HttpSite
 
@@ -199,9 +199,10 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
 class WebhookReceiver:
     """The HTTP endpoint for webhook sources; hands each request's posts to ``on_posts``."""
 
-    def __init__(self, sources: list[WebhookSourceSettings], on_posts: OnPosts) -> None:
+    def __init__(self, sources: list[WebhookSourceSettings], on_posts: OnPosts, *, clock: Clock = system_clock) -> None:
         self._sources = {s.name: s for s in sources if s.enabled}
         self._on_posts = on_posts
+        self._clock = clock
         largest = max((s.max_body_bytes for s in self._sources.values()), default=1024)
         self._app = web.Application(middlewares=[_json_errors], client_max_size=largest)
         self._app.router.add_post("/hooks/{name}", self._receive)
@@ -239,7 +240,7 @@ class WebhookReceiver:
             body,
             request.headers.get(SIGNATURE_HEADER),
             request.headers.get(TIMESTAMP_HEADER),
-            now=time.time(),
+            now=self._clock().timestamp(),
         )
         if problem is not None:
             return _json(401, {"error": problem.message, "reason": problem.reason})

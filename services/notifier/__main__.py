@@ -16,6 +16,7 @@ from services.notifier.http import AckServer
 from services.notifier.server import SERVICE_NAME, NotifierServicer
 from services.shared import subjects
 from services.shared.case_actions import CaseActions
+from services.shared.clock import system_clock
 from services.shared.config import load_config
 from services.shared.kv_state import KvState
 from services.shared.lifecycle import ServiceRuntime, service_main
@@ -38,7 +39,9 @@ async def run(config_path: Path | None) -> None:
     config = load_config(NotifierConfig, config_path)
     settings = config.notifier
     runtime = ServiceRuntime(NAME, config.nats, settings.grpc, setup_telemetry(NAME, config.telemetry))
-    channels = [build_channel(channel, quote_chars=settings.quote_chars) for channel in settings.channels]
+    # The one clock every part reads; tests hand the same parts a clock they turn by hand.
+    clock = system_clock
+    channels = [build_channel(channel, quote_chars=settings.quote_chars, clock=clock) for channel in settings.channels]
     by_name = {channel.name: channel for channel in channels}
     servicer = NotifierServicer()
 
@@ -49,7 +52,7 @@ async def run(config_path: Path | None) -> None:
     js = await runtime.connect()
     replicas = config.nats.stream_replicas
     log = NotificationLog(js, runtime.tracer)
-    actions = CaseActions(js, runtime.tracer)
+    actions = CaseActions(js, runtime.tracer, clock=clock)
     servicer.attach(log, actions, by_name)
     group_state = await KvState.open(
         js, subjects.NOTIFIER_GROUPS_BUCKET, codec=records.GROUP_CODEC, replicas=replicas, ttl_s=STATE_TTL_S
@@ -61,17 +64,17 @@ async def run(config_path: Path | None) -> None:
     )
     dispatcher = Dispatcher(
         settings, channels, groups=group_state, pages=page_state,
-        deliveries=await DeliveryStore.open(js, replicas=replicas, ttl_s=STATE_TTL_S), log=log, tracer=runtime.tracer,
-        counters=runtime.counters,
+        deliveries=await DeliveryStore.open(js, replicas=replicas, ttl_s=STATE_TTL_S, clock=clock), log=log,
+        tracer=runtime.tracer, counters=runtime.counters, clock=clock,
     )  # fmt: skip
     links = None
     ack_server = None
     if settings.ack.enabled:
         links = AckLinks(secret=settings.ack.secret, public_url=settings.ack.public_url, ttl_s=settings.ack.link_ttl_s)
-        ack_server = AckServer(settings.ack, links=links, sink=actions.publish)
+        ack_server = AckServer(settings.ack, links=links, sink=actions.publish, clock=clock)
         await ack_server.start()
     handler = NotifyHandler(settings, channels, dispatcher=dispatcher, pages=page_state, links=links,
-                            counters=runtime.counters)  # fmt: skip
+                            counters=runtime.counters, clock=clock)  # fmt: skip
     await runtime.add_consumer(
         subjects.NOTIFIER_ESCALATIONS_CONSUMER, case_pb2.Escalation, one_at_a_time(handler.on_escalation)
     )
@@ -79,7 +82,8 @@ async def run(config_path: Path | None) -> None:
     await runtime.add_consumer(
         subjects.NOTIFIER_ACTIONS_CONSUMER, case_pb2.CaseAction, one_at_a_time(handler.on_action)
     )
-    runtime.add_worker("dispatcher", lambda: dispatcher.run(runtime.stopping))
+    runtime.add_periodic("dispatcher", settings.tick_s, dispatcher.tick)
+    runtime.add_worker("dispatcher senders", lambda: dispatcher.finish(runtime.stopping))
     try:
         await runtime.run_until_signal()
     finally:

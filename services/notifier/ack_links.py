@@ -18,6 +18,8 @@ import hmac
 import math
 from datetime import datetime, timedelta
 
+from services.notifier.errors import NotifierError
+
 MAX_CASE_ID_CHARS = 200
 VERSION = 1
 _PURPOSE = b"clamor.ack-link\x00"
@@ -28,7 +30,7 @@ _MAC_BYTES = 32
 MAX_TOKEN_CHARS = 2048
 
 
-class AckLinkError(ValueError):
+class AckLinkError(NotifierError, ValueError):
     """An acknowledgement token cannot be honoured."""
 
 

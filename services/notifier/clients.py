@@ -5,16 +5,15 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from nats.errors import Error as NatsLibraryError
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from clamor.v1 import notification_pb2
 from services.shared import subjects
-from services.shared.errors import TransientError
-from services.shared.jetstream import ensure_bucket, publish
+from services.shared.clock import Clock, system_clock
+from services.shared.errors import map_exceptions
+from services.shared.jetstream import NATS_FAILURES, ensure_bucket, publish
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
@@ -43,22 +42,25 @@ CHANNELS: dict[str, str] = {
 }
 
 
-def build_channel(settings: ChannelSettings, *, quote_chars: int) -> Channel:
+def build_channel(settings: ChannelSettings, *, quote_chars: int, clock: Clock = system_clock) -> Channel:
     module_name, class_name = CHANNELS[settings.kind].split(":")
     channel_type: Any = getattr(importlib.import_module(module_name), class_name)
-    channel: Channel = channel_type(settings, quote_chars=quote_chars)
+    channel: Channel = channel_type(settings, quote_chars=quote_chars, clock=clock)
     return channel
 
 
 class DeliveryStore:
     """What was delivered, per notification id, in JetStream KV: a redelivered escalation sends nothing twice."""
 
-    def __init__(self, bucket: KeyValue) -> None:
+    def __init__(self, bucket: KeyValue, *, clock: Clock = system_clock) -> None:
         self._bucket = bucket
+        self._clock = clock
 
     @classmethod
-    async def open(cls, js: JetStreamContext, *, replicas: int, ttl_s: float | None = None) -> DeliveryStore:
-        return cls(await ensure_bucket(js, DELIVERIES_BUCKET, replicas=replicas, ttl_s=ttl_s))
+    async def open(
+        cls, js: JetStreamContext, *, replicas: int, ttl_s: float | None = None, clock: Clock = system_clock
+    ) -> DeliveryStore:
+        return cls(await ensure_bucket(js, DELIVERIES_BUCKET, replicas=replicas, ttl_s=ttl_s), clock=clock)
 
     @staticmethod
     def _key(notification_id: str) -> str:
@@ -66,22 +68,19 @@ class DeliveryStore:
 
     async def delivered_items(self, notification_id: str) -> list[str] | None:
         """The item ids the notification carried when it was delivered already, else None."""
-        try:
-            entry = await self._bucket.get(self._key(notification_id))
-        except KeyNotFoundError:
-            return None
-        except (NatsLibraryError, TimeoutError) as exc:
-            raise TransientError(f"cannot read the delivery record of {notification_id}: {exc}") from exc
+        with map_exceptions(NATS_FAILURES, f"cannot read the delivery record of {notification_id}"):
+            try:
+                entry = await self._bucket.get(self._key(notification_id))
+            except KeyNotFoundError:
+                return None
         record: dict[str, Any] = json.loads(entry.value or b"{}")
         return [str(item) for item in record.get("items", [])]
 
     async def record(self, notification_id: str, delivery: Delivery, *, item_ids: list[str]) -> None:
         value = {"id": notification_id, "channel": delivery.channel, "remote_id": delivery.remote_id,
-                 "items": item_ids, "at": datetime.now(UTC).isoformat()}  # fmt: skip
-        try:
+                 "items": item_ids, "at": self._clock().isoformat()}  # fmt: skip
+        with map_exceptions(NATS_FAILURES, f"cannot record the delivery of {notification_id}"):
             await self._bucket.put(self._key(notification_id), json.dumps(value).encode())
-        except (TimeoutError, NatsLibraryError) as exc:
-            raise TransientError(f"cannot record the delivery of {notification_id}: {exc}") from exc
 
 
 class NotificationLog:
@@ -110,10 +109,8 @@ class NotificationLog:
 
         Also returns the sequence the next page starts at, 0 when the log has nothing older.
         """
-        try:
+        with map_exceptions(NATS_FAILURES, "cannot read the notification log"):
             info = await self._js.stream_info(subjects.NOTIFICATIONS.name)
-        except (TimeoutError, NatsLibraryError) as exc:
-            raise TransientError(f"cannot read the notification log: {exc}") from exc
         found: list[notification_pb2.Notification] = []
         sequence, first = info.state.last_seq, max(info.state.first_seq, 1)
         if before:
@@ -121,13 +118,12 @@ class NotificationLog:
         scanned = 0
         while sequence >= first and len(found) < size and scanned < LOG_SCAN_LIMIT:
             scanned += 1
-            try:
-                raw = await self._js.get_msg(subjects.NOTIFICATIONS.name, sequence)
-            except NotFoundError:
-                sequence -= 1
-                continue
-            except (TimeoutError, NatsLibraryError) as exc:
-                raise TransientError(f"cannot read the notification log: {exc}") from exc
+            with map_exceptions(NATS_FAILURES, "cannot read the notification log"):
+                try:
+                    raw = await self._js.get_msg(subjects.NOTIFICATIONS.name, sequence)
+                except NotFoundError:
+                    sequence -= 1
+                    continue
             sequence -= 1
             notification = notification_pb2.Notification()
             notification.ParseFromString(raw.data or b"")

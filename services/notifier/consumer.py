@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 
 from clamor.v1 import case_pb2
 from services.notifier import pages
-from services.notifier.dispatcher import message_for, utc_now
+from services.notifier.dispatcher import message_for
 from services.notifier.message import Message, message_from_alert, message_from_escalation
 from services.shared.case_names import via_name
+from services.shared.clock import Clock, system_clock
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-    from datetime import datetime
+    from collections.abc import Sequence
 
     from clamor.v1 import alert_pb2
     from services.notifier.ack_links import AckLinks
@@ -50,7 +50,7 @@ class NotifyHandler:
         pages: KvState[pages.Page],
         links: AckLinks | None,
         counters: Counters,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = system_clock,
     ) -> None:
         self._settings = settings
         self._channels = {channel.name: channel for channel in channels}

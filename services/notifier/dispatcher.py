@@ -14,12 +14,11 @@ where another stopped. The order of every step is chosen so a crash repeats, nev
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypeAlias
 
 from opentelemetry import trace
@@ -30,11 +29,12 @@ from services.notifier.config import rate_per_s
 from services.notifier.domain import notification_for
 from services.notifier.errors import ChannelError
 from services.shared.budget import RateBudget
+from services.shared.clock import Clock, system_clock
 from services.shared.errors import PermanentError, TransientError
 from services.shared.telemetry import extract_context, inject_context
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from opentelemetry.context import Context
 
@@ -58,10 +58,6 @@ MAX_PENDING_PER_GROUP = 100
 Status: TypeAlias = notification_pb2.DeliveryStatus.ValueType
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Dispatcher:
     def __init__(
         self,
@@ -74,7 +70,7 @@ class Dispatcher:
         log: NotificationLog,
         tracer: trace.Tracer,
         counters: Counters,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = system_clock,
     ) -> None:
         self._settings = settings
         self._channels = {channel.name: channel for channel in channels}
@@ -91,6 +87,8 @@ class Dispatcher:
         self._clock = clock
         self._owner = uuid.uuid4().hex
         self._busy: dict[str, asyncio.Task[None]] = {}
+        self._ticking = asyncio.Lock()
+        self._finished = False
 
     # ---- queueing -------------------------------------------------------------------------
 
@@ -148,21 +146,23 @@ class Dispatcher:
             )
 
     # ---- the clock ------------------------------------------------------------------------
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.tick()
-            except TransientError as exc:
-                logger.warning("notifier tick: %s", exc)
-            except Exception:
-                logger.exception("notifier tick failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self._settings.tick_s)
-        await self.idle()
+    # The service runs ``tick`` every ``tick_s`` (ServiceRuntime.add_periodic) and ``finish`` as a
+    # worker, so a stopping notifier completes the sends it started before NATS is drained.
 
     async def tick(self) -> None:
         """Advance due pages, then start a sender for every channel with a due group."""
+        async with self._ticking:
+            if not self._finished:
+                await self._tick()
+
+    async def finish(self, stopping: asyncio.Event) -> None:
+        """Once ``stopping`` is set: let the tick in progress end, start no other, wait for the senders."""
+        await stopping.wait()
+        async with self._ticking:
+            self._finished = True
+        await self.idle()
+
+    async def _tick(self) -> None:
         now = self._clock()
         for page in self._pages.records():
             policy = self._policy(page.policy)

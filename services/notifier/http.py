@@ -24,7 +24,6 @@ import re
 import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs
 
@@ -32,7 +31,9 @@ from aiohttp import web
 
 from clamor.v1 import case_pb2
 from services.notifier.ack_links import AckLinkExpired, AckLinkInvalid, AckLinks
+from services.notifier.errors import NotifierError
 from services.notifier.render import render_html
+from services.shared.clock import Clock, system_clock
 from services.shared.errors import PermanentError, TransientError
 from services.shared.http_site import HttpSite
 
@@ -110,7 +111,7 @@ def pagerduty_signature_ok(secrets: list[str], body: bytes, header: str | None) 
     return any(matches)
 
 
-class PagerDutyPayloadError(ValueError):
+class PagerDutyPayloadError(NotifierError, ValueError):
     """The body is not a V3 webhook event."""
 
 
@@ -165,10 +166,6 @@ def pagerduty_action(body: bytes) -> PagerDutyAction | Ignored:
     return PagerDutyAction(key.removeprefix(CASE_DEDUP_PREFIX), kind, actor, event_id)
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _page(
     status: int, title: str, message: str, *, headers: dict[str, str] | None = None, **context: object
 ) -> web.Response:
@@ -197,7 +194,7 @@ async def _no_tracebacks(request: web.Request, handler: Handler) -> web.StreamRe
         return web.Response(status=500, text="internal error\n")
 
 
-class BodyTooLargeError(Exception):
+class BodyTooLargeError(NotifierError):
     """The request body passed MAX_BODY_BYTES."""
 
 
@@ -225,7 +222,7 @@ class AckServer:
         *,
         links: AckLinks,
         sink: ActionSink,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Clock = system_clock,
     ) -> None:
         self._settings = settings
         self._links = links

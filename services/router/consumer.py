@@ -37,9 +37,10 @@ from services.router.domain import (
 from services.router.errors import CaseConflictError, CaseNotYetError
 from services.router.rules import Defaults, Facts, RoutingDecision, Rule, route
 from services.router.sla import deadlines
+from services.shared.clock import Clock, system_clock
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from clamor.v1 import triage_pb2
     from services.router.clients import CaseIndex, CaseStore, DeliveryQueue, EscalationPublisher, TriageFeedback
@@ -80,7 +81,7 @@ class RouterHandler:
         clocks: SlaClocks | None,
         feedback: TriageFeedback,
         counters: Counters,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = system_clock,
     ) -> None:
         self._settings = settings
         self._rules = rules

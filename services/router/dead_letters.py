@@ -20,8 +20,9 @@ from nats.js.errors import NotFoundError
 
 from clamor.v1 import case_pb2, router_service_pb2
 from services.shared import subjects
-from services.shared.errors import TransientError
-from services.shared.jetstream import publish
+from services.shared.clock import Clock, system_clock
+from services.shared.errors import map_exceptions
+from services.shared.jetstream import NATS_FAILURES, publish
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -46,10 +47,13 @@ class DeadDelivery:
 
 
 class DeadLetters:
-    def __init__(self, js: JetStreamContext, tracer: trace.Tracer, disabled: KvState[Disabled]) -> None:
+    def __init__(
+        self, js: JetStreamContext, tracer: trace.Tracer, disabled: KvState[Disabled], *, clock: Clock = system_clock
+    ) -> None:
         self._js = js
         self._tracer = tracer
         self._disabled = disabled
+        self._clock = clock
 
     async def page(self, *, destination: str = "", size: int, after: int = 0) -> tuple[list[DeadDelivery], int]:
         """Up to ``size`` dead letters from stream sequence ``after`` on (0: the oldest), oldest first.
@@ -59,14 +63,13 @@ class DeadLetters:
         found: list[DeadDelivery] = []
         seq = max(after, 1)
         for _ in range(SCAN_LIMIT):
-            try:
-                raw = await self._js.get_msg(
-                    subjects.DEAD_LETTERS.name, seq=seq, subject=DEAD_LETTER_SUBJECT, next=True
-                )
-            except NotFoundError:
-                return found, 0
-            except (TimeoutError, NatsLibraryError) as exc:
-                raise TransientError(f"cannot read dead letters: {exc}") from exc
+            with map_exceptions(NATS_FAILURES, "cannot read dead letters"):
+                try:
+                    raw = await self._js.get_msg(
+                        subjects.DEAD_LETTERS.name, seq=seq, subject=DEAD_LETTER_SUBJECT, next=True
+                    )
+                except NotFoundError:
+                    return found, 0
             seq = int(raw.seq or seq) + 1
             dead = _decode(raw.seq or 0, raw.data or b"", raw.headers or {}, raw.time)
             if dead is not None and (not destination or dead.job.destination == destination):
@@ -85,7 +88,7 @@ class DeadLetters:
         wanted = set(sequences)
         dead = await self.list(destination=destination, limit=SCAN_LIMIT)
         replayed = 0
-        now = datetime.now(UTC)
+        now = self._clock()
         for item in dead:
             if wanted and item.info.sequence not in wanted:
                 continue

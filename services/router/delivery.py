@@ -20,7 +20,7 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import TYPE_CHECKING
 
 from clamor.v1 import router_state_pb2
@@ -29,6 +29,7 @@ from services.router.domain import crm_events
 from services.router.errors import RouterError
 from services.shared import subjects
 from services.shared.budget import RateBudget
+from services.shared.clock import Clock, system_clock
 from services.shared.errors import PermanentError, TransientError
 from services.shared.kv_state import KvState, MappedCodec
 
@@ -55,10 +56,6 @@ MAX_BUDGET_WAIT_S = 2.0
 
 class RetryDeliveryError(TransientError, RouterError):
     """Try again after ``retry_after_s``: the backoff, or longer when the CRM asked for it."""
-
-    def __init__(self, message: str, *, retry_after_s: float) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
 
 
 class DeliveryExpiredError(PermanentError, RouterError):
@@ -127,7 +124,7 @@ class DeliveryWorker:
         settings: DeliverySettings,
         counters: Counters,
         tracer: trace.Tracer,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = system_clock,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._tracer = tracer
@@ -185,8 +182,8 @@ class DeliveryWorker:
         except PermanentError:
             raise
         except Exception as exc:
-            asked = getattr(exc, "retry_after_s", None)
-            asked_s = float(asked) if isinstance(asked, int | float) and asked > 0 else 0.0
+            asked = exc.retry_after_s if isinstance(exc, TransientError) else None
+            asked_s = asked if asked is not None and asked > 0 else 0.0
             if asked_s and isinstance(exc, DestinationUnavailableError):
                 # Only the CRM's own "come back later" pauses the destination; waiting for another
                 # delivery's claim, or for the budget itself, holds up this case alone.

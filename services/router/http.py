@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from clamor.v1 import case_pb2
+from services.shared.clock import Clock, system_clock
 from services.shared.errors import TransientError
 from services.shared.http_site import HttpSite
 from services.shared.standard_webhooks import WebhookVerificationError, verify
@@ -53,10 +53,13 @@ def _text(body: dict[str, Any], field: str, *, required: bool) -> str:
 
 
 class CallbackServer:
-    def __init__(self, settings: CallbackSettings, *, cases: CaseStore, actions: CaseActions) -> None:
+    def __init__(
+        self, settings: CallbackSettings, *, cases: CaseStore, actions: CaseActions, clock: Clock = system_clock
+    ) -> None:
         self._settings = settings
         self._cases = cases
         self._actions = actions
+        self._clock = clock
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_post("/callbacks/case", self._case_action)
         app.router.add_get("/healthz", self._healthz)
@@ -80,7 +83,11 @@ class CallbackServer:
             return _answer(413, error=f"body over {MAX_BODY_BYTES} bytes")
         try:
             verify(
-                self._settings.secrets, request.headers, body, now=time.time(), tolerance_s=self._settings.tolerance_s
+                self._settings.secrets,
+                request.headers,
+                body,
+                now=self._clock().timestamp(),
+                tolerance_s=self._settings.tolerance_s,
             )
         except WebhookVerificationError as exc:
             log.warning("refused a CRM callback from %s: %s", request.remote, exc)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -18,6 +18,7 @@ from services.router.reputation import shares
 from services.router.rules import RuleProblem, check_references, count_rules, parse_rules
 from services.router.trends import series_for
 from services.router.volume import merged
+from services.shared.clock import Clock, system_clock
 from services.shared.config import load_config
 from services.shared.errors import ConfigError, TransientError
 from services.shared.paging import InvalidPageError, decode_sequence, encode_token, page_size
@@ -66,10 +67,13 @@ def _problems(problems: list[RuleProblem]) -> list[router_service_pb2.RuleError]
 class RouterServicer(router_service_pb2_grpc.RouterServiceServicer):
     """Serves from the start (health must answer), and works once :meth:`attach` gave it NATS."""
 
-    def __init__(self, settings: RouterSettings, rules: RulesHolder, config_path: Path | None) -> None:
+    def __init__(
+        self, settings: RouterSettings, rules: RulesHolder, config_path: Path | None, *, clock: Clock = system_clock
+    ) -> None:
         self._settings = settings
         self._rules = rules
         self._config_path = config_path
+        self._clock = clock
         self._parts: RouterParts | None = None
 
     def attach(self, parts: RouterParts) -> None:
@@ -205,7 +209,7 @@ class RouterServicer(router_service_pb2_grpc.RouterServiceServicer):
         hours = request.hours or DEFAULT_HOURS
         if not 1 <= hours <= MAX_HOURS:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"hours must be 1 to {MAX_HOURS}, not {hours}")
-        now = datetime.now(UTC)
+        now = self._clock()
         known = await parts.trends.store.watches()
         watches = [request.watch] if request.watch else list(known)
         baseline_days = self._settings.reputation.spikes.baseline_days

@@ -7,12 +7,12 @@ CASE_ACTIONS stream, which the router and the notifier each read through their o
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from clamor.v1 import case_pb2
 from services.shared import subjects
 from services.shared.case_names import via_value
+from services.shared.clock import Clock, system_clock
 from services.shared.jetstream import publish
 
 if TYPE_CHECKING:
@@ -23,9 +23,10 @@ if TYPE_CHECKING:
 class CaseActions:
     """Publishes acknowledgements and resolutions for the router and the notifier to act on."""
 
-    def __init__(self, js: JetStreamContext, tracer: trace.Tracer) -> None:
+    def __init__(self, js: JetStreamContext, tracer: trace.Tracer, *, clock: Clock = system_clock) -> None:
         self._js = js
         self._tracer = tracer
+        self._clock = clock
 
     async def publish(
         self,
@@ -46,6 +47,6 @@ class CaseActions:
             arrived_via=via_value(via),
             note=note,
         )
-        action.at.FromDatetime(datetime.now(UTC))
+        action.at.FromDatetime(self._clock())
         await publish(self._js, self._tracer, subjects.case_action_subject(name), action, msg_id=action.id)
         return action.id

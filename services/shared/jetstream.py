@@ -28,7 +28,7 @@ from nats.js.errors import NotFoundError
 from opentelemetry import trace
 
 from services.shared import subjects
-from services.shared.errors import TransientError
+from services.shared.errors import ExceptionMapping, TransientError, map_exceptions
 from services.shared.telemetry import inject_context
 
 if TYPE_CHECKING:
@@ -41,6 +41,14 @@ if TYPE_CHECKING:
     from services.shared.config import NatsSettings
 
 log = logging.getLogger(__name__)
+
+# What a NATS or JetStream call can raise when the server is slow, away or refusing for now: all
+# worth retrying. Narrower answers (a missing key, a wrong last sequence) are caught before these.
+NATS_FAILURES: ExceptionMapping = {
+    TimeoutError: TransientError,
+    OSError: TransientError,
+    NatsLibraryError: TransientError,
+}
 
 ConnectionCallback = Callable[[bool], Awaitable[None]]
 
@@ -88,7 +96,7 @@ async def connect(
             if stop is not None and stop.is_set():
                 raise TransientError(f"cannot reach NATS at {settings.url}: {exc}") from exc
             log.warning(
-                "cannot reach NATS at %s (%s); retrying in %.1fs", settings.url, exc or type(exc).__name__, delay
+                "cannot reach NATS at %s (%s); retrying in %.1fs", settings.url, str(exc) or type(exc).__name__, delay
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
@@ -192,9 +200,7 @@ async def publish(
         if mention_id:
             headers[subjects.MENTION_ID_HEADER] = mention_id
         inject_context(headers)
-        try:
+        with map_exceptions(NATS_FAILURES, f"publish to {subject} failed"):
             ack = await js.publish(subject, message.SerializeToString(), headers=headers)
-        except (TimeoutError, NatsLibraryError, OSError) as exc:
-            raise TransientError(f"publish to {subject} failed: {exc or type(exc).__name__}") from exc
         span.set_attribute("messaging.nats.duplicate", bool(ack.duplicate))
         return ack

@@ -21,9 +21,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from services.shared.errors import ClamorError, ConfigError, TransientError
+from services.shared.errors import ClamorError, ConfigError
 from services.shared.grpc_server import GrpcServer, Registrar
 from services.shared.jetstream import connect, ensure_streams
+from services.shared.periodic import every
 from services.shared.pull_consumer import BatchHandler, PullConsumer
 from services.shared.status import Counters, Readiness, StatusReporter
 
@@ -135,17 +136,7 @@ class ServiceRuntime:
         A :class:`TransientError` (NATS or a downstream away for now) is logged and the next tick
         tries again; any other error stops the service, as a failed worker does, so it is restarted.
         """
-
-        async def every_interval() -> None:
-            while not self.stopping.is_set():
-                try:
-                    await tick()
-                except TransientError as exc:
-                    log.warning("%s failed, trying again in %.0fs: %s", name, interval_s, exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), timeout=interval_s)
-
-        self.add_worker(name, every_interval)
+        self.add_worker(name, lambda: every(interval_s, tick, self.stopping, name=name))
 
     async def run_until_signal(self) -> None:
         loop = asyncio.get_running_loop()

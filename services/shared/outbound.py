@@ -16,12 +16,14 @@ import socket
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpcore
 import httpx
 
+from services.shared.clock import Clock, system_clock
 from services.shared.errors import PermanentError, TransientError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -36,11 +38,8 @@ DEFAULT_USER_AGENT = "Clamor/0.1 (+https://github.com/clamor-mesh/clamor)"
 
 
 class OutboundError(TransientError):
-    """The request failed in a way worth retrying: network, timeout, 5xx, 429."""
-
-    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
+    """The request failed in a way worth retrying: network, timeout, 5xx, 429 (``retry_after_s``: the
+    ``Retry-After`` the server sent, when it sent one)."""
 
 
 class BlockedAddressError(PermanentError):
@@ -200,6 +199,8 @@ class HttpResponse:
     body: bytes = b""
     elapsed_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    # When the answer came, by the client's clock: Retry-After dates and rate-limit resets count from it.
+    received_at: datetime = field(default_factory=system_clock)
 
     @property
     def not_modified(self) -> bool:
@@ -241,9 +242,16 @@ class OutboundClient:
     """The only way Clamor's services talk HTTP to user-configured URLs."""
 
     def __init__(
-        self, policy: OutboundPolicy, *, limits: FetchLimits | None = None, user_agent: str = DEFAULT_USER_AGENT
+        self,
+        policy: OutboundPolicy,
+        *,
+        limits: FetchLimits | None = None,
+        user_agent: str = DEFAULT_USER_AGENT,
+        clock: Clock = system_clock,
     ) -> None:
         self.policy = policy
+        # Public: adapters that need the time of a request (X's search window) read the client's clock.
+        self.clock = clock
         self.limits = limits or FetchLimits()
         self._client = httpx.AsyncClient(
             transport=_GuardedTransport(policy),
@@ -357,6 +365,7 @@ class OutboundClient:
             headers=response.headers,
             body=b"".join(chunks),
             elapsed_s=time.monotonic() - started,
+            received_at=self.clock(),
         )
 
 

@@ -142,7 +142,7 @@ class PullConsumer(Generic[PayloadT]):
                 # An empty fetch: nats-py raises its own TimeoutError or asyncio's, depending on where it waited.
                 continue
             except (NatsLibraryError, OSError) as exc:
-                log.warning("fetch from %s failed: %s", self.spec.durable, exc or type(exc).__name__)
+                log.warning("fetch from %s failed: %s", self.spec.durable, str(exc) or type(exc).__name__)
                 await asyncio.sleep(1.0)
                 continue
             self._in_flight = list(msgs)

@@ -5,6 +5,9 @@ Platforms say it differently: ``Retry-After`` (seconds or an HTTP date, RFC 9110
 seconds), Mastodon's ``X-RateLimit-Remaining``/``-Reset`` (ISO 8601), and the IETF draft
 ``RateLimit-Remaining``/``-Reset`` that Bluesky sends (epoch seconds). We honour the longest
 wait any of them asks for, so the budget is never exceeded.
+
+``now`` is when the answer came (``HttpResponse.received_at``): dates and epoch resets are read
+against it, never against a clock of this module's own.
 """
 
 from __future__ import annotations
@@ -47,9 +50,8 @@ def _parse_instant_or_delta(value: str, now: datetime) -> float | None:
     return None
 
 
-def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+def retry_after_seconds(headers: Mapping[str, str], now: datetime) -> float | None:
     """The wait ``Retry-After`` asks for, or None when absent or unreadable."""
-    now = now or datetime.now(UTC)
     value = _lower(headers).get("retry-after")
     if value is None:
         return None
@@ -57,9 +59,8 @@ def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None)
     return None if wait is None else min(max(wait, 0.0), MAX_WAIT_S)
 
 
-def budget_wait_seconds(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+def budget_wait_seconds(headers: Mapping[str, str], now: datetime) -> float | None:
     """The wait until the rate-limit window resets when the budget is spent, else None."""
-    now = now or datetime.now(UTC)
     lowered = _lower(headers)
     remaining = next((lowered[name] for name in _REMAINING if name in lowered), None)
     reset = next((lowered[name] for name in _RESET if name in lowered), None)
@@ -75,7 +76,7 @@ def budget_wait_seconds(headers: Mapping[str, str], now: datetime | None = None)
     return None if wait is None else min(max(wait, 0.0), MAX_WAIT_S)
 
 
-def next_wait_seconds(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+def next_wait_seconds(headers: Mapping[str, str], now: datetime) -> float | None:
     """The longest wait any header asks for; None when none asks for one."""
     waits = [w for w in (retry_after_seconds(headers, now), budget_wait_seconds(headers, now)) if w is not None]
     return max(waits) if waits else None

@@ -20,6 +20,8 @@ import hmac
 import secrets as _random
 from typing import TYPE_CHECKING
 
+from services.shared.errors import PermanentError
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
@@ -34,8 +36,11 @@ MIN_KEY_BYTES = 24
 MAX_KEY_BYTES = 64
 
 
-class WebhookVerificationError(ValueError):
-    """The request is not one a holder of the secrets signed just now; the message says why."""
+class WebhookVerificationError(PermanentError, ValueError):
+    """The request is not one a holder of the secrets signed just now; the message says why.
+
+    Still a ValueError, as callers written against the Standard Webhooks libraries expect.
+    """
 
 
 def new_secret(nbytes: int = 32) -> str:

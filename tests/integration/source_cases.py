@@ -19,15 +19,18 @@ from aiohttp import web
 
 from services.listener.errors import SourceFormatError
 from services.listener.sources.base import Poll, Source, SourceState
+from services.shared.clock import Clock, system_clock
 from services.shared.outbound import FetchLimits, OutboundClient, OutboundError, OutboundPolicy
 from tests.http_server import Handler, LocalHttpServer, serve
 
 JSON_TYPE = "application/json"
 
 
-def outbound(*, allow: tuple[str, ...] = ("127.0.0.1",), limits: FetchLimits | None = None) -> OutboundClient:
+def outbound(
+    *, allow: tuple[str, ...] = ("127.0.0.1",), limits: FetchLimits | None = None, clock: Clock = system_clock
+) -> OutboundClient:
     """A client allowed to reach the local servers, which the SSRF guard otherwise refuses."""
-    return OutboundClient(OutboundPolicy(allow_hosts=allow), limits=limits)
+    return OutboundClient(OutboundPolicy(allow_hosts=allow), limits=limits, clock=clock)
 
 
 def answering(

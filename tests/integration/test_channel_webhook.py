@@ -34,6 +34,8 @@ OLD_KEY = b"old-key-for-clamor-webhooks-0001"
 NEW_KEY = b"new-key-for-clamor-webhooks-0002"
 SECRETS = ["whsec_" + base64.b64encode(OLD_KEY).decode(), "whsec_" + base64.b64encode(NEW_KEY).decode()]
 NOW = 1_772_370_000  # 2026-03-01T13:00:00Z
+# The sender's clock: a fraction into NOW's second, which the signature's timestamp rounds down to NOW.
+SIGNED_AT = datetime.fromtimestamp(NOW + 0.9, UTC)
 
 MESSAGE = escalation("esc-1:hook", **CASE_C42 | {"raised_at": datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC)})
 
@@ -67,7 +69,7 @@ def settings(url: str, *, allow_hosts: tuple[str, ...] = ()) -> WebhookChannelSe
 
 
 def channel(server: LocalHttpServer, http: OutboundClient) -> WebhookChannel:
-    return WebhookChannel(settings(server.url(HOOK_PATH)), http=http, clock=lambda: NOW + 0.9)
+    return WebhookChannel(settings(server.url(HOOK_PATH)), http=http, clock=lambda: SIGNED_AT)
 
 
 def by_hand(key: bytes, msg_id: str, body: bytes) -> str:

@@ -24,11 +24,15 @@ from services.shared.standard_webhooks import WebhookVerificationError, verify
 from tests.http_server import LocalHttpServer, RecordedRequest, serve
 from tests.integration.case_samples import CASE_ID, HOSTILE_TEXT, hostile_case, resolved, sample_case, with_new_post
 from tests.integration.crm_servers import HOOK_PATH, FakeWebhookReceiver, serve_crm
+from tests.integration.source_cases import outbound
+from tests.support.clock import ManualClock
 
 OLD = "whsec_" + base64.b64encode(b"old-key-for-clamor-router-0001").decode()
 NEW = "whsec_" + base64.b64encode(b"new-key-for-clamor-router-0002").decode()
 OTHER = "whsec_" + base64.b64encode(b"somebody-else-s-key-000000003").decode()
 NOW = 1_772_370_000  # 2026-03-01T13:00:00Z
+# The sender's clock: a fraction into NOW's second, which the signature's timestamp rounds down to NOW.
+SIGNED_AT = datetime.fromtimestamp(NOW + 0.9, UTC)
 
 
 def settings(url: str) -> WebhookDestinationSettings:
@@ -51,7 +55,7 @@ async def server(receiver: FakeWebhookReceiver) -> AsyncIterator[LocalHttpServer
 
 @pytest.fixture
 def webhook(server: LocalHttpServer, http: OutboundClient) -> WebhookDestination:
-    return WebhookDestination(settings(server.url(HOOK_PATH)), http=http, clock=lambda: NOW + 0.9)
+    return WebhookDestination(settings(server.url(HOOK_PATH)), http=http, clock=lambda: SIGNED_AT)
 
 
 async def sent_create(webhook: WebhookDestination, server: LocalHttpServer) -> RecordedRequest:
@@ -222,17 +226,18 @@ async def test_throttling_and_outages_are_retried_after_the_wait_asked(
     assert caught.value.retry_after_s == float(retry_after)
 
 
-async def test_retry_after_as_an_http_date_is_honoured(
-    webhook: WebhookDestination, receiver: FakeWebhookReceiver
-) -> None:
-    when = datetime.now(UTC) + timedelta(seconds=120)
+async def test_retry_after_as_an_http_date_is_honoured(server: LocalHttpServer, receiver: FakeWebhookReceiver) -> None:
+    # The date counts from when the answer came, by the client's clock: exact under a manual one.
+    clock = ManualClock()
+    when = clock() + timedelta(seconds=120)
     receiver.fail_next(1, 503, headers={"Retry-After": format_datetime(when, usegmt=True)})
 
-    with pytest.raises(DestinationUnavailableError) as caught:
-        await webhook.create(sample_case())
+    async with outbound(clock=clock) as http:
+        webhook = WebhookDestination(settings(server.url(HOOK_PATH)), http=http, clock=lambda: SIGNED_AT)
+        with pytest.raises(DestinationUnavailableError) as caught:
+            await webhook.create(sample_case())
 
-    assert caught.value.retry_after_s is not None
-    assert 110 <= caught.value.retry_after_s <= 120
+    assert caught.value.retry_after_s == 120
 
 
 async def test_errors_never_show_a_token_in_the_url(http: OutboundClient) -> None:

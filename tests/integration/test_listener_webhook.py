@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,10 +17,13 @@ from services.listener.config import WebhookSourceSettings
 from services.listener.sources.base import Post
 from services.listener.webhook import WebhookReceiver
 from services.shared.errors import TransientError
+from tests.support.clock import T0, ManualClock
 
 OLD_SECRET = "old-secret-for-tests"
 NEW_SECRET = "new-secret-for-tests"
 MAX_BODY = 2048
+# The receiver's clock stands still at T0: timestamps are fresh or stale against it, not the wall.
+NOW_S = int(T0.timestamp())
 POST = {
     "id": "t-1",
     "text": "My order arrived broken.",
@@ -95,7 +97,7 @@ async def hook() -> AsyncIterator[Hook]:
             max_body_bytes=MAX_BODY,
         )
     ]
-    receiver = WebhookReceiver(sources, inbox)
+    receiver = WebhookReceiver(sources, inbox, clock=ManualClock())
     port = await receiver.start("127.0.0.1", 0)
     try:
         async with aiohttp.ClientSession() as session:
@@ -142,7 +144,7 @@ async def test_signature_made_with_the_rotated_second_secret_is_accepted(hook: H
 
 
 async def test_signed_fresh_timestamp_is_accepted(hook: Hook) -> None:
-    answer = await hook.send_signed(POST, timestamp=int(time.time()))
+    answer = await hook.send_signed(POST, timestamp=NOW_S)
 
     assert answer.status == 202
 
@@ -164,7 +166,7 @@ async def test_signature_from_an_unknown_secret_is_401_signature_mismatch(hook: 
 
 
 async def test_stale_timestamp_is_401_even_when_signed(hook: Hook) -> None:
-    answer = await hook.send_signed(POST, timestamp=int(time.time()) - 3600)
+    answer = await hook.send_signed(POST, timestamp=NOW_S - 3600)
 
     assert (answer.status, answer.body["reason"]) == (401, "stale_timestamp")
     assert hook.inbox.received == []
@@ -172,7 +174,7 @@ async def test_stale_timestamp_is_401_even_when_signed(hook: Hook) -> None:
 
 async def test_timestamp_header_not_covered_by_the_signature_is_401(hook: Hook) -> None:
     body = json.dumps(POST).encode()
-    headers = {**signed(body), "X-Clamor-Timestamp": str(int(time.time()))}
+    headers = {**signed(body), "X-Clamor-Timestamp": str(NOW_S)}
 
     answer = await hook.send(body, headers=headers)
 

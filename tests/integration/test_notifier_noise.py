@@ -21,9 +21,12 @@ from clamor.v1 import alert_pb2, triage_pb2
 from services.notifier.channels.base import Channel, Delivery
 from services.notifier.channels.pagerduty import PagerDutyChannel
 from services.notifier.config import NotifierSettings, PagerDutyChannelSettings
-from services.notifier.dispatcher import utc_now
 from services.notifier.message import Message
+from services.shared.clock import system_clock
 from tests.http_server import LocalHttpServer, serve
+from tests.integration.notifier_harness import (
+    clock_work as run_clock_work,
+)
 from tests.integration.notifier_harness import (
     escalation,
     file_lines,
@@ -89,9 +92,9 @@ async def test_a_burst_of_500_alerts_for_one_slack_channel_is_grouped_paced_and_
             "tick_s": 0.2,
         }
     )
-    async with running_notifier(js, settings, clock=utc_now) as notifier:
+    async with running_notifier(js, settings, clock=system_clock) as notifier:
         stop = asyncio.Event()
-        clock_work = asyncio.create_task(notifier.dispatcher.run(stop))
+        clock_work = asyncio.create_task(run_clock_work(notifier.dispatcher, settings.tick_s, stop))
         for number in range(500):
             await publish_alert(js, spike(number))
         await notifier.settle(seconds=60)

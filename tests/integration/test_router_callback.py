@@ -7,7 +7,6 @@ are signed per Standard Webhooks by ``services.shared.standard_webhooks.sign``, 
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from services.router.domain import case_id_for
 from services.router.http import MAX_BODY_BYTES, CallbackServer
 from services.shared.standard_webhooks import new_secret, sign
 from tests.integration.router_harness import RunningRouter, complaint, publish_triaged, router_settings, running_router
+from tests.support.clock import ManualClock
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -37,6 +37,7 @@ class Endpoint:
     running: RunningRouter
     old: str
     new: str
+    clock: ManualClock
 
     async def post(
         self, payload: Any, *, secrets: list[str] | None = None, msg_id: str = "", age_s: float = 0.0,
@@ -44,7 +45,9 @@ class Endpoint:
     ) -> httpx.Response:  # fmt: skip
         """POST ``payload`` (JSON, or bytes as they are) signed with ``secrets`` (the new one by default)."""
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        headers = sign(secrets or [self.new], msg_id or f"msg_{uuid.uuid4().hex}", int(time.time() - age_s), body)
+        headers = sign(
+            secrets or [self.new], msg_id or f"msg_{uuid.uuid4().hex}", int(self.clock().timestamp() - age_s), body
+        )
         headers = {name: value for name, value in headers.items() if name != drop}
         sent = body.replace(b"acknowledge", b"resolve") if tamper else body
         return await self.client.post("/callbacks/case", content=sent, headers=headers)
@@ -62,11 +65,13 @@ async def endpoint(nc: NatsClient, tmp_path: Path) -> AsyncIterator[Endpoint]:
         await running.settle()
         old, new = new_secret(), new_secret()
         settings = CallbackSettings(enabled=True, host="127.0.0.1", port=0, secrets=[new, old])
-        server = CallbackServer(settings, cases=running.router.cases, actions=running.router.actions)
+        # The endpoint judges timestamps by this clock, so "stale" and "from the future" are exact.
+        clock = ManualClock()
+        server = CallbackServer(settings, cases=running.router.cases, actions=running.router.actions, clock=clock)
         port = await server.start()
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-                yield Endpoint(client, running, old, new)
+                yield Endpoint(client, running, old, new, clock)
         finally:
             await server.stop()
 

@@ -94,7 +94,10 @@ def poll_from(response: HttpResponse, posts: list[Post], state: SourceState) -> 
     """A Poll that carries the response's rate-limit wait and conditional-GET outcome."""
     state.remember_validators(response)
     return Poll(
-        posts=posts, state=state, wait_s=next_wait_seconds(dict(response.headers)), not_modified=response.not_modified
+        posts=posts,
+        state=state,
+        wait_s=next_wait_seconds(dict(response.headers), response.received_at),
+        not_modified=response.not_modified,
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import TYPE_CHECKING, Any
@@ -58,20 +58,20 @@ def decode_json(body: bytes, *, what: str) -> Any:
 def retry_after_for(response: HttpResponse) -> float | None:
     """The wait a 429 or 5xx asks for (``Retry-After`` or a spent rate-limit budget), the longest if several."""
     if response.status == 429 or response.status >= 500:
-        return next_wait_seconds(dict(response.headers))
+        return next_wait_seconds(dict(response.headers), response.received_at)
     return None
 
 
-def budget_spent(headers: Mapping[str, str]) -> bool:
+def budget_spent(response: HttpResponse) -> bool:
     """True when the response says not to ask again yet: no requests left, or a wait requested."""
-    lowered = {k.lower(): v for k, v in headers.items()}
+    lowered = {k.lower(): v for k, v in response.headers.items()}
     for name in _REMAINING:
         try:
             if name in lowered and float(lowered[name]) < 1:
                 return True
         except ValueError:
             continue
-    return next_wait_seconds(lowered) is not None
+    return next_wait_seconds(lowered, response.received_at) is not None
 
 
 class _TextExtractor(HTMLParser):

@@ -52,7 +52,7 @@ class HackerNewsSource(Source):
             page, pages = self._parse(decode_json(response.body, what=self._what))
             items.extend(page)
             reached = any(state.is_seen(post.native_id) for _, post in page)
-            if reached or not page or number + 1 >= pages or budget_spent(response.headers):
+            if reached or not page or number + 1 >= pages or budget_spent(response):
                 break
         newest = max([at for at, _ in items] + [cursor or since])
         posts = take_new(items, state, newer_than=newer_than)

@@ -67,7 +67,7 @@ class MastodonSource(Source):
             page = [item for item in map(_post, statuses) if item is not None]
             items.extend(page)
             ids = sorted((post.native_id for _, post in page), key=id_order)
-            if len(statuses) < PAGE_SIZE or not ids or budget_spent(response.headers):
+            if len(statuses) < PAGE_SIZE or not ids or budget_spent(response):
                 break
             if forwards:
                 if id_order(ids[-1]) <= id_order(bound):

@@ -67,7 +67,7 @@ class RedditSource(Source):
             page, after = self._parse(decode_json(response.body, what=self._what))
             items.extend(page)
             reached = any(at <= newer_than or state.is_seen(post.native_id) for at, post in page)
-            if reached or not after or not page or budget_spent(response.headers):
+            if reached or not after or not page or budget_spent(response):
                 break
         newest = max([at for at, _ in items] + [cursor or since])
         posts = take_new(items, state, newer_than=newer_than)

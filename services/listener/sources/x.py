@@ -50,7 +50,9 @@ class XSource(Source):
         self._headers = {"Authorization": f"Bearer {settings.bearer_token}"} if settings.bearer_token else {}
 
     async def poll(self, http: OutboundClient, state: SourceState, *, since: datetime) -> Poll:
-        bound: dict[str, str | int] = {"since_id": state.cursor} if state.cursor else {"start_time": _start(since)}
+        bound: dict[str, str | int] = (
+            {"since_id": state.cursor} if state.cursor else {"start_time": _start(since, http.clock())}
+        )
         items: list[tuple[datetime, Post]] = []
         newest_ids = [state.cursor] if state.cursor else []
         next_token = ""
@@ -61,7 +63,7 @@ class XSource(Source):
             newest_ids += [string(meta.get("newest_id"))] + [post.native_id for _, post in page]
             next_token = string(meta.get("next_token"))
             reached = any(state.is_seen(post.native_id) for _, post in page)
-            if reached or not next_token or budget_spent(response.headers):
+            if reached or not next_token or budget_spent(response):
                 break
         posts = take_new(items, state, newer_than=None if state.cursor else since)
         state.cursor = max((i for i in newest_ids if i.isdigit()), key=id_order, default="")
@@ -100,8 +102,8 @@ class XSource(Source):
         return page, meta
 
 
-def _start(since: datetime) -> str:
-    start = max(since.astimezone(UTC), datetime.now(UTC) - OLDEST_START)
+def _start(since: datetime, now: datetime) -> str:
+    start = max(since.astimezone(UTC), now - OLDEST_START)
     return start.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 from services.notifier.message import MAX_QUOTE_CHARS
+from services.shared.clock import Clock, system_clock
 from services.shared.outbound import FetchLimits, OutboundClient, OutboundPolicy
 
 if TYPE_CHECKING:
@@ -60,13 +61,21 @@ class HttpChannel(Channel, Generic[SettingsT]):
     """
 
     def __init__(
-        self, settings: SettingsT, *, http: OutboundClient | None = None, quote_chars: int = MAX_QUOTE_CHARS
+        self,
+        settings: SettingsT,
+        *,
+        http: OutboundClient | None = None,
+        quote_chars: int = MAX_QUOTE_CHARS,
+        clock: Clock = system_clock,
     ) -> None:
         self.name = settings.name
         self._settings = settings
         self._quote_chars = quote_chars
+        self._clock = clock
         self._owns_http = http is None
-        self._http = http or OutboundClient(OutboundPolicy(tuple(settings.allow_hosts)), limits=self._limits(settings))
+        self._http = http or OutboundClient(
+            OutboundPolicy(tuple(settings.allow_hosts)), limits=self._limits(settings), clock=clock
+        )
 
     def _limits(self, settings: SettingsT) -> FetchLimits:
         """The limits for a client the channel builds itself."""

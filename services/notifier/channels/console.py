@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, ClassVar, TextIO
 from services.notifier.channels.base import Channel, Delivery
 from services.notifier.channels.digest import entries
 from services.notifier.domain import inert, plain_body
+from services.shared.clock import Clock, system_clock
 
 if TYPE_CHECKING:
     from services.notifier.config import ConsoleChannelSettings
@@ -31,8 +32,15 @@ class ConsoleChannel(Channel):
     kind: ClassVar[str] = "console"
 
     def __init__(
-        self, settings: ConsoleChannelSettings, *, stream: TextIO | None = None, quote_chars: int = 280
+        self,
+        settings: ConsoleChannelSettings,
+        *,
+        stream: TextIO | None = None,
+        quote_chars: int = 280,
+        clock: Clock = system_clock,
     ) -> None:
+        # Every channel is built with the service's clock; the console prints no time of its own.
+        del clock
         self.name = settings.name
         self._stream = stream or sys.stdout
         self._quote_chars = quote_chars

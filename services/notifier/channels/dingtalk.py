@@ -17,7 +17,6 @@ import base64
 import hashlib
 import hmac
 import json
-import time
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote_plus, urlsplit
@@ -95,7 +94,7 @@ class DingTalkChannel(HttpChannel[DingTalkChannelSettings]):
         settings = self._settings
         if not settings.secret:
             return settings.webhook_url
-        return signed_url(settings.webhook_url, settings.secret, time.time_ns() // 1_000_000)
+        return signed_url(settings.webhook_url, settings.secret, int(self._clock().timestamp() * 1000))
 
     async def send(self, message: Message) -> Delivery:
         what = f"dingtalk {self.name}"
@@ -106,7 +105,7 @@ class DingTalkChannel(HttpChannel[DingTalkChannelSettings]):
         )
         if response.status == 429 or response.status >= 500:
             raise ChannelError(
-                f"{what}: HTTP {response.status}: {snippet(response)}", retry_after_s=retry_after_s(response.headers)
+                f"{what}: HTTP {response.status}: {snippet(response)}", retry_after_s=retry_after_s(response)
             )
         if not 200 <= response.status < 300:
             raise ChannelConfigError(f"{what}: HTTP {response.status}: {snippet(response)}")

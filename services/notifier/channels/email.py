@@ -30,6 +30,7 @@ from services.notifier.channels.base import Channel, Delivery
 from services.notifier.channels.digest import entries
 from services.notifier.errors import ChannelConfigError, ChannelError
 from services.notifier.render import clip, header, https, oneline, render_html, render_text
+from services.shared.clock import Clock, system_clock
 
 if TYPE_CHECKING:
     from services.notifier.config import EmailChannelSettings
@@ -69,14 +70,14 @@ def _digest_context(message: Message, *, quote_chars: int) -> dict[str, object]:
 
 
 def compose(
-    message: Message, *, sender: str, recipients: list[str], quote_chars: int = QUOTE_CHARS, now: datetime | None = None
+    message: Message, *, sender: str, recipients: list[str], sent_at: datetime, quote_chars: int = QUOTE_CHARS
 ) -> EmailMessage:
     """The MIME message: a plain-text part and an HTML alternative, headers free of untrusted text."""
     email = EmailMessage()
     email["From"] = sender
     email["To"] = ", ".join(recipients)
     email["Subject"] = clip(header(message.title), SUBJECT_CHARS)
-    email["Date"] = format_datetime(now or datetime.now(UTC))
+    email["Date"] = format_datetime(sent_at)
     email["Message-ID"] = message_id(message.id)
     if message.dedup_key:
         email["References"] = message_id(message.dedup_key)
@@ -139,10 +140,13 @@ class EmailChannel(Channel):
 
     kind: ClassVar[str] = "email"
 
-    def __init__(self, settings: EmailChannelSettings, *, quote_chars: int = QUOTE_CHARS) -> None:
+    def __init__(
+        self, settings: EmailChannelSettings, *, quote_chars: int = QUOTE_CHARS, clock: Clock = system_clock
+    ) -> None:
         self.name = settings.name
         self._settings = settings
         self._quote_chars = quote_chars
+        self._clock = clock
 
     def _tls_context(self) -> ssl.SSLContext:
         ca_file = self._settings.ca_file
@@ -153,7 +157,11 @@ class EmailChannel(Channel):
         what = f"email {self.name} via {settings.host}:{settings.port}"
         try:
             email = compose(
-                message, sender=settings.sender, recipients=settings.recipients, quote_chars=self._quote_chars
+                message,
+                sender=settings.sender,
+                recipients=settings.recipients,
+                sent_at=self._clock(),
+                quote_chars=self._quote_chars,
             )
         except ValueError as exc:
             raise ChannelConfigError(f"{what}: cannot build the message from sender and recipients: {exc}") from exc

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from google.protobuf.json_format import MessageToDict
@@ -17,6 +17,7 @@ from services.notifier.channels.base import Channel, Delivery
 from services.notifier.channels.digest import entries
 from services.notifier.domain import notification_for
 from services.notifier.errors import ChannelError
+from services.shared.clock import Clock, system_clock
 from services.shared.jsonl import IdempotentJsonlFile
 
 if TYPE_CHECKING:
@@ -41,13 +42,14 @@ def file_record(message: Message, *, channel: str, quote_chars: int, now: dateti
 class FileChannel(Channel):
     kind: ClassVar[str] = "file"
 
-    def __init__(self, settings: FileChannelSettings, *, quote_chars: int = 280) -> None:
+    def __init__(self, settings: FileChannelSettings, *, quote_chars: int = 280, clock: Clock = system_clock) -> None:
         self.name = settings.name
         self._file = IdempotentJsonlFile(settings.path)
         self._quote_chars = quote_chars
+        self._clock = clock
 
     async def send(self, message: Message) -> Delivery:
-        record = file_record(message, channel=self.name, quote_chars=self._quote_chars, now=datetime.now(UTC))
+        record = file_record(message, channel=self.name, quote_chars=self._quote_chars, now=self._clock())
         try:
             written = await asyncio.to_thread(self._file.append, record)
         except OSError as exc:

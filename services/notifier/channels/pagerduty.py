@@ -28,6 +28,7 @@ from services.notifier.config import PagerDutyChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
 from services.notifier.message import MAX_QUOTE_CHARS
 from services.notifier.render import clip, https, oneline
+from services.shared.clock import Clock, system_clock
 
 if TYPE_CHECKING:
     from services.notifier.message import Message
@@ -150,8 +151,9 @@ class PagerDutyChannel(HttpChannel[PagerDutyChannelSettings]):
         *,
         http: OutboundClient | None = None,
         quote_chars: int = MAX_QUOTE_CHARS,
+        clock: Clock = system_clock,
     ) -> None:
-        super().__init__(settings, http=http, quote_chars=quote_chars)
+        super().__init__(settings, http=http, quote_chars=quote_chars, clock=clock)
         self._url = f"{settings.api_base_url.rstrip('/')}/v2/enqueue"
 
     async def send(self, message: Message) -> Delivery:
@@ -188,7 +190,7 @@ class PagerDutyChannel(HttpChannel[PagerDutyChannelSettings]):
             # Accepted; a body we cannot read does not undo that.
             return answer if isinstance(answer, dict) else {}
         if status == 429:
-            wait = retry_after_s(response.headers)
+            wait = retry_after_s(response)
             raise ChannelError(
                 f"{what}: throttled: {_errors(response)}",
                 retry_after_s=THROTTLED_WAIT_S if wait is None else wait,

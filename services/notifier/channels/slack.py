@@ -33,6 +33,7 @@ from services.notifier.config import SlackChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
 from services.notifier.message import MAX_QUOTE_CHARS
 from services.notifier.render import clip, https, oneline, slack
+from services.shared.clock import Clock, system_clock
 
 if TYPE_CHECKING:
     from services.notifier.channels.digest import Entry
@@ -177,14 +178,19 @@ class SlackChannel(HttpChannel[SlackChannelSettings]):
     kind: ClassVar[str] = "slack"
 
     def __init__(
-        self, settings: SlackChannelSettings, *, http: OutboundClient | None = None, quote_chars: int = MAX_QUOTE_CHARS
+        self,
+        settings: SlackChannelSettings,
+        *,
+        http: OutboundClient | None = None,
+        quote_chars: int = MAX_QUOTE_CHARS,
+        clock: Clock = system_clock,
     ) -> None:
         api = bool(settings.token or settings.channel)
         if settings.webhook_url and api:
             raise ChannelConfigError(f"slack {settings.name}: set webhook_url, or token and channel, not both")
         if not settings.webhook_url and not (settings.token and settings.channel):
             raise ChannelConfigError(f"slack {settings.name}: needs webhook_url, or both token and channel")
-        super().__init__(settings, http=http, quote_chars=quote_chars)
+        super().__init__(settings, http=http, quote_chars=quote_chars, clock=clock)
 
     async def send(self, message: Message) -> Delivery:
         payload = slack_payload(message, quote_chars=self._quote_chars)
@@ -233,7 +239,7 @@ class SlackChannel(HttpChannel[SlackChannelSettings]):
             )
         error = oneline(answer.get("error", "")) or "unknown_error"
         if error in TRANSIENT_API_ERRORS:
-            raise ChannelError(f"{what}: {error}", retry_after_s=retry_after_s(response.headers))
+            raise ChannelError(f"{what}: {error}", retry_after_s=retry_after_s(response))
         raise ChannelConfigError(f"{what}: {error}")
 
 
@@ -241,6 +247,6 @@ def _raise_for_http(response: HttpResponse, what: str) -> None:
     """429 and 5xx are retried (after ``Retry-After``); any other non-2xx names Slack's error."""
     status = response.status
     if status == 429 or status >= 500:
-        raise ChannelError(f"{what}: HTTP {status}: {snippet(response)}", retry_after_s=retry_after_s(response.headers))
+        raise ChannelError(f"{what}: HTTP {status}: {snippet(response)}", retry_after_s=retry_after_s(response))
     if not 200 <= status < 300:
         raise ChannelConfigError(f"{what}: HTTP {status}: {snippet(response)}")

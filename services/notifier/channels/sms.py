@@ -27,6 +27,7 @@ from services.notifier.config import SmsChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
 from services.notifier.message import MAX_QUOTE_CHARS
 from services.notifier.render import clip, https, oneline, render_text
+from services.shared.clock import Clock, system_clock
 
 if TYPE_CHECKING:
     from services.notifier.message import Message
@@ -82,9 +83,14 @@ class SmsChannel(HttpChannel[SmsChannelSettings]):
     kind: ClassVar[str] = "sms"
 
     def __init__(
-        self, settings: SmsChannelSettings, *, http: OutboundClient | None = None, quote_chars: int = MAX_QUOTE_CHARS
+        self,
+        settings: SmsChannelSettings,
+        *,
+        http: OutboundClient | None = None,
+        quote_chars: int = MAX_QUOTE_CHARS,
+        clock: Clock = system_clock,
     ) -> None:
-        super().__init__(settings, http=http, quote_chars=quote_chars)
+        super().__init__(settings, http=http, quote_chars=quote_chars, clock=clock)
         self._url = (
             f"{settings.api_base_url.rstrip('/')}/2010-04-01/Accounts/{quote(settings.account_sid, safe='')}"
             "/Messages.json"
@@ -137,9 +143,7 @@ class SmsChannel(HttpChannel[SmsChannelSettings]):
             # Twilio accepted it; a body without a sid must not make us text the number again.
             return str(payload.get("sid", "")) if isinstance(payload, dict) else ""
         if status == 429:
-            raise ChannelError(
-                f"{what}: throttled: {_twilio_error(response)}", retry_after_s=retry_after_s(response.headers)
-            )
+            raise ChannelError(f"{what}: throttled: {_twilio_error(response)}", retry_after_s=retry_after_s(response))
         if status >= 500:
             raise ChannelError(f"{what}: HTTP {status}: {_twilio_error(response)}")
         if status in (401, 403):

@@ -28,6 +28,7 @@ from services.notifier.config import TeamsChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
 from services.notifier.message import MAX_QUOTE_CHARS
 from services.notifier.render import clip, https, oneline
+from services.shared.clock import Clock, system_clock
 
 if TYPE_CHECKING:
     from services.notifier.channels.digest import Entry
@@ -157,11 +158,16 @@ class TeamsChannel(HttpChannel[TeamsChannelSettings]):
     kind: ClassVar[str] = "teams"
 
     def __init__(
-        self, settings: TeamsChannelSettings, *, http: OutboundClient | None = None, quote_chars: int = MAX_QUOTE_CHARS
+        self,
+        settings: TeamsChannelSettings,
+        *,
+        http: OutboundClient | None = None,
+        quote_chars: int = MAX_QUOTE_CHARS,
+        clock: Clock = system_clock,
     ) -> None:
         if not settings.webhook_url:
             raise ChannelConfigError(f"teams {settings.name}: needs webhook_url")
-        super().__init__(settings, http=http, quote_chars=quote_chars)
+        super().__init__(settings, http=http, quote_chars=quote_chars, clock=clock)
 
     async def send(self, message: Message) -> Delivery:
         what = f"teams {self.name}"
@@ -177,7 +183,5 @@ class TeamsChannel(HttpChannel[TeamsChannelSettings]):
         if 200 <= status < 300:
             return Delivery(channel=self.name, detail=f"HTTP {status}")
         if status == 429 or status >= 500:
-            raise ChannelError(
-                f"{what}: HTTP {status}: {snippet(response)}", retry_after_s=retry_after_s(response.headers)
-            )
+            raise ChannelError(f"{what}: HTTP {status}: {snippet(response)}", retry_after_s=retry_after_s(response))
         raise ChannelConfigError(f"{what}: HTTP {status}: {snippet(response)}")

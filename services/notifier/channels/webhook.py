@@ -23,7 +23,6 @@ The Slack and Teams channels post to webhooks too and share this module's helper
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
@@ -35,13 +34,14 @@ from services.notifier.config import WebhookChannelSettings
 from services.notifier.errors import ChannelConfigError, ChannelError
 from services.notifier.message import MAX_QUOTE_CHARS
 from services.notifier.render import clip, oneline
+from services.shared.clock import Clock, system_clock
 from services.shared.errors import PermanentError
 from services.shared.outbound import FetchLimits, OutboundClient, OutboundError
 from services.shared.ratelimit import retry_after_seconds
 from services.shared.standard_webhooks import secret_key, sign
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Mapping
 
     from services.notifier.message import Message
     from services.shared.outbound import HttpResponse
@@ -56,9 +56,9 @@ def rfc3339(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def retry_after_s(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
+def retry_after_s(response: HttpResponse) -> float | None:
     """``Retry-After`` in seconds (delta-seconds or HTTP date, RFC 9110), or None when absent or unreadable."""
-    return retry_after_seconds(dict(headers), now)
+    return retry_after_seconds(dict(response.headers), response.received_at)
 
 
 def snippet(response: HttpResponse) -> str:
@@ -149,15 +149,14 @@ class WebhookChannel(HttpChannel[WebhookChannelSettings]):
         *,
         http: OutboundClient | None = None,
         quote_chars: int = MAX_QUOTE_CHARS,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = system_clock,
     ) -> None:
         try:
             for secret in settings.secrets:
                 secret_key(secret)
         except ValueError as exc:
             raise ChannelConfigError(f"webhook {settings.name}: secrets: {exc}") from None
-        super().__init__(settings, http=http, quote_chars=quote_chars)
-        self._clock = clock
+        super().__init__(settings, http=http, quote_chars=quote_chars, clock=clock)
 
     def _limits(self, settings: WebhookChannelSettings) -> FetchLimits:
         # max_redirects=0: the client stops at the first 3xx instead of re-sending the signed body.
@@ -166,7 +165,8 @@ class WebhookChannel(HttpChannel[WebhookChannelSettings]):
     async def send(self, message: Message) -> Delivery:
         url = self._settings.url
         what = f"webhook {self.name} ({redacted(url)})"
-        now = int(self._clock())
+        # Whole seconds: the signature's timestamp and the event's time must agree.
+        now = int(self._clock().timestamp())
         body = json.dumps(
             cloud_event(message, now=datetime.fromtimestamp(now, UTC)), ensure_ascii=False, separators=(",", ":")
         ).encode()
@@ -186,7 +186,5 @@ class WebhookChannel(HttpChannel[WebhookChannelSettings]):
         if status == 410:
             raise ChannelConfigError(f"{what}: endpoint gone (HTTP 410): remove it or fix the URL")
         if status in RETRIED_STATUSES or status >= 500:
-            raise ChannelError(
-                f"{what}: HTTP {status}: {snippet(response)}", retry_after_s=retry_after_s(response.headers)
-            )
+            raise ChannelError(f"{what}: HTTP {status}: {snippet(response)}", retry_after_s=retry_after_s(response))
         raise ChannelConfigError(f"{what}: HTTP {status}: {snippet(response)}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from services.shared.clock import Clock, system_clock
+
 if TYPE_CHECKING:
     from services.router.destinations.base import Destination
     from services.router.destinations.settings import HttpDestinationSettings
@@ -24,9 +26,11 @@ DESTINATIONS: dict[str, str] = {
 }
 
 
-def build_destination(settings: HttpDestinationSettings, *, http: OutboundClient | None = None) -> Destination:
+def build_destination(
+    settings: HttpDestinationSettings, *, http: OutboundClient | None = None, clock: Clock = system_clock
+) -> Destination:
     """The adapter for ``settings``; with ``http`` it uses (and never closes) that client."""
     module_name, class_name = DESTINATIONS[settings.kind].split(":")
     destination_type: Any = getattr(importlib.import_module(module_name), class_name)
-    destination: Destination = destination_type(settings, http=http)
+    destination: Destination = destination_type(settings, http=http, clock=clock)
     return destination

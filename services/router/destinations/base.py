@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from services.router.errors import DestinationError, RouterError
 from services.shared.budget import RateBudget
+from services.shared.clock import Clock, system_clock
 from services.shared.errors import PermanentError
 from services.shared.outbound import (
     FetchLimits,
@@ -62,10 +63,6 @@ class Ticket:
 
 class DestinationUnavailableError(DestinationError):
     """The destination cannot take the case now; retry after ``retry_after_s`` when it is set."""
-
-    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
 
 
 class DestinationRejectedError(PermanentError, RouterError):
@@ -112,12 +109,13 @@ class HttpDestination(Destination, Generic[SettingsT]):
 
     settings: SettingsT
 
-    def __init__(self, settings: SettingsT, *, http: OutboundClient | None = None) -> None:
+    def __init__(self, settings: SettingsT, *, http: OutboundClient | None = None, clock: Clock = system_clock) -> None:
         self.name = settings.name
         self.settings = settings
+        self._clock = clock
         self._owns_http = http is None
         self._http = http or OutboundClient(
-            OutboundPolicy(tuple(settings.allow_hosts)), limits=FetchLimits(timeout_s=settings.timeout_s)
+            OutboundPolicy(tuple(settings.allow_hosts)), limits=FetchLimits(timeout_s=settings.timeout_s), clock=clock
         )
 
     def _secrets(self) -> tuple[str, ...]:
@@ -126,7 +124,7 @@ class HttpDestination(Destination, Generic[SettingsT]):
 
     def _retry_after(self, response: HttpResponse) -> float | None:
         """The wait a refusal asks for; ``Retry-After`` (delta-seconds or HTTP date) by default."""
-        return retry_after_seconds(dict(response.headers))
+        return retry_after_seconds(dict(response.headers), response.received_at)
 
     def _classify(self, response: HttpResponse, what: str) -> Exception | None:
         """A vendor-specific error for an answer the generic mapping would get wrong, else None."""

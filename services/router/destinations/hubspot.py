@@ -26,7 +26,6 @@ HubSpot answers 429 without ``Retry-After``; the length of its rate window
 from __future__ import annotations
 
 import html
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import quote
 
@@ -142,7 +141,7 @@ class HubSpotDestination(HttpDestination[HubSpotDestinationSettings]):
             json_body={"properties": properties},
         )
         if events:
-            at = rfc3339(events[-1].at) or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            at = rfc3339(events[-1].at) or self._clock().strftime("%Y-%m-%dT%H:%M:%SZ")
             note = {
                 "properties": {"hs_timestamp": at, "hs_note_body": note_body(update_comment(case, events))},
                 "associations": [

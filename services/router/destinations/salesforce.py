@@ -35,6 +35,7 @@ from urllib.parse import quote
 from services.router.destinations.base import DestinationUnavailableError, HttpDestination, Ticket
 from services.router.destinations.render import description, is_resolved, priority_of, subject, update_comment
 from services.router.destinations.settings import SalesforceDestinationSettings
+from services.shared.clock import Clock, system_clock
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Mapping, Sequence
@@ -55,8 +56,14 @@ REQUEST_LIMIT_WAIT_S = 900.0
 class SalesforceDestination(HttpDestination[SalesforceDestinationSettings]):
     kind: ClassVar[str] = "salesforce"
 
-    def __init__(self, settings: SalesforceDestinationSettings, *, http: OutboundClient | None = None) -> None:
-        super().__init__(settings, http=http)
+    def __init__(
+        self,
+        settings: SalesforceDestinationSettings,
+        *,
+        http: OutboundClient | None = None,
+        clock: Clock = system_clock,
+    ) -> None:
+        super().__init__(settings, http=http, clock=clock)
         self._token: str | None = None
         self._token_lock = asyncio.Lock()
         self._data = f"{settings.api_base}/services/data/v{settings.api_version}"

@@ -20,7 +20,6 @@ destination, and ``create`` returns the case id as the remote id: the receiver k
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -28,10 +27,11 @@ from services.router.destinations.base import DestinationRejectedError, HttpDest
 from services.router.destinations.render import rfc3339
 from services.router.destinations.settings import WebhookDestinationSettings
 from services.router.domain import case_record, event_record
+from services.shared.clock import Clock, system_clock
 from services.shared.standard_webhooks import sign
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from clamor.v1 import case_pb2
     from services.shared.outbound import OutboundClient
@@ -77,10 +77,9 @@ class WebhookDestination(HttpDestination[WebhookDestinationSettings]):
         settings: WebhookDestinationSettings,
         *,
         http: OutboundClient | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = system_clock,
     ) -> None:
-        super().__init__(settings, http=http)
-        self._clock = clock
+        super().__init__(settings, http=http, clock=clock)
 
     def _secrets(self) -> tuple[str, ...]:
         # The URL too: webhook URLs often carry a token in their path or query.
@@ -106,7 +105,8 @@ class WebhookDestination(HttpDestination[WebhookDestinationSettings]):
         self, case: case_pb2.Case, *, event_id: str, event_type: str, events: Sequence[case_pb2.CaseEvent] | None
     ) -> None:
         what = f"{event_type.rsplit('.', 1)[-1]} event for case {case.id}"
-        now = int(self._clock())
+        # Whole seconds: the signature's timestamp and the event's time must agree.
+        now = int(self._clock().timestamp())
         event = cloud_event(
             case, event_id=event_id, event_type=event_type, at=self._time(case, events, now), events=events
         )
