@@ -22,64 +22,49 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from clamor.v1 import alert_pb2 as clamor_dot_v1_dot_alert__pb2
 from clamor.v1 import case_pb2 as clamor_dot_v1_dot_case__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63lamor/v1/router_service.proto\x12\tclamor.v1\x1a\x15\x63lamor/v1/alert.proto\x1a\x14\x63lamor/v1/case.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"!\n\x10ListCasesRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"3\n\x11ListCasesResponse\x12\x1e\n\x05\x63\x61ses\x18\x01 \x03(\x0b\x32\x0f.clamor.v1.Case\"!\n\x0eGetCaseRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\"0\n\x0fGetCaseResponse\x12\x1d\n\x04\x63\x61se\x18\x01 \x01(\x0b\x32\x0f.clamor.v1.Case\"G\n\tRuleError\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0c\n\x04line\x18\x04 \x01(\x05\"$\n\x14ValidateRulesRequest\x12\x0c\n\x04yaml\x18\x01 \x01(\t\"`\n\x15ValidateRulesResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12$\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x14.clamor.v1.RuleError\x12\x12\n\nrule_count\x18\x03 \x01(\x05\"\x14\n\x12ReloadRulesRequest\"a\n\x13ReloadRulesResponse\x12\x10\n\x08reloaded\x18\x01 \x01(\x08\x12$\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x14.clamor.v1.RuleError\x12\x12\n\nrule_count\x18\x03 \x01(\x05\"}\n\x10\x41\x63tOnCaseRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.clamor.v1.CaseActionKind\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x0c\n\x04note\x18\x05 \x01(\t\"&\n\x11\x41\x63tOnCaseResponse\x12\x11\n\taction_id\x18\x01 \x01(\t\"\xc8\x01\n\nDeadLetter\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x03 \x01(\t\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x34\n\x10\x66irst_attempt_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x64\x65\x61\x64_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"<\n\x16ListDeadLettersRequest\x12\x13\n\x0b\x64\x65stination\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"F\n\x17ListDeadLettersResponse\x12+\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x15.clamor.v1.DeadLetter\"B\n\x18ReplayDeadLettersRequest\x12\x13\n\x0b\x64\x65stination\x18\x01 \x01(\t\x12\x11\n\tsequences\x18\x02 \x03(\x04\"-\n\x19ReplayDeadLettersResponse\x12\x10\n\x08replayed\x18\x01 \x01(\x05\"A\n\x10GetTrendsRequest\x12\r\n\x05watch\x18\x01 \x01(\t\x12\r\n\x05hours\x18\x02 \x01(\x05\x12\x0f\n\x07verdict\x18\x03 \x01(\t\"{\n\x0bTrendSeries\x12\r\n\x05watch\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12)\n\x05start\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x63ounts\x18\x04 \x03(\x03\x12\x10\n\x08\x62\x61seline\x18\x05 \x03(\x01\"\xc8\x02\n\x11GetTrendsResponse\x12&\n\x06series\x18\x01 \x03(\x0b\x32\x16.clamor.v1.TrendSeries\x12 \n\x06\x61lerts\x18\x02 \x03(\x0b\x32\x10.clamor.v1.Alert\x12#\n\ttop_terms\x18\x03 \x03(\x0b\x32\x10.clamor.v1.Share\x12$\n\ncategories\x18\x04 \x03(\x0b\x32\x10.clamor.v1.Share\x12$\n\nseverities\x18\x05 \x03(\x0b\x32\x10.clamor.v1.Share\x12#\n\tlanguages\x18\x06 \x03(\x0b\x32\x10.clamor.v1.Share\x12!\n\x07sources\x18\x07 \x03(\x0b\x32\x10.clamor.v1.Share\x12\x30\n\x0cgenerated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"7\n\x11ListAlertsRequest\x12\x13\n\x0b\x66iring_only\x18\x01 \x01(\x08\x12\r\n\x05limit\x18\x02 \x01(\x05\"6\n\x12ListAlertsResponse\x12 \n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x10.clamor.v1.Alert\"\x18\n\x16RebuildCountersRequest\":\n\x17RebuildCountersResponse\x12\x10\n\x08messages\x18\x01 \x01(\x03\x12\r\n\x05hours\x18\x02 \x01(\x05\x32\xaa\x06\n\rRouterService\x12\x46\n\tListCases\x12\x1b.clamor.v1.ListCasesRequest\x1a\x1c.clamor.v1.ListCasesResponse\x12@\n\x07GetCase\x12\x19.clamor.v1.GetCaseRequest\x1a\x1a.clamor.v1.GetCaseResponse\x12R\n\rValidateRules\x12\x1f.clamor.v1.ValidateRulesRequest\x1a .clamor.v1.ValidateRulesResponse\x12L\n\x0bReloadRules\x12\x1d.clamor.v1.ReloadRulesRequest\x1a\x1e.clamor.v1.ReloadRulesResponse\x12\x46\n\tActOnCase\x12\x1b.clamor.v1.ActOnCaseRequest\x1a\x1c.clamor.v1.ActOnCaseResponse\x12X\n\x0fListDeadLetters\x12!.clamor.v1.ListDeadLettersRequest\x1a\".clamor.v1.ListDeadLettersResponse\x12^\n\x11ReplayDeadLetters\x12#.clamor.v1.ReplayDeadLettersRequest\x1a$.clamor.v1.ReplayDeadLettersResponse\x12\x46\n\tGetTrends\x12\x1b.clamor.v1.GetTrendsRequest\x1a\x1c.clamor.v1.GetTrendsResponse\x12I\n\nListAlerts\x12\x1c.clamor.v1.ListAlertsRequest\x1a\x1d.clamor.v1.ListAlertsResponse\x12X\n\x0fRebuildCounters\x12!.clamor.v1.RebuildCountersRequest\x1a\".clamor.v1.RebuildCountersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63lamor/v1/router_service.proto\x12\tclamor.v1\x1a\x14\x63lamor/v1/case.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"!\n\x10ListCasesRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"3\n\x11ListCasesResponse\x12\x1e\n\x05\x63\x61ses\x18\x01 \x03(\x0b\x32\x0f.clamor.v1.Case\"!\n\x0eGetCaseRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\"0\n\x0fGetCaseResponse\x12\x1d\n\x04\x63\x61se\x18\x01 \x01(\x0b\x32\x0f.clamor.v1.Case\"G\n\tRuleError\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0c\n\x04line\x18\x04 \x01(\x05\"$\n\x14ValidateRulesRequest\x12\x0c\n\x04yaml\x18\x01 \x01(\t\"`\n\x15ValidateRulesResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12$\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x14.clamor.v1.RuleError\x12\x12\n\nrule_count\x18\x03 \x01(\x05\"\x14\n\x12ReloadRulesRequest\"a\n\x13ReloadRulesResponse\x12\x10\n\x08reloaded\x18\x01 \x01(\x08\x12$\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x14.clamor.v1.RuleError\x12\x12\n\nrule_count\x18\x03 \x01(\x05\"}\n\x10\x41\x63tOnCaseRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.clamor.v1.CaseActionKind\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x0c\n\x04note\x18\x05 \x01(\t\"&\n\x11\x41\x63tOnCaseResponse\x12\x11\n\taction_id\x18\x01 \x01(\t\"\xc8\x01\n\nDeadLetter\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x03 \x01(\t\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x34\n\x10\x66irst_attempt_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x64\x65\x61\x64_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"<\n\x16ListDeadLettersRequest\x12\x13\n\x0b\x64\x65stination\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"F\n\x17ListDeadLettersResponse\x12+\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x15.clamor.v1.DeadLetter\"B\n\x18ReplayDeadLettersRequest\x12\x13\n\x0b\x64\x65stination\x18\x01 \x01(\t\x12\x11\n\tsequences\x18\x02 \x03(\x04\"-\n\x19ReplayDeadLettersResponse\x12\x10\n\x08replayed\x18\x01 \x01(\x05\x32\xbd\x04\n\rRouterService\x12\x46\n\tListCases\x12\x1b.clamor.v1.ListCasesRequest\x1a\x1c.clamor.v1.ListCasesResponse\x12@\n\x07GetCase\x12\x19.clamor.v1.GetCaseRequest\x1a\x1a.clamor.v1.GetCaseResponse\x12R\n\rValidateRules\x12\x1f.clamor.v1.ValidateRulesRequest\x1a .clamor.v1.ValidateRulesResponse\x12L\n\x0bReloadRules\x12\x1d.clamor.v1.ReloadRulesRequest\x1a\x1e.clamor.v1.ReloadRulesResponse\x12\x46\n\tActOnCase\x12\x1b.clamor.v1.ActOnCaseRequest\x1a\x1c.clamor.v1.ActOnCaseResponse\x12X\n\x0fListDeadLetters\x12!.clamor.v1.ListDeadLettersRequest\x1a\".clamor.v1.ListDeadLettersResponse\x12^\n\x11ReplayDeadLetters\x12#.clamor.v1.ReplayDeadLettersRequest\x1a$.clamor.v1.ReplayDeadLettersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'clamor.v1.router_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LISTCASESREQUEST']._serialized_start=123
-  _globals['_LISTCASESREQUEST']._serialized_end=156
-  _globals['_LISTCASESRESPONSE']._serialized_start=158
-  _globals['_LISTCASESRESPONSE']._serialized_end=209
-  _globals['_GETCASEREQUEST']._serialized_start=211
-  _globals['_GETCASEREQUEST']._serialized_end=244
-  _globals['_GETCASERESPONSE']._serialized_start=246
-  _globals['_GETCASERESPONSE']._serialized_end=294
-  _globals['_RULEERROR']._serialized_start=296
-  _globals['_RULEERROR']._serialized_end=367
-  _globals['_VALIDATERULESREQUEST']._serialized_start=369
-  _globals['_VALIDATERULESREQUEST']._serialized_end=405
-  _globals['_VALIDATERULESRESPONSE']._serialized_start=407
-  _globals['_VALIDATERULESRESPONSE']._serialized_end=503
-  _globals['_RELOADRULESREQUEST']._serialized_start=505
-  _globals['_RELOADRULESREQUEST']._serialized_end=525
-  _globals['_RELOADRULESRESPONSE']._serialized_start=527
-  _globals['_RELOADRULESRESPONSE']._serialized_end=624
-  _globals['_ACTONCASEREQUEST']._serialized_start=626
-  _globals['_ACTONCASEREQUEST']._serialized_end=751
-  _globals['_ACTONCASERESPONSE']._serialized_start=753
-  _globals['_ACTONCASERESPONSE']._serialized_end=791
-  _globals['_DEADLETTER']._serialized_start=794
-  _globals['_DEADLETTER']._serialized_end=994
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=996
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1056
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1058
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1128
-  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_start=1130
-  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_end=1196
-  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_start=1198
-  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_end=1243
-  _globals['_GETTRENDSREQUEST']._serialized_start=1245
-  _globals['_GETTRENDSREQUEST']._serialized_end=1310
-  _globals['_TRENDSERIES']._serialized_start=1312
-  _globals['_TRENDSERIES']._serialized_end=1435
-  _globals['_GETTRENDSRESPONSE']._serialized_start=1438
-  _globals['_GETTRENDSRESPONSE']._serialized_end=1766
-  _globals['_LISTALERTSREQUEST']._serialized_start=1768
-  _globals['_LISTALERTSREQUEST']._serialized_end=1823
-  _globals['_LISTALERTSRESPONSE']._serialized_start=1825
-  _globals['_LISTALERTSRESPONSE']._serialized_end=1879
-  _globals['_REBUILDCOUNTERSREQUEST']._serialized_start=1881
-  _globals['_REBUILDCOUNTERSREQUEST']._serialized_end=1905
-  _globals['_REBUILDCOUNTERSRESPONSE']._serialized_start=1907
-  _globals['_REBUILDCOUNTERSRESPONSE']._serialized_end=1965
-  _globals['_ROUTERSERVICE']._serialized_start=1968
-  _globals['_ROUTERSERVICE']._serialized_end=2778
+  _globals['_LISTCASESREQUEST']._serialized_start=100
+  _globals['_LISTCASESREQUEST']._serialized_end=133
+  _globals['_LISTCASESRESPONSE']._serialized_start=135
+  _globals['_LISTCASESRESPONSE']._serialized_end=186
+  _globals['_GETCASEREQUEST']._serialized_start=188
+  _globals['_GETCASEREQUEST']._serialized_end=221
+  _globals['_GETCASERESPONSE']._serialized_start=223
+  _globals['_GETCASERESPONSE']._serialized_end=271
+  _globals['_RULEERROR']._serialized_start=273
+  _globals['_RULEERROR']._serialized_end=344
+  _globals['_VALIDATERULESREQUEST']._serialized_start=346
+  _globals['_VALIDATERULESREQUEST']._serialized_end=382
+  _globals['_VALIDATERULESRESPONSE']._serialized_start=384
+  _globals['_VALIDATERULESRESPONSE']._serialized_end=480
+  _globals['_RELOADRULESREQUEST']._serialized_start=482
+  _globals['_RELOADRULESREQUEST']._serialized_end=502
+  _globals['_RELOADRULESRESPONSE']._serialized_start=504
+  _globals['_RELOADRULESRESPONSE']._serialized_end=601
+  _globals['_ACTONCASEREQUEST']._serialized_start=603
+  _globals['_ACTONCASEREQUEST']._serialized_end=728
+  _globals['_ACTONCASERESPONSE']._serialized_start=730
+  _globals['_ACTONCASERESPONSE']._serialized_end=768
+  _globals['_DEADLETTER']._serialized_start=771
+  _globals['_DEADLETTER']._serialized_end=971
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=973
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1033
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1035
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1105
+  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_start=1107
+  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_end=1173
+  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_start=1175
+  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_end=1220
+  _globals['_ROUTERSERVICE']._serialized_start=1223
+  _globals['_ROUTERSERVICE']._serialized_end=1796
 # @@protoc_insertion_point(module_scope)

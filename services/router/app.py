@@ -1,21 +1,30 @@
-"""``clamor serve router``: config → telemetry → server → NATS → clients → consumers → clocks → run."""
+"""The router wired: config → telemetry → server → NATS → clients → clocks → handler → consumers → run.
+
+Every part is built after the parts it uses, so none is patched in later.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import sys
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from clamor.v1 import alert_pb2, case_pb2, router_service_pb2_grpc, triage_pb2
-from services.router.clients import CaseIndex, CaseStore, DeliveryQueue, EscalationPublisher, TriageFeedback
+from clamor.v1 import case_pb2, router_service_pb2_grpc, triage_pb2
+from services.router.clients import (
+    CaseIndex,
+    CaseStore,
+    DeliveryQueue,
+    EscalationPublisher,
+    MentionCaseIndex,
+    TriageFeedback,
+)
 from services.router.config import OUTBOX, RouterConfig, RouterSettings
 from services.router.consumer import RouterHandler, RulesHolder
 from services.router.dead_letters import DeadLetters
-from services.router.delivery import (
+from services.router.delivery.destinations import build_destination
+from services.router.delivery.local import NatsDestination, OutboxDestination
+from services.router.delivery.worker import (
     DeliveryWorker,
     DestinationPolicy,
     Disabled,
@@ -23,21 +32,14 @@ from services.router.delivery import (
     open_disabled,
     open_tickets,
 )
-from services.router.destinations import build_destination
-from services.router.domain import case_id_for
 from services.router.http import CallbackServer
-from services.router.local_destinations import NatsDestination, OutboxDestination
-from services.router.reputation import ReputationWatch, open_states
 from services.router.server import SERVICE_NAME, RouterParts, RouterServicer
 from services.router.sla_clock import SlaClocks
-from services.router.spikes import SpikeState
-from services.router.trends import CounterStore, TrendsCounter
 from services.shared import subjects
 from services.shared.case_actions import CaseActions
 from services.shared.config import load_config
-from services.shared.errors import TransientError
 from services.shared.kv_state import KvState
-from services.shared.lifecycle import ServiceRuntime, service_main
+from services.shared.lifecycle import ServiceRuntime
 from services.shared.pull_consumer import BatchHandler, concurrently, one_at_a_time
 from services.shared.telemetry import setup_telemetry
 
@@ -50,7 +52,7 @@ if TYPE_CHECKING:
     from nats.js import JetStreamContext
     from opentelemetry import trace
 
-    from services.router.destinations.base import Destination
+    from services.router.delivery.destinations.base import Destination
     from services.shared.status import Counters
 
 NAME = "router"
@@ -84,6 +86,7 @@ class Router:
     settings: RouterSettings
     cases: CaseStore
     index: CaseIndex
+    mentions: MentionCaseIndex
     tickets: KvState[TicketRecord]
     disabled: KvState[Disabled]
     actions: CaseActions
@@ -93,10 +96,6 @@ class Router:
     clocks: SlaClocks
     worker: DeliveryWorker
     destinations: dict[str, Destination]
-    trends: TrendsCounter
-    reputation: ReputationWatch
-    spike_states: KvState[SpikeState]
-    alert_states: KvState[alert_pb2.Alert]
 
     def consumers(self) -> list[tuple[subjects.ConsumerSpec, type[Message], BatchHandler[Any], int]]:
         """(durable, payload type, batch handler, batch size) of each consumer the router runs."""
@@ -109,12 +108,16 @@ class Router:
              self.settings.delivery.concurrency),
         ]  # fmt: skip
 
+    async def tick(self, now: datetime) -> int:
+        """One turn of the SLA clocks; returns the steps fired."""
+        return await self.clocks.tick(now, self.handler.on_sla_step)
+
     async def close(self) -> None:
         await self.feedback.close()
         for destination in self.destinations.values():
             await destination.aclose()
         await self.index.close()
-        for state in (self.clocks, self.tickets, self.disabled, self.spike_states, self.alert_states):
+        for state in (self.clocks, self.tickets, self.disabled):
             await state.close()
 
 
@@ -125,45 +128,32 @@ async def assemble(
     tracer: trace.Tracer,
     counters: Counters,
     replicas: int = 1,
-    history_days: float = 90.0,
     rules: RulesHolder | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Router:
+    """Every part in dependency order: stores and clients, the SLA clocks, then the handlers that use them."""
     cases = await CaseStore.open(js, replicas=replicas)
     index = await CaseIndex.open(js, replicas=replicas, window_s=settings.grouping.window_s)
+    mentions = await MentionCaseIndex.open(js, replicas=replicas)
     tickets = await open_tickets(js, replicas=replicas)
     disabled = await open_disabled(js, replicas=replicas)
     feedback = TriageFeedback(settings.triage_address)
+    policies = {policy.name: policy for policy in settings.sla_policies}
+    clocks = await SlaClocks.open(js, policies, replicas=replicas)
     handler = RouterHandler(
         settings, rules=rules or RulesHolder(settings.rules), cases=cases, index=index,
-        queue=DeliveryQueue(js, tracer), escalations=EscalationPublisher(js, tracer), clocks=None, feedback=feedback,
-        counters=counters, clock=clock,
+        queue=DeliveryQueue(js, tracer), escalations=EscalationPublisher(js, tracer), clocks=clocks,
+        mentions=mentions, feedback=feedback, counters=counters, clock=clock,
     )  # fmt: skip
-    policies = {policy.name: policy for policy in settings.sla_policies}
-    clocks = await SlaClocks.open(js, policies, handler.on_sla_step, replicas=replicas)
-    handler.clocks = clocks
     destinations, budgets = build_destinations(settings, js, tracer)
     worker = DeliveryWorker(
         destinations, budgets, cases=cases, tickets=tickets, disabled=disabled, settings=settings.delivery,
         counters=counters, tracer=tracer, clock=clock,
     )  # fmt: skip
-    counters_store = await CounterStore.open(js, replicas=replicas, history_days=history_days)
-    spike_states, alert_states = await open_states(js, replicas=replicas)
-
-    async def case_of(mention_id: str) -> str | None:
-        case_id = case_id_for(mention_id)
-        return case_id if await cases.get(case_id) is not None else None
-
-    reputation = ReputationWatch(
-        settings.reputation, js=js, tracer=tracer, counters=counters_store, spikes=spike_states,
-        alerts=alert_states, case_of=case_of,
-    )  # fmt: skip
     return Router(
-        settings=settings, cases=cases, index=index, tickets=tickets, disabled=disabled,
+        settings=settings, cases=cases, index=index, mentions=mentions, tickets=tickets, disabled=disabled,
         actions=CaseActions(js, tracer), dead_letters=DeadLetters(js, tracer, disabled), feedback=feedback,
         handler=handler, clocks=clocks, worker=worker, destinations=destinations,
-        trends=TrendsCounter(js, counters_store, keywords=settings.reputation.keywords.keywords, clock=clock),
-        reputation=reputation, spike_states=spike_states, alert_states=alert_states,
     )  # fmt: skip
 
 
@@ -181,38 +171,13 @@ async def run(config_path: Path | None) -> None:
     js = await runtime.connect()
     router = await assemble(
         js, settings, tracer=runtime.tracer, counters=runtime.counters, replicas=config.nats.stream_replicas,
-        history_days=config.nats.history_days, rules=rules,
+        rules=rules,
     )  # fmt: skip
-    servicer.attach(
-        RouterParts(cases=router.cases, actions=router.actions, dead_letters=router.dead_letters,
-                    trends=router.trends, reputation=router.reputation)
-    )  # fmt: skip
+    servicer.attach(RouterParts(cases=router.cases, actions=router.actions, dead_letters=router.dead_letters))
     for spec, payload_type, handle, batch_size in router.consumers():
         await runtime.add_consumer(spec, payload_type, handle, batch_size=batch_size)
 
-    async def sla_clock() -> None:
-        while not runtime.stopping.is_set():
-            await router.clocks.tick(router.handler.now())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(runtime.stopping.wait(), timeout=settings.tick_s)
-
-    runtime.add_worker("sla-clock", sla_clock)
-
-    async def count_trends() -> None:
-        await router.trends.run(runtime.stopping)
-
-    async def watch_reputation() -> None:
-        while not runtime.stopping.is_set():
-            try:
-                await router.reputation.tick(router.handler.now())
-            except TransientError as exc:
-                log.warning("reputation check failed, trying again next tick: %s", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(runtime.stopping.wait(), timeout=settings.reputation.tick_s)
-
-    runtime.add_worker("trend-counters", count_trends)
-    if settings.reputation.enabled:
-        runtime.add_worker("reputation", watch_reputation)
+    runtime.add_periodic("sla-clock", settings.tick_s, lambda: _tick(router))
     callback = (
         CallbackServer(settings.callback, cases=router.cases, actions=router.actions)
         if settings.callback.enabled else None
@@ -227,9 +192,5 @@ async def run(config_path: Path | None) -> None:
         await router.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    return service_main(NAME, run, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+async def _tick(router: Router) -> None:
+    await router.tick(router.handler.now())

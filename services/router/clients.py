@@ -1,4 +1,5 @@
-"""Every outbound call the router makes: cases and their keys in KV, deliveries, escalations, triage feedback."""
+"""Every outbound call the router makes: cases, their keys and the mention → case index in KV, deliveries,
+escalations, triage feedback."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import grpc
 from nats.errors import Error as NatsLibraryError
 from nats.js.errors import InvalidKeyError, KeyNotFoundError, KeyWrongLastSequenceError
 
-from clamor.v1 import case_pb2, triage_pb2, triage_service_pb2, triage_service_pb2_grpc
+from clamor.v1 import case_pb2, mention_case_pb2, triage_pb2, triage_service_pb2, triage_service_pb2_grpc
 from services.router.errors import CaseConflictError
 from services.shared import subjects
 from services.shared.errors import TransientError
@@ -143,11 +144,36 @@ class CaseIndex:
         """Point ``key`` at ``case_id`` (and restart its window)."""
         await self._state.change(key, lambda _: KeyRecord(case_id, now.timestamp()))
 
-    async def release(self, key: str) -> None:
-        await self._state.delete(key)
-
     async def close(self) -> None:
         await self._state.close()
+
+
+class MentionCaseIndex:
+    """Mention → the case that holds it, for the reputation service (``router_mention_cases``).
+
+    Written for every post placed, the founding post of a case and a post grouped into another
+    customer's case alike, so an alert's sample post links to the case that really holds it. A plain
+    put: a redelivered post places into the same case and writes the same record.
+    """
+
+    def __init__(self, bucket: KeyValue) -> None:
+        self._bucket = bucket
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, *, replicas: int) -> MentionCaseIndex:
+        # Kept as long as the posts themselves (the TRIAGED stream), which the counters sample.
+        bucket = await ensure_bucket(
+            js, subjects.MENTION_CASES_BUCKET, replicas=replicas, ttl_s=subjects.TRIAGED.max_age_s
+        )
+        return cls(bucket)
+
+    async def record(self, mention_id: str, case_id: str, *, now: datetime) -> None:
+        entry = mention_case_pb2.MentionCase(mention_id=mention_id, case_id=case_id)
+        entry.placed_at.FromDatetime(now)
+        try:
+            await self._bucket.put(subjects.mention_case_key(mention_id), entry.SerializeToString())
+        except (TimeoutError, NatsLibraryError) as exc:
+            raise TransientError(f"cannot index the case of {mention_id}: {exc}") from exc
 
 
 class DeliveryQueue:

@@ -1,4 +1,4 @@
-"""The router's parts wired by ``services.router.__main__.assemble``, on a real nats-server, with a test clock.
+"""The router's parts wired by ``services.router.app.assemble``, on a real nats-server, with a test clock.
 
 Complaints and case actions go in through JetStream and the router's real durable consumers;
 deliveries go to real destinations (the outbox file, or a local CRM server). The test advances the
@@ -22,7 +22,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from clamor.v1 import alert_pb2, case_pb2, mention_pb2, triage_pb2
-from services.router.__main__ import Router, assemble
+from services.router.app import Router, assemble
 from services.router.config import RouterConfig, RouterSettings
 from services.shared import subjects
 from services.shared.jetstream import ensure_streams, publish

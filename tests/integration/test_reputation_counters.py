@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from clamor.v1 import triage_pb2
-from services.router.trends import CounterStore, TrendsCounter, record_key
-from services.router.volume import hour_start
+from services.reputation.counters import CounterStore, TrendsCounter, record_key
+from services.reputation.domain import hour_start
 from services.shared.jetstream import ensure_streams
 from tests.integration.router_harness import complaint, publish_triaged
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from services.router.destinations.base import DestinationGoneError, DestinationUnavailableError, Ticket
+from services.router.delivery.destinations.base import DestinationGoneError, DestinationUnavailableError, Ticket
 from services.router.domain import crm_events
 from services.router.errors import RouterError
 from services.shared import subjects
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from clamor.v1 import case_pb2
     from services.router.clients import CaseStore
     from services.router.config import DeliverySettings
-    from services.router.destinations.base import Destination
+    from services.router.delivery.destinations.base import Destination
     from services.shared.pull_consumer import Delivery
     from services.shared.status import Counters
 

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from google.protobuf.json_format import MessageToDict
 
-from services.router.destinations.base import DestinationRejectedError, HttpDestination, Ticket
-from services.router.destinations.render import rfc3339
-from services.router.destinations.settings import WebhookDestinationSettings
+from services.router.delivery.destinations.base import DestinationRejectedError, HttpDestination, Ticket
+from services.router.delivery.destinations.render import rfc3339
+from services.router.delivery.destinations.settings import WebhookDestinationSettings
 from services.shared.standard_webhooks import sign
 
 if TYPE_CHECKING:
