@@ -21,7 +21,6 @@ from services.notifier.config import AckSettings, NotifierSettings
 from services.notifier.http import AckServer
 from services.notifier.pages import PageState
 from tests.http_server import serve
-from tests.support.clock import ManualClock
 from tests.integration.notifier_harness import (
     escalation,
     file_lines,
@@ -31,6 +30,7 @@ from tests.integration.notifier_harness import (
 )
 from tests.integration.test_channel_pagerduty import PATH as PD_PATH
 from tests.integration.test_channel_pagerduty import ROUTING_KEY, FakeEventsApi
+from tests.support.clock import ManualClock
 
 PEOPLE = ("oncall", "lead", "manager")
 

@@ -24,7 +24,6 @@ from services.notifier.config import NotifierSettings, PagerDutyChannelSettings
 from services.notifier.dispatcher import utc_now
 from services.notifier.message import Message
 from tests.http_server import LocalHttpServer, serve
-from tests.support.clock import ManualClock
 from tests.integration.notifier_harness import (
     escalation,
     file_lines,
@@ -35,6 +34,7 @@ from tests.integration.notifier_harness import (
 )
 from tests.integration.test_channel_pagerduty import PATH as PD_PATH
 from tests.integration.test_channel_pagerduty import ROUTING_KEY, FakeEventsApi
+from tests.support.clock import ManualClock
 
 HOOK_PATH = "/services/T0001/B0001/burst"
 LOOPBACK = ["127.0.0.1"]

@@ -14,7 +14,6 @@ import pytest
 
 from clamor.v1 import case_pb2, triage_pb2
 from services.router.domain import BRAND_REPLY, case_id_for
-from tests.support.clock import ManualClock
 from tests.integration.crm_servers import FakeZendesk, serve_crm
 from tests.integration.router_harness import (
     RunningRouter,
@@ -24,6 +23,7 @@ from tests.integration.router_harness import (
     router_settings,
     running_router,
 )
+from tests.support.clock import ManualClock
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from clamor.v1 import case_pb2, triage_pb2
 from services.router.domain import case_id_for
 from services.shared.jetstream import ensure_streams
-from tests.support.clock import ManualClock
 from tests.integration.crm_servers import FakeZendesk, serve_crm
 from tests.integration.router_harness import (
     complaint,
@@ -22,6 +21,7 @@ from tests.integration.router_harness import (
     router_settings,
     running_router,
 )
+from tests.support.clock import ManualClock
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from clamor.v1 import case_pb2
 from services.router.domain import case_id_for
-from tests.support.clock import T0, ManualClock
 from tests.integration.router_harness import (
     complaint,
     escalations_published,
@@ -20,6 +19,7 @@ from tests.integration.router_harness import (
     router_settings,
     running_router,
 )
+from tests.support.clock import T0, ManualClock
 
 if TYPE_CHECKING:
     from pathlib import Path

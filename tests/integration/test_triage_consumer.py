@@ -22,8 +22,8 @@ from services.shared.status import Counters
 from services.triage.clients import TriagedPublisher
 from services.triage.consumer import TriageHandler
 from services.triage.domain import OWN_ACCOUNT_RULE, RuleClassifier
-from tests.support.clock import tracer
 from tests.integration.router_harness import stream_messages
+from tests.support.clock import tracer
 
 APOLOGY = "@kev_oconnor so sorry, your refund failed again, DM us"
 
