@@ -1,8 +1,8 @@
 """`clamor dashboard`'s HTTP server against canned services: JSON endpoints, errors, headers, static files.
 
 The router and the reputation service are ``tests.integration.router_api_fake`` on a free loopback
-port; the dashboard is a real ``DashboardServer`` on port 0, asked over HTTP with aiohttp's client. The page itself is tested in a
-browser by ``tests/e2e/test_dashboard_browser.py``.
+port; the dashboard is a real ``DashboardServer`` on port 0, asked over HTTP with aiohttp's client. The
+page itself is tested in a browser by ``tests/e2e/test_dashboard_browser.py``.
 """
 
 from __future__ import annotations
