@@ -1,6 +1,6 @@
 """End-to-end throughput and latency of the mesh on this machine.
 
-Starts nats-server and the four services as processes (as `clamor up` does), replays N posts
+Starts nats-server and the five services as processes (as `clamor up` does), replays N posts
 (the bundled sample, repeated under fresh ids) as fast as the listener may, waits until every
 consumer is drained, then reads the span files for per-mention latency from discovery to the
 outbox. Prints the figures; the last line is the headline.
@@ -49,6 +49,7 @@ listener:
   sources: [{{name: bench, kind: replay, path: "{posts}", rate_per_second: {rate}}}]
 triage: {{grpc: {{port: {ports["triage"]}}}, batch_size: 64, batch_wait_ms: 50}}
 router: {{grpc: {{port: {ports["router"]}}}, outbox: {{path: outbox.jsonl}}}}
+reputation: {{grpc: {{port: {ports["reputation"]}}}}}
 notifier:
   grpc: {{port: {ports["notifier"]}}}
   channels: [{{kind: file, name: file, path: notifications.jsonl}}]

@@ -219,9 +219,7 @@ def trends(
     watch: Annotated[str, typer.Option(help="Only this watch (default: every watch).")] = "",
     hours: Annotated[int, typer.Option(min=1, max=720, help="Hours back from now, at most 720 (30 days).")] = 48,
     noise: Annotated[bool, typer.Option("--noise", help="Posts triage judged noise, instead of complaints.")] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="The service's answer as one JSON object.")
-    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The service's answer as one JSON object.")] = False,
     rebuild: Annotated[
         bool,
         typer.Option("--rebuild", help="First recount every hourly counter from the stream (after a keyword change)."),
