@@ -123,7 +123,7 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
             assert up.poll() is None, "clamor up exited early"
             time.sleep(0.2)
         status = wait_for_status(tmp_path, env)
-        assert status.count("SERVING") == 4, status
+        assert status.count("SERVING") == 5, status
         log = wait_for_notifications(tmp_path, env)
         assert "escalated to escalations" in log
         assert "sent" in log
