@@ -108,7 +108,10 @@ def main() -> None:
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
     print(f"posts: {options.posts}, cases: {cases}, drained in {elapsed:.1f}s")
     print(f"discovery→outbox latency ms: p50 {quantiles[49]:.1f}, p95 {quantiles[94]:.1f}, max {max(latencies):.1f}")
-    print(f"throughput: {options.posts / elapsed:.0f} mentions/s end to end (4 services, 1 nats-server, this machine)")
+    print(
+        f"throughput: {options.posts / elapsed:.0f} mentions/s end to end "
+        f"({len(SERVICES)} services, 1 nats-server, this machine)"
+    )
 
 
 if __name__ == "__main__":
