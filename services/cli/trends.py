@@ -193,10 +193,6 @@ def service_problem(service: str, address: str, code: grpc.StatusCode, details: 
     return f"{name} at {address}: {code.name} {details}".rstrip()
 
 
-def router_problem(address: str, code: grpc.StatusCode, details: str, *, rpc: str) -> str:
-    return service_problem("router", address, code, details, rpc=rpc)
-
-
 def reputation_problem(address: str, code: grpc.StatusCode, details: str, *, rpc: str) -> str:
     return service_problem("reputation", address, code, details, rpc=rpc)
 

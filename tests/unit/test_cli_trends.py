@@ -20,7 +20,15 @@ from typer.testing import CliRunner, Result
 
 from clamor.v1 import alert_pb2, reputation_service_pb2, triage_pb2
 from services.cli.app import app
-from services.cli.trends import BARS, MAX_CATEGORIES, latest_hour, render, reputation_problem, router_problem, sparkline
+from services.cli.trends import (
+    BARS,
+    MAX_CATEGORIES,
+    latest_hour,
+    render,
+    reputation_problem,
+    service_problem,
+    sparkline,
+)
 from tests.integration.router_api_fake import HOURS, FakeRouterApi, free_address, serving
 
 # --- sparkline ----------------------------------------------------------------------------------
@@ -186,7 +194,7 @@ def test_nothing_counted_draws_nothing() -> None:
     ],
 )  # fmt: skip
 def test_a_failed_call_is_one_plain_line(code: grpc.StatusCode, details: str, said: str) -> None:
-    assert router_problem("127.0.0.1:1", code, details, rpc="GetTrends") == said
+    assert service_problem("router", "127.0.0.1:1", code, details, rpc="GetTrends") == said
 
 
 # --- the command against an in-process ReputationService -------------------------------------
