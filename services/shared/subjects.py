@@ -144,13 +144,16 @@ NOTIFIER_ALERTS_CONSUMER = ConsumerSpec(
 
 # The reputation service counts every triaged post. Counting is exact only in stream order (each
 # hourly record skips posts at or below the last sequence it counted), so no more than one fetched
-# batch is ever unacknowledged: a batch handed back is redelivered before anything newer.
+# batch is ever unacknowledged: a batch handed back is redelivered before anything newer. Its
+# failures are KV or NATS away for now, so it retries until they are back rather than dead-lettering
+# posts the counters would then miss until a rebuild.
 REPUTATION_BATCH = 500
 REPUTATION_CONSUMER = ConsumerSpec(
     stream=TRIAGED.name,
     durable="reputation",
     filter_subject="clamor.triaged.>",
     dead_letter_subject=dead_letter_subject("reputation"),
+    max_deliver=100_000,
     max_ack_pending=REPUTATION_BATCH,
 )
 
