@@ -17,9 +17,9 @@ if TYPE_CHECKING:
 def counting_consumer(
     counter: TrendsCounter,
 ) -> tuple[subjects.ConsumerSpec, type[Message], BatchHandler[Any], int]:
-    """(durable, payload type, batch handler, batch size): one batch per fetch, the whole of it at once.
+    """(durable, payload type, batch handler, batch size): one batch per fetch, counted in stream order.
 
-    The batch size is the consumer's ``max_ack_pending``: while a batch is out, nothing newer is
-    delivered, so a batch handed back is counted again before any later post (see counters.py).
+    Posts past a gap (posts another replica holds, or ones handed back) are handed back until the
+    gap is counted (see counters.py); ``max_ack_pending`` bounds how many can be out at once.
     """
     return (subjects.REPUTATION_CONSUMER, triage_pb2.TriagedMention, counter.handle, subjects.REPUTATION_BATCH)

@@ -1,12 +1,15 @@
 """Hourly counters of triaged mentions in KV, kept exactly from the TRIAGED stream, and read back as series.
 
 The service's durable consumer (``subjects.REPUTATION_CONSUMER``) hands :meth:`TrendsCounter.handle`
-the stream in order, one batch at a time: each batch is added to its hours' records by
-compare-and-set (every record skips posts at or below its own ``through_seq``), and only then is it
-acknowledged and the cursor moved. A crash, a restart or a second replica gets the unacknowledged
-batch again and counts nothing twice. ``catch_up`` reads from the cursor to the stream's end
-through an ephemeral consumer, and ``rebuild`` forgets every record and counts the whole stream
-again that way: after a change to the keywords, or to check the counters against a recount.
+batches of the stream: each batch is added to its hours' records by compare-and-set (every record
+skips posts at or below its own ``through_seq``), then the cursor moves and the batch is
+acknowledged. That skip is exact only in stream order, and replicas share the durable, so the posts
+of a batch past a gap (a post another replica holds, or one handed back) are handed back until the
+cursor reaches them; posts at or below the cursor were counted and are only acknowledged. A crash or
+a restart gets the unacknowledged posts again and counts nothing twice. ``catch_up`` reads from the
+cursor to the stream's end through an ephemeral consumer, and ``rebuild`` forgets every record and
+counts the whole stream again that way: after a change to the keywords, or to check the counters
+against a recount.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from clamor.v1 import triage_pb2
 from services.reputation.domain import HourCounts, hour_label, hour_start, merged, posted_at, slot_of, verdict_label
+from services.reputation.errors import CountingOrderError
 from services.shared import subjects
 from services.shared.errors import TransientError
 from services.shared.jetstream import ensure_bucket
@@ -152,18 +156,41 @@ class TrendsCounter:
         self._clock = clock
         # Held while a batch is applied, and through a whole rebuild.
         self._lock = asyncio.Lock()
-        self._position = 0
 
     async def handle(self, batch: Sequence[Delivery[triage_pb2.TriagedMention]]) -> list[BaseException | None]:
-        """Count one batch of the durable consumer; the whole batch succeeds or is handed back."""
-        posts = [(int(d.msg.metadata.sequence.stream), d.payload) for d in batch]
+        """Count the part of a batch that follows the cursor without a gap; the rest is handed back.
+
+        A gap is a post another replica holds (or one handed back); a post that expired or was
+        erased from the stream is none.
+        """
+        posts = sorted((int(d.msg.metadata.sequence.stream), d.payload) for d in batch)
         try:
             async with self._lock:
-                await self._apply(posts)
+                cursor = reached = await self.store.cursor()
+                accepted: list[tuple[int, triage_pb2.TriagedMention | None]] = []
+                for seq, triaged in posts:
+                    if seq <= cursor:
+                        continue  # counted before the cursor moved past it: only acknowledged
+                    if seq != reached + 1 and not await self._next_after(reached, seq):
+                        break
+                    accepted.append((seq, triaged))
+                    reached = seq
+                await self._apply(accepted)
         except (NatsLibraryError, OSError) as exc:
             error = TransientError(f"trend counters: {exc or type(exc).__name__}")
             return [error] * len(batch)
-        return [None] * len(batch)
+        waiting = CountingOrderError(f"trend counters: the post after {reached} is not counted yet; waiting")
+        return [None if int(d.msg.metadata.sequence.stream) <= reached else waiting for d in batch]
+
+    async def _next_after(self, cursor: int, seq: int) -> bool:
+        """Whether ``seq`` is the first post in the stream after ``cursor`` (posts may have expired or been erased)."""
+        if seq == cursor + 1:
+            return True
+        try:
+            found = await self._js.get_msg(subjects.TRIAGED.name, seq=cursor + 1, next=True)
+        except NotFoundError:
+            return True
+        return int(found.seq or 0) >= seq
 
     async def catch_up(self, *, locked: bool = False) -> Counted:
         """Count from the cursor to the end of the stream as it is now.

@@ -143,10 +143,10 @@ NOTIFIER_ALERTS_CONSUMER = ConsumerSpec(
 )
 
 # The reputation service counts every triaged post. Counting is exact only in stream order (each
-# hourly record skips posts at or below the last sequence it counted), so no more than one fetched
-# batch is ever unacknowledged: a batch handed back is redelivered before anything newer. Its
-# failures are KV or NATS away for now, so it retries until they are back rather than dead-lettering
-# posts the counters would then miss until a rebuild.
+# hourly record skips posts at or below the last sequence it counted): a batch that comes before the
+# posts ahead of it are counted (another replica holds them, or they were handed back) is handed back
+# at once and comes again a moment later. Its failures are that, or KV and NATS away for now, so it
+# retries until they pass rather than dead-lettering posts the counters would miss until a rebuild.
 REPUTATION_BATCH = 500
 REPUTATION_CONSUMER = ConsumerSpec(
     stream=TRIAGED.name,
@@ -154,6 +154,7 @@ REPUTATION_CONSUMER = ConsumerSpec(
     filter_subject="clamor.triaged.>",
     dead_letter_subject=dead_letter_subject("reputation"),
     max_deliver=100_000,
+    nak_delays_s=(0.02, 0.05, 0.1, 0.5),
     max_ack_pending=REPUTATION_BATCH,
 )
 
