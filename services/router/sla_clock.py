@@ -59,8 +59,9 @@ StepHandler = Callable[[SlaRecord, SlaStep], Awaitable[None]]
 
 
 class SlaClocks:
-    # The step handler is handed to each tick rather than kept: the handler that escalates a step
-    # also starts and stops clocks, so neither has to exist before the other.
+    # The step handler is handed to each tick rather than kept: the router's handler, which
+    # escalates steps, also starts and stops clocks, so the clocks are built first and need nothing
+    # of it, and no part is patched in after construction.
     def __init__(self, state: KvState[SlaRecord], policies: Mapping[str, SlaPolicy]) -> None:
         self._state = state
         self._policies = policies
