@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from clamor.v1 import case_pb2, router_service_pb2_grpc, triage_pb2
@@ -37,6 +37,7 @@ from services.router.server import SERVICE_NAME, RouterParts, RouterServicer
 from services.router.sla_clock import SlaClocks
 from services.shared import subjects
 from services.shared.case_actions import CaseActions
+from services.shared.clock import system_clock
 from services.shared.config import load_config
 from services.shared.kv_state import KvState
 from services.shared.lifecycle import ServiceRuntime
@@ -44,7 +45,6 @@ from services.shared.pull_consumer import BatchHandler, concurrently, one_at_a_t
 from services.shared.telemetry import setup_telemetry
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from pathlib import Path
 
     import grpc
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from opentelemetry import trace
 
     from services.router.delivery.destinations.base import Destination
+    from services.shared.clock import Clock
     from services.shared.status import Counters
 
 NAME = "router"
@@ -129,7 +130,7 @@ async def assemble(
     counters: Counters,
     replicas: int = 1,
     rules: RulesHolder | None = None,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    clock: Clock = system_clock,
 ) -> Router:
     """Every part in dependency order: stores and clients, the SLA clocks, then the handlers that use them."""
     cases = await CaseStore.open(js, replicas=replicas)
