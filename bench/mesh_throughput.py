@@ -1,6 +1,6 @@
 """End-to-end throughput and latency of the mesh on this machine.
 
-Starts nats-server and the four services as processes (as `clamor up` does), replays N posts
+Starts nats-server and the five services as processes (as `clamor up` does), replays N posts
 (the bundled sample, repeated under fresh ids) as fast as the listener may, waits until every
 consumer is drained, then reads the span files for per-mention latency from discovery to the
 outbox. Prints the figures; the last line is the headline.
@@ -49,6 +49,7 @@ listener:
   sources: [{{name: bench, kind: replay, path: "{posts}", rate_per_second: {rate}}}]
 triage: {{grpc: {{port: {ports["triage"]}}}, batch_size: 64, batch_wait_ms: 50}}
 router: {{grpc: {{port: {ports["router"]}}}, outbox: {{path: outbox.jsonl}}}}
+reputation: {{grpc: {{port: {ports["reputation"]}}}}}
 notifier:
   grpc: {{port: {ports["notifier"]}}}
   channels: [{{kind: file, name: file, path: notifications.jsonl}}]
@@ -107,7 +108,10 @@ def main() -> None:
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
     print(f"posts: {options.posts}, cases: {cases}, drained in {elapsed:.1f}s")
     print(f"discovery→outbox latency ms: p50 {quantiles[49]:.1f}, p95 {quantiles[94]:.1f}, max {max(latencies):.1f}")
-    print(f"throughput: {options.posts / elapsed:.0f} mentions/s end to end (4 services, 1 nats-server, this machine)")
+    print(
+        f"throughput: {options.posts / elapsed:.0f} mentions/s end to end "
+        f"({len(SERVICES)} services, 1 nats-server, this machine)"
+    )
 
 
 if __name__ == "__main__":

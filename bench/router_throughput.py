@@ -1,7 +1,7 @@
 """Router throughput: complaints turned into cases, grouped, and delivered, per second on this machine.
 
 One process, and for each phase a real nats-server with JetStream of its own, with the router's
-parts built by ``services.router.__main__.assemble`` and its three durable consumers run through
+parts built by ``services.router.app.assemble`` and its three durable consumers run through
 ``PullConsumer`` exactly as the service runs them (batch sizes, delivery concurrency, a 1 s fetch
 wait). No SLA policies are configured, so the SLA clock has nothing to do and is not run.
 Complaints are published to ``clamor.triaged.complaint`` as triage publishes them.
@@ -54,7 +54,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from clamor.v1 import mention_pb2, triage_pb2
-from services.router.__main__ import Router, assemble
+from services.router.app import Router, assemble
 from services.router.config import RouterConfig, RouterSettings
 from services.router.domain import case_id_for
 from services.shared import subjects

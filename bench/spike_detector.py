@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.router.spikes import (
+from services.reputation.spikes import (
     SLOT_S,
     SLOTS_PER_DAY,
     KeywordSettings,

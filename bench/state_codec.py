@@ -29,7 +29,7 @@ from services.notifier.grouping import Claim, Group, Item, fingerprint
 from services.notifier.message import Message
 from services.notifier.pages import Page
 from services.notifier.records import GROUP_CODEC, PAGE_CODEC, group_to_proto, page_to_proto
-from services.router.delivery import TICKET_CODEC, TicketRecord
+from services.router.delivery.worker import TICKET_CODEC, TicketRecord
 from services.router.domain import stamp
 from services.router.records import CASE_CODEC
 from services.router.sla_clock import SLA_RECORD_CODEC, SlaRecord

@@ -64,6 +64,7 @@ class _CaseEventKind:
 class _CaseEventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CaseEventKind.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     CASE_EVENT_KIND_UNSPECIFIED: _CaseEventKind.ValueType  # 0
+    """Not set: an entry of an older version the reader could not type."""
     CASE_EVENT_KIND_CREATED: _CaseEventKind.ValueType  # 1
     """The case was founded by its first post."""
     CASE_EVENT_KIND_POST_ADDED: _CaseEventKind.ValueType  # 2
@@ -87,6 +88,7 @@ class CaseEventKind(_CaseEventKind, metaclass=_CaseEventKindEnumTypeWrapper):
     """What a case history entry records."""
 
 CASE_EVENT_KIND_UNSPECIFIED: CaseEventKind.ValueType  # 0
+"""Not set: an entry of an older version the reader could not type."""
 CASE_EVENT_KIND_CREATED: CaseEventKind.ValueType  # 1
 """The case was founded by its first post."""
 CASE_EVENT_KIND_POST_ADDED: CaseEventKind.ValueType  # 2

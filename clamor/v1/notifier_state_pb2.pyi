@@ -27,6 +27,7 @@ class _PageState:
 class _PageStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PageState.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     PAGE_STATE_UNSPECIFIED: _PageState.ValueType  # 0
+    """Not set: never written by this version."""
     PAGE_STATE_OPEN: _PageState.ValueType  # 1
     """Nobody answered yet: the walk goes on."""
     PAGE_STATE_ACKNOWLEDGED: _PageState.ValueType  # 2
@@ -40,6 +41,7 @@ class PageState(_PageState, metaclass=_PageStateEnumTypeWrapper):
     """Where a page's walk up its escalation policy stands."""
 
 PAGE_STATE_UNSPECIFIED: PageState.ValueType  # 0
+"""Not set: never written by this version."""
 PAGE_STATE_OPEN: PageState.ValueType  # 1
 """Nobody answered yet: the walk goes on."""
 PAGE_STATE_ACKNOWLEDGED: PageState.ValueType  # 2

@@ -22,64 +22,49 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from clamor.v1 import alert_pb2 as clamor_dot_v1_dot_alert__pb2
 from clamor.v1 import case_pb2 as clamor_dot_v1_dot_case__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63lamor/v1/router_service.proto\x12\tclamor.v1\x1a\x15\x63lamor/v1/alert.proto\x1a\x14\x63lamor/v1/case.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"H\n\x10ListCasesRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"L\n\x11ListCasesResponse\x12\x1e\n\x05\x63\x61ses\x18\x01 \x03(\x0b\x32\x0f.clamor.v1.Case\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x0eGetCaseRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\"0\n\x0fGetCaseResponse\x12\x1d\n\x04\x63\x61se\x18\x01 \x01(\x0b\x32\x0f.clamor.v1.Case\"G\n\tRuleError\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0c\n\x04line\x18\x04 \x01(\x05\"$\n\x14ValidateRulesRequest\x12\x0c\n\x04yaml\x18\x01 \x01(\t\"`\n\x15ValidateRulesResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12$\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x14.clamor.v1.RuleError\x12\x12\n\nrule_count\x18\x03 \x01(\x05\"\x14\n\x12ReloadRulesRequest\"a\n\x13ReloadRulesResponse\x12\x10\n\x08reloaded\x18\x01 \x01(\x08\x12$\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x14.clamor.v1.RuleError\x12\x12\n\nrule_count\x18\x03 \x01(\x05\"}\n\x10\x41\x63tOnCaseRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.clamor.v1.CaseActionKind\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x0c\n\x04note\x18\x05 \x01(\t\"&\n\x11\x41\x63tOnCaseResponse\x12\x11\n\taction_id\x18\x01 \x01(\t\"\xc8\x01\n\nDeadLetter\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x03 \x01(\t\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x34\n\x10\x66irst_attempt_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x64\x65\x61\x64_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\x16ListDeadLettersRequest\x12\x13\n\x0b\x64\x65stination\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\tJ\x04\x08\x02\x10\x03R\x05limit\"_\n\x17ListDeadLettersResponse\x12+\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x15.clamor.v1.DeadLetter\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"B\n\x18ReplayDeadLettersRequest\x12\x13\n\x0b\x64\x65stination\x18\x01 \x01(\t\x12\x11\n\tsequences\x18\x02 \x03(\x04\"-\n\x19ReplayDeadLettersResponse\x12\x10\n\x08replayed\x18\x01 \x01(\x05\"A\n\x10GetTrendsRequest\x12\r\n\x05watch\x18\x01 \x01(\t\x12\r\n\x05hours\x18\x02 \x01(\x05\x12\x0f\n\x07verdict\x18\x03 \x01(\t\"{\n\x0bTrendSeries\x12\r\n\x05watch\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12)\n\x05start\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x63ounts\x18\x04 \x03(\x03\x12\x10\n\x08\x62\x61seline\x18\x05 \x03(\x01\"\xc8\x02\n\x11GetTrendsResponse\x12&\n\x06series\x18\x01 \x03(\x0b\x32\x16.clamor.v1.TrendSeries\x12 \n\x06\x61lerts\x18\x02 \x03(\x0b\x32\x10.clamor.v1.Alert\x12#\n\ttop_terms\x18\x03 \x03(\x0b\x32\x10.clamor.v1.Share\x12$\n\ncategories\x18\x04 \x03(\x0b\x32\x10.clamor.v1.Share\x12$\n\nseverities\x18\x05 \x03(\x0b\x32\x10.clamor.v1.Share\x12#\n\tlanguages\x18\x06 \x03(\x0b\x32\x10.clamor.v1.Share\x12!\n\x07sources\x18\x07 \x03(\x0b\x32\x10.clamor.v1.Share\x12\x30\n\x0cgenerated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"7\n\x11ListAlertsRequest\x12\x13\n\x0b\x66iring_only\x18\x01 \x01(\x08\x12\r\n\x05limit\x18\x02 \x01(\x05\"6\n\x12ListAlertsResponse\x12 \n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x10.clamor.v1.Alert\"\x18\n\x16RebuildCountersRequest\":\n\x17RebuildCountersResponse\x12\x10\n\x08messages\x18\x01 \x01(\x03\x12\r\n\x05hours\x18\x02 \x01(\x05\x32\xaa\x06\n\rRouterService\x12\x46\n\tListCases\x12\x1b.clamor.v1.ListCasesRequest\x1a\x1c.clamor.v1.ListCasesResponse\x12@\n\x07GetCase\x12\x19.clamor.v1.GetCaseRequest\x1a\x1a.clamor.v1.GetCaseResponse\x12R\n\rValidateRules\x12\x1f.clamor.v1.ValidateRulesRequest\x1a .clamor.v1.ValidateRulesResponse\x12L\n\x0bReloadRules\x12\x1d.clamor.v1.ReloadRulesRequest\x1a\x1e.clamor.v1.ReloadRulesResponse\x12\x46\n\tActOnCase\x12\x1b.clamor.v1.ActOnCaseRequest\x1a\x1c.clamor.v1.ActOnCaseResponse\x12X\n\x0fListDeadLetters\x12!.clamor.v1.ListDeadLettersRequest\x1a\".clamor.v1.ListDeadLettersResponse\x12^\n\x11ReplayDeadLetters\x12#.clamor.v1.ReplayDeadLettersRequest\x1a$.clamor.v1.ReplayDeadLettersResponse\x12\x46\n\tGetTrends\x12\x1b.clamor.v1.GetTrendsRequest\x1a\x1c.clamor.v1.GetTrendsResponse\x12I\n\nListAlerts\x12\x1c.clamor.v1.ListAlertsRequest\x1a\x1d.clamor.v1.ListAlertsResponse\x12X\n\x0fRebuildCounters\x12!.clamor.v1.RebuildCountersRequest\x1a\".clamor.v1.RebuildCountersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63lamor/v1/router_service.proto\x12\tclamor.v1\x1a\x14\x63lamor/v1/case.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"H\n\x10ListCasesRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"L\n\x11ListCasesResponse\x12\x1e\n\x05\x63\x61ses\x18\x01 \x03(\x0b\x32\x0f.clamor.v1.Case\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x0eGetCaseRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\"0\n\x0fGetCaseResponse\x12\x1d\n\x04\x63\x61se\x18\x01 \x01(\x0b\x32\x0f.clamor.v1.Case\"G\n\tRuleError\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0c\n\x04line\x18\x04 \x01(\x05\"$\n\x14ValidateRulesRequest\x12\x0c\n\x04yaml\x18\x01 \x01(\t\"`\n\x15ValidateRulesResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12$\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x14.clamor.v1.RuleError\x12\x12\n\nrule_count\x18\x03 \x01(\x05\"\x14\n\x12ReloadRulesRequest\"a\n\x13ReloadRulesResponse\x12\x10\n\x08reloaded\x18\x01 \x01(\x08\x12$\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x14.clamor.v1.RuleError\x12\x12\n\nrule_count\x18\x03 \x01(\x05\"}\n\x10\x41\x63tOnCaseRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.clamor.v1.CaseActionKind\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x0c\n\x04note\x18\x05 \x01(\t\"&\n\x11\x41\x63tOnCaseResponse\x12\x11\n\taction_id\x18\x01 \x01(\t\"\xc8\x01\n\nDeadLetter\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x03 \x01(\t\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x34\n\x10\x66irst_attempt_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x64\x65\x61\x64_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\x16ListDeadLettersRequest\x12\x13\n\x0b\x64\x65stination\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\tJ\x04\x08\x02\x10\x03R\x05limit\"_\n\x17ListDeadLettersResponse\x12+\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x15.clamor.v1.DeadLetter\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"B\n\x18ReplayDeadLettersRequest\x12\x13\n\x0b\x64\x65stination\x18\x01 \x01(\t\x12\x11\n\tsequences\x18\x02 \x03(\x04\"-\n\x19ReplayDeadLettersResponse\x12\x10\n\x08replayed\x18\x01 \x01(\x05\x32\xbd\x04\n\rRouterService\x12\x46\n\tListCases\x12\x1b.clamor.v1.ListCasesRequest\x1a\x1c.clamor.v1.ListCasesResponse\x12@\n\x07GetCase\x12\x19.clamor.v1.GetCaseRequest\x1a\x1a.clamor.v1.GetCaseResponse\x12R\n\rValidateRules\x12\x1f.clamor.v1.ValidateRulesRequest\x1a .clamor.v1.ValidateRulesResponse\x12L\n\x0bReloadRules\x12\x1d.clamor.v1.ReloadRulesRequest\x1a\x1e.clamor.v1.ReloadRulesResponse\x12\x46\n\tActOnCase\x12\x1b.clamor.v1.ActOnCaseRequest\x1a\x1c.clamor.v1.ActOnCaseResponse\x12X\n\x0fListDeadLetters\x12!.clamor.v1.ListDeadLettersRequest\x1a\".clamor.v1.ListDeadLettersResponse\x12^\n\x11ReplayDeadLetters\x12#.clamor.v1.ReplayDeadLettersRequest\x1a$.clamor.v1.ReplayDeadLettersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'clamor.v1.router_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LISTCASESREQUEST']._serialized_start=123
-  _globals['_LISTCASESREQUEST']._serialized_end=195
-  _globals['_LISTCASESRESPONSE']._serialized_start=197
-  _globals['_LISTCASESRESPONSE']._serialized_end=273
-  _globals['_GETCASEREQUEST']._serialized_start=275
-  _globals['_GETCASEREQUEST']._serialized_end=308
-  _globals['_GETCASERESPONSE']._serialized_start=310
-  _globals['_GETCASERESPONSE']._serialized_end=358
-  _globals['_RULEERROR']._serialized_start=360
-  _globals['_RULEERROR']._serialized_end=431
-  _globals['_VALIDATERULESREQUEST']._serialized_start=433
-  _globals['_VALIDATERULESREQUEST']._serialized_end=469
-  _globals['_VALIDATERULESRESPONSE']._serialized_start=471
-  _globals['_VALIDATERULESRESPONSE']._serialized_end=567
-  _globals['_RELOADRULESREQUEST']._serialized_start=569
-  _globals['_RELOADRULESREQUEST']._serialized_end=589
-  _globals['_RELOADRULESRESPONSE']._serialized_start=591
-  _globals['_RELOADRULESRESPONSE']._serialized_end=688
-  _globals['_ACTONCASEREQUEST']._serialized_start=690
-  _globals['_ACTONCASEREQUEST']._serialized_end=815
-  _globals['_ACTONCASERESPONSE']._serialized_start=817
-  _globals['_ACTONCASERESPONSE']._serialized_end=855
-  _globals['_DEADLETTER']._serialized_start=858
-  _globals['_DEADLETTER']._serialized_end=1058
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1060
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1157
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1159
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1254
-  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_start=1256
-  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_end=1322
-  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_start=1324
-  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_end=1369
-  _globals['_GETTRENDSREQUEST']._serialized_start=1371
-  _globals['_GETTRENDSREQUEST']._serialized_end=1436
-  _globals['_TRENDSERIES']._serialized_start=1438
-  _globals['_TRENDSERIES']._serialized_end=1561
-  _globals['_GETTRENDSRESPONSE']._serialized_start=1564
-  _globals['_GETTRENDSRESPONSE']._serialized_end=1892
-  _globals['_LISTALERTSREQUEST']._serialized_start=1894
-  _globals['_LISTALERTSREQUEST']._serialized_end=1949
-  _globals['_LISTALERTSRESPONSE']._serialized_start=1951
-  _globals['_LISTALERTSRESPONSE']._serialized_end=2005
-  _globals['_REBUILDCOUNTERSREQUEST']._serialized_start=2007
-  _globals['_REBUILDCOUNTERSREQUEST']._serialized_end=2031
-  _globals['_REBUILDCOUNTERSRESPONSE']._serialized_start=2033
-  _globals['_REBUILDCOUNTERSRESPONSE']._serialized_end=2091
-  _globals['_ROUTERSERVICE']._serialized_start=2094
-  _globals['_ROUTERSERVICE']._serialized_end=2904
+  _globals['_LISTCASESREQUEST']._serialized_start=100
+  _globals['_LISTCASESREQUEST']._serialized_end=172
+  _globals['_LISTCASESRESPONSE']._serialized_start=174
+  _globals['_LISTCASESRESPONSE']._serialized_end=250
+  _globals['_GETCASEREQUEST']._serialized_start=252
+  _globals['_GETCASEREQUEST']._serialized_end=285
+  _globals['_GETCASERESPONSE']._serialized_start=287
+  _globals['_GETCASERESPONSE']._serialized_end=335
+  _globals['_RULEERROR']._serialized_start=337
+  _globals['_RULEERROR']._serialized_end=408
+  _globals['_VALIDATERULESREQUEST']._serialized_start=410
+  _globals['_VALIDATERULESREQUEST']._serialized_end=446
+  _globals['_VALIDATERULESRESPONSE']._serialized_start=448
+  _globals['_VALIDATERULESRESPONSE']._serialized_end=544
+  _globals['_RELOADRULESREQUEST']._serialized_start=546
+  _globals['_RELOADRULESREQUEST']._serialized_end=566
+  _globals['_RELOADRULESRESPONSE']._serialized_start=568
+  _globals['_RELOADRULESRESPONSE']._serialized_end=665
+  _globals['_ACTONCASEREQUEST']._serialized_start=667
+  _globals['_ACTONCASEREQUEST']._serialized_end=792
+  _globals['_ACTONCASERESPONSE']._serialized_start=794
+  _globals['_ACTONCASERESPONSE']._serialized_end=832
+  _globals['_DEADLETTER']._serialized_start=835
+  _globals['_DEADLETTER']._serialized_end=1035
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1037
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1134
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1136
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1231
+  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_start=1233
+  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_end=1299
+  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_start=1301
+  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_end=1346
+  _globals['_ROUTERSERVICE']._serialized_start=1349
+  _globals['_ROUTERSERVICE']._serialized_end=1922
 # @@protoc_insertion_point(module_scope)

@@ -3,7 +3,6 @@
 isort:skip_file
 """
 
-from clamor.v1 import alert_pb2 as _alert_pb2
 from clamor.v1 import case_pb2 as _case_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
@@ -23,6 +22,8 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class ListCasesRequest(_message.Message):
+    """Which page of cases to list."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LIMIT_FIELD_NUMBER: _builtins.int
@@ -51,6 +52,8 @@ Global___ListCasesRequest: _TypeAlias = ListCasesRequest  # noqa: Y015
 
 @_typing.final
 class ListCasesResponse(_message.Message):
+    """One page of cases."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CASES_FIELD_NUMBER: _builtins.int
@@ -475,204 +478,3 @@ class ReplayDeadLettersResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReplayDeadLettersResponse: _TypeAlias = ReplayDeadLettersResponse  # noqa: Y015
-
-@_typing.final
-class GetTrendsRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    WATCH_FIELD_NUMBER: _builtins.int
-    HOURS_FIELD_NUMBER: _builtins.int
-    VERDICT_FIELD_NUMBER: _builtins.int
-    watch: _builtins.str
-    """One watch; empty means every watch."""
-    hours: _builtins.int
-    """Hours back from now; 0 means 48."""
-    verdict: _builtins.str
-    """"complaint" (the default) or "noise"."""
-    def __init__(
-        self,
-        *,
-        watch: _builtins.str = ...,
-        hours: _builtins.int = ...,
-        verdict: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["hours", b"hours", "verdict", b"verdict", "watch", b"watch"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetTrendsRequest: _TypeAlias = GetTrendsRequest  # noqa: Y015
-
-@_typing.final
-class TrendSeries(_message.Message):
-    """One hourly series: a watch's total (category empty) or one category of it."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    WATCH_FIELD_NUMBER: _builtins.int
-    CATEGORY_FIELD_NUMBER: _builtins.int
-    START_FIELD_NUMBER: _builtins.int
-    COUNTS_FIELD_NUMBER: _builtins.int
-    BASELINE_FIELD_NUMBER: _builtins.int
-    watch: _builtins.str
-    category: _builtins.str
-    @_builtins.property
-    def start(self) -> _timestamp_pb2.Timestamp:
-        """Start of the first hour; one count per hour from there, oldest first."""
-
-    @_builtins.property
-    def counts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
-    @_builtins.property
-    def baseline(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
-        """The expected count for each hour: the mean of the same hour on the baseline's past days."""
-
-    def __init__(
-        self,
-        *,
-        watch: _builtins.str = ...,
-        category: _builtins.str = ...,
-        start: _timestamp_pb2.Timestamp | None = ...,
-        counts: _abc.Iterable[_builtins.int] | None = ...,
-        baseline: _abc.Iterable[_builtins.float] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["start", b"start"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "category", b"category", "counts", b"counts", "start", b"start", "watch", b"watch"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___TrendSeries: _TypeAlias = TrendSeries  # noqa: Y015
-
-@_typing.final
-class GetTrendsResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    SERIES_FIELD_NUMBER: _builtins.int
-    ALERTS_FIELD_NUMBER: _builtins.int
-    TOP_TERMS_FIELD_NUMBER: _builtins.int
-    CATEGORIES_FIELD_NUMBER: _builtins.int
-    SEVERITIES_FIELD_NUMBER: _builtins.int
-    LANGUAGES_FIELD_NUMBER: _builtins.int
-    SOURCES_FIELD_NUMBER: _builtins.int
-    GENERATED_AT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def series(self) -> _containers.RepeatedCompositeFieldContainer[Global___TrendSeries]: ...
-    @_builtins.property
-    def alerts(self) -> _containers.RepeatedCompositeFieldContainer[_alert_pb2.Alert]:
-        """Alerts whose window overlaps the series, in their latest revision."""
-
-    @_builtins.property
-    def top_terms(self) -> _containers.RepeatedCompositeFieldContainer[_alert_pb2.Share]:
-        """Over the whole span, per watch asked: the top terms, categories, severities, languages, sources."""
-
-    @_builtins.property
-    def categories(self) -> _containers.RepeatedCompositeFieldContainer[_alert_pb2.Share]: ...
-    @_builtins.property
-    def severities(self) -> _containers.RepeatedCompositeFieldContainer[_alert_pb2.Share]: ...
-    @_builtins.property
-    def languages(self) -> _containers.RepeatedCompositeFieldContainer[_alert_pb2.Share]: ...
-    @_builtins.property
-    def sources(self) -> _containers.RepeatedCompositeFieldContainer[_alert_pb2.Share]: ...
-    @_builtins.property
-    def generated_at(self) -> _timestamp_pb2.Timestamp: ...
-    def __init__(
-        self,
-        *,
-        series: _abc.Iterable[Global___TrendSeries] | None = ...,
-        alerts: _abc.Iterable[_alert_pb2.Alert] | None = ...,
-        top_terms: _abc.Iterable[_alert_pb2.Share] | None = ...,
-        categories: _abc.Iterable[_alert_pb2.Share] | None = ...,
-        severities: _abc.Iterable[_alert_pb2.Share] | None = ...,
-        languages: _abc.Iterable[_alert_pb2.Share] | None = ...,
-        sources: _abc.Iterable[_alert_pb2.Share] | None = ...,
-        generated_at: _timestamp_pb2.Timestamp | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "categories", b"categories", "generated_at", b"generated_at", "languages", b"languages", "series", b"series", "severities", b"severities", "sources", b"sources", "top_terms", b"top_terms"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetTrendsResponse: _TypeAlias = GetTrendsResponse  # noqa: Y015
-
-@_typing.final
-class ListAlertsRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    FIRING_ONLY_FIELD_NUMBER: _builtins.int
-    LIMIT_FIELD_NUMBER: _builtins.int
-    firing_only: _builtins.bool
-    """Only alerts still firing."""
-    limit: _builtins.int
-    def __init__(
-        self,
-        *,
-        firing_only: _builtins.bool = ...,
-        limit: _builtins.int = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["firing_only", b"firing_only", "limit", b"limit"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListAlertsRequest: _TypeAlias = ListAlertsRequest  # noqa: Y015
-
-@_typing.final
-class ListAlertsResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ALERTS_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def alerts(self) -> _containers.RepeatedCompositeFieldContainer[_alert_pb2.Alert]: ...
-    def __init__(
-        self,
-        *,
-        alerts: _abc.Iterable[_alert_pb2.Alert] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListAlertsResponse: _TypeAlias = ListAlertsResponse  # noqa: Y015
-
-@_typing.final
-class RebuildCountersRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    def __init__(
-        self,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RebuildCountersRequest: _TypeAlias = RebuildCountersRequest  # noqa: Y015
-
-@_typing.final
-class RebuildCountersResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    MESSAGES_FIELD_NUMBER: _builtins.int
-    HOURS_FIELD_NUMBER: _builtins.int
-    messages: _builtins.int
-    """Messages read from the stream, and hourly records written."""
-    hours: _builtins.int
-    def __init__(
-        self,
-        *,
-        messages: _builtins.int = ...,
-        hours: _builtins.int = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["hours", b"hours", "messages", b"messages"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RebuildCountersResponse: _TypeAlias = RebuildCountersResponse  # noqa: Y015

@@ -70,21 +70,6 @@ class RouterServiceStub:
                 request_serializer=clamor_dot_v1_dot_router__service__pb2.ReplayDeadLettersRequest.SerializeToString,
                 response_deserializer=clamor_dot_v1_dot_router__service__pb2.ReplayDeadLettersResponse.FromString,
                 _registered_method=True)
-        self.GetTrends = channel.unary_unary(
-                '/clamor.v1.RouterService/GetTrends',
-                request_serializer=clamor_dot_v1_dot_router__service__pb2.GetTrendsRequest.SerializeToString,
-                response_deserializer=clamor_dot_v1_dot_router__service__pb2.GetTrendsResponse.FromString,
-                _registered_method=True)
-        self.ListAlerts = channel.unary_unary(
-                '/clamor.v1.RouterService/ListAlerts',
-                request_serializer=clamor_dot_v1_dot_router__service__pb2.ListAlertsRequest.SerializeToString,
-                response_deserializer=clamor_dot_v1_dot_router__service__pb2.ListAlertsResponse.FromString,
-                _registered_method=True)
-        self.RebuildCounters = channel.unary_unary(
-                '/clamor.v1.RouterService/RebuildCounters',
-                request_serializer=clamor_dot_v1_dot_router__service__pb2.RebuildCountersRequest.SerializeToString,
-                response_deserializer=clamor_dot_v1_dot_router__service__pb2.RebuildCountersResponse.FromString,
-                _registered_method=True)
 
 
 class RouterServiceServicer:
@@ -140,27 +125,6 @@ class RouterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def GetTrends(self, request, context):
-        """Hourly complaint (or noise) volumes per watch and category, with their baselines and alerts.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ListAlerts(self, request, context):
-        """Reputation alerts, newest first, in their latest revision.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def RebuildCounters(self, request, context):
-        """Recount every hourly counter from the TRIAGED stream (after a config change, or to check them).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
 
 def add_RouterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -198,21 +162,6 @@ def add_RouterServiceServicer_to_server(servicer, server):
                     servicer.ReplayDeadLetters,
                     request_deserializer=clamor_dot_v1_dot_router__service__pb2.ReplayDeadLettersRequest.FromString,
                     response_serializer=clamor_dot_v1_dot_router__service__pb2.ReplayDeadLettersResponse.SerializeToString,
-            ),
-            'GetTrends': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetTrends,
-                    request_deserializer=clamor_dot_v1_dot_router__service__pb2.GetTrendsRequest.FromString,
-                    response_serializer=clamor_dot_v1_dot_router__service__pb2.GetTrendsResponse.SerializeToString,
-            ),
-            'ListAlerts': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListAlerts,
-                    request_deserializer=clamor_dot_v1_dot_router__service__pb2.ListAlertsRequest.FromString,
-                    response_serializer=clamor_dot_v1_dot_router__service__pb2.ListAlertsResponse.SerializeToString,
-            ),
-            'RebuildCounters': grpc.unary_unary_rpc_method_handler(
-                    servicer.RebuildCounters,
-                    request_deserializer=clamor_dot_v1_dot_router__service__pb2.RebuildCountersRequest.FromString,
-                    response_serializer=clamor_dot_v1_dot_router__service__pb2.RebuildCountersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -405,87 +354,6 @@ class RouterService:
             '/clamor.v1.RouterService/ReplayDeadLetters',
             clamor_dot_v1_dot_router__service__pb2.ReplayDeadLettersRequest.SerializeToString,
             clamor_dot_v1_dot_router__service__pb2.ReplayDeadLettersResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def GetTrends(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/clamor.v1.RouterService/GetTrends',
-            clamor_dot_v1_dot_router__service__pb2.GetTrendsRequest.SerializeToString,
-            clamor_dot_v1_dot_router__service__pb2.GetTrendsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ListAlerts(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/clamor.v1.RouterService/ListAlerts',
-            clamor_dot_v1_dot_router__service__pb2.ListAlertsRequest.SerializeToString,
-            clamor_dot_v1_dot_router__service__pb2.ListAlertsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def RebuildCounters(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/clamor.v1.RouterService/RebuildCounters',
-            clamor_dot_v1_dot_router__service__pb2.RebuildCountersRequest.SerializeToString,
-            clamor_dot_v1_dot_router__service__pb2.RebuildCountersResponse.FromString,
             options,
             channel_credentials,
             insecure,

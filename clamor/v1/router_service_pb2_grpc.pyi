@@ -47,12 +47,6 @@ class RouterServiceStub:
     """Deliveries that failed for longer than their destination's retry period, oldest first, one page at a time."""
     ReplayDeadLetters: _grpc.UnaryUnaryMultiCallable[_router_service_pb2.ReplayDeadLettersRequest, _router_service_pb2.ReplayDeadLettersResponse]
     """Deliver dead letters again; they leave the dead-letter list once queued."""
-    GetTrends: _grpc.UnaryUnaryMultiCallable[_router_service_pb2.GetTrendsRequest, _router_service_pb2.GetTrendsResponse]
-    """Hourly complaint (or noise) volumes per watch and category, with their baselines and alerts."""
-    ListAlerts: _grpc.UnaryUnaryMultiCallable[_router_service_pb2.ListAlertsRequest, _router_service_pb2.ListAlertsResponse]
-    """Reputation alerts, newest first, in their latest revision."""
-    RebuildCounters: _grpc.UnaryUnaryMultiCallable[_router_service_pb2.RebuildCountersRequest, _router_service_pb2.RebuildCountersResponse]
-    """Recount every hourly counter from the TRIAGED stream (after a config change, or to check them)."""
 
 @_typing.type_check_only
 class RouterServiceAsyncStub(RouterServiceStub):
@@ -73,12 +67,6 @@ class RouterServiceAsyncStub(RouterServiceStub):
     """Deliveries that failed for longer than their destination's retry period, oldest first, one page at a time."""
     ReplayDeadLetters: _aio.UnaryUnaryMultiCallable[_router_service_pb2.ReplayDeadLettersRequest, _router_service_pb2.ReplayDeadLettersResponse]  # type: ignore[assignment]
     """Deliver dead letters again; they leave the dead-letter list once queued."""
-    GetTrends: _aio.UnaryUnaryMultiCallable[_router_service_pb2.GetTrendsRequest, _router_service_pb2.GetTrendsResponse]  # type: ignore[assignment]
-    """Hourly complaint (or noise) volumes per watch and category, with their baselines and alerts."""
-    ListAlerts: _aio.UnaryUnaryMultiCallable[_router_service_pb2.ListAlertsRequest, _router_service_pb2.ListAlertsResponse]  # type: ignore[assignment]
-    """Reputation alerts, newest first, in their latest revision."""
-    RebuildCounters: _aio.UnaryUnaryMultiCallable[_router_service_pb2.RebuildCountersRequest, _router_service_pb2.RebuildCountersResponse]  # type: ignore[assignment]
-    """Recount every hourly counter from the TRIAGED stream (after a config change, or to check them)."""
 
 class RouterServiceServicer(metaclass=_abc_1.ABCMeta):
     """The router turns complaints into cases and delivers them to destinations."""
@@ -138,29 +126,5 @@ class RouterServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_router_service_pb2.ReplayDeadLettersResponse, _abc.Awaitable[_router_service_pb2.ReplayDeadLettersResponse]]:
         """Deliver dead letters again; they leave the dead-letter list once queued."""
-
-    @_abc_1.abstractmethod
-    def GetTrends(
-        self,
-        request: _router_service_pb2.GetTrendsRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_router_service_pb2.GetTrendsResponse, _abc.Awaitable[_router_service_pb2.GetTrendsResponse]]:
-        """Hourly complaint (or noise) volumes per watch and category, with their baselines and alerts."""
-
-    @_abc_1.abstractmethod
-    def ListAlerts(
-        self,
-        request: _router_service_pb2.ListAlertsRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_router_service_pb2.ListAlertsResponse, _abc.Awaitable[_router_service_pb2.ListAlertsResponse]]:
-        """Reputation alerts, newest first, in their latest revision."""
-
-    @_abc_1.abstractmethod
-    def RebuildCounters(
-        self,
-        request: _router_service_pb2.RebuildCountersRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_router_service_pb2.RebuildCountersResponse, _abc.Awaitable[_router_service_pb2.RebuildCountersResponse]]:
-        """Recount every hourly counter from the TRIAGED stream (after a config change, or to check them)."""
 
 def add_RouterServiceServicer_to_server(servicer: RouterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

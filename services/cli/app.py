@@ -67,7 +67,7 @@ def up(
     ] = False,
     timeout: Annotated[float, typer.Option(help="Stop after this many seconds (0: never).")] = 0.0,
 ) -> None:
-    """Start nats-server and the four services on this machine; show what flows until Ctrl-C."""
+    """Start nats-server and the five services on this machine; show what flows until Ctrl-C."""
     if fresh and data_dir.exists():
         shutil.rmtree(data_dir)
     boot = ensure_default_config(data_dir) if config is None else Bootstrap(config, created=False)

@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2_grpc
 from clamor.v1 import (
     listener_service_pb2_grpc,
     notifier_service_pb2_grpc,
+    reputation_service_pb2_grpc,
     router_service_pb2_grpc,
     status_pb2_grpc,
     triage_service_pb2_grpc,
@@ -26,6 +27,7 @@ from clamor.v1 import (
 if TYPE_CHECKING:
     from clamor.v1.listener_service_pb2_grpc import ListenerServiceAsyncStub
     from clamor.v1.notifier_service_pb2_grpc import NotifierServiceAsyncStub
+    from clamor.v1.reputation_service_pb2_grpc import ReputationServiceAsyncStub
     from clamor.v1.router_service_pb2_grpc import RouterServiceAsyncStub
     from clamor.v1.status_pb2_grpc import StatusServiceAsyncStub
     from clamor.v1.triage_service_pb2_grpc import TriageServiceAsyncStub
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     TriageStub: TypeAlias = TriageServiceAsyncStub
     RouterStub: TypeAlias = RouterServiceAsyncStub
     NotifierStub: TypeAlias = NotifierServiceAsyncStub
+    ReputationStub: TypeAlias = ReputationServiceAsyncStub
 
 ChannelOptions = Sequence[tuple[str, int]]
 T = TypeVar("T")
@@ -111,3 +114,7 @@ def router(channel: grpc.aio.Channel) -> RouterServiceAsyncStub:
 
 def notifier(channel: grpc.aio.Channel) -> NotifierServiceAsyncStub:
     return notifier_service_pb2_grpc.NotifierServiceStub(channel)
+
+
+def reputation(channel: grpc.aio.Channel) -> ReputationServiceAsyncStub:
+    return reputation_service_pb2_grpc.ReputationServiceStub(channel)

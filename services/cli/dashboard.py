@@ -1,15 +1,16 @@
-"""``clamor dashboard``: a read-only web page of trends, alerts and cases, served by the CLI from the router's gRPC API.
+"""``clamor dashboard``: a read-only web page of trends, alerts and cases, served by the CLI from gRPC APIs.
 
 :class:`DashboardServer` is a small aiohttp server. It serves the page's three static files from
 ``services/cli_data/dashboard/`` (read once, served by name from an allow-list, so no request can
-reach another file) and three JSON endpoints that each make one call to the router:
+reach another file) and three JSON endpoints that each make one call, to the reputation service or
+the router:
 
-- ``GET /api/trends?watch=&hours=&verdict=``: ``GetTrends``
-- ``GET /api/alerts?firing_only=&limit=``: ``ListAlerts``
-- ``GET /api/cases?limit=``: ``ListCases``
+- ``GET /api/trends?watch=&hours=&verdict=``: the reputation service's ``GetTrends``
+- ``GET /api/alerts?firing_only=&limit=``: the reputation service's ``ListAlerts`` (one page)
+- ``GET /api/cases?limit=``: the router's ``ListCases``
 
-Answers are the router's messages as JSON (``MessageToDict`` with the proto field names). A failed
-call becomes ``{"error": "..."}`` with 503 (router down or not ready) or 502 (anything else), which
+Answers are the services' messages as JSON (``MessageToDict`` with the proto field names). A failed
+call becomes ``{"error": "..."}`` with 503 (service down or not ready) or 502 (anything else), which
 the page shows as a banner. Every response carries a Content-Security-Policy that allows only the
 server itself, since the page shows posts written by strangers.
 """
@@ -32,15 +33,15 @@ from google.protobuf.json_format import MessageToDict
 from rich.console import Console
 from rich.markup import escape
 
-from clamor.v1 import router_service_pb2
+from clamor.v1 import reputation_service_pb2, router_service_pb2, triage_pb2
 from services.cli import clients
 from services.cli.config_in_use import ConfigOption, mesh_in_use
-from services.cli.trends import TIMEOUT_S, router_problem
+from services.cli.trends import TIMEOUT_S, service_problem
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
 
-    from services.cli.clients import RouterStub
+    from services.cli.clients import ReputationStub, RouterStub
 
 log = logging.getLogger(__name__)
 console = Console()
@@ -103,16 +104,24 @@ class DashboardServer:
     """The dashboard's HTTP server: ``await start()`` returns the bound port, ``await stop()`` closes it."""
 
     def __init__(
-        self, router_address: str, host: str = "127.0.0.1", port: int = 8088, *, refresh_s: float = 30.0
+        self,
+        router_address: str,
+        reputation_address: str,
+        host: str = "127.0.0.1",
+        port: int = 8088,
+        *,
+        refresh_s: float = 30.0,
     ) -> None:
         self.router_address = router_address
+        self.reputation_address = reputation_address
         self.host = host
         self.port = port
         self.refresh_s = refresh_s
         self._files = _static_files()
         self._runner: web.AppRunner | None = None
-        self._channel: grpc.aio.Channel | None = None
+        self._channels: list[grpc.aio.Channel] = []
         self._stub: RouterStub | None = None
+        self._reputation: ReputationStub | None = None
 
     @property
     def url(self) -> str:
@@ -121,9 +130,12 @@ class DashboardServer:
 
     async def start(self) -> int:
         """Listen on host and port (0: any free port); return the port. Raises OSError when it is taken."""
-        # The router is reconnected within seconds of coming back, not after gRPC's default backoff.
-        self._channel = clients.open_channel(self.router_address, options=clients.RECONNECT_FAST)
-        self._stub = clients.router(self._channel)
+        # Each service is reconnected within seconds of coming back, not after gRPC's default backoff.
+        router = clients.open_channel(self.router_address, options=clients.RECONNECT_FAST)
+        reputation = clients.open_channel(self.reputation_address, options=clients.RECONNECT_FAST)
+        self._channels = [router, reputation]
+        self._stub = clients.router(router)
+        self._reputation = clients.reputation(reputation)
         self._runner = web.AppRunner(self._app(), access_log=None)
         await self._runner.setup()
         try:
@@ -138,9 +150,10 @@ class DashboardServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
+        for channel in self._channels:
+            await channel.close()
+        self._channels = []
+        self._stub = self._reputation = None
 
     def _app(self) -> web.Application:
         app = web.Application(middlewares=[self._guard])
@@ -187,25 +200,27 @@ class DashboardServer:
         )
 
     async def _config(self, request: web.Request) -> web.Response:
-        return web.json_response({"refresh_s": self.refresh_s, "router": self.router_address})
+        return web.json_response(
+            {"refresh_s": self.refresh_s, "router": self.router_address, "reputation": self.reputation_address}
+        )
 
     async def _trends(self, request: web.Request) -> web.Response:
         verdict = request.query.get("verdict", "") or "complaint"
         if verdict not in ("complaint", "noise"):
             return _error(400, "verdict must be complaint or noise")
-        ask = router_service_pb2.GetTrendsRequest(
+        ask = reputation_service_pb2.GetTrendsRequest(
             watch=request.query.get("watch", ""),
             hours=_int_query(request, "hours", default=48, low=1, high=MAX_HOURS),
-            verdict=verdict,
+            counted_verdict=triage_pb2.VERDICT_NOISE if verdict == "noise" else triage_pb2.VERDICT_COMPLAINT,
         )
-        return await self._ask("GetTrends", lambda stub: stub.GetTrends(ask, timeout=TIMEOUT_S))
+        return await self._ask_reputation("GetTrends", lambda stub: stub.GetTrends(ask, timeout=TIMEOUT_S))
 
     async def _alerts(self, request: web.Request) -> web.Response:
-        ask = router_service_pb2.ListAlertsRequest(
+        ask = reputation_service_pb2.ListAlertsRequest(
             firing_only=request.query.get("firing_only", "") in ("1", "true"),
-            limit=_int_query(request, "limit", default=50, low=1, high=1000),
+            page_size=_int_query(request, "limit", default=50, low=1, high=1000),
         )
-        return await self._ask("ListAlerts", lambda stub: stub.ListAlerts(ask, timeout=TIMEOUT_S))
+        return await self._ask_reputation("ListAlerts", lambda stub: stub.ListAlerts(ask, timeout=TIMEOUT_S))
 
     async def _cases(self, request: web.Request) -> web.Response:
         ask = router_service_pb2.ListCasesRequest(limit=_int_query(request, "limit", default=100, low=1, high=1000))
@@ -214,14 +229,24 @@ class DashboardServer:
     async def _ask(self, rpc: str, call: Callable[[RouterStub], Awaitable[Message]]) -> web.Response:
         if self._stub is None:
             return _error(503, "the dashboard is stopping")
-        try:
-            answer = await call(self._stub)
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code()
-            text = router_problem(self.router_address, code, exc.details() or "", rpc=rpc)
-            return _error(503 if code == grpc.StatusCode.UNAVAILABLE else 502, text)
-        body: dict[str, Any] = MessageToDict(answer, preserving_proto_field_name=True)
-        return web.json_response(body, headers={"Cache-Control": "no-store"})
+        return await _answer("router", self.router_address, rpc, call(self._stub))
+
+    async def _ask_reputation(self, rpc: str, call: Callable[[ReputationStub], Awaitable[Message]]) -> web.Response:
+        if self._reputation is None:
+            return _error(503, "the dashboard is stopping")
+        return await _answer("reputation", self.reputation_address, rpc, call(self._reputation))
+
+
+async def _answer(service: str, address: str, rpc: str, pending: Awaitable[Message]) -> web.Response:
+    """The call's answer as JSON, or its failure as the banner's words."""
+    try:
+        answer = await pending
+    except grpc.aio.AioRpcError as exc:
+        code = exc.code()
+        text = service_problem(service, address, code, exc.details() or "", rpc=rpc)
+        return _error(503 if code == grpc.StatusCode.UNAVAILABLE else 502, text)
+    body: dict[str, Any] = MessageToDict(answer, preserving_proto_field_name=True)
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
 async def _add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -238,6 +263,7 @@ async def serve_until_stopped(server: DashboardServer) -> None:
     try:
         console.print(
             f"dashboard at [bold]{escape(server.url)}[/bold] (router at {escape(server.router_address)}, "
+            f"reputation at {escape(server.reputation_address)}, "
             f"refresh every {server.refresh_s:g}s); Ctrl-C stops it",
             soft_wrap=True,
         )
@@ -259,10 +285,12 @@ def dashboard(
     ] = 30.0,
     config: ConfigOption = None,
 ) -> None:
-    """A read-only web page of complaint trends, current alerts and open cases, fed by the router; Ctrl-C stops it."""
-    address = clients.address_of(mesh_in_use(config).router.grpc)
+    """A read-only web page of complaint trends, current alerts and open cases; Ctrl-C stops it."""
+    mesh = mesh_in_use(config)
+    server = DashboardServer(clients.address_of(mesh.router.grpc), clients.address_of(mesh.reputation.grpc), host, port,
+                             refresh_s=refresh_s)  # fmt: skip
     try:
-        asyncio.run(serve_until_stopped(DashboardServer(address, host, port, refresh_s=refresh_s)))
+        asyncio.run(serve_until_stopped(server))
     except OSError as exc:
         errors.print(f"[red]cannot listen on {escape(host)}:{port}[/red]: {escape(exc.strerror or str(exc))}")
         raise typer.Exit(1) from exc

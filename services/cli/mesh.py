@@ -11,11 +11,12 @@ from pydantic import ConfigDict, Field
 
 from services.listener.config import ListenerSettings
 from services.notifier.config import NotifierSettings
+from services.reputation.config import ReputationSettings
 from services.router.config import RouterSettings
 from services.shared.config import CommonConfig, GrpcSettings, load_config
 from services.triage.config import TriageSettings
 
-SERVICES = ("listener", "triage", "router", "notifier")
+SERVICES = ("listener", "triage", "router", "reputation", "notifier")
 DEFAULT_DATA_DIR = Path(".clamor")
 CONFIG_NAME = "clamor.yaml"
 SAMPLE_NAME = "sample_posts.jsonl"
@@ -30,10 +31,13 @@ class MeshConfig(CommonConfig):
     listener: ListenerSettings = Field(default_factory=dict, validate_default=True)
     triage: TriageSettings = Field(default_factory=dict, validate_default=True)
     router: RouterSettings = Field(default_factory=dict, validate_default=True)
+    reputation: ReputationSettings = Field(default_factory=dict, validate_default=True)
     notifier: NotifierSettings = Field(default_factory=dict, validate_default=True)
 
     def grpc(self, service: str) -> GrpcSettings:
-        settings: ListenerSettings | TriageSettings | RouterSettings | NotifierSettings = getattr(self, service)
+        settings: ListenerSettings | TriageSettings | RouterSettings | ReputationSettings | NotifierSettings = getattr(
+            self, service
+        )
         return settings.grpc
 
 

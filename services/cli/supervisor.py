@@ -1,4 +1,4 @@
-"""Run the whole mesh on one machine: a local nats-server and the four services as processes.
+"""Run the whole mesh on one machine: a local nats-server and the five services as processes.
 
 Each service runs in its own session, so Ctrl-C reaches only the supervisor, which then stops
 the services in order (SIGTERM, their graceful shutdown, SIGKILL after a grace period) and

@@ -1,8 +1,8 @@
 """``clamor trends``: hourly complaint volume per watch and category as sparklines, with the alerts firing on them.
 
-It asks the running router's ``GetTrends`` at the address the config file gives (``router.grpc``).
-The drawing is kept apart from the call (``sparkline``, ``render``) so it can be checked on canned
-answers; ``router_problem`` words a failed call, and the dashboard shows the same words.
+It asks the running reputation service's ``GetTrends`` at the address the config file gives
+(``reputation.grpc``). The drawing is kept apart from the call (``sparkline``, ``render``) so it can be
+checked on canned answers; ``service_problem`` words a failed call, and the dashboard shows the same words.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from clamor.v1 import alert_pb2, router_service_pb2
+from clamor.v1 import alert_pb2, reputation_service_pb2, triage_pb2
 from services.cli import clients
 from services.cli.config_in_use import ConfigOption, mesh_in_use
 
@@ -64,7 +64,7 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def expected_at(series: router_service_pb2.TrendSeries, hour: int) -> float | None:
+def expected_at(series: reputation_service_pb2.TrendSeries, hour: int) -> float | None:
     """The baseline of one hour, or None where the router has none (missing, negative, NaN or infinite)."""
     if not 0 <= hour < len(series.baseline):
         return None
@@ -72,7 +72,7 @@ def expected_at(series: router_service_pb2.TrendSeries, hour: int) -> float | No
     return value if math.isfinite(value) and value >= 0 else None
 
 
-def latest_hour(series: router_service_pb2.TrendSeries) -> str:
+def latest_hour(series: reputation_service_pb2.TrendSeries) -> str:
     """The latest hour against its baseline: ``12 vs 3.5 expected (×3.4)``."""
     if not series.counts:
         return "no hours counted"
@@ -90,11 +90,11 @@ class WatchTrend:
     """One watch's series: its total and its categories, biggest first."""
 
     watch: str
-    total: router_service_pb2.TrendSeries | None
-    categories: list[router_service_pb2.TrendSeries]
+    total: reputation_service_pb2.TrendSeries | None
+    categories: list[reputation_service_pb2.TrendSeries]
 
 
-def by_watch(response: router_service_pb2.GetTrendsResponse) -> list[WatchTrend]:
+def by_watch(response: reputation_service_pb2.GetTrendsResponse) -> list[WatchTrend]:
     watches = sorted({series.watch for series in response.series})
     grouped = []
     for watch in watches:
@@ -124,7 +124,7 @@ def alert_line(alert: alert_pb2.Alert) -> Text:
     return line
 
 
-def _series_row(table: Table, name: Text, series: router_service_pb2.TrendSeries) -> None:
+def _series_row(table: Table, name: Text, series: reputation_service_pb2.TrendSeries) -> None:
     table.add_row(
         name,
         Text(sparkline([float(c) for c in series.counts]), style="cyan"),
@@ -134,7 +134,7 @@ def _series_row(table: Table, name: Text, series: router_service_pb2.TrendSeries
     )
 
 
-def render(response: router_service_pb2.GetTrendsResponse, *, what: str = "complaints") -> list[RenderableType]:
+def render(response: reputation_service_pb2.GetTrendsResponse, *, what: str = "complaints") -> list[RenderableType]:
     """The answer as ``clamor trends`` prints it: per watch its line, its categories, its firing alerts."""
     firing = [alert for alert in response.alerts if alert.status == alert_pb2.ALERT_STATUS_FIRING]
     parts: list[RenderableType] = []
@@ -168,7 +168,7 @@ def render(response: router_service_pb2.GetTrendsResponse, *, what: str = "compl
     return [header, *parts]
 
 
-def _latest_hour_start(response: router_service_pb2.GetTrendsResponse) -> str:
+def _latest_hour_start(response: reputation_service_pb2.GetTrendsResponse) -> str:
     stamped = [s for s in response.series if s.start.seconds and s.counts]
     if not stamped:
         return ""
@@ -176,41 +176,46 @@ def _latest_hour_start(response: router_service_pb2.GetTrendsResponse) -> str:
     return f"{latest:%Y-%m-%d %H:%M}"
 
 
-# --- talking to the router --------------------------------------------------------------------
+# --- talking to the services ------------------------------------------------------------------
 
 
-def router_problem(address: str, code: grpc.StatusCode, details: str, *, rpc: str) -> str:
-    """A failed call to the router in one plain line, for a terminal or the dashboard's banner."""
-    # A refused connection reads "failed to connect to all addresses"; the router's own UNAVAILABLE
+def service_problem(service: str, address: str, code: grpc.StatusCode, details: str, *, rpc: str) -> str:
+    """A failed call to ``service`` (as ``clamor serve`` names it) in one plain line, for a terminal or a banner."""
+    name = f"{service} service" if service == "reputation" else service
+    # A refused connection reads "failed to connect to all addresses"; the service's own UNAVAILABLE
     # (still connecting to NATS) carries its reason, which says more than advice to start it.
     if code == grpc.StatusCode.UNAVAILABLE and (not details or details.startswith("failed to connect")):
-        return f"no router at {address}: start the mesh with clamor up, or the router alone with clamor serve router"
+        return f"no {name} at {address}: start the mesh with clamor up, or the {name} alone with clamor serve {service}"
     if code == grpc.StatusCode.UNIMPLEMENTED:
-        return f"the router at {address} does not answer {rpc} yet: update it and start it again"
+        return f"the {name} at {address} does not answer {rpc} yet: update it and start it again"
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return f"the router at {address} did not answer {rpc} within {TIMEOUT_S:g}s"
-    return f"router at {address}: {code.name} {details}".rstrip()
+        return f"the {name} at {address} did not answer {rpc} within {TIMEOUT_S:g}s"
+    return f"{name} at {address}: {code.name} {details}".rstrip()
+
+
+def reputation_problem(address: str, code: grpc.StatusCode, details: str, *, rpc: str) -> str:
+    return service_problem("reputation", address, code, details, rpc=rpc)
 
 
 async def fetch_trends(
-    address: str, request: router_service_pb2.GetTrendsRequest
-) -> router_service_pb2.GetTrendsResponse:
+    address: str, request: reputation_service_pb2.GetTrendsRequest
+) -> reputation_service_pb2.GetTrendsResponse:
     async with clients.connect(address) as channel:
-        return await clients.router(channel).GetTrends(request, timeout=TIMEOUT_S)
+        return await clients.reputation(channel).GetTrends(request, timeout=TIMEOUT_S)
 
 
-async def rebuild_counters(address: str) -> router_service_pb2.RebuildCountersResponse:
+async def rebuild_counters(address: str) -> reputation_service_pb2.RebuildCountersResponse:
     async with clients.connect(address) as channel:
-        stub = clients.router(channel)
+        stub = clients.reputation(channel)
         # A recount reads the whole stream: minutes, not seconds, on a long history.
-        return await stub.RebuildCounters(router_service_pb2.RebuildCountersRequest(), timeout=REBUILD_TIMEOUT_S)
+        return await stub.RebuildCounters(reputation_service_pb2.RebuildCountersRequest(), timeout=REBUILD_TIMEOUT_S)
 
 
 def trends(
     watch: Annotated[str, typer.Option(help="Only this watch (default: every watch).")] = "",
     hours: Annotated[int, typer.Option(min=1, max=720, help="Hours back from now, at most 720 (30 days).")] = 48,
     noise: Annotated[bool, typer.Option("--noise", help="Posts triage judged noise, instead of complaints.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="The router's answer as one JSON object.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The service's answer as one JSON object.")] = False,
     rebuild: Annotated[
         bool,
         typer.Option("--rebuild", help="First recount every hourly counter from the stream (after a keyword change)."),
@@ -218,22 +223,24 @@ def trends(
     config: ConfigOption = None,
 ) -> None:
     """Hourly complaint volume per watch and category as sparklines, against baseline, with firing alerts."""
-    address = clients.address_of(mesh_in_use(config).router.grpc)
+    address = clients.address_of(mesh_in_use(config).reputation.grpc)
     if rebuild:
         errors.print("recounting every hourly counter from the TRIAGED stream…")
         try:
             done = asyncio.run(rebuild_counters(address))
         except grpc.aio.AioRpcError as exc:
-            problem = router_problem(address, exc.code(), exc.details() or "", rpc="RebuildCounters")
+            problem = reputation_problem(address, exc.code(), exc.details() or "", rpc="RebuildCounters")
             errors.print(f"[red]{escape(problem)}[/red]")
             raise typer.Exit(1) from exc
         errors.print(f"recounted {done.messages:,} posts into {done.hours:,} hourly records")
-    verdict = "noise" if noise else "complaint"
-    request = router_service_pb2.GetTrendsRequest(watch=watch, hours=hours, verdict=verdict)
+    verdict = triage_pb2.VERDICT_NOISE if noise else triage_pb2.VERDICT_COMPLAINT
+    request = reputation_service_pb2.GetTrendsRequest(watch=watch, hours=hours, counted_verdict=verdict)
     try:
         response = asyncio.run(fetch_trends(address, request))
     except grpc.aio.AioRpcError as exc:
-        errors.print(f"[red]{escape(router_problem(address, exc.code(), exc.details() or '', rpc='GetTrends'))}[/red]")
+        errors.print(
+            f"[red]{escape(reputation_problem(address, exc.code(), exc.details() or '', rpc='GetTrends'))}[/red]"
+        )
         raise typer.Exit(1) from exc
     if as_json:
         print(json.dumps(MessageToDict(response, preserving_proto_field_name=True), ensure_ascii=False, indent=2))

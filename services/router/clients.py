@@ -1,4 +1,5 @@
-"""Every outbound call the router makes: cases and their keys in KV, deliveries, escalations, triage feedback."""
+"""Every outbound call the router makes: cases, their keys and the mention → case index in KV, deliveries,
+escalations, triage feedback."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from clamor.v1 import case_pb2, triage_pb2, triage_service_pb2, triage_service_pb2_grpc
+from clamor.v1 import case_pb2, mention_case_pb2, triage_pb2, triage_service_pb2, triage_service_pb2_grpc
 from services.router.domain import changed
 from services.router.errors import CaseConflictError, PageTokenError
 from services.router.records import CASE_CODEC, KEY_RECORD_CODEC, KeyRecord
 from services.shared import subjects
-from services.shared.errors import TransientError
-from services.shared.jetstream import publish
+from services.shared.errors import TransientError, map_exceptions
+from services.shared.jetstream import NATS_FAILURES, ensure_bucket, publish
 from services.shared.kv_state import KvState
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from nats.js import JetStreamContext
+    from nats.js.kv import KeyValue
     from opentelemetry import trace
     from opentelemetry.context import Context
 
@@ -139,6 +141,32 @@ class CaseIndex:
 
     async def close(self) -> None:
         await self._state.close()
+
+
+class MentionCaseIndex:
+    """Mention → the case that holds it, for the reputation service (``router_mention_cases``).
+
+    Written for every post placed, the founding post of a case and a post grouped into another
+    customer's case alike, so an alert's sample post links to the case that really holds it. A plain
+    put: a redelivered post places into the same case and writes the same record.
+    """
+
+    def __init__(self, bucket: KeyValue) -> None:
+        self._bucket = bucket
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, *, replicas: int) -> MentionCaseIndex:
+        # Kept as long as the posts themselves (the TRIAGED stream), which the counters sample.
+        bucket = await ensure_bucket(
+            js, subjects.MENTION_CASES_BUCKET, replicas=replicas, ttl_s=subjects.TRIAGED.max_age_s
+        )
+        return cls(bucket)
+
+    async def record(self, mention_id: str, case_id: str, *, now: datetime) -> None:
+        entry = mention_case_pb2.MentionCase(mention_id=mention_id, case_id=case_id)
+        entry.placed_at.FromDatetime(now)
+        with map_exceptions(NATS_FAILURES, f"cannot index the case of {mention_id}"):
+            await self._bucket.put(subjects.mention_case_key(mention_id), entry.SerializeToString())
 
 
 class DeliveryQueue:

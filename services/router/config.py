@@ -7,8 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from services.router.destinations.settings import NAME_PATTERN, HttpDestinationSettings
-from services.router.reputation import ReputationSettings
+from services.router.delivery.destinations.settings import NAME_PATTERN, HttpDestinationSettings
 from services.router.rules import TEAM_PATTERN, Rule, SeverityName, check_references
 from services.router.sla import SlaPolicy
 from services.shared.config import CommonConfig, GrpcSettings, RelativePath, Section
@@ -109,8 +108,6 @@ class RouterSettings(Section):
     concurrency: int = Field(default=16, ge=1, le=256)
     # How often SLA clocks are checked.
     tick_s: float = Field(default=1.0, gt=0, le=60)
-    # Hourly counters, spike detection and reputation alerts (docs/spike-detection.md).
-    reputation: ReputationSettings = ReputationSettings()
 
     @model_validator(mode="after")
     def _references(self) -> RouterSettings:

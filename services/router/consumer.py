@@ -43,7 +43,14 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from clamor.v1 import triage_pb2
-    from services.router.clients import CaseIndex, CaseStore, DeliveryQueue, EscalationPublisher, TriageFeedback
+    from services.router.clients import (
+        CaseIndex,
+        CaseStore,
+        DeliveryQueue,
+        EscalationPublisher,
+        MentionCaseIndex,
+        TriageFeedback,
+    )
     from services.router.config import RouterSettings
     from services.router.sla import SlaStep
     from services.router.sla_clock import SlaClocks, SlaRecord
@@ -78,7 +85,8 @@ class RouterHandler:
         index: CaseIndex,
         queue: DeliveryQueue,
         escalations: EscalationPublisher,
-        clocks: SlaClocks | None,
+        clocks: SlaClocks,
+        mentions: MentionCaseIndex,
         feedback: TriageFeedback,
         counters: Counters,
         clock: Clock = system_clock,
@@ -89,7 +97,8 @@ class RouterHandler:
         self._index = index
         self._queue = queue
         self._escalations = escalations
-        self.clocks = clocks
+        self._clocks = clocks
+        self._mentions = mentions
         self._feedback = feedback
         self._counters = counters
         self._clock = clock
@@ -115,11 +124,13 @@ class RouterHandler:
             self._counters.inc("not_routed")
             return
         case, created = await self._place(triaged, decision, now)
+        # Before anything else that may fail: the reputation service links this post to its case.
+        await self._mentions.record(triaged.mention.id, case.id, now=now)
         case = await self._cases.update(case.id, lambda c: add_destinations(c, decision.destinations, now=now))
         if created:
             self._counters.inc("cases")
-            if case.sla_policy and self.clocks is not None and is_open(case):
-                await self.clocks.start(
+            if case.sla_policy and is_open(case):
+                await self._clocks.start(
                     case_id=case.id, policy=case.sla_policy, opened_at=case.created_at.ToDatetime(tzinfo=UTC),
                     team=case.team,
                 )  # fmt: skip
@@ -272,11 +283,10 @@ class RouterHandler:
                 log.warning("case action %s names unknown case %s; ignored", action.id, action.case_id)
                 return
             raise
-        if self.clocks is not None:
-            if action.kind == case_pb2.CASE_ACTION_KIND_ACKNOWLEDGE:
-                await self.clocks.acknowledged(case.id)
-            else:
-                await self.clocks.resolved(case.id)
+        if action.kind == case_pb2.CASE_ACTION_KIND_ACKNOWLEDGE:
+            await self._clocks.acknowledged(case.id)
+        else:
+            await self._clocks.resolved(case.id)
         if action.kind == case_pb2.CASE_ACTION_KIND_NOT_A_COMPLAINT:
             await self._feedback.not_a_complaint(case, actor=action.actor, action_id=action.id)
         await self._deliver(case, reason=action_name(action.kind), now=now, delivery=delivery)

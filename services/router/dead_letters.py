@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from nats.js import JetStreamContext
     from opentelemetry import trace
 
-    from services.router.delivery import Disabled
+    from services.router.delivery.worker import Disabled
     from services.shared.kv_state import KvState
 
 log = logging.getLogger(__name__)

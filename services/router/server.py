@@ -6,18 +6,14 @@ import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from clamor.v1 import alert_pb2, case_pb2, router_service_pb2, router_service_pb2_grpc
+from clamor.v1 import case_pb2, router_service_pb2, router_service_pb2_grpc
 from services.router.config import OUTBOX, RouterConfig
 from services.router.errors import PageTokenError
-from services.router.reputation import shares
 from services.router.rules import RuleProblem, check_references, count_rules, parse_rules
-from services.router.trends import series_for
-from services.router.volume import merged
 from services.shared.clock import Clock, system_clock
 from services.shared.config import load_config
 from services.shared.errors import ConfigError, TransientError
@@ -30,8 +26,6 @@ if TYPE_CHECKING:
     from services.router.config import RouterSettings
     from services.router.consumer import RulesHolder
     from services.router.dead_letters import DeadLetters
-    from services.router.reputation import ReputationWatch
-    from services.router.trends import TrendsCounter
     from services.shared.case_actions import CaseActions
 
 log = logging.getLogger(__name__)
@@ -40,8 +34,6 @@ SERVICE_NAME = router_service_pb2.DESCRIPTOR.services_by_name["RouterService"].f
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_ACTOR_CHARS = 100
-DEFAULT_HOURS = 48
-MAX_HOURS = 24 * 31
 Context = grpc.aio.ServicerContext[object, object]
 
 
@@ -50,8 +42,6 @@ class RouterParts:
     cases: CaseStore
     actions: CaseActions
     dead_letters: DeadLetters
-    trends: TrendsCounter
-    reputation: ReputationWatch
 
 
 async def _limit(requested: int, context: Context) -> int:
@@ -196,68 +186,3 @@ class RouterServicer(router_service_pb2_grpc.RouterServiceServicer):
         except TransientError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         return router_service_pb2.ReplayDeadLettersResponse(replayed=count)
-
-    async def GetTrends(
-        self, request: router_service_pb2.GetTrendsRequest, context: Context
-    ) -> router_service_pb2.GetTrendsResponse:
-        parts = await self._ready(context)
-        verdict = request.verdict or "complaint"
-        if verdict not in ("complaint", "noise"):
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"verdict must be complaint or noise, not {verdict!r}"
-            )
-        hours = request.hours or DEFAULT_HOURS
-        if not 1 <= hours <= MAX_HOURS:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"hours must be 1 to {MAX_HOURS}, not {hours}")
-        now = self._clock()
-        known = await parts.trends.store.watches()
-        watches = [request.watch] if request.watch else list(known)
-        baseline_days = self._settings.reputation.spikes.baseline_days
-        response = router_service_pb2.GetTrendsResponse()
-        response.generated_at.FromDatetime(now)
-        spans = []
-        try:
-            for watch in watches:
-                lines, span = await series_for(parts.trends.store, watch, verdict=verdict, hours=hours, now=now,
-                                               baseline_days=baseline_days)  # fmt: skip
-                spans.append(span)
-                for line in lines:
-                    item = response.series.add(watch=line.watch, category=line.category, counts=line.counts,
-                                               baseline=line.baseline)  # fmt: skip
-                    item.start.FromDatetime(line.start)
-        except TransientError as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-        whole = merged(spans)
-        response.top_terms.extend(shares(whole.terms, 15))
-        response.categories.extend(shares(whole.categories, 20))
-        response.severities.extend(shares(whole.severities, 4))
-        response.languages.extend(shares(whole.languages, 10))
-        response.sources.extend(shares(whole.sources, 10))
-        since = now - timedelta(hours=hours)
-        for alert in parts.reputation.alerts():
-            ended = alert.window_end.ToDatetime(tzinfo=UTC)
-            if (not watches or alert.watch in watches) and (
-                ended >= since or alert.status == alert_pb2.ALERT_STATUS_FIRING
-            ):
-                response.alerts.append(alert)
-        return response
-
-    async def ListAlerts(
-        self, request: router_service_pb2.ListAlertsRequest, context: Context
-    ) -> router_service_pb2.ListAlertsResponse:
-        parts = await self._ready(context)
-        limit = await _limit(request.limit, context)
-        return router_service_pb2.ListAlertsResponse(
-            alerts=parts.reputation.alerts(firing_only=request.firing_only)[:limit]
-        )
-
-    async def RebuildCounters(
-        self, request: router_service_pb2.RebuildCountersRequest, context: Context
-    ) -> router_service_pb2.RebuildCountersResponse:
-        parts = await self._ready(context)
-        try:
-            counted = await parts.trends.rebuild()
-        except TransientError as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-        log.info("trend counters rebuilt: %d messages into %d hourly records", counted.messages, counted.hours)
-        return router_service_pb2.RebuildCountersResponse(messages=counted.messages, hours=counted.hours)

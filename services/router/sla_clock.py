@@ -74,19 +74,19 @@ StepHandler = Callable[[SlaRecord, SlaStep], Awaitable[None]]
 
 
 class SlaClocks:
-    def __init__(self, state: KvState[SlaRecord], policies: Mapping[str, SlaPolicy], on_step: StepHandler) -> None:
+    # The step handler is handed to each tick rather than kept: the router's handler, which
+    # escalates steps, also starts and stops clocks, so the clocks are built first and need nothing
+    # of it, and no part is patched in after construction.
+    def __init__(self, state: KvState[SlaRecord], policies: Mapping[str, SlaPolicy]) -> None:
         self._state = state
         self._policies = policies
-        self._on_step = on_step
 
     @classmethod
-    async def open(
-        cls, js: JetStreamContext, policies: Mapping[str, SlaPolicy], on_step: StepHandler, *, replicas: int
-    ) -> SlaClocks:
+    async def open(cls, js: JetStreamContext, policies: Mapping[str, SlaPolicy], *, replicas: int) -> SlaClocks:
         state = await KvState.open(
             js, subjects.ROUTER_SLA_BUCKET, codec=SLA_RECORD_CODEC, replicas=replicas, ttl_s=RECORD_TTL_S
         )
-        return cls(state, policies, on_step)
+        return cls(state, policies)
 
     async def start(self, *, case_id: str, policy: str, opened_at: datetime, team: str) -> None:
         """Start the clock once; a repeated start (a redelivered complaint) keeps the first."""
@@ -112,15 +112,15 @@ class SlaClocks:
         return pending(policy, opened_at=record.opened_at, owner_team=record.team,
                        acknowledged=record.acknowledged, resolved=False, fired=record.fired)  # fmt: skip
 
-    async def tick(self, now: datetime) -> int:
-        """Fire every due step of every clock; returns how many this replica fired."""
+    async def tick(self, now: datetime, on_step: StepHandler) -> int:
+        """Fire every due step of every clock through ``on_step``; returns how many this replica fired."""
         fired = 0
         for record in self._state.records():
             for step in due(self.steps_left(record), now):
-                fired += await self._fire(record.case_id, step)
+                fired += await self._fire(record.case_id, step, on_step)
         return fired
 
-    async def _fire(self, case_id: str, step: SlaStep) -> int:
+    async def _fire(self, case_id: str, step: SlaStep, on_step: StepHandler) -> int:
         # Re-read: the mirror may lag another replica's write, or an acknowledgement.
         found = await self._state.get(case_id)
         if found is None:
@@ -128,7 +128,7 @@ class SlaClocks:
         record = found[0]
         if step.id in record.fired or step not in self.steps_left(record):
             return 0
-        await self._on_step(record, step)
+        await on_step(record, step)
         await self._state.change(
             case_id, lambda r: replace(r, fired=(*r.fired, step.id)) if r and step.id not in r.fired else r
         )

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from google.protobuf.message import DecodeError, Message
@@ -54,7 +54,6 @@ class Delivery(Generic[PayloadT]):
     context: Context
     mention_id: str
     attempt: int
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 # A batch handler returns one outcome per delivery, in order: None for success, else the error.

@@ -6,6 +6,7 @@ import error rather than a silently empty consumer.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 DAY_S = 24 * 3600.0
@@ -141,6 +142,22 @@ NOTIFIER_ALERTS_CONSUMER = ConsumerSpec(
     dead_letter_subject=dead_letter_subject("notifier"),
 )
 
+# The reputation service counts every triaged post. Counting is exact only in stream order (each
+# hourly record skips posts at or below the last sequence it counted): a batch that comes before the
+# posts ahead of it are counted (another replica holds them, or they were handed back) is handed back
+# at once and comes again a moment later. Its failures are that, or KV and NATS away for now, so it
+# retries until they pass rather than dead-lettering posts the counters would miss until a rebuild.
+REPUTATION_BATCH = 500
+REPUTATION_CONSUMER = ConsumerSpec(
+    stream=TRIAGED.name,
+    durable="reputation",
+    filter_subject="clamor.triaged.>",
+    dead_letter_subject=dead_letter_subject("reputation"),
+    max_deliver=100_000,
+    nak_delays_s=(0.02, 0.05, 0.1, 0.5),
+    max_ack_pending=REPUTATION_BATCH,
+)
+
 # The router and the notifier each read every case action, through their own durables.
 ROUTER_ACTIONS_CONSUMER = ConsumerSpec(
     stream=CASE_ACTIONS.name,
@@ -163,6 +180,7 @@ ALL_CONSUMERS: tuple[ConsumerSpec, ...] = (
     ROUTER_ACTIONS_CONSUMER,
     NOTIFIER_ACTIONS_CONSUMER,
     ROUTER_DELIVERY_CONSUMER,
+    REPUTATION_CONSUMER,
 )
 
 # JetStream KV buckets (state lives here: no second database).
@@ -177,12 +195,17 @@ ROUTER_TICKETS_BUCKET = "router_tickets"
 ROUTER_SLA_BUCKET = "router_sla"
 # Destinations switched off by a 410 Gone, until the config is fixed and they are re-enabled.
 ROUTER_DESTINATIONS_BUCKET = "router_destinations"
+# Mention → the case that holds it (MentionCase), written by the router for every post it places
+# and read by the reputation service to link an alert's sample posts to their cases.
+MENTION_CASES_BUCKET = "router_mention_cases"
+# The reputation service's buckets keep the names they had while the router counted trends, so
+# their data stays where it is.
 # Hourly volume records per verdict, watch and hour, the watches seen, and the counter's stream cursor.
-ROUTER_COUNTERS_BUCKET = "router_counters"
+REPUTATION_COUNTERS_BUCKET = "router_counters"
 # One spike detector state per key (a watch, a watch's category, a watch's keyword).
-ROUTER_SPIKES_BUCKET = "router_spikes"
+REPUTATION_SPIKES_BUCKET = "router_spikes"
 # Reputation alerts in their latest revision, for ListAlerts, trends and the dashboard.
-ROUTER_ALERTS_BUCKET = "router_alerts"
+REPUTATION_ALERTS_BUCKET = "router_alerts"
 NOTIFIER_DELIVERIES_BUCKET = "notifier_deliveries"
 NOTIFIER_GROUPS_BUCKET = "notifier_groups"
 NOTIFIER_PAGES_BUCKET = "notifier_pages"
@@ -194,3 +217,8 @@ DLQ_ERROR_HEADER = "Clamor-Dlq-Error"
 DLQ_SUBJECT_HEADER = "Clamor-Dlq-Subject"
 DLQ_STREAM_SEQ_HEADER = "Clamor-Dlq-Stream-Seq"
 DLQ_DELIVERIES_HEADER = "Clamor-Dlq-Deliveries"
+
+
+def mention_case_key(mention_id: str) -> str:
+    """The MENTION_CASES_BUCKET key of a mention: a digest, since mention ids hold characters KV keys refuse."""
+    return hashlib.blake2b(mention_id.encode(), digest_size=16).hexdigest()

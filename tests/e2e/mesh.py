@@ -36,6 +36,7 @@ def write_config(folder: Path, *, nats_url: str, posts: Path, rate: float) -> Pa
         },
         "triage": {"grpc": {"port": free_port()}, "batch_size": 16, "batch_wait_ms": 100},
         "router": {"grpc": {"port": free_port()}, "outbox": {"path": "outbox.jsonl"}},
+        "reputation": {"grpc": {"port": free_port()}},
         "notifier": {
             "grpc": {"port": free_port()},
             # One message per escalation, at once: the test counts them.

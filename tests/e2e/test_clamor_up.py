@@ -26,10 +26,10 @@ pytestmark = pytest.mark.e2e
 
 def up_env() -> tuple[dict[str, str], list[int]]:
     """Free ports through env overrides, so the test never meets a developer's own `clamor up`."""
-    ports = [free_port() for _ in range(5)]
+    ports = [free_port() for _ in range(6)]
     env = dict(os.environ)
     env["CLAMOR__NATS__URL"] = f"nats://127.0.0.1:{ports[0]}"
-    for name, port in zip(("listener", "triage", "router", "notifier"), ports[1:], strict=True):
+    for name, port in zip(("listener", "triage", "router", "reputation", "notifier"), ports[1:], strict=True):
         env[f"CLAMOR__{name.upper()}__GRPC__PORT"] = str(port)
     sources = [{"name": "sample", "kind": "replay", "path": "sample_posts.jsonl", "rate_per_second": 400}]
     env["CLAMOR__LISTENER__SOURCES"] = yaml.safe_dump(sources, default_flow_style=True)
@@ -81,7 +81,10 @@ def test_clamor_up_processes_the_bundled_sample_into_one_case_per_complaint(tmp_
         check=False,
     )
     assert drawn.returncode == 0, drawn.stderr
-    for span in ("listener  discover sample", "triage  process", "router  deliver outbox", "notifier  notify"):
+    for span in (
+        "listener  discover sample", "triage  process", "reputation  process", "router  deliver outbox",
+        "notifier  notify",
+    ):  # fmt: skip
         assert span in drawn.stdout
 
 
@@ -120,7 +123,7 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
             assert up.poll() is None, "clamor up exited early"
             time.sleep(0.2)
         status = wait_for_status(tmp_path, env)
-        assert status.count("SERVING") == 4, status
+        assert status.count("SERVING") == 5, status
         log = wait_for_notifications(tmp_path, env)
         assert "escalated to escalations" in log
         assert "sent" in log

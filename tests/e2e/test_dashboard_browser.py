@@ -84,7 +84,7 @@ class Visit:
 
 @asynccontextmanager
 async def visit(browser: Browser, router_address: str, *, refresh_s: float = 30.0) -> AsyncIterator[Visit]:
-    server = DashboardServer(router_address, "127.0.0.1", 0, refresh_s=refresh_s)
+    server = DashboardServer(router_address, router_address, "127.0.0.1", 0, refresh_s=refresh_s)
     await server.start()
     page = await browser.new_page(viewport={"width": 1360, "height": 900})
     page.set_default_timeout(10_000)
@@ -205,13 +205,15 @@ async def test_latest_complaints_are_the_newest_posts_first(loaded: Visit) -> No
     assert posted[0] == "2026-11-02 10:20"
 
 
-async def test_a_router_that_is_down_is_a_banner_not_a_page_error(browser: Browser) -> None:
+async def test_services_that_are_down_are_a_banner_not_a_page_error(browser: Browser) -> None:
     address = free_address()
     async with visit(browser, address) as seen:
         banner = seen.page.locator("#banner")
         assert await banner.is_visible()
         assert await banner.locator("p").all_text_contents() == [
-            f"no router at {address}: start the mesh with clamor up, or the router alone with clamor serve router"
+            f"no reputation service at {address}: start the mesh with clamor up, "
+            "or the reputation service alone with clamor serve reputation",
+            f"no router at {address}: start the mesh with clamor up, or the router alone with clamor serve router",
         ]
         assert seen.page_errors == []
         # The browser itself logs each failed fetch (503) as a console error; nothing else may be there.

@@ -116,7 +116,7 @@ def test_an_acknowledgement_through_the_notifier_reaches_the_case_at_the_router(
     assert case.history[-1].detail == f"acknowledge by e2e-responder via grpc [{finished_mesh.observed['action_id']}]"
 
 
-def test_one_mention_trace_holds_all_four_services_in_one_chain(finished_mesh: Mesh) -> None:
+def test_one_mention_trace_holds_all_five_services(finished_mesh: Mesh) -> None:
     expected = expected_complaints(finished_mesh.posts, "e2e")
     mention_id = next(m for m, r in expected.items() if r.severity >= triage_pb2.SEVERITY_HIGH)
     spans = traces.trace_of(mention_id, traces.read_spans(finished_mesh.span_dir))
@@ -128,6 +128,12 @@ def test_one_mention_trace_holds_all_four_services_in_one_chain(finished_mesh: M
     kinds = {(s["service"], s["name"].split(" ")[0], s["kind"]) for s in spans}
     assert ("triage", "process", "CONSUMER") in kinds
     assert ("router", "publish", "PRODUCER") in kinds
+    # The reputation service counts the post beside the router: a branch off triage's publish.
+    assert ("reputation", "process", "CONSUMER") in kinds
+    [counted] = [s for s in spans if s["service"] == "reputation" and s["name"].startswith("process ")]
+    [published] = [s for s in spans if s["service"] == "triage" and s["name"].startswith("publish clamor.triaged.")]
+    assert counted["parent_span_id"] == published["span_id"]
+    assert {s["service"] for s in spans} == {"listener", "triage", "router", "reputation", "notifier"}
 
 
 def test_sigkill_of_triage_mid_run_loses_nothing(tmp_path: Path) -> None:

@@ -1,10 +1,10 @@
 """A surge replayed through the whole mesh becomes one reputation alert in the PR channel, with its context.
 
-The four services run as processes, as in production. A replay file holds three days of ordinary
+The five services run as processes, as in production. A replay file holds three days of ordinary
 complaints about one brand at this time of day (the baseline), then a wave of posts about a recipe
 that tastes odd, written in the last hour. Triage classifies them with the shipped model, the router
-counts them and tests the brand's volume, and the notifier delivers the alert to a file channel
-that stands for the PR team's channel.
+places them into cases, the reputation service counts them and tests the brand's volume, and the
+notifier delivers the alert to a file channel that stands for the PR team's channel.
 """
 
 from __future__ import annotations
@@ -68,10 +68,8 @@ def configure(mesh: Mesh, posts: Path) -> None:
             "sources": [{"name": "surge", "kind": "replay", "path": str(posts), "rate_per_second": 200}],
         },
         "triage": {"grpc": {"port": free_port()}, "batch_size": 16, "batch_wait_ms": 100},
-        "router": {
-            "grpc": {"port": free_port()}, "outbox": {"path": "outbox.jsonl"}, "escalate_at": "CRITICAL",
-            "reputation": {"tick_s": 1},
-        },
+        "router": {"grpc": {"port": free_port()}, "outbox": {"path": "outbox.jsonl"}, "escalate_at": "CRITICAL"},
+        "reputation": {"grpc": {"port": free_port()}, "tick_s": 1},
         "notifier": {
             "grpc": {"port": free_port()},
             "channels": [{"kind": "file", "name": "pr", "path": "pr.jsonl"}],

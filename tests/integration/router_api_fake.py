@@ -1,10 +1,12 @@
-"""A canned router API for the CLI's trends, alerts and cases views: a RouterService on a free loopback port.
+"""Canned APIs for the CLI's trends, alerts and cases views: a RouterService and a ReputationService on one
+free loopback port.
 
-``FakeRouterApi`` answers GetTrends, ListAlerts and ListCases from realistic fixed data (two watches
+``FakeRouterApi`` answers GetTrends and ListAlerts (the reputation service's) and ListCases (the
+router's) from realistic fixed data (two watches
 over 48 hours, a billing surge on one with a FIRING alert, an older RESOLVED one on the other, cases
 of every severity with one SLA breach, posts with hostile text) and records what it was asked. It
-lets the dashboard and ``clamor trends`` be tested without a router, NATS or counters; the real
-router's answers are tested with the router.
+lets the dashboard and ``clamor trends`` be tested without a router, a reputation service, NATS or
+counters; the real services' answers are tested with the services.
 """
 
 from __future__ import annotations
@@ -21,7 +23,16 @@ from typing import NoReturn
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from clamor.v1 import alert_pb2, case_pb2, mention_pb2, router_service_pb2, router_service_pb2_grpc, triage_pb2
+from clamor.v1 import (
+    alert_pb2,
+    case_pb2,
+    mention_pb2,
+    reputation_service_pb2,
+    reputation_service_pb2_grpc,
+    router_service_pb2,
+    router_service_pb2_grpc,
+    triage_pb2,
+)
 
 HOURS = 48
 # The latest hour of every series; the first is HOURS - 1 hours before it.
@@ -51,19 +62,19 @@ def daily(hour: int, level: float) -> float:
 
 def category_series(
     watch: str, category: str, level: float, *, surge: list[int] | None = None
-) -> router_service_pb2.TrendSeries:
+) -> reputation_service_pb2.TrendSeries:
     baseline = [round(daily(h, level), 2) for h in range(HOURS)]
     # Deterministic wobble around the baseline, so the lines differ without a random seed.
     counts = [max(0, round(b + ((h * 7 + len(category)) % 5 - 2) * 0.6)) for h, b in enumerate(baseline)]
     if surge:
         counts[-len(surge) :] = surge
-    return router_service_pb2.TrendSeries(
+    return reputation_service_pb2.TrendSeries(
         watch=watch, category=category, start=stamp(START), counts=counts, baseline=baseline
     )
 
 
-def watch_total(parts: list[router_service_pb2.TrendSeries]) -> router_service_pb2.TrendSeries:
-    return router_service_pb2.TrendSeries(
+def watch_total(parts: list[reputation_service_pb2.TrendSeries]) -> reputation_service_pb2.TrendSeries:
+    return reputation_service_pb2.TrendSeries(
         watch=parts[0].watch,
         start=stamp(START),
         counts=[sum(values) for values in zip(*(p.counts for p in parts), strict=True)],
@@ -181,10 +192,12 @@ OPEN_CASE_COUNTS = {"CRITICAL": (0, 1, 0), "HIGH": (2, 0, 0), "MEDIUM": (1, 0, 0
 
 
 @dataclass
-class FakeRouterApi(router_service_pb2_grpc.RouterServiceServicer):
+class FakeRouterApi(
+    router_service_pb2_grpc.RouterServiceServicer, reputation_service_pb2_grpc.ReputationServiceServicer
+):
     """Canned trends, alerts and cases; ``failures`` makes an RPC (by name) fail with a status and details."""
 
-    series: list[router_service_pb2.TrendSeries] = field(default_factory=lambda: list(SERIES))
+    series: list[reputation_service_pb2.TrendSeries] = field(default_factory=lambda: list(SERIES))
     alerts: list[alert_pb2.Alert] = field(default_factory=lambda: list(ALERTS))
     cases: list[case_pb2.Case] = field(default_factory=lambda: list(CASES))
     failures: dict[str, tuple[grpc.StatusCode, str]] = field(default_factory=dict)
@@ -196,8 +209,8 @@ class FakeRouterApi(router_service_pb2_grpc.RouterServiceServicer):
             context.abort(*self.failures[rpc])
 
     def GetTrends(
-        self, request: router_service_pb2.GetTrendsRequest, context: grpc.ServicerContext
-    ) -> router_service_pb2.GetTrendsResponse:
+        self, request: reputation_service_pb2.GetTrendsRequest, context: grpc.ServicerContext
+    ) -> reputation_service_pb2.GetTrendsResponse:
         self._heard("GetTrends", request, context)
         hours = min(request.hours or HOURS, HOURS)
         series = []
@@ -206,13 +219,13 @@ class FakeRouterApi(router_service_pb2_grpc.RouterServiceServicer):
                 continue
             start = found.start.ToDatetime(tzinfo=UTC) + timedelta(hours=len(found.counts) - hours)
             series.append(
-                router_service_pb2.TrendSeries(
+                reputation_service_pb2.TrendSeries(
                     watch=found.watch, category=found.category, start=stamp(start),
                     counts=found.counts[-hours:], baseline=found.baseline[-hours:],
                 )
             )  # fmt: skip
         alerts = [a for a in self.alerts if not request.watch or a.watch == request.watch]
-        return router_service_pb2.GetTrendsResponse(
+        return reputation_service_pb2.GetTrendsResponse(
             series=series,
             alerts=alerts,
             top_terms=[alert_pb2.Share(name="refund", count=90), alert_pb2.Share(name="double charge", count=70)],
@@ -220,11 +233,11 @@ class FakeRouterApi(router_service_pb2_grpc.RouterServiceServicer):
         )
 
     def ListAlerts(
-        self, request: router_service_pb2.ListAlertsRequest, context: grpc.ServicerContext
-    ) -> router_service_pb2.ListAlertsResponse:
+        self, request: reputation_service_pb2.ListAlertsRequest, context: grpc.ServicerContext
+    ) -> reputation_service_pb2.ListAlertsResponse:
         self._heard("ListAlerts", request, context)
         found = [a for a in self.alerts if not request.firing_only or a.status == alert_pb2.ALERT_STATUS_FIRING]
-        return router_service_pb2.ListAlertsResponse(alerts=found[: request.limit or 100])
+        return reputation_service_pb2.ListAlertsResponse(alerts=found[: request.page_size or 100])
 
     def ListCases(
         self, request: router_service_pb2.ListCasesRequest, context: grpc.ServicerContext
@@ -232,7 +245,7 @@ class FakeRouterApi(router_service_pb2_grpc.RouterServiceServicer):
         self._heard("ListCases", request, context)
         return router_service_pb2.ListCasesResponse(cases=self.cases[: request.limit or 100])
 
-    # The rest of the API is not canned: it answers UNIMPLEMENTED, as a router without it would.
+    # The rest of the APIs is not canned: it answers UNIMPLEMENTED, as a service without it would.
 
     def GetCase(self, request: router_service_pb2.GetCaseRequest, context: grpc.ServicerContext) -> NoReturn:
         context.abort(grpc.StatusCode.UNIMPLEMENTED, NOT_CANNED)
@@ -259,13 +272,13 @@ class FakeRouterApi(router_service_pb2_grpc.RouterServiceServicer):
         context.abort(grpc.StatusCode.UNIMPLEMENTED, NOT_CANNED)
 
     def RebuildCounters(
-        self, request: router_service_pb2.RebuildCountersRequest, context: grpc.ServicerContext
+        self, request: reputation_service_pb2.RebuildCountersRequest, context: grpc.ServicerContext
     ) -> NoReturn:
         context.abort(grpc.StatusCode.UNIMPLEMENTED, NOT_CANNED)
 
 
 def free_address() -> str:
-    """A loopback address nobody listens on: where a router that is not running would be."""
+    """A loopback address nobody listens on: where a service that is not running would be."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return f"127.0.0.1:{sock.getsockname()[1]}"
@@ -273,9 +286,10 @@ def free_address() -> str:
 
 @contextmanager
 def serving(servicer: FakeRouterApi) -> Iterator[str]:
-    """Serve ``servicer`` on a free loopback port; yields its address, ``127.0.0.1:<port>``."""
+    """Serve ``servicer`` as both services on a free loopback port; yields its address, ``127.0.0.1:<port>``."""
     server = grpc.server(ThreadPoolExecutor(max_workers=4))
     router_service_pb2_grpc.add_RouterServiceServicer_to_server(servicer, server)
+    reputation_service_pb2_grpc.add_ReputationServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:

@@ -1,4 +1,4 @@
-"""The router's parts wired by ``services.router.__main__.assemble``, on a real nats-server, with a test clock.
+"""The router's parts wired by ``services.router.app.assemble``, on a real nats-server, with a test clock.
 
 Complaints and case actions go in through JetStream and the router's real durable consumers;
 deliveries go to real destinations (the outbox file, or a local CRM server). The test advances the
@@ -20,8 +20,8 @@ from google.protobuf.message import Message
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from clamor.v1 import alert_pb2, case_pb2, mention_pb2, triage_pb2
-from services.router.__main__ import Router, assemble
+from clamor.v1 import case_pb2, mention_pb2, triage_pb2
+from services.router.app import Router, assemble
 from services.router.config import RouterConfig, RouterSettings
 from services.shared import subjects
 from services.shared.jetstream import ensure_streams, publish
@@ -66,14 +66,9 @@ class RunningRouter:
     async def tick(self) -> int:
         """Consumers settled, one turn of the SLA clocks, and settled again; returns the steps fired."""
         await self.settle()
-        fired = await self.router.clocks.tick(self.clock())
+        fired = await self.router.tick(self.clock())
         await self.settle()
         return fired
-
-    async def count_and_watch(self) -> list[alert_pb2.Alert]:
-        """Count what reached TRIAGED, then one turn of the reputation watch; returns the alerts it published."""
-        await self.router.trends.catch_up()
-        return await self.router.reputation.tick(self.clock())
 
     async def case(self, case_id: str) -> case_pb2.Case:
         found = await self.router.cases.get(case_id)

@@ -182,24 +182,6 @@ class FakeRouter(router_service_pb2_grpc.RouterServiceServicer):
         ]  # fmt: skip
         return router_service_pb2.ReplayDeadLettersResponse(replayed=len(found))
 
-    def GetTrends(
-        self, request: router_service_pb2.GetTrendsRequest, context: grpc.ServicerContext
-    ) -> router_service_pb2.GetTrendsResponse:
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "not part of these tests")
-        raise AssertionError("unreachable")
-
-    def ListAlerts(
-        self, request: router_service_pb2.ListAlertsRequest, context: grpc.ServicerContext
-    ) -> router_service_pb2.ListAlertsResponse:
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "not part of these tests")
-        raise AssertionError("unreachable")
-
-    def RebuildCounters(
-        self, request: router_service_pb2.RebuildCountersRequest, context: grpc.ServicerContext
-    ) -> router_service_pb2.RebuildCountersResponse:
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "not part of these tests")
-        raise AssertionError("unreachable")
-
 
 @pytest.fixture
 def router() -> Iterator[FakeRouter]:

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from services.router.destinations.base import DestinationRejectedError, DestinationUnavailableError, Ticket
-from services.router.destinations.hubspot import HubSpotDestination, note_body
-from services.router.destinations.render import description, update_comment
-from services.router.destinations.settings import HubSpotDestinationSettings
+from services.router.delivery.destinations.base import DestinationRejectedError, DestinationUnavailableError, Ticket
+from services.router.delivery.destinations.hubspot import HubSpotDestination, note_body
+from services.router.delivery.destinations.render import description, update_comment
+from services.router.delivery.destinations.settings import HubSpotDestinationSettings
 from services.shared.outbound import OutboundClient
 from tests.http_server import LocalHttpServer
 from tests.integration.case_samples import CASE_ID, HOSTILE_MARKERS, hostile_case, resolved, sample_case, with_new_post

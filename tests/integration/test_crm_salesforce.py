@@ -8,10 +8,10 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from services.router.destinations.base import DestinationRejectedError, DestinationUnavailableError, Ticket
-from services.router.destinations.render import description, update_comment
-from services.router.destinations.salesforce import REQUEST_LIMIT_WAIT_S, SalesforceDestination
-from services.router.destinations.settings import SalesforceDestinationSettings
+from services.router.delivery.destinations.base import DestinationRejectedError, DestinationUnavailableError, Ticket
+from services.router.delivery.destinations.render import description, update_comment
+from services.router.delivery.destinations.salesforce import REQUEST_LIMIT_WAIT_S, SalesforceDestination
+from services.router.delivery.destinations.settings import SalesforceDestinationSettings
 from services.shared.outbound import OutboundClient
 from tests.http_server import LocalHttpServer, RecordedRequest
 from tests.integration.case_samples import CASE_ID, HOSTILE_MARKERS, hostile_case, resolved, sample_case, with_new_post

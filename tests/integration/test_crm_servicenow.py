@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from services.router.destinations.base import DestinationRejectedError, DestinationUnavailableError, Ticket
-from services.router.destinations.render import description, update_comment
-from services.router.destinations.servicenow import ServiceNowDestination
-from services.router.destinations.settings import ServiceNowDestinationSettings
+from services.router.delivery.destinations.base import DestinationRejectedError, DestinationUnavailableError, Ticket
+from services.router.delivery.destinations.render import description, update_comment
+from services.router.delivery.destinations.servicenow import ServiceNowDestination
+from services.router.delivery.destinations.settings import ServiceNowDestinationSettings
 from services.shared.outbound import OutboundClient
 from tests.http_server import LocalHttpServer
 from tests.integration.case_samples import (

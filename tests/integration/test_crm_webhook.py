@@ -10,14 +10,14 @@ from email.utils import format_datetime
 
 import pytest
 
-from services.router.destinations.base import (
+from services.router.delivery.destinations.base import (
     DestinationGoneError,
     DestinationRejectedError,
     DestinationUnavailableError,
     Ticket,
 )
-from services.router.destinations.settings import WebhookDestinationSettings
-from services.router.destinations.webhook import WebhookDestination
+from services.router.delivery.destinations.settings import WebhookDestinationSettings
+from services.router.delivery.destinations.webhook import WebhookDestination
 from services.router.domain import case_record
 from services.shared.outbound import OutboundClient
 from services.shared.standard_webhooks import WebhookVerificationError, verify

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from services.router.destinations.base import DestinationRejectedError, DestinationUnavailableError, Ticket
-from services.router.destinations.render import description, update_comment
-from services.router.destinations.settings import ZendeskDestinationSettings
-from services.router.destinations.zendesk import ZendeskDestination
+from services.router.delivery.destinations.base import DestinationRejectedError, DestinationUnavailableError, Ticket
+from services.router.delivery.destinations.render import description, update_comment
+from services.router.delivery.destinations.settings import ZendeskDestinationSettings
+from services.router.delivery.destinations.zendesk import ZendeskDestination
 from services.shared.outbound import OutboundClient
 from tests.http_server import LocalHttpServer
 from tests.integration.case_samples import CASE_ID, HOSTILE_MARKERS, hostile_case, resolved, sample_case, with_new_post

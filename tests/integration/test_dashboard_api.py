@@ -1,8 +1,8 @@
-"""`clamor dashboard`'s HTTP server against a canned RouterService: JSON endpoints, errors, headers, static files.
+"""`clamor dashboard`'s HTTP server against canned services: JSON endpoints, errors, headers, static files.
 
-The router is ``tests.integration.router_api_fake`` on a free loopback port; the dashboard is a real
-``DashboardServer`` on port 0, asked over HTTP with aiohttp's client. The page itself is tested in a
-browser by ``tests/e2e/test_dashboard_browser.py``.
+The router and the reputation service are ``tests.integration.router_api_fake`` on a free loopback
+port; the dashboard is a real ``DashboardServer`` on port 0, asked over HTTP with aiohttp's client. The
+page itself is tested in a browser by ``tests/e2e/test_dashboard_browser.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import grpc
 import pytest
 from yarl import URL
 
-from clamor.v1 import router_service_pb2
+from clamor.v1 import reputation_service_pb2, router_service_pb2, triage_pb2
 from services.cli.dashboard import DashboardServer
 from tests.integration.router_api_fake import HOURS, FakeRouterApi, free_address, serving
 
@@ -36,8 +36,8 @@ def router() -> Iterator[tuple[FakeRouterApi, str]]:
         yield fake, address
 
 
-async def started(router_address: str) -> DashboardServer:
-    server = DashboardServer(router_address, "127.0.0.1", 0)
+async def started(router_address: str, reputation_address: str | None = None) -> DashboardServer:
+    server = DashboardServer(router_address, reputation_address or router_address, "127.0.0.1", 0)
     await server.start()
     return server
 
@@ -69,7 +69,9 @@ async def test_trends_is_get_trends_as_json_with_proto_field_names(
 ) -> None:
     status, body = await get_json(http, f"{dashboard.url}api/trends")
     assert status == 200
-    assert router[0].asked == [router_service_pb2.GetTrendsRequest(hours=48, verdict="complaint")]
+    assert router[0].asked == [
+        reputation_service_pb2.GetTrendsRequest(hours=48, counted_verdict=triage_pb2.VERDICT_COMPLAINT)
+    ]
     assert [(s["watch"], s.get("category", "")) for s in body["series"]][:2] == [("acme", ""), ("acme", "billing")]
     assert len(body["series"][0]["counts"]) == HOURS
     firing = body["alerts"][0]
@@ -83,7 +85,9 @@ async def test_trends_passes_watch_hours_and_verdict(
 ) -> None:
     status, body = await get_json(http, f"{dashboard.url}api/trends?watch=globex&hours=24&verdict=noise")
     assert status == 200
-    assert router[0].asked == [router_service_pb2.GetTrendsRequest(watch="globex", hours=24, verdict="noise")]
+    assert router[0].asked == [
+        reputation_service_pb2.GetTrendsRequest(watch="globex", hours=24, counted_verdict=triage_pb2.VERDICT_NOISE)
+    ]
     assert {s["watch"] for s in body["series"]} == {"globex"}
 
 
@@ -102,7 +106,7 @@ async def test_alerts_is_list_alerts_as_json(
 ) -> None:
     status, body = await get_json(http, f"{dashboard.url}api/alerts?firing_only=true&limit=5")
     assert status == 200
-    assert router[0].asked == [router_service_pb2.ListAlertsRequest(firing_only=True, limit=5)]
+    assert router[0].asked == [reputation_service_pb2.ListAlertsRequest(firing_only=True, page_size=5)]
     assert [a["id"] for a in body["alerts"]] == ["al_acme_billing"]
     assert body["alerts"][0]["samples"][1]["text"] == "<img src=x onerror=alert(1)>"
 
@@ -121,13 +125,14 @@ async def test_cases_is_list_cases_as_json(
 async def test_config_gives_the_refresh_interval_and_the_router(
     dashboard: DashboardServer, router: tuple[FakeRouterApi, str], http: aiohttp.ClientSession
 ) -> None:
-    assert await get_json(http, f"{dashboard.url}api/config") == (200, {"refresh_s": 30.0, "router": router[1]})
+    config = {"refresh_s": 30.0, "router": router[1], "reputation": router[1]}
+    assert await get_json(http, f"{dashboard.url}api/config") == (200, config)
 
 
 # --- router failures ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["api/trends", "api/alerts", "api/cases"])
+@pytest.mark.parametrize("path", ["api/cases"])
 async def test_no_router_is_503_with_one_line_naming_it(http: aiohttp.ClientSession, path: str) -> None:
     address = free_address()
     server = await started(address)
@@ -139,13 +144,29 @@ async def test_no_router_is_503_with_one_line_naming_it(http: aiohttp.ClientSess
     assert (status, body) == (503, {"error": said})
 
 
-async def test_a_router_without_trends_yet_is_502_saying_so(
+@pytest.mark.parametrize("path", ["api/trends", "api/alerts"])
+async def test_no_reputation_service_is_503_with_one_line_naming_it(http: aiohttp.ClientSession, path: str) -> None:
+    address = free_address()
+    server = await started(address)
+    try:
+        status, body = await get_json(http, f"{server.url}{path}")
+    finally:
+        await server.stop()
+    said = (
+        f"no reputation service at {address}: start the mesh with clamor up, "
+        "or the reputation service alone with clamor serve reputation"
+    )
+    assert (status, body) == (503, {"error": said})
+
+
+async def test_a_reputation_service_without_trends_yet_is_502_saying_so(
     dashboard: DashboardServer, router: tuple[FakeRouterApi, str], http: aiohttp.ClientSession
 ) -> None:
     router[0].failures["GetTrends"] = (grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
     status, body = await get_json(http, f"{dashboard.url}api/trends")
     assert (status, body) == (
-        502, {"error": f"the router at {router[1]} does not answer GetTrends yet: update it and start it again"},
+        502,
+        {"error": f"the reputation service at {router[1]} does not answer GetTrends yet: update it and start it again"},
     )  # fmt: skip
 
 
@@ -250,7 +271,7 @@ async def test_localhost_by_name_is_answered(dashboard: DashboardServer, http: a
 
 
 async def test_a_taken_port_is_an_os_error_and_leaves_nothing_open(dashboard: DashboardServer) -> None:
-    second = DashboardServer(dashboard.router_address, "127.0.0.1", dashboard.port)
+    second = DashboardServer(dashboard.router_address, dashboard.reputation_address, "127.0.0.1", dashboard.port)
     with pytest.raises(OSError, match="address already in use"):
         await second.start()
     await second.stop()

@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from clamor.v1 import case_pb2
-from services.router.delivery import TicketRecord
+from services.router.delivery.worker import TicketRecord
 from services.router.domain import case_id_for
 from services.shared import subjects
 from services.shared.standard_webhooks import new_secret

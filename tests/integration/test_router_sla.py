@@ -156,7 +156,7 @@ async def test_two_replicas_fire_each_escalation_once(nc: NatsClient, tmp_path: 
         for _ in range(3):
             clock.advance(600)
             # Both replicas see every clock due at the same moment.
-            await asyncio.gather(one.router.clocks.tick(clock()), two.router.clocks.tick(clock()))
+            await asyncio.gather(one.router.tick(clock()), two.router.tick(clock()))
             await one.settle()
     published = await escalations_published(js)
     ids = [e.id for e in published]

@@ -18,9 +18,17 @@ from click import unstyle
 from rich.console import Console
 from typer.testing import CliRunner, Result
 
-from clamor.v1 import alert_pb2, router_service_pb2
+from clamor.v1 import alert_pb2, reputation_service_pb2, triage_pb2
 from services.cli.app import app
-from services.cli.trends import BARS, MAX_CATEGORIES, latest_hour, render, router_problem, sparkline
+from services.cli.trends import (
+    BARS,
+    MAX_CATEGORIES,
+    latest_hour,
+    render,
+    reputation_problem,
+    service_problem,
+    sparkline,
+)
 from tests.integration.router_api_fake import HOURS, FakeRouterApi, free_address, serving
 
 # --- sparkline ----------------------------------------------------------------------------------
@@ -69,9 +77,9 @@ def test_a_long_series_is_squeezed_to_the_width_and_keeps_its_spike() -> None:
 
 
 def series(counts: list[int], baseline: list[float], *, watch: str = "acme", category: str = "") -> (
-    router_service_pb2.TrendSeries
+    reputation_service_pb2.TrendSeries
 ):  # fmt: skip
-    return router_service_pb2.TrendSeries(watch=watch, category=category, counts=counts, baseline=baseline)
+    return reputation_service_pb2.TrendSeries(watch=watch, category=category, counts=counts, baseline=baseline)
 
 
 def test_the_latest_hour_is_compared_with_its_baseline() -> None:
@@ -98,7 +106,7 @@ def test_a_series_without_hours_says_so() -> None:
 # --- the per-watch view -------------------------------------------------------------------------
 
 
-def shown(response: router_service_pb2.GetTrendsResponse) -> str:
+def shown(response: reputation_service_pb2.GetTrendsResponse) -> str:
     console = Console(record=True, width=200, color_system=None)
     for part in render(response):
         console.print(part)
@@ -115,7 +123,7 @@ def firing(watch: str, category: str, *, status: alert_pb2.AlertStatus.ValueType
 
 
 def test_each_watch_shows_its_total_then_its_categories_biggest_first() -> None:
-    answer = router_service_pb2.GetTrendsResponse(
+    answer = reputation_service_pb2.GetTrendsResponse(
         series=[
             series([1, 2], [1.0, 1.0], category="app"),
             series([5, 9], [1.0, 1.0]),
@@ -129,7 +137,7 @@ def test_each_watch_shows_its_total_then_its_categories_biggest_first() -> None:
 
 def test_at_most_eight_categories_are_listed_and_the_rest_counted() -> None:
     categories = [series([n, n], [1.0, 1.0], category=f"cat{n:02}") for n in range(MAX_CATEGORIES + 2)]
-    text = shown(router_service_pb2.GetTrendsResponse(series=[series([9, 9], [1.0, 1.0]), *categories]))
+    text = shown(reputation_service_pb2.GetTrendsResponse(series=[series([9, 9], [1.0, 1.0]), *categories]))
     assert "cat09" in text
     assert "cat00" not in text
     assert "cat01" not in text
@@ -137,7 +145,7 @@ def test_at_most_eight_categories_are_listed_and_the_rest_counted() -> None:
 
 
 def test_firing_alerts_are_listed_under_their_watch_with_ratio_counts_and_terms() -> None:
-    answer = router_service_pb2.GetTrendsResponse(
+    answer = reputation_service_pb2.GetTrendsResponse(
         series=[series([1, 9], [1.0, 1.0]), series([1, 2], [1.0, 1.0], watch="globex")],
         alerts=[firing("acme", "billing"), firing("globex", "quality", status=alert_pb2.ALERT_STATUS_RESOLVED)],
     )
@@ -148,7 +156,7 @@ def test_firing_alerts_are_listed_under_their_watch_with_ratio_counts_and_terms(
 
 
 def test_a_firing_alert_on_a_watch_without_series_is_still_shown() -> None:
-    answer = router_service_pb2.GetTrendsResponse(
+    answer = reputation_service_pb2.GetTrendsResponse(
         series=[series([1, 9], [1.0, 1.0])], alerts=[firing("initech", "outage")]
     )
     text = shown(answer)
@@ -159,14 +167,14 @@ def test_a_firing_alert_on_a_watch_without_series_is_still_shown() -> None:
 def test_an_alert_with_a_nan_ratio_or_baseline_shows_a_question_mark() -> None:
     alert = firing("acme", "billing")
     alert.ratio, alert.baseline = math.nan, math.inf
-    text = shown(router_service_pb2.GetTrendsResponse(series=[series([1, 9], [1.0, 1.0])], alerts=[alert]))
+    text = shown(reputation_service_pb2.GetTrendsResponse(series=[series([1, 9], [1.0, 1.0])], alerts=[alert]))
     assert "▲ billing ×?: 120 vs ? expected" in text
     assert "nan" not in text.lower()
     assert "inf" not in text.lower()
 
 
 def test_nothing_counted_draws_nothing() -> None:
-    assert render(router_service_pb2.GetTrendsResponse()) == []
+    assert render(reputation_service_pb2.GetTrendsResponse()) == []
 
 
 # --- what a failed call says --------------------------------------------------------------------
@@ -186,10 +194,10 @@ def test_nothing_counted_draws_nothing() -> None:
     ],
 )  # fmt: skip
 def test_a_failed_call_is_one_plain_line(code: grpc.StatusCode, details: str, said: str) -> None:
-    assert router_problem("127.0.0.1:1", code, details, rpc="GetTrends") == said
+    assert service_problem("router", "127.0.0.1:1", code, details, rpc="GetTrends") == said
 
 
-# --- the command against an in-process RouterService -----------------------------------------
+# --- the command against an in-process ReputationService -------------------------------------
 
 
 @pytest.fixture
@@ -202,7 +210,7 @@ def router() -> Iterator[tuple[FakeRouterApi, str]]:
 def config_for(folder: Path, address: str) -> Path:
     host, port = address.rsplit(":", 1)
     path = folder / "clamor.yaml"
-    path.write_text(f"router:\n  grpc: {{host: {host}, port: {port}}}\n", encoding="utf-8")
+    path.write_text(f"reputation:\n  grpc: {{host: {host}, port: {port}}}\n", encoding="utf-8")
     return path
 
 
@@ -214,7 +222,9 @@ def test_trends_asks_for_the_watch_hours_and_verdict_given(tmp_path: Path, route
     fake, address = router
     result = clamor(config_for(tmp_path, address), "--watch", "globex", "--hours", "24", "--noise")
     assert result.exit_code == 0, result.output
-    assert fake.asked == [router_service_pb2.GetTrendsRequest(watch="globex", hours=24, verdict="noise")]
+    assert fake.asked == [
+        reputation_service_pb2.GetTrendsRequest(watch="globex", hours=24, counted_verdict=triage_pb2.VERDICT_NOISE)
+    ]
     assert unstyle(result.stdout).startswith("noise posts per hour over 24 h")
 
 
@@ -222,7 +232,9 @@ def test_trends_prints_every_watch_and_the_firing_alert(tmp_path: Path, router: 
     fake, address = router
     result = clamor(config_for(tmp_path, address))
     assert result.exit_code == 0, result.output
-    assert fake.asked == [router_service_pb2.GetTrendsRequest(hours=48, verdict="complaint")]
+    assert fake.asked == [
+        reputation_service_pb2.GetTrendsRequest(hours=48, counted_verdict=triage_pb2.VERDICT_COMPLAINT)
+    ]
     text = unstyle(result.stdout)
     watches = [line.split()[0] for line in text.splitlines() if not line.startswith((" ", "complaints"))]
     assert watches == ["acme", "globex"]
@@ -230,7 +242,7 @@ def test_trends_prints_every_watch_and_the_firing_alert(tmp_path: Path, router: 
     assert "quality ×" not in text
 
 
-def test_trends_as_json_is_the_router_answer(tmp_path: Path, router: tuple[FakeRouterApi, str]) -> None:
+def test_trends_as_json_is_the_reputation_service_answer(tmp_path: Path, router: tuple[FakeRouterApi, str]) -> None:
     _, address = router
     result = clamor(config_for(tmp_path, address), "--json")
     assert result.exit_code == 0, result.output
@@ -240,20 +252,26 @@ def test_trends_as_json_is_the_router_answer(tmp_path: Path, router: tuple[FakeR
     assert answer["alerts"][0]["window_start"] == "2026-11-02T10:00:00Z"
 
 
-def test_a_router_without_trends_yet_is_one_line(tmp_path: Path, router: tuple[FakeRouterApi, str]) -> None:
+def test_a_reputation_service_without_trends_yet_is_one_line(tmp_path: Path, router: tuple[FakeRouterApi, str]) -> None:
     fake, address = router
     fake.failures["GetTrends"] = (grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
     result = clamor(config_for(tmp_path, address))
     assert result.exit_code == 1
     assert unstyle(result.stderr).splitlines() == [
-        f"the router at {address} does not answer GetTrends yet: update it and start it again"
+        f"the reputation service at {address} does not answer GetTrends yet: update it and start it again"
     ]
 
 
-def test_no_router_running_is_one_line_naming_the_address(tmp_path: Path) -> None:
+def test_no_reputation_service_running_is_one_line_naming_the_address(tmp_path: Path) -> None:
     address = free_address()
     result = clamor(config_for(tmp_path, address))
     assert result.exit_code == 1
     assert unstyle(result.stderr).splitlines() == [
-        f"no router at {address}: start the mesh with clamor up, or the router alone with clamor serve router"
+        f"no reputation service at {address}: start the mesh with clamor up, "
+        "or the reputation service alone with clamor serve reputation"
     ]
+
+
+def test_a_failed_call_to_the_reputation_service_names_it() -> None:
+    said = reputation_problem("127.0.0.1:1", grpc.StatusCode.DEADLINE_EXCEEDED, "", rpc="GetTrends")
+    assert said == "the reputation service at 127.0.0.1:1 did not answer GetTrends within 10s"

@@ -29,13 +29,14 @@ def test_the_router_example_loads_with_its_rules_policies_and_destinations(tmp_p
     assert router.callback.enabled
 
 
-def test_the_reputation_example_loads_for_the_router_and_the_notifier(tmp_path: Path) -> None:
+def test_the_reputation_example_loads_for_the_reputation_service_and_the_notifier(tmp_path: Path) -> None:
     from services.notifier.config import NotifierConfig  # noqa: PLC0415 - only this test needs the notifier
+    from services.reputation.config import ReputationConfig  # noqa: PLC0415 - nor the reputation service
 
     path = tmp_path / "clamor.yaml"
     path.write_text(yaml_block_after("## Reputation alerts and trends"), encoding="utf-8")
     environ = {"PR_SLACK_WEBHOOK": "https://hooks.slack.com/services/T0/B0/x"}
-    reputation = load_config(RouterConfig, path, environ=environ).router.reputation
+    reputation = load_config(ReputationConfig, path, environ=environ).reputation
     assert reputation.keywords.keywords == ["mold", "smell", "recall"]
     assert (reputation.spikes.window_s, reputation.spikes.baseline_days) == (3600, 7)
     assert load_config(NotifierConfig, path, environ=environ).notifier.alert_channels == ["pr-slack"]

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.router.config import OUTBOX, RouterConfig, RouterSettings
-from services.router.destinations.settings import ZendeskDestinationSettings
+from services.router.delivery.destinations.settings import ZendeskDestinationSettings
 from services.router.rules import count_rules
 from services.shared.config import load_config
 from services.shared.errors import ConfigError

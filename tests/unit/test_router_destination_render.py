@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from clamor.v1 import case_pb2, triage_pb2
-from services.router.destinations.render import (
+from services.router.delivery.destinations.render import (
     MAX_POSTS,
     description,
     https_link,

@@ -8,18 +8,18 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from services.router.destinations import build_destination
-from services.router.destinations.hubspot import HubSpotDestination
-from services.router.destinations.salesforce import SalesforceDestination
-from services.router.destinations.servicenow import ServiceNowDestination
-from services.router.destinations.settings import (
+from services.router.delivery.destinations import build_destination
+from services.router.delivery.destinations.hubspot import HubSpotDestination
+from services.router.delivery.destinations.salesforce import SalesforceDestination
+from services.router.delivery.destinations.servicenow import ServiceNowDestination
+from services.router.delivery.destinations.settings import (
     HttpDestinationSettings,
     ServiceNowDestinationSettings,
     WebhookDestinationSettings,
     ZendeskDestinationSettings,
 )
-from services.router.destinations.webhook import WebhookDestination
-from services.router.destinations.zendesk import ZendeskDestination
+from services.router.delivery.destinations.webhook import WebhookDestination
+from services.router.delivery.destinations.zendesk import ZendeskDestination
 from services.shared.config import load_config
 from services.shared.errors import ConfigError
 

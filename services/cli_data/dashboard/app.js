@@ -1,4 +1,4 @@
-// Clamor dashboard: reads /api/* (the router's answers as JSON) and draws them as inline SVG and tables.
+// Clamor dashboard: reads /api/* (the reputation service's and the router's answers as JSON) and draws them as inline SVG and tables.
 // Posts are written by strangers: every text goes in through textContent, and only http(s) URLs become links.
 "use strict";
 

@@ -32,16 +32,16 @@ import asyncio
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
-from services.router.destinations.base import DestinationUnavailableError, HttpDestination, Ticket
-from services.router.destinations.render import description, is_resolved, priority_of, subject, update_comment
-from services.router.destinations.settings import SalesforceDestinationSettings
+from services.router.delivery.destinations.base import DestinationUnavailableError, HttpDestination, Ticket
+from services.router.delivery.destinations.render import description, is_resolved, priority_of, subject, update_comment
+from services.router.delivery.destinations.settings import SalesforceDestinationSettings
 from services.shared.clock import Clock, system_clock
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Mapping, Sequence
 
     from clamor.v1 import case_pb2
-    from services.router.destinations.render import Priority
+    from services.router.delivery.destinations.render import Priority
     from services.shared.outbound import HttpResponse, OutboundClient
 
 PRIORITY: dict[Priority, str] = {"urgent": "High", "high": "High", "normal": "Medium", "low": "Low"}

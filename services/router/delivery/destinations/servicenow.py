@@ -29,21 +29,21 @@ import re
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import quote
 
-from services.router.destinations.base import DestinationRejectedError, HttpDestination, Ticket
-from services.router.destinations.render import (
+from services.router.delivery.destinations.base import DestinationRejectedError, HttpDestination, Ticket
+from services.router.delivery.destinations.render import (
     description,
     is_resolved,
     priority_of,
     subject,
     update_comment,
 )
-from services.router.destinations.settings import ServiceNowDestinationSettings
+from services.router.delivery.destinations.settings import ServiceNowDestinationSettings
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from clamor.v1 import case_pb2
-    from services.router.destinations.render import Priority
+    from services.router.delivery.destinations.render import Priority
 
 # (urgency, impact) per priority.
 URGENCY_IMPACT: dict[Priority, tuple[str, str]] = {

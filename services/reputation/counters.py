@@ -1,11 +1,15 @@
 """Hourly counters of triaged mentions in KV, kept exactly from the TRIAGED stream, and read back as series.
 
-A reader follows the stream in order, from the sequence after the cursor, through an ephemeral
-consumer without acknowledgements: each batch is added to its hours' records by compare-and-set
-(every record skips posts at or below its own ``through_seq``), and only then the cursor moves. A
-crash, a restart or a second replica re-reads from the cursor and counts nothing twice.
-``rebuild`` forgets every record and counts the whole stream again: after a change to the
-keywords, or to check the counters against a recount.
+The service's durable consumer (``subjects.REPUTATION_CONSUMER``) hands :meth:`TrendsCounter.handle`
+batches of the stream: each batch is added to its hours' records by compare-and-set (every record
+skips posts at or below its own ``through_seq``), then the cursor moves and the batch is
+acknowledged. That skip is exact only in stream order, and replicas share the durable, so the posts
+of a batch past a gap (a post another replica holds, or one handed back) are handed back until the
+cursor reaches them; posts at or below the cursor were counted and are only acknowledged. A crash or
+a restart gets the unacknowledged posts again and counts nothing twice. ``catch_up`` reads from the
+cursor to the stream's end through an ephemeral consumer, and ``rebuild`` forgets every record and
+counts the whole stream again that way: after a change to the keywords, or to check the counters
+against a recount.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import logging
 import re
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import DecodeError
@@ -27,7 +31,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from clamor.v1 import triage_pb2
-from services.router.volume import HourCounts, hour_label, hour_start, merged, posted_at, slot_of, verdict_label
+from services.reputation.domain import HourCounts, hour_label, hour_start, merged, posted_at, slot_of, verdict_label
+from services.reputation.errors import CountingOrderError
 from services.shared import subjects
 from services.shared.errors import TransientError
 from services.shared.jetstream import ensure_bucket
@@ -40,11 +45,14 @@ if TYPE_CHECKING:
     from nats.js import JetStreamContext
     from nats.js.kv import KeyValue
 
+    from services.shared.clock import Clock
+    from services.shared.pull_consumer import Delivery
+
 log = logging.getLogger(__name__)
 
 CURSOR_KEY = "cursor"
 WATCHES_KEY = "watches"
-BATCH = 500
+BATCH = subjects.REPUTATION_BATCH
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -71,14 +79,14 @@ class CounterStore:
         self._bucket = bucket
         # Plain JSON under readable keys, changed by compare-and-set; no mirror (a year of hours is large).
         self._records: KvState[dict[str, Any]] = KvState(
-            bucket, name=subjects.ROUTER_COUNTERS_BUCKET, codec=JsonCodec(_same, _same), key=_same_key
+            bucket, name=subjects.REPUTATION_COUNTERS_BUCKET, codec=JsonCodec(_same, _same), key=_same_key
         )
 
     @classmethod
     async def open(cls, js: JetStreamContext, *, replicas: int, history_days: float) -> CounterStore:
         # Records outlive the stream by the longest baseline, so a baseline never reads a forgotten hour.
         ttl = (history_days + 35) * subjects.DAY_S
-        return cls(await ensure_bucket(js, subjects.ROUTER_COUNTERS_BUCKET, replicas=replicas, ttl_s=ttl))
+        return cls(await ensure_bucket(js, subjects.REPUTATION_COUNTERS_BUCKET, replicas=replicas, ttl_s=ttl))
 
     async def _get_json(self, key: str) -> tuple[dict[str, Any], int] | None:
         return await self._records.get(key)
@@ -137,15 +145,10 @@ class CounterStore:
 
 
 class TrendsCounter:
-    """Follows the TRIAGED stream and keeps the counters; one per router replica."""
+    """Keeps the counters from the TRIAGED stream; one per reputation replica."""
 
     def __init__(
-        self,
-        js: JetStreamContext,
-        store: CounterStore,
-        *,
-        keywords: Sequence[str] = (),
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        self, js: JetStreamContext, store: CounterStore, *, keywords: Sequence[str] = (), clock: Clock
     ) -> None:
         self._js = js
         self.store = store
@@ -153,28 +156,50 @@ class TrendsCounter:
         self._clock = clock
         # Held while a batch is applied, and through a whole rebuild.
         self._lock = asyncio.Lock()
-        self._position = 0
 
-    async def run(self, stopping: asyncio.Event) -> None:
-        while not stopping.is_set():
-            try:
-                await self.catch_up(stopping=stopping, follow=True)
-            except (TransientError, NatsLibraryError, OSError) as exc:
-                log.warning("trend counters: %s; reading again from the cursor", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), timeout=1.0)
+    async def handle(self, batch: Sequence[Delivery[triage_pb2.TriagedMention]]) -> list[BaseException | None]:
+        """Count the part of a batch that follows the cursor without a gap; the rest is handed back.
 
-    async def catch_up(
-        self, *, stopping: asyncio.Event | None = None, follow: bool = False, locked: bool = False
-    ) -> Counted:
-        """Count from the cursor to the end of the stream (and on, with ``follow``, until ``stopping``).
+        A gap is a post another replica holds (or one handed back); a post that expired or was
+        erased from the stream is none.
+        """
+        posts = sorted((int(d.msg.metadata.sequence.stream), d.payload) for d in batch)
+        try:
+            async with self._lock:
+                cursor = reached = await self.store.cursor()
+                accepted: list[tuple[int, triage_pb2.TriagedMention | None]] = []
+                for seq, triaged in posts:
+                    if seq <= cursor:
+                        continue  # counted before the cursor moved past it: only acknowledged
+                    if seq != reached + 1 and not await self._next_after(reached, seq):
+                        break
+                    accepted.append((seq, triaged))
+                    reached = seq
+                await self._apply(accepted)
+        except (NatsLibraryError, OSError) as exc:
+            error = TransientError(f"trend counters: {exc or type(exc).__name__}")
+            return [error] * len(batch)
+        waiting = CountingOrderError(f"trend counters: the post after {reached} is not counted yet; waiting")
+        return [None if int(d.msg.metadata.sequence.stream) <= reached else waiting for d in batch]
+
+    async def _next_after(self, cursor: int, seq: int) -> bool:
+        """Whether ``seq`` is the first post in the stream after ``cursor`` (posts may have expired or been erased)."""
+        if seq == cursor + 1:
+            return True
+        try:
+            found = await self._js.get_msg(subjects.TRIAGED.name, seq=cursor + 1, next=True)
+        except NotFoundError:
+            return True
+        return int(found.seq or 0) >= seq
+
+    async def catch_up(self, *, locked: bool = False) -> Counted:
+        """Count from the cursor to the end of the stream as it is now.
 
         ``locked``: the caller holds the lock for the whole read (a rebuild), not batch by batch.
         """
         start = await self.store.cursor() + 1
-        # Without ``follow``, the read ends at the stream's end as it is now.
-        target = None if follow else await stream_last_seq(self._js)
-        if target is not None and target < start:
+        target = await stream_last_seq(self._js)
+        if target < start:
             return Counted(0, 0)
         config = ConsumerConfig(
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start, ack_policy=AckPolicy.NONE,
@@ -183,47 +208,42 @@ class TrendsCounter:
         subscription = await self._js.pull_subscribe("clamor.triaged.>", stream=subjects.TRIAGED.name, config=config)
         messages = hours = 0
         try:
-            while stopping is None or not stopping.is_set():
+            while True:
                 try:
                     batch = await subscription.fetch(BATCH, timeout=1.0)
                 except (NatsTimeoutError, TimeoutError):
-                    if follow:
-                        continue
                     break
+                posts = _decoded(batch)
                 if locked:
-                    hours += await self._apply(batch)
+                    hours += await self._apply(posts)
                 else:
                     async with self._lock:
-                        hours += await self._apply(batch)
+                        hours += await self._apply(posts)
                 messages += len(batch)
-                if target is not None and int(batch[-1].metadata.sequence.stream) >= target:
+                if int(batch[-1].metadata.sequence.stream) >= target:
                     break
         finally:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
         return Counted(messages, hours)
 
-    async def _apply(self, batch: Sequence[Msg]) -> int:
+    async def _apply(self, posts: Sequence[tuple[int, triage_pb2.TriagedMention | None]]) -> int:
+        """Add (stream sequence, post) pairs in stream order; None stands for a message that is no post."""
         now = self._clock()
         by_key: dict[str, list[tuple[int, triage_pb2.TriagedMention, datetime]]] = {}
         first_slots: dict[str, int] = {}
         last = 0
-        for msg in batch:
-            seq = int(msg.metadata.sequence.stream)
+        for seq, triaged in posts:
             last = max(last, seq)
-            triaged = triage_pb2.TriagedMention()
-            try:
-                triaged.ParseFromString(msg.data)
-            except DecodeError:
-                log.warning("trend counters: TRIAGED message %d is not a TriagedMention; not counted", seq)
+            if triaged is None:
                 continue
             at = posted_at(triaged, now=now)
             watch = triaged.mention.watch or "unwatched"
             first_slots[watch] = min(slot_of(at), first_slots.get(watch, slot_of(at)))
             key = record_key(verdict_label(triaged.result.verdict), watch, at)
             by_key.setdefault(key, []).append((seq, triaged, at))
-        for key, posts in by_key.items():
-            await self.store.add(key, posts, self._keywords)
+        for key, counted in by_key.items():
+            await self.store.add(key, counted, self._keywords)
         if first_slots:
             await self.store.note_watches(first_slots)
         if last:
@@ -238,6 +258,21 @@ class TrendsCounter:
             forgotten = await self.store.forget_all()
             log.info("trend counters: %d records forgotten; recounting the TRIAGED stream", forgotten)
             return await self.catch_up(locked=True)
+
+
+def _decoded(batch: Sequence[Msg]) -> list[tuple[int, triage_pb2.TriagedMention | None]]:
+    out: list[tuple[int, triage_pb2.TriagedMention | None]] = []
+    for msg in batch:
+        seq = int(msg.metadata.sequence.stream)
+        triaged = triage_pb2.TriagedMention()
+        try:
+            triaged.ParseFromString(msg.data)
+        except DecodeError:
+            log.warning("trend counters: TRIAGED message %d is not a TriagedMention; not counted", seq)
+            out.append((seq, None))
+        else:
+            out.append((seq, triaged))
+    return out
 
 
 async def stream_last_seq(js: JetStreamContext) -> int:

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 from scipy.stats import poisson
 
-from services.router.spikes import (
+from services.reputation.spikes import (
     SLOT_S,
     SLOTS_PER_DAY,
     KeywordSettings,

@@ -24,7 +24,7 @@ from datetime import UTC
 from typing import TYPE_CHECKING
 
 from clamor.v1 import router_state_pb2
-from services.router.destinations.base import DestinationGoneError, DestinationUnavailableError, Ticket
+from services.router.delivery.destinations.base import DestinationGoneError, DestinationUnavailableError, Ticket
 from services.router.domain import crm_events
 from services.router.errors import RouterError
 from services.shared import subjects
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from clamor.v1 import case_pb2
     from services.router.clients import CaseStore
     from services.router.config import DeliverySettings
-    from services.router.destinations.base import Destination
+    from services.router.delivery.destinations.base import Destination
     from services.shared.pull_consumer import Delivery
     from services.shared.status import Counters
 

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Mapping, Sequence
 
     from clamor.v1 import case_pb2
-    from services.router.destinations.settings import DestinationCommonSettings
+    from services.router.delivery.destinations.settings import DestinationCommonSettings
     from services.shared.outbound import HttpResponse
 
 SettingsT = TypeVar("SettingsT", bound="DestinationCommonSettings")

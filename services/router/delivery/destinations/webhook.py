@@ -23,9 +23,9 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from services.router.destinations.base import DestinationRejectedError, HttpDestination, Ticket
-from services.router.destinations.render import rfc3339
-from services.router.destinations.settings import WebhookDestinationSettings
+from services.router.delivery.destinations.base import DestinationRejectedError, HttpDestination, Ticket
+from services.router.delivery.destinations.render import rfc3339
+from services.router.delivery.destinations.settings import WebhookDestinationSettings
 from services.router.domain import case_record, event_record
 from services.shared.clock import Clock, system_clock
 from services.shared.standard_webhooks import sign

@@ -1,13 +1,14 @@
 """Reputation alerts: every watch's complaint volume, its categories and its keywords, tested for surges.
 
 Each tick reads the last window and the same window on the baseline days from the hourly records
-(10-minute slots), runs the spike detector (services/router/spikes.py) per key, keeps each key's
+(10-minute slots), runs the spike detector (services/reputation/spikes.py) per key, keeps each key's
 detector state in KV (``router_spikes``) and, when the detector raises, updates or resolves an
 alert, publishes the alert's new revision on ``clamor.alert.reputation`` (Nats-Msg-Id
 ``<id>:<revision>``: a second replica's identical publish is dropped) and keeps the latest revision
 in KV (``router_alerts``) for ``ListAlerts``, the trends and the dashboard. An alert carries what a PR
 lead needs: counts against the baseline, growth, top terms and categories, sources, languages, the
-most-reached authors, sample posts and their cases.
+most-reached authors, sample posts and the cases the router placed them in (the mention → case
+index, read through :class:`services.reputation.clients.MentionCases`).
 """
 
 from __future__ import annotations
@@ -17,41 +18,28 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf.json_format import MessageToDict, ParseDict
-from pydantic import Field
 
 from clamor.v1 import alert_pb2
-from services.router.spikes import KeywordSettings, SpikeEvent, SpikeSettings, SpikeState, WindowStats, evaluate
-from services.router.volume import SLOT_S, SLOTS_PER_HOUR, HourCounts, hour_start, merged, slot_of
+from services.reputation.domain import SLOT_S, SLOTS_PER_HOUR, HourCounts, hour_start, merged, slot_of
+from services.reputation.spikes import SpikeEvent, SpikeSettings, SpikeState, WindowStats, evaluate
 from services.shared import subjects
-from services.shared.config import Section
 from services.shared.jetstream import publish
 from services.shared.kv_state import JsonCodec, KvState
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Callable
 
     from nats.js import JetStreamContext
     from opentelemetry import trace
 
-    from services.router.trends import CounterStore
+    from services.reputation.clients import MentionCases
+    from services.reputation.config import ReputationSettings
+    from services.reputation.counters import CounterStore
 
 log = logging.getLogger(__name__)
 
 REPUTATION_SUBJECT = subjects.alert_subject("reputation")
 TOP = 5
-
-
-class ReputationSettings(Section):
-    """Spike detection over the hourly counters, and the reputation alerts it raises."""
-
-    enabled: bool = True
-    # How often every watch is tested; the window itself is `spikes.window_s`.
-    tick_s: float = Field(default=60.0, gt=0, le=3600)
-    spikes: SpikeSettings = SpikeSettings()
-    keywords: KeywordSettings = KeywordSettings()
-    # Test each category of a watch on its own too: a surge in one category that the watch's total hides
-    # (a wave of "tastes odd" on a busy brand). While the watch's own alert fires, its categories raise none.
-    per_category: bool = True
 
 
 def _decode_alert(data: dict[str, Any]) -> alert_pb2.Alert:
@@ -63,9 +51,9 @@ def _encode_alert(alert: alert_pb2.Alert) -> dict[str, Any]:
 
 
 async def open_states(js: JetStreamContext, *, replicas: int) -> tuple[KvState[SpikeState], KvState[alert_pb2.Alert]]:
-    spikes = await KvState.open(js, subjects.ROUTER_SPIKES_BUCKET, codec=JsonCodec(SpikeState.from_json,
+    spikes = await KvState.open(js, subjects.REPUTATION_SPIKES_BUCKET, codec=JsonCodec(SpikeState.from_json,
                                 SpikeState.to_json), replicas=replicas)  # fmt: skip
-    alerts = await KvState.open(js, subjects.ROUTER_ALERTS_BUCKET, codec=JsonCodec(_decode_alert, _encode_alert),
+    alerts = await KvState.open(js, subjects.REPUTATION_ALERTS_BUCKET, codec=JsonCodec(_decode_alert, _encode_alert),
                                 replicas=replicas, ttl_s=90 * subjects.DAY_S)  # fmt: skip
     return spikes, alerts
 
@@ -85,7 +73,7 @@ class ReputationWatch:
         counters: CounterStore,
         spikes: KvState[SpikeState],
         alerts: KvState[alert_pb2.Alert],
-        case_of: Callable[[str], Awaitable[str | None]],
+        cases: MentionCases,
     ) -> None:
         self._settings = settings
         self._js = js
@@ -93,7 +81,7 @@ class ReputationWatch:
         self._counters = counters
         self._spikes = spikes
         self._alerts = alerts
-        self._case_of = case_of
+        self._cases = cases
 
     def alerts(self, *, firing_only: bool = False) -> list[alert_pb2.Alert]:
         found = [a for a in self._alerts.records() if not firing_only or a.status == alert_pb2.ALERT_STATUS_FIRING]
@@ -183,7 +171,7 @@ class ReputationWatch:
             authors=[alert_pb2.AuthorReach(handle=h, platform=p, followers=int(f)) for h, p, f in context.authors],
         )  # fmt: skip
         for mention_id, text, url, author, followers in context.samples:
-            case_id = await self._case_of(str(mention_id)) or ""
+            case_id = await self._cases.case_of(str(mention_id)) or ""
             alert.samples.append(alert_pb2.SamplePost(mention_id=mention_id, text=text, url=url, author=author,
                                                       followers=int(followers), case_id=case_id))  # fmt: skip
             if case_id and case_id not in alert.case_ids:

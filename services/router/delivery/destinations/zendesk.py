@@ -28,15 +28,15 @@ import re
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import quote
 
-from services.router.destinations.base import HttpDestination, Ticket
-from services.router.destinations.render import description, is_resolved, priority_of, subject, update_comment
-from services.router.destinations.settings import ZendeskDestinationSettings
+from services.router.delivery.destinations.base import HttpDestination, Ticket
+from services.router.delivery.destinations.render import description, is_resolved, priority_of, subject, update_comment
+from services.router.delivery.destinations.settings import ZendeskDestinationSettings
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from clamor.v1 import case_pb2
-    from services.router.destinations.render import Priority
+    from services.router.delivery.destinations.render import Priority
 
 PRIORITY: dict[Priority, str] = {"urgent": "urgent", "high": "high", "normal": "normal", "low": "low"}
 # Zendesk comments may be 64 KB; a case's first comment is kept well below.

@@ -1,6 +1,8 @@
-"""Reputation alerts from the router's real counters: one surge is one alert, updated as it grows, then resolved.
+"""Reputation alerts from the reputation service's real counters: one surge is one alert, updated as it grows,
+then resolved.
 
-Real nats-server and the router's real parts. Three days of ordinary complaints give the baseline
+Real nats-server, the reputation service's real parts and a real router beside it (sample posts link
+to the cases the router placed them in). Three days of ordinary complaints give the baseline
 (the same hour each day), then a wave of "tastes odd" posts arrives; the test turns a manual clock.
 """
 
@@ -10,14 +12,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from clamor.v1 import alert_pb2
+from services.router.domain import case_id_for
 from services.shared import subjects
-from tests.integration.router_harness import (
-    complaint,
-    publish_triaged,
-    router_settings,
-    running_router,
-    stream_messages,
-)
+from tests.integration.reputation_harness import reputation_settings, running_reputation
+from tests.integration.router_harness import complaint, publish_triaged, stream_messages
 from tests.support.clock import T0, ManualClock
 
 if TYPE_CHECKING:
@@ -31,8 +29,9 @@ RESOLVED = alert_pb2.ALERT_STATUS_RESOLVED
 
 
 async def post(js: JetStreamContext, n: int, *, minutes_ago: float, clock: ManualClock, text: str,
-               category: str = "billing", followers: int = 200) -> None:  # fmt: skip
-    triaged = complaint(f"mastodon:{n}", handle=f"user{n}", text=text, category=category, followers=followers)
+               category: str = "billing", followers: int = 200, thread_id: str = "") -> None:  # fmt: skip
+    triaged = complaint(f"mastodon:{n}", handle=f"user{n}", text=text, category=category, followers=followers,
+                        thread_id=thread_id)  # fmt: skip
     triaged.mention.created_at.FromDatetime(clock() - timedelta(minutes=minutes_ago))
     await publish_triaged(js, triaged)
 
@@ -46,11 +45,9 @@ async def test_a_surge_is_one_alert_with_its_context_updated_as_it_grows_then_re
 ) -> None:
     js = nc.jetstream()
     clock = ManualClock(T0 + timedelta(days=3))
-    settings = router_settings(
-        {"outbox": {"path": "outbox.jsonl"}, "reputation": {"keywords": {"keywords": ["odd"]}}}, tmp_path
-    )
+    settings = reputation_settings({"keywords": {"keywords": ["odd"]}})
     n = 0
-    async with running_router(js, settings, clock=clock) as running:
+    async with running_reputation(js, settings, tmp_path, clock=clock) as running:
         # Three quiet days: two billing complaints an hour around this time of day.
         for day in (1, 2, 3):
             for minute in (5, 35, 65, 95):
@@ -101,11 +98,37 @@ async def test_a_surge_is_one_alert_with_its_context_updated_as_it_grows_then_re
     assert len({a.id for a in await published_alerts(js) if a.topic == "acme"}) == 1
 
 
+async def test_a_sample_post_grouped_into_another_customers_case_links_to_that_case(
+    nc: NatsClient, tmp_path: Path
+) -> None:
+    js = nc.jetstream()
+    clock = ManualClock(T0 + timedelta(days=3))
+    n = 0
+    async with running_reputation(js, reputation_settings({}), tmp_path, clock=clock) as running:
+        for day in (1, 2, 3):
+            for minute in (5, 35, 65, 95):
+                n += 1
+                await post(js, n, minutes_ago=day * 1440 + minute, clock=clock, text=f"charged twice again, order {n}")
+        # A surge in one thread: each post is another customer's, and the router groups them into the
+        # case the thread's first post opened. A grouped post has no case of its own.
+        for k in range(14):
+            n += 1
+            await post(js, n, minutes_ago=48 - 3.5 * k, clock=clock, text=f"same here, the app lost my booking {k}",
+                       thread_id="outage-thread")  # fmt: skip
+        raised = await running.count_and_watch()
+        watch_alert = next(a for a in raised if a.topic == "acme")
+        holders = {c: await running.router.case(c) for c in watch_alert.case_ids}
+    grouped = [s for s in watch_alert.samples if s.case_id != case_id_for(s.mention_id)]
+    assert grouped, "the alert samples posts grouped into another post's case"
+    for sample in watch_alert.samples:
+        assert sample.mention_id in [m.mention.id for m in holders[sample.case_id].mentions]
+
+
 async def test_steady_complaints_raise_no_alert(nc: NatsClient, tmp_path: Path) -> None:
     js = nc.jetstream()
     clock = ManualClock(T0 + timedelta(days=3))
-    settings = router_settings({"outbox": {"path": "outbox.jsonl"}}, tmp_path)
-    async with running_router(js, settings, clock=clock) as running:
+    settings = reputation_settings({})
+    async with running_reputation(js, settings, tmp_path, clock=clock) as running:
         n = 0
         for day in (0, 1, 2, 3):
             for minute in range(0, 120, 10):

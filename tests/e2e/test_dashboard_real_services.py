@@ -1,10 +1,11 @@
-"""The dashboard in headless Chromium, fed by the real router: its counters, its spike detector, its gRPC API.
+"""The dashboard in headless Chromium, fed by the real services: the reputation service's counters, spike
+detector and gRPC API, and the router's cases.
 
-Real nats-server; the router's parts as ``assemble`` wires them, counting three quiet days and a surge
-from the TRIAGED stream; the router's own ``RouterServicer`` on a free port; ``clamor dashboard``'s
-server; Debian's Chromium driven by Playwright. The page must show the watch's series and the alert
-the router raised, with no console or page errors. The screenshot is saved to
-``test-artifacts/dashboard-real-router.png``.
+Real nats-server; the router's and the reputation service's parts as their ``assemble`` wires them,
+placing and counting three quiet days and a surge from the TRIAGED stream; their own servicers on free
+ports; ``clamor dashboard``'s server; Debian's Chromium driven by Playwright. The page must show the
+watch's series and the alert the reputation service raised, with no console or page errors. The
+screenshot is saved to ``test-artifacts/dashboard-real-router.png``.
 """
 
 from __future__ import annotations
@@ -20,19 +21,22 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
-from clamor.v1 import router_service_pb2, router_service_pb2_grpc
+from clamor.v1 import reputation_service_pb2, reputation_service_pb2_grpc, router_service_pb2_grpc
 from services.cli.dashboard import DashboardServer
 from services.cli.trends import fetch_trends, rebuild_counters
+from services.reputation.server import ReputationParts, ReputationServicer
 from services.router.consumer import RulesHolder
 from services.router.server import RouterParts, RouterServicer
+from services.shared.clock import system_clock
 from tests.e2e.browser import CHROMIUM_ARGS, require_chromium
-from tests.integration.router_harness import complaint, publish_triaged, router_settings, running_router
+from tests.integration.reputation_harness import reputation_settings, running_reputation
+from tests.integration.router_harness import complaint, publish_triaged
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
     from nats.js import JetStreamContext
 
-    from tests.integration.router_harness import RunningRouter
+    from tests.integration.reputation_harness import RunningReputation
 
 try:
     from playwright.async_api import ConsoleMessage, async_playwright
@@ -69,13 +73,16 @@ async def history_and_surge(js: JetStreamContext, now: datetime) -> list[datetim
 
 
 @asynccontextmanager
-async def router_api(running: RunningRouter) -> AsyncIterator[str]:
-    router = running.router
+async def services_api(running: RunningReputation) -> AsyncIterator[str]:
+    """The router's and the reputation service's servicers on one free port (each serves its own API)."""
+    router = running.router.router
     servicer = RouterServicer(router.settings, RulesHolder(router.settings.rules), None)
-    servicer.attach(RouterParts(cases=router.cases, actions=router.actions, dead_letters=router.dead_letters,
-                                trends=router.trends, reputation=router.reputation))  # fmt: skip
+    servicer.attach(RouterParts(cases=router.cases, actions=router.actions, dead_letters=router.dead_letters))
+    reputation = ReputationServicer(running.reputation.settings, clock=system_clock)
+    reputation.attach(ReputationParts(trends=running.reputation.trends, reputation=running.reputation.watch))
     server = grpc.aio.server()
     router_service_pb2_grpc.add_RouterServiceServicer_to_server(servicer, server)
+    reputation_service_pb2_grpc.add_ReputationServiceServicer_to_server(reputation, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
@@ -89,19 +96,17 @@ def chromium() -> Path:
     return require_chromium()
 
 
-async def test_the_dashboard_shows_the_real_routers_series_and_alert(
+async def test_the_dashboard_shows_the_real_services_series_and_alert(
     nc: NatsClient, tmp_path: Path, chromium: Path
 ) -> None:
     js = nc.jetstream()
-    now = datetime.now(UTC)
-    settings = router_settings({"outbox": {"path": "outbox.jsonl"}}, tmp_path)
-    async with running_router(js, settings) as running:
+    now = system_clock()
+    async with running_reputation(js, reputation_settings({}), tmp_path, clock=system_clock) as running:
         await history_and_surge(js, now)
-        await running.settle()
         raised = await running.count_and_watch()
         assert [a.topic for a in raised] == ["acme"]
-        async with router_api(running) as address, async_playwright() as playwright:
-            dashboard = DashboardServer(address, "127.0.0.1", 0, refresh_s=30)
+        async with services_api(running) as address, async_playwright() as playwright:
+            dashboard = DashboardServer(address, address, "127.0.0.1", 0, refresh_s=30)
             await dashboard.start()
             browser = await playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
             errors: list[str] = []
@@ -136,17 +141,17 @@ async def test_the_dashboard_shows_the_real_routers_series_and_alert(
     assert errors == []
 
 
-async def test_clamor_trends_rebuild_recounts_through_the_real_router(nc: NatsClient, tmp_path: Path) -> None:
+async def test_clamor_trends_rebuild_recounts_through_the_real_reputation_service(
+    nc: NatsClient, tmp_path: Path
+) -> None:
     js = nc.jetstream()
-    now = datetime.now(UTC)
-    settings = router_settings({"outbox": {"path": "outbox.jsonl"}}, tmp_path)
-    async with running_router(js, settings) as running:
+    now = system_clock()
+    async with running_reputation(js, reputation_settings({}), tmp_path, clock=system_clock) as running:
         written = await history_and_surge(js, now)
-        await running.settle()
         await running.count_and_watch()
-        async with router_api(running) as address:
+        async with services_api(running) as address:
             done = await rebuild_counters(address)
-            trend = await fetch_trends(address, router_service_pb2.GetTrendsRequest(watch="acme", hours=48))
+            trend = await fetch_trends(address, reputation_service_pb2.GetTrendsRequest(watch="acme", hours=48))
     assert done.messages == len(written)
     [total] = [s for s in trend.series if not s.category]
     start = total.start.ToDatetime(tzinfo=UTC)

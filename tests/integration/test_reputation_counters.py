@@ -1,7 +1,7 @@
 """Hourly counters from the TRIAGED stream: exact after restarts, replays and a second replica, and rebuildable.
 
 Real nats-server. The expected figures are counted here, independently, from the posts the test
-published; the router's counters must match them however often the stream is read.
+published; the reputation service's counters must match them however often the stream is read.
 """
 
 from __future__ import annotations
@@ -13,10 +13,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from clamor.v1 import triage_pb2
-from services.router.trends import CounterStore, TrendsCounter, record_key
-from services.router.volume import hour_start
+from services.reputation.consumer import counting_consumer
+from services.reputation.counters import CounterStore, TrendsCounter, record_key, stream_last_seq
+from services.reputation.domain import hour_start
 from services.shared.jetstream import ensure_streams
+from services.shared.pull_consumer import ConsumerSet
+from services.shared.status import Counters
 from tests.integration.router_harness import complaint, publish_triaged
+from tests.support.clock import tracer
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
@@ -69,6 +73,20 @@ async def stored(js: JetStreamContext, keys: list[str]) -> dict[str, dict[str, C
     return out
 
 
+async def counted_to_the_end(js: JetStreamContext, store: CounterStore, consumers: ConsumerSet) -> None:
+    """Poll until the cursor reaches the stream's last post, then until nothing is left unacknowledged.
+
+    ``settle`` alone may return while a batch handed back for order waits for its redelivery.
+    """
+    last = await stream_last_seq(js)
+    for _ in range(6000):
+        if await store.cursor() >= last:
+            break
+        await asyncio.sleep(0.01)
+    assert await store.cursor() >= last, f"counted to {await store.cursor()} of {last}"
+    await consumers.settle()
+
+
 async def counter(js: JetStreamContext) -> TrendsCounter:
     store = await CounterStore.open(js, replicas=1, history_days=90)
     return TrendsCounter(js, store, keywords=["mold"], clock=lambda: NOW)
@@ -115,3 +133,26 @@ async def test_a_rebuild_recounts_exactly_and_keywords_are_counted_per_slot(nc: 
     assert sum(record.keyword_slots.get("mold", [])) == len(mold)
     assert sum(record.slots) == record.total
     assert record.terms.get("order") == record.total
+
+
+async def test_the_durable_consumer_counts_exactly_beside_a_rebuild_and_a_second_replica(nc: NatsClient) -> None:
+    js = nc.jetstream()
+    await ensure_streams(js)
+    one, two = await counter(js), await counter(js)
+    # Two replicas on the one durable, as two reputation processes run it.
+    consumers = await ConsumerSet.start(
+        js, [counting_consumer(one), counting_consumer(two)], tracer=tracer(), counters=Counters()
+    )
+    try:
+        first, second = posts(40), posts(40, offset=40)
+        for triaged in first:
+            await publish_triaged(js, triaged)
+        await counted_to_the_end(js, one.store, consumers)
+        await one.rebuild()
+        for triaged in second:
+            await publish_triaged(js, triaged)
+        await counted_to_the_end(js, one.store, consumers)
+    finally:
+        await consumers.stop()
+    want = expected(first + second)
+    assert await stored(js, sorted(want)) == want

@@ -12,17 +12,17 @@ from typing import TYPE_CHECKING, Any
 from services.shared.clock import Clock, system_clock
 
 if TYPE_CHECKING:
-    from services.router.destinations.base import Destination
-    from services.router.destinations.settings import HttpDestinationSettings
+    from services.router.delivery.destinations.base import Destination
+    from services.router.delivery.destinations.settings import HttpDestinationSettings
     from services.shared.outbound import OutboundClient
 
 # kind → "module:Class".
 DESTINATIONS: dict[str, str] = {
-    "webhook": "services.router.destinations.webhook:WebhookDestination",
-    "zendesk": "services.router.destinations.zendesk:ZendeskDestination",
-    "salesforce": "services.router.destinations.salesforce:SalesforceDestination",
-    "hubspot": "services.router.destinations.hubspot:HubSpotDestination",
-    "servicenow": "services.router.destinations.servicenow:ServiceNowDestination",
+    "webhook": "services.router.delivery.destinations.webhook:WebhookDestination",
+    "zendesk": "services.router.delivery.destinations.zendesk:ZendeskDestination",
+    "salesforce": "services.router.delivery.destinations.salesforce:SalesforceDestination",
+    "hubspot": "services.router.delivery.destinations.hubspot:HubSpotDestination",
+    "servicenow": "services.router.delivery.destinations.servicenow:ServiceNowDestination",
 }
 
 

@@ -1,6 +1,6 @@
 """The two destinations that need no CRM: the outbox file and a NATS subject.
 
-Both follow the same contract as the CRM adapters (services/router/destinations/base.py), so
+Both follow the same contract as the CRM adapters (services/router/delivery/destinations/base.py), so
 the delivery worker treats every destination alike: ``create`` is idempotent on the case id,
 ``update`` sends what changed.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, ClassVar
 
-from services.router.destinations.base import Destination, Ticket
+from services.router.delivery.destinations.base import Destination, Ticket
 from services.router.domain import event_record, outbox_record
 from services.router.errors import DestinationError
 from services.shared import subjects

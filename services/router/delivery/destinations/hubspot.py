@@ -29,8 +29,8 @@ import html
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import quote
 
-from services.router.destinations.base import DestinationRejectedError, HttpDestination, Ticket
-from services.router.destinations.render import (
+from services.router.delivery.destinations.base import DestinationRejectedError, HttpDestination, Ticket
+from services.router.delivery.destinations.render import (
     description,
     is_resolved,
     priority_of,
@@ -38,13 +38,13 @@ from services.router.destinations.render import (
     subject,
     update_comment,
 )
-from services.router.destinations.settings import HubSpotDestinationSettings
+from services.router.delivery.destinations.settings import HubSpotDestinationSettings
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from clamor.v1 import case_pb2
-    from services.router.destinations.render import Priority
+    from services.router.delivery.destinations.render import Priority
     from services.shared.outbound import HttpResponse
 
 PRIORITY: dict[Priority, str] = {"urgent": "HIGH", "high": "HIGH", "normal": "MEDIUM", "low": "LOW"}

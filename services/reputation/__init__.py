@@ -1,0 +1,1 @@
+"""The reputation service: hourly counters from TRIAGED, spike detection and reputation alerts."""
