@@ -59,17 +59,23 @@ async def bench(posts: int) -> None:
     await site.start()
     port = runner.addresses[0][1]
     settings = RssSourceSettings(
-        kind="rss", name="bench", url=f"http://127.0.0.1:{port}/feed.xml", allow_hosts=["127.0.0.1"],
-        max_body_bytes=100 * 1024 * 1024, backfill_hours=24 * 30,
-    )  # fmt: skip
+        kind="rss",
+        name="bench",
+        url=f"http://127.0.0.1:{port}/feed.xml",
+        allow_hosts=["127.0.0.1"],
+        max_body_bytes=100 * 1024 * 1024,
+        backfill_hours=24 * 30,
+    )
     limits = FetchLimits(max_bytes=settings.max_body_bytes)
     http = OutboundClient(OutboundPolicy(("127.0.0.1",)), limits=limits)
     since = datetime.now(UTC) - timedelta(days=30)
     started = time.perf_counter()
     poll = await RssSource(settings).poll(http, SourceState(), since=since)
     normalise_s = time.perf_counter() - started
-    print(f"fetched and normalised {len(poll.posts)} posts ({len(body) / 1e6:.1f} MB) in {normalise_s:.2f}s: "
-          f"{len(poll.posts) / normalise_s:,.0f} posts/s")  # fmt: skip
+    print(
+        f"fetched and normalised {len(poll.posts)} posts ({len(body) / 1e6:.1f} MB) in {normalise_s:.2f}s: "
+        f"{len(poll.posts) / normalise_s:,.0f} posts/s"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         server = LocalNatsServer(Path(tmp) / "nats", port=free_port())
@@ -81,11 +87,16 @@ async def bench(posts: int) -> None:
             tracer = TracerProvider().get_tracer("bench")
             counters = Counters()
             source_runner = SourceRunner(
-                settings, RssSource(settings), http=http, states=await StateStore.open(js, replicas=1),
-                publisher=MentionPublisher(js, tracer), alerts=AlertPublisher(js, tracer),
+                settings,
+                RssSource(settings),
+                http=http,
+                states=await StateStore.open(js, replicas=1),
+                publisher=MentionPublisher(js, tracer),
+                alerts=AlertPublisher(js, tracer),
                 watch=Watch(name="skylark", terms=("skylark",), query=Query.parse("delayed OR refund")),
-                tracer=tracer, counters=counters,
-            )  # fmt: skip
+                tracer=tracer,
+                counters=counters,
+            )
             started = time.perf_counter()
             outcome = await source_runner.poll_now()
             total_s = time.perf_counter() - started

@@ -74,13 +74,18 @@ def note(text: str) -> None:
 def escalation(n: int, *, at: datetime) -> case_pb2.Escalation:
     case_id = f"case-{n:07d}"
     mention = mention_pb2.Mention(
-        id=f"m-{n:07d}", platform="mastodon", text=f"#{n}: {FILLER}"[:200],
-        url=f"https://social.example/@ana/{n}", author=mention_pb2.Author(handle="ana", followers=1200),
-    )  # fmt: skip
+        id=f"m-{n:07d}",
+        platform="mastodon",
+        text=f"#{n}: {FILLER}"[:200],
+        url=f"https://social.example/@ana/{n}",
+        author=mention_pb2.Author(handle="ana", followers=1200),
+    )
     case = case_pb2.Case(
-        id=case_id, severity=triage_pb2.SEVERITY_HIGH, team=TEAM,
+        id=case_id,
+        severity=triage_pb2.SEVERITY_HIGH,
+        team=TEAM,
         mentions=[triage_pb2.TriagedMention(mention=mention)],
-    )  # fmt: skip
+    )
     result = case_pb2.Escalation(id=f"{case_id}:1", case=case, team=TEAM, level=1, reason="severity HIGH")
     result.raised_at.FromDatetime(at)
     return result
@@ -127,9 +132,16 @@ async def start_notifier(js: JetStreamContext, settings: NotifierSettings, trace
     group_state = await KvState.open(js, subjects.NOTIFIER_GROUPS_BUCKET, codec=GROUP_CODEC)
     page_state = await KvState.open(js, subjects.NOTIFIER_PAGES_BUCKET, codec=PAGE_CODEC)
     dispatcher = Dispatcher(
-        settings, channels, groups=group_state, pages=page_state, deliveries=await DeliveryStore.open(js, replicas=1),
-        log=NotificationLog(js, tracer), tracer=tracer, counters=counters, clock=system_clock,
-    )  # fmt: skip
+        settings,
+        channels,
+        groups=group_state,
+        pages=page_state,
+        deliveries=await DeliveryStore.open(js, replicas=1),
+        log=NotificationLog(js, tracer),
+        tracer=tracer,
+        counters=counters,
+        clock=system_clock,
+    )
     handler = NotifyHandler(
         settings, channels, dispatcher=dispatcher, pages=page_state, links=None, counters=counters, clock=system_clock
     )
@@ -139,9 +151,12 @@ async def start_notifier(js: JetStreamContext, settings: NotifierSettings, trace
         (subjects.NOTIFIER_ACTIONS_CONSUMER, case_pb2.CaseAction, handler.on_action),
     ]
     consumers = await ConsumerSet.start(
-        js, [(spec, payload_type, one_at_a_time(handle), 16) for spec, payload_type, handle in wiring],
-        tracer=tracer, counters=counters, fetch_wait_s=1.0,
-    )  # fmt: skip
+        js,
+        [(spec, payload_type, one_at_a_time(handle), 16) for spec, payload_type, handle in wiring],
+        tracer=tracer,
+        counters=counters,
+        fetch_wait_s=1.0,
+    )
     running = Notifier(js, dispatcher, channels, group_state, page_state, consumers)
     return running
 

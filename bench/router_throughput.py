@@ -80,14 +80,24 @@ def complaint(n: int, *, handle: str, text: str = TEXT) -> triage_pb2.TriagedMen
     """A triaged complaint shaped like ``tests.integration.router_harness.complaint``."""
     mention_id = f"mastodon:{n}"
     mention = mention_pb2.Mention(
-        id=mention_id, source="mastodon-acme", platform="mastodon", native_id=str(n),
-        url=f"https://social.example/@{handle}/{n}", text=f"#{n}: {text}", language="en",
-        author=mention_pb2.Author(handle=handle, display_name=handle.title(), followers=300), watch="acme",
-    )  # fmt: skip
+        id=mention_id,
+        source="mastodon-acme",
+        platform="mastodon",
+        native_id=str(n),
+        url=f"https://social.example/@{handle}/{n}",
+        text=f"#{n}: {text}",
+        language="en",
+        author=mention_pb2.Author(handle=handle, display_name=handle.title(), followers=300),
+        watch="acme",
+    )
     result = triage_pb2.TriageResult(
-        verdict=triage_pb2.VERDICT_COMPLAINT, complaint_score=0.93, severity=triage_pb2.SEVERITY_MEDIUM,
-        category="billing", language="en", model_version="bench/1",
-    )  # fmt: skip
+        verdict=triage_pb2.VERDICT_COMPLAINT,
+        complaint_score=0.93,
+        severity=triage_pb2.SEVERITY_MEDIUM,
+        category="billing",
+        language="en",
+        model_version="bench/1",
+    )
     return triage_pb2.TriagedMention(mention=mention, result=result)
 
 
@@ -102,9 +112,13 @@ async def publish_all(
             await asyncio.sleep(max(0.0, started + offset / rate - time.perf_counter()))
         published[case_id_for(item.mention.id)] = time.perf_counter()
         await publish(
-            js, tracer, subjects.triaged_subject("complaint"), item, msg_id=f"triaged:{item.mention.id}",
+            js,
+            tracer,
+            subjects.triaged_subject("complaint"),
+            item,
+            msg_id=f"triaged:{item.mention.id}",
             mention_id=item.mention.id,
-        )  # fmt: skip
+        )
     return published
 
 
@@ -240,9 +254,12 @@ class LocalZendesk:
             return web.json_response({"error": "RecordInvalid", "description": "Record validation errors"}, status=422)
         ticket_id = len(self.tickets) + 1
         self.tickets[ticket_id] = {
-            "id": ticket_id, "external_id": ticket["external_id"], "subject": ticket.get("subject", ""),
-            "priority": ticket.get("priority"), "status": "new",
-        }  # fmt: skip
+            "id": ticket_id,
+            "external_id": ticket["external_id"],
+            "subject": ticket.get("subject", ""),
+            "priority": ticket.get("priority"),
+            "status": "new",
+        }
         self.by_external_id[ticket["external_id"]] = ticket_id
         self.created_at.setdefault(ticket["external_id"], time.perf_counter())
         headers = {"Location": f"{self.base_url}/api/v2/tickets/{ticket_id}.json"}
@@ -402,9 +419,15 @@ async def crm_phase(folder: Path, run: Run, figures: Figures) -> None:
     note(f"crm: {run.count} complaints to a local Zendesk (rate_per_s 1000, delivery.concurrency {run.concurrency})")
     async with serve_zendesk() as zendesk:
         destination = {
-            "kind": "zendesk", "name": "zendesk", "base_url": zendesk.base_url, "email": ZENDESK_EMAIL,
-            "api_token": ZENDESK_TOKEN, "allow_hosts": ["127.0.0.1"], "rate_per_s": 1000, "burst": 100,
-        }  # fmt: skip
+            "kind": "zendesk",
+            "name": "zendesk",
+            "base_url": zendesk.base_url,
+            "email": ZENDESK_EMAIL,
+            "api_token": ZENDESK_TOKEN,
+            "allow_hosts": ["127.0.0.1"],
+            "rate_per_s": 1000,
+            "burst": 100,
+        }
         settings = router_settings(
             folder, run.concurrency, destinations=[destination], default_destinations=["zendesk"]
         )

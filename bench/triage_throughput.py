@@ -42,8 +42,11 @@ CORPUS = ROOT / "services" / "triage_data" / "corpus"
 # The 2026.11.2 recipe: MiniLM x0.5 + n-grams on raw text, C 32/8/8, cascade 0.3/0.7.
 LEGACY = Recipe(
     spec=FeatureSpec(encoder="minilm", ngrams=True, embedding_weight=0.5, normalised=False),
-    c_complaint=32.0, c_severity=8.0, c_category=8.0, cascade_band=(0.3, 0.7),
-)  # fmt: skip
+    c_complaint=32.0,
+    c_severity=8.0,
+    c_category=8.0,
+    cascade_band=(0.3, 0.7),
+)
 
 Result = tuple[float, float, float]  # posts/s, macro F1 (nan when not scored), peak RSS MB
 
@@ -134,8 +137,10 @@ def main() -> None:
 
     def show(name: str, result: Result) -> None:
         quality = "—" if result[1] != result[1] else f"{result[1]:.3f}"
-        print(f"{name:<44} {result[0]:8.1f} posts/s   shift macro F1 {quality:>5}   peak RSS {result[2]:5.0f} MB",
-              flush=True)  # fmt: skip
+        print(
+            f"{name:<44} {result[0]:8.1f} posts/s   shift macro F1 {quality:>5}   peak RSS {result[2]:5.0f} MB",
+            flush=True,
+        )
 
     spread = [e.text for e in test[:: max(1, len(test) // args.naive_posts)][: args.naive_posts]]
     naive = in_fresh_process(_naive, spread, args.threads)

@@ -208,10 +208,16 @@ def sources_table(sources: list[listener_service_pb2.SourceStatus]) -> Table:
         else:
             state = "[green]ok[/green]"
         table.add_row(
-            escape(source.name), source.kind, escape(source.watch or "-"), state, str(source.posts_seen),
-            str(source.published), _age(source.last_success_at, now), _age(source.next_poll_at, now),
+            escape(source.name),
+            source.kind,
+            escape(source.watch or "-"),
+            state,
+            str(source.posts_seen),
+            str(source.published),
+            _age(source.last_success_at, now),
+            _age(source.next_poll_at, now),
             escape(source.last_error[:80]),
-        )  # fmt: skip
+        )
     return table
 
 
@@ -241,9 +247,14 @@ def notifications(
         sent = item.sent_at.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S") if item.sent_at.seconds else "-"
         result = notification_pb2.DeliveryStatus.Name(item.status).removeprefix("DELIVERY_STATUS_").lower()
         table.add_row(
-            sent, escape(item.channel), escape(item.recipient or "-"), result, str(len(item.item_ids) or 1),
-            escape(item.title), escape(item.detail[:80]),
-        )  # fmt: skip
+            sent,
+            escape(item.channel),
+            escape(item.recipient or "-"),
+            result,
+            str(len(item.item_ids) or 1),
+            escape(item.title),
+            escape(item.detail[:80]),
+        )
     console.print(table)
 
 

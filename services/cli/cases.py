@@ -142,12 +142,16 @@ def cases_table(cases: list[case_pb2.Case], *, width: int = WIDE_TABLE_COLUMNS) 
         table.add_column(column, no_wrap=column not in ("team", "destinations"))
     for case in cases:
         row = {
-            "id": escape(case.id), "state": _state(case), "severity": _severity(case.severity),
-            "priority": escape(priority_name(case.priority_level) or "-"), "team": escape(case.team or "-"),
-            "destinations": escape(", ".join(case.destinations) or "-"), "posts": str(len(case.mentions)),
+            "id": escape(case.id),
+            "state": _state(case),
+            "severity": _severity(case.severity),
+            "priority": escape(priority_name(case.priority_level) or "-"),
+            "team": escape(case.team or "-"),
+            "destinations": escape(", ".join(case.destinations) or "-"),
+            "posts": str(len(case.mentions)),
             "created": _when(case.created_at) if wide else _when(case.created_at)[5:16],
             "first response due": _due(case.sla.first_response_due, case.sla.first_response_breached),
-        }  # fmt: skip
+        }
         table.add_row(*(row[column] for column in columns))
     return table
 
@@ -176,8 +180,12 @@ def case_details(case: case_pb2.Case) -> list[Table]:
         fields.add_row(name, escape(value))
     fields.add_row("first response due", _due(sla.first_response_due, sla.first_response_breached))
     fields.add_row("resolution due", _due(sla.resolution_due, sla.resolution_breached))
-    for name, stamp in (("created", case.created_at), ("updated", case.updated_at),
-                        ("acknowledged", case.acknowledged_at), ("resolved", case.resolved_at)):  # fmt: skip
+    for name, stamp in (
+        ("created", case.created_at),
+        ("updated", case.updated_at),
+        ("acknowledged", case.acknowledged_at),
+        ("resolved", case.resolved_at),
+    ):
         fields.add_row(name, _when(stamp))
     posts = Table(title=f"{len(case.mentions)} posts", title_justify="left")
     for column in ("mention", "posted", "platform", "author", "severity", "text"):
@@ -185,9 +193,13 @@ def case_details(case: case_pb2.Case) -> list[Table]:
     for triaged in case.mentions:
         mention = triaged.mention
         posts.add_row(
-            escape(mention.id), _when(mention.created_at), escape(mention.platform or "-"),
-            escape(mention.author.handle or "-"), _severity(triaged.result.severity), escape(mention.text),
-        )  # fmt: skip
+            escape(mention.id),
+            _when(mention.created_at),
+            escape(mention.platform or "-"),
+            escape(mention.author.handle or "-"),
+            _severity(triaged.result.severity),
+            escape(mention.text),
+        )
     history = Table(title="history (UTC)", title_justify="left")
     for column in ("at", "event", "detail"):
         history.add_column(column)
@@ -202,9 +214,14 @@ def dead_letters_table(found: list[router_service_pb2.DeadLetter]) -> Table:
         table.add_column(column)
     for item in found:
         table.add_row(
-            str(item.sequence), escape(item.destination), escape(item.case_id), str(item.attempts),
-            _when(item.first_attempt_at), _when(item.dead_at), escape(item.error[:200]),
-        )  # fmt: skip
+            str(item.sequence),
+            escape(item.destination),
+            escape(item.case_id),
+            str(item.attempts),
+            _when(item.first_attempt_at),
+            _when(item.dead_at),
+            escape(item.error[:200]),
+        )
     return table
 
 

@@ -69,9 +69,13 @@ def classify_stream(
     """Classify every line; returns how many verdicts were written."""
     written = 0
     with Progress(
-        SpinnerColumn(), TextColumn("{task.completed} posts classified"), TimeElapsedColumn(),
-        console=errors, disable=not progress, transient=False,
-    ) as bar:  # fmt: skip
+        SpinnerColumn(),
+        TextColumn("{task.completed} posts classified"),
+        TimeElapsedColumn(),
+        console=errors,
+        disable=not progress,
+        transient=False,
+    ) as bar:
         task = bar.add_task("classify", total=None)
         for batch in _batches(lines, batch_size, errors):
             results = classifier.classify([post for _, post in batch])

@@ -287,8 +287,9 @@ def dashboard(
 ) -> None:
     """A read-only web page of complaint trends, current alerts and open cases; Ctrl-C stops it."""
     mesh = mesh_in_use(config)
-    server = DashboardServer(clients.address_of(mesh.router.grpc), clients.address_of(mesh.reputation.grpc), host, port,
-                             refresh_s=refresh_s)  # fmt: skip
+    server = DashboardServer(
+        clients.address_of(mesh.router.grpc), clients.address_of(mesh.reputation.grpc), host, port, refresh_s=refresh_s
+    )
     try:
         asyncio.run(serve_until_stopped(server))
     except OSError as exc:

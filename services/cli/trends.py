@@ -254,5 +254,6 @@ def trends(
         console.print(part)
     if not any(sum(series.counts) for series in response.series):
         # Posts count in the hour they were written: a replayed or backfilled file may be older than the span.
-        errors.print(f"nothing was written in the last {hours} h; posts count by when they were written: "
-                     "try --hours 720")  # fmt: skip
+        errors.print(
+            f"nothing was written in the last {hours} h; posts count by when they were written: try --hours 720"
+        )

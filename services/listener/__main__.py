@@ -74,9 +74,14 @@ async def run(config_path: Path | None) -> None:
         watch = watches.get(source.watch) if source.watch else None
         if isinstance(source, ReplaySourceSettings):
             return ReplaySource(
-                source, publisher=publisher, states=states, tracer=runtime.tracer, counters=runtime.counters,
-                watches=watches, clock=clock,
-            )  # fmt: skip
+                source,
+                publisher=publisher,
+                states=states,
+                tracer=runtime.tracer,
+                counters=runtime.counters,
+                watches=watches,
+                clock=clock,
+            )
         if isinstance(source, WebhookSourceSettings):
             return PushedSource(
                 source, publisher=publisher, watch=watch, tracer=runtime.tracer, counters=runtime.counters, clock=clock
@@ -89,9 +94,18 @@ async def run(config_path: Path | None) -> None:
         )
         clients.append(http)
         return SourceRunner(
-            source, build_source(source), http=http, states=states, publisher=publisher, alerts=alerts,
-            watch=watch, tracer=runtime.tracer, counters=runtime.counters, dynamic=dynamic, clock=clock,
-        )  # fmt: skip
+            source,
+            build_source(source),
+            http=http,
+            states=states,
+            publisher=publisher,
+            alerts=alerts,
+            watch=watch,
+            tracer=runtime.tracer,
+            counters=runtime.counters,
+            dynamic=dynamic,
+            clock=clock,
+        )
 
     registry = SourceRegistry(build, await AddedSourceStore.open(js, replicas=replicas), runtime.stopping)
     registries.append(registry)

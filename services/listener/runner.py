@@ -84,9 +84,13 @@ class Emitter:
             self._counters.inc("unmatched")
             return 0
         mention = mention_from_post(
-            post, source=self._source, platform=self._platform, watch=self._watch_name, discovered_at=now,
+            post,
+            source=self._source,
+            platform=self._platform,
+            watch=self._watch_name,
+            discovered_at=now,
             own_account=own,
-        )  # fmt: skip
+        )
         # The root span of the mention's trace: discovery starts it, every later hop continues it.
         with self._tracer.start_as_current_span(
             f"discover {self._source}",

@@ -63,18 +63,25 @@ async def run(config_path: Path | None) -> None:
         js, subjects.NOTIFIER_PAGES_BUCKET, codec=records.PAGE_CODEC, replicas=replicas, ttl_s=STATE_TTL_S
     )
     dispatcher = Dispatcher(
-        settings, channels, groups=group_state, pages=page_state,
-        deliveries=await DeliveryStore.open(js, replicas=replicas, ttl_s=STATE_TTL_S, clock=clock), log=log,
-        tracer=runtime.tracer, counters=runtime.counters, clock=clock,
-    )  # fmt: skip
+        settings,
+        channels,
+        groups=group_state,
+        pages=page_state,
+        deliveries=await DeliveryStore.open(js, replicas=replicas, ttl_s=STATE_TTL_S, clock=clock),
+        log=log,
+        tracer=runtime.tracer,
+        counters=runtime.counters,
+        clock=clock,
+    )
     links = None
     ack_server = None
     if settings.ack.enabled:
         links = AckLinks(secret=settings.ack.secret, public_url=settings.ack.public_url, ttl_s=settings.ack.link_ttl_s)
         ack_server = AckServer(settings.ack, links=links, sink=actions.publish, clock=clock)
         await ack_server.start()
-    handler = NotifyHandler(settings, channels, dispatcher=dispatcher, pages=page_state, links=links,
-                            counters=runtime.counters, clock=clock)  # fmt: skip
+    handler = NotifyHandler(
+        settings, channels, dispatcher=dispatcher, pages=page_state, links=links, counters=runtime.counters, clock=clock
+    )
     await runtime.add_consumer(
         subjects.NOTIFIER_ESCALATIONS_CONSUMER, case_pb2.Escalation, one_at_a_time(handler.on_escalation)
     )

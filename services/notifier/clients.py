@@ -77,8 +77,13 @@ class DeliveryStore:
         return [str(item) for item in record.get("items", [])]
 
     async def record(self, notification_id: str, delivery: Delivery, *, item_ids: list[str]) -> None:
-        value = {"id": notification_id, "channel": delivery.channel, "remote_id": delivery.remote_id,
-                 "items": item_ids, "at": self._clock().isoformat()}  # fmt: skip
+        value = {
+            "id": notification_id,
+            "channel": delivery.channel,
+            "remote_id": delivery.remote_id,
+            "items": item_ids,
+            "at": self._clock().isoformat(),
+        }
         with map_exceptions(NATS_FAILURES, f"cannot record the delivery of {notification_id}"):
             await self._bucket.put(self._key(notification_id), json.dumps(value).encode())
 
@@ -93,9 +98,12 @@ class NotificationLog:
     async def record(self, notification: notification_pb2.Notification) -> None:
         status = notification_pb2.DeliveryStatus.Name(notification.status)
         await publish(
-            self._js, self._tracer, subjects.notification_subject(notification.channel), notification,
+            self._js,
+            self._tracer,
+            subjects.notification_subject(notification.channel),
+            notification,
             msg_id=f"{notification.id}:{status}",
-        )  # fmt: skip
+        )
 
     async def latest(self, *, limit: int, case_id: str = "", channel: str = "") -> list[notification_pb2.Notification]:
         """The newest ``limit`` notifications that match, newest first."""

@@ -181,9 +181,16 @@ ChannelSettings = Annotated[
 # one message per second per channel, Twilio long codes send one SMS per second, a DingTalk robot
 # takes 20 messages a minute, PagerDuty throttles an integration key at about 2 events a second.
 DEFAULT_RATE_PER_S: dict[str, float] = {
-    "console": 1000.0, "file": 1000.0, "slack": 1.0, "teams": 1.0, "email": 5.0, "sms": 1.0,
-    "dingtalk": 20 / 60, "pagerduty": 2.0, "webhook": 10.0,
-}  # fmt: skip
+    "console": 1000.0,
+    "file": 1000.0,
+    "slack": 1.0,
+    "teams": 1.0,
+    "email": 5.0,
+    "sms": 1.0,
+    "dingtalk": 20 / 60,
+    "pagerduty": 2.0,
+    "webhook": 10.0,
+}
 
 
 def rate_per_s(channel: ChannelSettings) -> float:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from services.shared.pull_consumer import Delivery
     from services.shared.status import Counters
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 ANSWERS = {
     case_pb2.CASE_ACTION_KIND_ACKNOWLEDGE: pages.PageState.ACKNOWLEDGED,
@@ -102,7 +102,7 @@ class NotifyHandler:
         action = delivery.payload
         state = ANSWERS.get(action.kind)
         if state is None:
-            logger.warning("case action %s has no kind; ignored", action.id)
+            log.warning("case action %s has no kind; ignored", action.id)
             return
         found = await self._pages.get(action.case_id)
         page = found[0] if found is not None else None

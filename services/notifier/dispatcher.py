@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from services.shared.kv_state import KvState
     from services.shared.status import Counters
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 # A claim outlives the longest send (channel timeouts are at most 120 s).
 CLAIM_LEASE_S = 180.0
@@ -109,9 +109,13 @@ class Dispatcher:
         carrier: dict[str, str] = {}
         inject_context(carrier, context)
         item = grouping.Item(
-            item_id, grouping.fingerprint(message), message, now, cancel_on_ack=cancel_on_ack,
+            item_id,
+            grouping.fingerprint(message),
+            message,
+            now,
+            cancel_on_ack=cancel_on_ack,
             traceparent=carrier.get("traceparent", ""),
-        )  # fmt: skip
+        )
         outcome = grouping.Enqueued.QUEUED
         for spill in itertools.count(1):
             spill_key = key if spill == 1 else f"{key}#{spill}"
@@ -207,12 +211,14 @@ class Dispatcher:
         if moved.state is pages.PageState.OPEN:
             message = pages.step_message(moved, policy)
             for channel in policy.steps[moved.step].notify:
-                await self.enqueue(channel, message_for(message, channel), item_id=pages.step_item_id(moved),
-                                   cancel_on_ack=True)  # fmt: skip
+                await self.enqueue(
+                    channel, message_for(message, channel), item_id=pages.step_item_id(moved), cancel_on_ack=True
+                )
             self._counters.inc("reescalations")
         else:
-            logger.warning("case %s: every step of policy %s was notified and nobody acknowledged",
-                           page.case_id, policy.name)  # fmt: skip
+            log.warning(
+                "case %s: every step of policy %s was notified and nobody acknowledged", page.case_id, policy.name
+            )
 
         def commit(current: pages.Page | None) -> pages.Page | None:
             unchanged = current is None or (current.step, current.loop, current.state) != (
@@ -233,11 +239,12 @@ class Dispatcher:
                 now = self._clock()
                 settings = self._channel_settings[channel]
                 due = [
-                    g for g in self._groups.records()
+                    g
+                    for g in self._groups.records()
                     if g.channel == channel
                     and (at := grouping.due_at(g, self._settings.grouping_for(settings), settings.quiet_hours, now))
                     and at <= now
-                ]  # fmt: skip
+                ]
                 if not due:
                     return
                 progress = [await self._send_next(group.id, channel) for group in due]
@@ -245,10 +252,10 @@ class Dispatcher:
                     # Due by the clock but nothing could go (claimed elsewhere, or held): the next tick looks again.
                     return
         except TransientError as exc:
-            logger.warning("channel %s: %s", channel, exc)
+            log.warning("channel %s: %s", channel, exc)
         except Exception:
             # A bug must not end this channel's sending for good: the claim lapses and the group is retried.
-            logger.exception("channel %s: sending failed", channel)
+            log.exception("channel %s: sending failed", channel)
 
     async def _send_next(self, group_id: str, channel: str) -> bool:
         """Send the group's next message; False when nothing was sent, cancelled or settled."""
@@ -266,8 +273,13 @@ class Dispatcher:
         cancelled = [item for item in batch if item.cancel_on_ack and self._answered(item.message.case_id)]
         if cancelled:
             for item in cancelled:
-                await self._record(item.message, channel, notification_pb2.DELIVERY_STATUS_CANCELLED,
-                                   detail="the case was acknowledged first", item_ids=[item.id])  # fmt: skip
+                await self._record(
+                    item.message,
+                    channel,
+                    notification_pb2.DELIVERY_STATUS_CANCELLED,
+                    detail="the case was acknowledged first",
+                    item_ids=[item.id],
+                )
             await self._groups.change(group_id, lambda g: grouping.drop(g, {i.id for i in cancelled}) if g else None)
             return True
         if not batch:
@@ -285,9 +297,12 @@ class Dispatcher:
         sent_ids = set(item_ids)
         await self._groups.change(
             group_id,
-            lambda g: grouping.mark_sent(g, sent_ids, now=self._clock(), repeat_interval_s=rules.repeat_interval_s)
-            if g is not None else None,
-        )  # fmt: skip
+            lambda g: (
+                grouping.mark_sent(g, sent_ids, now=self._clock(), repeat_interval_s=rules.repeat_interval_s)
+                if g is not None
+                else None
+            ),
+        )
         return True
 
     async def _deliver(
@@ -296,16 +311,23 @@ class Dispatcher:
         """Send and record; on failure, schedule the retry (or dead-letter) and return None."""
         target = self._channels[channel]
         # The first item's trace is continued; the others are linked, as a batch span links its inputs.
-        contexts = [extract_context({"traceparent": item.traceparent}) for item in group.pending
-                    if item.id in item_ids and item.traceparent]  # fmt: skip
+        contexts = [
+            extract_context({"traceparent": item.traceparent})
+            for item in group.pending
+            if item.id in item_ids and item.traceparent
+        ]
         links = [trace.Link(span.get_span_context()) for span in map(trace.get_current_span, contexts[1:])]
         with self._tracer.start_as_current_span(
             f"notify {channel}",
             context=contexts[0] if contexts else None,
             links=links,
-            attributes={"clamor.notification.id": message.id, "clamor.mention.id": message.mention_id,
-                        "clamor.channel.kind": target.kind, "clamor.notification.items": len(item_ids)},
-        ):  # fmt: skip
+            attributes={
+                "clamor.notification.id": message.id,
+                "clamor.mention.id": message.mention_id,
+                "clamor.channel.kind": target.kind,
+                "clamor.notification.items": len(item_ids),
+            },
+        ):
             try:
                 sent = await target.send(message)
             except ChannelError as exc:
@@ -331,7 +353,7 @@ class Dispatcher:
     async def _failed(
         self, message: Message, channel: str, group: grouping.Group, item_ids: list[str], *, detail: str, delay_s: float
     ) -> None:
-        logger.warning("channel %s could not send %s: %s (next try in %.0f s)", channel, message.id, detail, delay_s)
+        log.warning("channel %s could not send %s: %s (next try in %.0f s)", channel, message.id, detail, delay_s)
         retry_at = self._clock() + timedelta(seconds=delay_s)
         await self._groups.change(group.id, lambda g: grouping.mark_failed(g, retry_at=retry_at) if g else None)
         await self._record(message, channel, notification_pb2.DELIVERY_STATUS_FAILED, detail=detail, item_ids=item_ids)
@@ -347,14 +369,20 @@ class Dispatcher:
 
         await self._groups.change(group.id, mark)
         for item in group.pending:
-            await self._record(item.message, group.channel, notification_pb2.DELIVERY_STATUS_HELD,
-                               detail=f"quiet hours until {until.isoformat()}", item_ids=[item.id])  # fmt: skip
+            await self._record(
+                item.message,
+                group.channel,
+                notification_pb2.DELIVERY_STATUS_HELD,
+                detail=f"quiet hours until {until.isoformat()}",
+                item_ids=[item.id],
+            )
 
     async def _record(
         self, message: Message, channel: str, status: Status, *, detail: str, item_ids: list[str]
     ) -> None:
-        notification = notification_for(message, channel=channel, quote_chars=self._settings.quote_chars,
-                                        now=self._clock(), status=status)  # fmt: skip
+        notification = notification_for(
+            message, channel=channel, quote_chars=self._settings.quote_chars, now=self._clock(), status=status
+        )
         notification.detail = detail[:500]
         notification.item_ids.extend(item_ids)
         await self._log.record(notification)

@@ -113,12 +113,13 @@ def _alert_context(alert: alert_pb2.Alert) -> list[str]:
     """One line per kind of context a reputation alert has: growth, terms, mix, reach, cases."""
     lines = []
     if alert.kind == alert_pb2.ALERT_KIND_REPUTATION_SPIKE and alert.revision:
-        lines.append(f"{alert.count} in the window against a baseline of {alert.baseline:g} ({alert.ratio:g}x), "
-                     f"peak {alert.peak}, revision {alert.revision}")  # fmt: skip
+        lines.append(
+            f"{alert.count} in the window against a baseline of {alert.baseline:g} ({alert.ratio:g}x), "
+            f"peak {alert.peak}, revision {alert.revision}"
+        )
     if alert.top_terms:
         lines.append("top terms: " + ", ".join(alert.top_terms[:8]))
-    for label, shares in (("categories", alert.categories), ("sources", alert.sources),
-                          ("languages", alert.languages)):  # fmt: skip
+    for label, shares in (("categories", alert.categories), ("sources", alert.sources), ("languages", alert.languages)):
         if shares:
             lines.append(f"{label}: {_shares(shares)}")
     if alert.authors:

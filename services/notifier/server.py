@@ -69,9 +69,13 @@ class NotifierServicer(notifier_service_pb2_grpc.NotifierServiceServicer):
         actor = " ".join(request.actor.split())[:MAX_ACTOR_CHARS] or "grpc"
         try:
             action_id = await actions.publish(
-                request.case_id, case_pb2.CASE_ACTION_KIND_ACKNOWLEDGE, actor=actor, via="grpc",
-                request_id=request.request_id or uuid.uuid4().hex, note=request.note[:1000],
-            )  # fmt: skip
+                request.case_id,
+                case_pb2.CASE_ACTION_KIND_ACKNOWLEDGE,
+                actor=actor,
+                via="grpc",
+                request_id=request.request_id or uuid.uuid4().hex,
+                note=request.note[:1000],
+            )
         except TransientError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         return notifier_service_pb2.AcknowledgeResponse(action_id=action_id)
@@ -87,9 +91,12 @@ class NotifierServicer(notifier_service_pb2_grpc.NotifierServiceServicer):
                 grpc.StatusCode.NOT_FOUND, f"no channel named {request.channel!r} (configured: {known})"
             )
         message = Message(
-            id=f"test-{uuid.uuid4().hex}:{request.channel}", kind="alert", title="[test] Clamor can reach this channel",
-            severity="LOW", reason="A test message sent with `clamor notifications test`; nothing needs doing.",
-        )  # fmt: skip
+            id=f"test-{uuid.uuid4().hex}:{request.channel}",
+            kind="alert",
+            title="[test] Clamor can reach this channel",
+            severity="LOW",
+            reason="A test message sent with `clamor notifications test`; nothing needs doing.",
+        )
         try:
             delivery = await channel.send(message)
         except (TransientError, PermanentError) as exc:

@@ -70,11 +70,13 @@ async def assemble(
     store = await CounterStore.open(js, replicas=replicas, history_days=history_days)
     spike_states, alert_states = await open_states(js, replicas=replicas)
     cases = await MentionCases.open(js, replicas=replicas)
-    watch = ReputationWatch(settings, js=js, tracer=tracer, counters=store, spikes=spike_states, alerts=alert_states,
-                            cases=cases)  # fmt: skip
+    watch = ReputationWatch(
+        settings, js=js, tracer=tracer, counters=store, spikes=spike_states, alerts=alert_states, cases=cases
+    )
     trends = TrendsCounter(js, store, keywords=settings.keywords.keywords, clock=clock)
-    return Reputation(settings=settings, trends=trends, watch=watch, spike_states=spike_states,
-                      alert_states=alert_states)  # fmt: skip
+    return Reputation(
+        settings=settings, trends=trends, watch=watch, spike_states=spike_states, alert_states=alert_states
+    )
 
 
 async def run(config_path: Path | None, *, clock: Clock = system_clock) -> None:
@@ -89,9 +91,13 @@ async def run(config_path: Path | None, *, clock: Clock = system_clock) -> None:
     await runtime.start_grpc(register, [SERVICE_NAME])
     js = await runtime.connect()
     reputation = await assemble(
-        js, settings, tracer=runtime.tracer, replicas=config.nats.stream_replicas,
-        history_days=config.nats.history_days, clock=clock,
-    )  # fmt: skip
+        js,
+        settings,
+        tracer=runtime.tracer,
+        replicas=config.nats.stream_replicas,
+        history_days=config.nats.history_days,
+        clock=clock,
+    )
     servicer.attach(ReputationParts(trends=reputation.trends, reputation=reputation.watch))
     for spec, payload_type, handle, batch_size in reputation.consumers():
         await runtime.add_consumer(spec, payload_type, handle, batch_size=batch_size)

@@ -112,8 +112,9 @@ class CounterStore:
         found = await self._get_json(WATCHES_KEY)
         return {name: int(first) for name, first in sorted(found[0].items())} if found is not None else {}
 
-    async def add(self, key: str, posts: Sequence[tuple[int, triage_pb2.TriagedMention, datetime]],
-                  keywords: Sequence[str]) -> None:  # fmt: skip
+    async def add(
+        self, key: str, posts: Sequence[tuple[int, triage_pb2.TriagedMention, datetime]], keywords: Sequence[str]
+    ) -> None:
         def change(current: dict[str, Any] | None) -> dict[str, Any] | None:
             record = HourCounts.from_json(current) if current is not None else HourCounts()
             added = [record.add(seq, triaged, at=at, keywords=keywords) for seq, triaged, at in posts]
@@ -202,9 +203,12 @@ class TrendsCounter:
         if target < start:
             return Counted(0, 0)
         config = ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start, ack_policy=AckPolicy.NONE,
-            filter_subject="clamor.triaged.>", inactive_threshold=120.0,
-        )  # fmt: skip
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=start,
+            ack_policy=AckPolicy.NONE,
+            filter_subject="clamor.triaged.>",
+            inactive_threshold=120.0,
+        )
         subscription = await self._js.pull_subscribe("clamor.triaged.>", stream=subjects.TRIAGED.name, config=config)
         messages = hours = 0
         try:
@@ -315,8 +319,9 @@ async def series_for(
     merged_span = merged(records[h] for h in span)
 
     def line(category: str, count: Callable[[HourCounts], int]) -> Series:
-        return Series(watch, category, span[0], [count(records[h]) for h in span],
-                      [round(baseline(h, count), 2) for h in span])  # fmt: skip
+        return Series(
+            watch, category, span[0], [count(records[h]) for h in span], [round(baseline(h, count), 2) for h in span]
+        )
 
     out = [line("", lambda r: r.total)]
     for category, _ in Counter(merged_span.categories).most_common(top):

@@ -129,24 +129,36 @@ class HourCounts:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "through_seq": self.through_seq, "total": self.total, "slots": self.slots,
-            "categories": self.categories, "severities": self.severities, "languages": self.languages,
-            "sources": self.sources, "terms": dict(Counter(self.terms).most_common(MAX_TERMS)),
-            "category_slots": self.category_slots, "keyword_slots": self.keyword_slots,
-            "authors": self.authors, "samples": self.samples,
-        }  # fmt: skip
+            "through_seq": self.through_seq,
+            "total": self.total,
+            "slots": self.slots,
+            "categories": self.categories,
+            "severities": self.severities,
+            "languages": self.languages,
+            "sources": self.sources,
+            "terms": dict(Counter(self.terms).most_common(MAX_TERMS)),
+            "category_slots": self.category_slots,
+            "keyword_slots": self.keyword_slots,
+            "authors": self.authors,
+            "samples": self.samples,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> HourCounts:
         return cls(
-            through_seq=int(data.get("through_seq", 0)), total=int(data.get("total", 0)),
+            through_seq=int(data.get("through_seq", 0)),
+            total=int(data.get("total", 0)),
             slots=[int(n) for n in data.get("slots", [0] * SLOTS_PER_HOUR)],
-            categories=dict(data.get("categories", {})), severities=dict(data.get("severities", {})),
-            languages=dict(data.get("languages", {})), sources=dict(data.get("sources", {})),
-            terms=dict(data.get("terms", {})), category_slots=dict(data.get("category_slots", {})),
-            keyword_slots=dict(data.get("keyword_slots", {})), authors=list(data.get("authors", [])),
+            categories=dict(data.get("categories", {})),
+            severities=dict(data.get("severities", {})),
+            languages=dict(data.get("languages", {})),
+            sources=dict(data.get("sources", {})),
+            terms=dict(data.get("terms", {})),
+            category_slots=dict(data.get("category_slots", {})),
+            keyword_slots=dict(data.get("keyword_slots", {})),
+            authors=list(data.get("authors", [])),
             samples=list(data.get("samples", [])),
-        )  # fmt: skip
+        )
 
 
 def _bump(counts: dict[str, int], name: str) -> None:
@@ -169,9 +181,12 @@ def merged(records: Iterable[HourCounts]) -> HourCounts:
     for record in records:
         out.total += record.total
         for mine, theirs in (
-            (out.categories, record.categories), (out.severities, record.severities),
-            (out.languages, record.languages), (out.sources, record.sources), (out.terms, record.terms),
-        ):  # fmt: skip
+            (out.categories, record.categories),
+            (out.severities, record.severities),
+            (out.languages, record.languages),
+            (out.sources, record.sources),
+            (out.terms, record.terms),
+        ):
             for name, count in theirs.items():
                 mine[name] = mine.get(name, 0) + count
         out.authors = _top([*out.authors, *record.authors], MAX_AUTHORS, key=2, unique=0)

@@ -58,8 +58,11 @@ class ReputationServicer(reputation_service_pb2_grpc.ReputationServiceServicer):
         self, request: reputation_service_pb2.GetTrendsRequest, context: Context
     ) -> reputation_service_pb2.GetTrendsResponse:
         parts = await self._ready(context)
-        if request.counted_verdict not in (triage_pb2.VERDICT_UNSPECIFIED, triage_pb2.VERDICT_COMPLAINT,
-                                   triage_pb2.VERDICT_NOISE):  # fmt: skip
+        if request.counted_verdict not in (
+            triage_pb2.VERDICT_UNSPECIFIED,
+            triage_pb2.VERDICT_COMPLAINT,
+            triage_pb2.VERDICT_NOISE,
+        ):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown verdict {request.counted_verdict}")
         verdict = verdict_label(request.counted_verdict or triage_pb2.VERDICT_COMPLAINT)
         hours = request.hours or DEFAULT_HOURS
@@ -74,12 +77,14 @@ class ReputationServicer(reputation_service_pb2_grpc.ReputationServiceServicer):
         spans = []
         try:
             for watch in watches:
-                lines, span = await series_for(parts.trends.store, watch, verdict=verdict, hours=hours, now=now,
-                                               baseline_days=baseline_days)  # fmt: skip
+                lines, span = await series_for(
+                    parts.trends.store, watch, verdict=verdict, hours=hours, now=now, baseline_days=baseline_days
+                )
                 spans.append(span)
                 for line in lines:
-                    item = response.series.add(watch=line.watch, category=line.category, counts=line.counts,
-                                               baseline=line.baseline)  # fmt: skip
+                    item = response.series.add(
+                        watch=line.watch, category=line.category, counts=line.counts, baseline=line.baseline
+                    )
                     item.start.FromDatetime(line.start)
         except TransientError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))

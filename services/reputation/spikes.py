@@ -333,9 +333,14 @@ def step(
         if not _surging(stats, settings):
             return state, None
         raised = SpikeState(
-            status="firing", alert_id=alert_id(key, now_slot), revision=1, started_slot=now_slot,
-            last_emitted_count=count, last_emitted_slot=now_slot, peak=count,
-        )  # fmt: skip
+            status="firing",
+            alert_id=alert_id(key, now_slot),
+            revision=1,
+            started_slot=now_slot,
+            last_emitted_count=count,
+            last_emitted_slot=now_slot,
+            peak=count,
+        )
         return raised, _event("raised", raised, stats)
 
     if state.status == "cooling":
@@ -343,9 +348,15 @@ def step(
             return state, None
         # The same surge coming back: one alert, so the resolved one fires again as an update.
         reopened = replace(
-            state, status="firing", revision=state.revision + 1, last_emitted_count=count,
-            last_emitted_slot=now_slot, peak=max(state.peak, count), below_since_slot=None, resolved_slot=None,
-        )  # fmt: skip
+            state,
+            status="firing",
+            revision=state.revision + 1,
+            last_emitted_count=count,
+            last_emitted_slot=now_slot,
+            peak=max(state.peak, count),
+            below_since_slot=None,
+            resolved_slot=None,
+        )
         return reopened, _event("updated", reopened, stats)
 
     peak = max(state.peak, count)
@@ -354,18 +365,28 @@ def step(
         if (now_slot - below) * SLOT_S < settings.resolve_after_s:
             return replace(state, peak=peak, below_since_slot=below), None
         resolved = replace(
-            state, status="cooling", revision=state.revision + 1, last_emitted_count=count,
-            last_emitted_slot=now_slot, peak=peak, below_since_slot=None, resolved_slot=now_slot,
-        )  # fmt: skip
+            state,
+            status="cooling",
+            revision=state.revision + 1,
+            last_emitted_count=count,
+            last_emitted_slot=now_slot,
+            peak=peak,
+            below_since_slot=None,
+            resolved_slot=now_slot,
+        )
         return resolved, _event("resolved", resolved, stats)
 
     grown = count > state.last_emitted_count and count >= state.last_emitted_count * (1 + settings.update_min_growth)
     waited = (now_slot - state.last_emitted_slot) * SLOT_S >= settings.min_update_interval_s
     if grown and waited:
         updated = replace(
-            state, revision=state.revision + 1, last_emitted_count=count, last_emitted_slot=now_slot,
-            peak=peak, below_since_slot=None,
-        )  # fmt: skip
+            state,
+            revision=state.revision + 1,
+            last_emitted_count=count,
+            last_emitted_slot=now_slot,
+            peak=peak,
+            below_since_slot=None,
+        )
         return updated, _event("updated", updated, stats)
     return replace(state, peak=peak, below_since_slot=None), None
 

@@ -51,10 +51,19 @@ def _encode_alert(alert: alert_pb2.Alert) -> dict[str, Any]:
 
 
 async def open_states(js: JetStreamContext, *, replicas: int) -> tuple[KvState[SpikeState], KvState[alert_pb2.Alert]]:
-    spikes = await KvState.open(js, subjects.REPUTATION_SPIKES_BUCKET, codec=JsonCodec(SpikeState.from_json,
-                                SpikeState.to_json), replicas=replicas)  # fmt: skip
-    alerts = await KvState.open(js, subjects.REPUTATION_ALERTS_BUCKET, codec=JsonCodec(_decode_alert, _encode_alert),
-                                replicas=replicas, ttl_s=90 * subjects.DAY_S)  # fmt: skip
+    spikes = await KvState.open(
+        js,
+        subjects.REPUTATION_SPIKES_BUCKET,
+        codec=JsonCodec(SpikeState.from_json, SpikeState.to_json),
+        replicas=replicas,
+    )
+    alerts = await KvState.open(
+        js,
+        subjects.REPUTATION_ALERTS_BUCKET,
+        codec=JsonCodec(_decode_alert, _encode_alert),
+        replicas=replicas,
+        ttl_s=90 * subjects.DAY_S,
+    )
     return spikes, alerts
 
 
@@ -112,8 +121,9 @@ class ReputationWatch:
                 keys.append((f"{watch}/category/{category}", category, "", slots, spikes))
         keyword_settings = self._settings.keywords.detector(spikes) if self._settings.keywords.keywords else spikes
         for keyword in self._settings.keywords.keywords:
-            keys.append((f"{watch}/keyword/{keyword}", "", keyword, _slots(records, _of_keyword(keyword)),
-                         keyword_settings))  # fmt: skip
+            keys.append(
+                (f"{watch}/keyword/{keyword}", "", keyword, _slots(records, _of_keyword(keyword)), keyword_settings)
+            )
         published = []
         watch_firing = False
         for key, category, keyword, slots, settings in keys:
@@ -125,8 +135,9 @@ class ReputationWatch:
                 slots, key=key, now_slot=now_slot, state=state, settings=settings, history_start_slot=first_slot
             )
             if event is not None:
-                alert = await self._alert_for(event, watch=watch, category=category, keyword=keyword,
-                                              window=window, now=now)  # fmt: skip
+                alert = await self._alert_for(
+                    event, watch=watch, category=category, keyword=keyword, window=window, now=now
+                )
                 await self._publish(alert)
                 published.append(alert)
             if new_state != state:
@@ -163,17 +174,33 @@ class ReputationWatch:
                 summary += f"; top terms: {', '.join(terms[:5])}"
         status = alert_pb2.ALERT_STATUS_RESOLVED if event.kind == "resolved" else alert_pb2.ALERT_STATUS_FIRING
         alert = alert_pb2.Alert(
-            id=event.alert_id, kind=alert_pb2.ALERT_KIND_REPUTATION_SPIKE, topic=topic, summary=summary,
-            count=stats.observed, baseline=round(stats.baseline, 2), top_terms=terms,
-            status=status, revision=event.revision, ratio=round(stats.ratio, 2), p_value=stats.p_value,
-            watch=watch, category=category, keyword=keyword, categories=shares(context.categories),
-            sources=shares(context.sources), languages=shares(context.languages), peak=event.peak,
+            id=event.alert_id,
+            kind=alert_pb2.ALERT_KIND_REPUTATION_SPIKE,
+            topic=topic,
+            summary=summary,
+            count=stats.observed,
+            baseline=round(stats.baseline, 2),
+            top_terms=terms,
+            status=status,
+            revision=event.revision,
+            ratio=round(stats.ratio, 2),
+            p_value=stats.p_value,
+            watch=watch,
+            category=category,
+            keyword=keyword,
+            categories=shares(context.categories),
+            sources=shares(context.sources),
+            languages=shares(context.languages),
+            peak=event.peak,
             authors=[alert_pb2.AuthorReach(handle=h, platform=p, followers=int(f)) for h, p, f in context.authors],
-        )  # fmt: skip
+        )
         for mention_id, text, url, author, followers in context.samples:
             case_id = await self._cases.case_of(str(mention_id)) or ""
-            alert.samples.append(alert_pb2.SamplePost(mention_id=mention_id, text=text, url=url, author=author,
-                                                      followers=int(followers), case_id=case_id))  # fmt: skip
+            alert.samples.append(
+                alert_pb2.SamplePost(
+                    mention_id=mention_id, text=text, url=url, author=author, followers=int(followers), case_id=case_id
+                )
+            )
             if case_id and case_id not in alert.case_ids:
                 alert.case_ids.append(case_id)
         alert.sample_mention_ids.extend(s.mention_id for s in alert.samples)

@@ -102,12 +102,20 @@ class Router:
         """(durable, payload type, batch handler, batch size) of each consumer the router runs."""
         return [
             # Complaints are placed concurrently: posts of one customer meet at the group key's claim.
-            (subjects.ROUTER_CONSUMER, triage_pb2.TriagedMention, concurrently(self.handler.handle),
-             self.settings.concurrency),
+            (
+                subjects.ROUTER_CONSUMER,
+                triage_pb2.TriagedMention,
+                concurrently(self.handler.handle),
+                self.settings.concurrency,
+            ),
             (subjects.ROUTER_ACTIONS_CONSUMER, case_pb2.CaseAction, one_at_a_time(self.handler.on_action), 16),
-            (delivery_consumer(self.settings), case_pb2.CaseDelivery, concurrently(self.worker.handle),
-             self.settings.delivery.concurrency),
-        ]  # fmt: skip
+            (
+                delivery_consumer(self.settings),
+                case_pb2.CaseDelivery,
+                concurrently(self.worker.handle),
+                self.settings.delivery.concurrency,
+            ),
+        ]
 
     async def tick(self, now: datetime) -> int:
         """One turn of the SLA clocks; returns the steps fired."""
@@ -142,21 +150,45 @@ async def assemble(
     policies = {policy.name: policy for policy in settings.sla_policies}
     clocks = await SlaClocks.open(js, policies, replicas=replicas)
     handler = RouterHandler(
-        settings, rules=rules or RulesHolder(settings.rules), cases=cases, index=index,
-        queue=DeliveryQueue(js, tracer), escalations=EscalationPublisher(js, tracer), clocks=clocks,
-        mentions=mentions, feedback=feedback, counters=counters, clock=clock,
-    )  # fmt: skip
+        settings,
+        rules=rules or RulesHolder(settings.rules),
+        cases=cases,
+        index=index,
+        queue=DeliveryQueue(js, tracer),
+        escalations=EscalationPublisher(js, tracer),
+        clocks=clocks,
+        mentions=mentions,
+        feedback=feedback,
+        counters=counters,
+        clock=clock,
+    )
     destinations, budgets = build_destinations(settings, js, tracer, clock=clock)
     worker = DeliveryWorker(
-        destinations, budgets, cases=cases, tickets=tickets, disabled=disabled, settings=settings.delivery,
-        counters=counters, tracer=tracer, clock=clock,
-    )  # fmt: skip
+        destinations,
+        budgets,
+        cases=cases,
+        tickets=tickets,
+        disabled=disabled,
+        settings=settings.delivery,
+        counters=counters,
+        tracer=tracer,
+        clock=clock,
+    )
     return Router(
-        settings=settings, cases=cases, index=index, mentions=mentions, tickets=tickets, disabled=disabled,
-        actions=CaseActions(js, tracer, clock=clock), dead_letters=DeadLetters(js, tracer, disabled, clock=clock),
+        settings=settings,
+        cases=cases,
+        index=index,
+        mentions=mentions,
+        tickets=tickets,
+        disabled=disabled,
+        actions=CaseActions(js, tracer, clock=clock),
+        dead_letters=DeadLetters(js, tracer, disabled, clock=clock),
         feedback=feedback,
-        handler=handler, clocks=clocks, worker=worker, destinations=destinations,
-    )  # fmt: skip
+        handler=handler,
+        clocks=clocks,
+        worker=worker,
+        destinations=destinations,
+    )
 
 
 async def run(config_path: Path | None, *, clock: Clock = system_clock) -> None:
@@ -172,9 +204,14 @@ async def run(config_path: Path | None, *, clock: Clock = system_clock) -> None:
     await runtime.start_grpc(register, [SERVICE_NAME])
     js = await runtime.connect()
     router = await assemble(
-        js, settings, tracer=runtime.tracer, counters=runtime.counters, replicas=config.nats.stream_replicas,
-        rules=rules, clock=clock,
-    )  # fmt: skip
+        js,
+        settings,
+        tracer=runtime.tracer,
+        counters=runtime.counters,
+        replicas=config.nats.stream_replicas,
+        rules=rules,
+        clock=clock,
+    )
     servicer.attach(RouterParts(cases=router.cases, actions=router.actions, dead_letters=router.dead_letters))
     for spec, payload_type, handle, batch_size in router.consumers():
         await runtime.add_consumer(spec, payload_type, handle, batch_size=batch_size)
@@ -182,8 +219,9 @@ async def run(config_path: Path | None, *, clock: Clock = system_clock) -> None:
     runtime.add_periodic("sla-clock", settings.tick_s, lambda: _tick(router))
     callback = (
         CallbackServer(settings.callback, cases=router.cases, actions=router.actions, clock=clock)
-        if settings.callback.enabled else None
-    )  # fmt: skip
+        if settings.callback.enabled
+        else None
+    )
     if callback is not None:
         await callback.start()
     try:

@@ -177,9 +177,16 @@ class DeliveryQueue:
         self._tracer = tracer
 
     async def request(
-        self, case: case_pb2.Case, destination: str, *, reason: str, now: datetime, context: Context | None = None,
-        mention_id: str = "", msg_id: str = "",
-    ) -> None:  # fmt: skip
+        self,
+        case: case_pb2.Case,
+        destination: str,
+        *,
+        reason: str,
+        now: datetime,
+        context: Context | None = None,
+        mention_id: str = "",
+        msg_id: str = "",
+    ) -> None:
         # One request per destination and history length: a redelivered complaint asks for nothing new.
         # ``mention_id`` names the post whose trace the request continues (none for clocks and actions).
         job = case_pb2.CaseDelivery(
@@ -190,9 +197,14 @@ class DeliveryQueue:
         )
         job.requested_at.FromDatetime(now)
         await publish(
-            self._js, self._tracer, subjects.delivery_subject(destination), job, msg_id=job.id,
-            mention_id=mention_id, context=context,
-        )  # fmt: skip
+            self._js,
+            self._tracer,
+            subjects.delivery_subject(destination),
+            job,
+            msg_id=job.id,
+            mention_id=mention_id,
+            context=context,
+        )
 
 
 class EscalationPublisher:
@@ -205,9 +217,14 @@ class EscalationPublisher:
     ) -> None:
         """``mention_id`` names the post whose trace this continues; empty for a clock's or an action's work."""
         await publish(
-            self._js, self._tracer, subjects.escalation_subject(escalation.team), escalation, msg_id=escalation.id,
-            mention_id=mention_id, context=context,
-        )  # fmt: skip
+            self._js,
+            self._tracer,
+            subjects.escalation_subject(escalation.team),
+            escalation,
+            msg_id=escalation.id,
+            mention_id=mention_id,
+            context=context,
+        )
 
 
 class TriageFeedback:
@@ -228,10 +245,13 @@ class TriageFeedback:
         stored = 0
         for triaged in case.mentions:
             request = triage_service_pb2.FeedbackRequest(
-                mention_id=triaged.mention.id, text=triaged.mention.text, language=triaged.result.language,
-                verdict=triage_pb2.VERDICT_NOISE, actor=actor or "router",
+                mention_id=triaged.mention.id,
+                text=triaged.mention.text,
+                language=triaged.result.language,
+                verdict=triage_pb2.VERDICT_NOISE,
+                actor=actor or "router",
                 request_id=f"{action_id}:{triaged.mention.id}",
-            )  # fmt: skip
+            )
             try:
                 # wait_for_ready: a triage that just restarted is reconnected to, not failed at once.
                 response = await stub.Feedback(request, timeout=self._timeout_s, wait_for_ready=True)

@@ -104,9 +104,11 @@ class RouterHandler:
         self._clock = clock
         self._policies = {policy.name: policy for policy in settings.sla_policies}
         self._defaults = Defaults(
-            destinations=tuple(settings.default_destinations), team=settings.team,
-            priority=settings.default_priority, sla=settings.default_sla,
-        )  # fmt: skip
+            destinations=tuple(settings.default_destinations),
+            team=settings.team,
+            priority=settings.default_priority,
+            sla=settings.default_sla,
+        )
 
     def now(self) -> datetime:
         return self._clock()
@@ -131,9 +133,11 @@ class RouterHandler:
             self._counters.inc("cases")
             if case.sla_policy and is_open(case):
                 await self._clocks.start(
-                    case_id=case.id, policy=case.sla_policy, opened_at=case.created_at.ToDatetime(tzinfo=UTC),
+                    case_id=case.id,
+                    policy=case.sla_policy,
+                    opened_at=case.created_at.ToDatetime(tzinfo=UTC),
                     team=case.team,
-                )  # fmt: skip
+                )
         teams = list(decision.escalate_to)
         if should_escalate(case.severity, self._settings.escalate_at):
             teams.append(self._settings.escalation_team)
@@ -241,9 +245,13 @@ class RouterHandler:
         """Ask every destination of the case to catch up; the request continues the trace of ``delivery``."""
         for destination in case.destinations:
             await self._queue.request(
-                case, destination, reason=reason, now=now, context=delivery.context if delivery else None,
+                case,
+                destination,
+                reason=reason,
+                now=now,
+                context=delivery.context if delivery else None,
                 mention_id=delivery.mention_id if delivery else "",
-            )  # fmt: skip
+            )
 
     async def on_sla_step(self, record: SlaRecord, step: SlaStep) -> None:
         """A due warning, breach or further level of a case's SLA clock."""
@@ -256,8 +264,9 @@ class RouterHandler:
             reason = f"{clock} due soon (SLA {record.policy})"
         else:
             reason = f"{clock} SLA {record.policy} breached, level {step.level}"
-        escalation = escalation_for(found[0], team=step.team, level=step.level, now=now, reason=reason,
-                                    step=f"sla:{step.id}")  # fmt: skip
+        escalation = escalation_for(
+            found[0], team=step.team, level=step.level, now=now, reason=reason, step=f"sla:{step.id}"
+        )
         if recorded(found[0], escalation_ref(escalation)):
             return  # published and written before the step was recorded (a crash): only the record is left
         await self._escalations.publish(escalation)

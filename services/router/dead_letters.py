@@ -93,9 +93,11 @@ class DeadLetters:
             if wanted and item.info.sequence not in wanted:
                 continue
             job = case_pb2.CaseDelivery(
-                id=f"replay:{item.info.sequence}:{item.job.id}", case_id=item.job.case_id,
-                destination=item.job.destination, reason="replay",
-            )  # fmt: skip
+                id=f"replay:{item.info.sequence}:{item.job.id}",
+                case_id=item.job.case_id,
+                destination=item.job.destination,
+                reason="replay",
+            )
             job.requested_at.FromDatetime(now)
             if self._disabled.peek(job.destination) is not None:
                 await self._disabled.delete(job.destination)
@@ -117,11 +119,13 @@ def _decode(seq: int, data: bytes, headers: dict[str, str], at: object) -> DeadD
         log.warning("dead letter %d is not a CaseDelivery; skipped", seq)
         return None
     info = router_service_pb2.DeadLetter(
-        sequence=seq, destination=job.destination, case_id=job.case_id,
+        sequence=seq,
+        destination=job.destination,
+        case_id=job.case_id,
         # nats-py parses headers with email's parser: a non-ASCII value comes back as a Header object.
         error=str(headers.get(subjects.DLQ_ERROR_HEADER, "")),
         attempts=int(str(headers.get(subjects.DLQ_DELIVERIES_HEADER, "0")) or 0),
-    )  # fmt: skip
+    )
     info.first_attempt_at.CopyFrom(job.requested_at)
     stored = _stream_time(at)
     if stored is not None:

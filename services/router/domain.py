@@ -232,8 +232,10 @@ def mark_escalated(case: case_pb2.Case, escalation: case_pb2.Escalation, *, now:
     if recorded(case, ref):
         return False
     if escalation.level > 0 and case.state in (
-        case_pb2.CASE_STATE_NEW, case_pb2.CASE_STATE_ROUTED, case_pb2.CASE_STATE_ESCALATED,
-    ):  # fmt: skip
+        case_pb2.CASE_STATE_NEW,
+        case_pb2.CASE_STATE_ROUTED,
+        case_pb2.CASE_STATE_ESCALATED,
+    ):
         case.state = case_pb2.CASE_STATE_ESCALATED
     case.escalation_level = max(case.escalation_level, escalation.level)
     kind = case_pb2.CASE_EVENT_KIND_SLA_WARNING if escalation.level == 0 else case_pb2.CASE_EVENT_KIND_ESCALATED

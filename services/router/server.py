@@ -150,9 +150,13 @@ class RouterServicer(router_service_pb2_grpc.RouterServiceServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no case {request.case_id!r}")
         try:
             action_id = await parts.actions.publish(
-                request.case_id, request.kind, actor=request.actor or "grpc", via="grpc",
-                request_id=request.request_id or uuid.uuid4().hex, note=request.note,
-            )  # fmt: skip
+                request.case_id,
+                request.kind,
+                actor=request.actor or "grpc",
+                via="grpc",
+                request_id=request.request_id or uuid.uuid4().hex,
+                note=request.note,
+            )
         except TransientError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         return router_service_pb2.ActOnCaseResponse(action_id=action_id)

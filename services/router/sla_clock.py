@@ -109,8 +109,14 @@ class SlaClocks:
         policy = self._policies.get(record.policy)
         if policy is None:
             return []
-        return pending(policy, opened_at=record.opened_at, owner_team=record.team,
-                       acknowledged=record.acknowledged, resolved=False, fired=record.fired)  # fmt: skip
+        return pending(
+            policy,
+            opened_at=record.opened_at,
+            owner_team=record.team,
+            acknowledged=record.acknowledged,
+            resolved=False,
+            fired=record.fired,
+        )
 
     async def tick(self, now: datetime, on_step: StepHandler) -> int:
         """Fire every due step of every clock through ``on_step``; returns how many this replica fired."""

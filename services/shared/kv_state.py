@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from nats.js import JetStreamContext
     from nats.js.kv import KeyValue
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 RecordT = TypeVar("RecordT")
 MessageT = TypeVar("MessageT", bound=Message)
@@ -211,7 +211,7 @@ class KvState(Generic[RecordT]):
                 self._mirror[key] = self._codec.decode(value)
             except UNREADABLE as exc:
                 # A record this version cannot read is left in KV for a newer one, never dropped.
-                logger.error("unreadable record in %s (key %s): %s", self._name, key, exc)
+                log.error("unreadable record in %s (key %s): %s", self._name, key, exc)
 
     async def close(self) -> None:
         if self._watch_task is not None:

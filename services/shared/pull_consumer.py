@@ -335,9 +335,15 @@ class ConsumerSet:
         consumers: list[PullConsumer[Any]] = []
         for spec, payload_type, handler, batch_size in wiring:
             consumer: PullConsumer[Any] = PullConsumer(
-                js, spec, payload_type=payload_type, handler=handler, tracer=tracer, counters=counters,
-                batch_size=batch_size, fetch_wait_s=fetch_wait_s,
-            )  # fmt: skip
+                js,
+                spec,
+                payload_type=payload_type,
+                handler=handler,
+                tracer=tracer,
+                counters=counters,
+                batch_size=batch_size,
+                fetch_wait_s=fetch_wait_s,
+            )
             await consumer.bind()
             consumers.append(consumer)
         return cls(js, consumers)

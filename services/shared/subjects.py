@@ -97,8 +97,16 @@ NOTIFICATIONS = StreamSpec("NOTIFICATIONS", ("clamor.notification.>",), max_age_
 DELIVERIES = StreamSpec("DELIVERIES", ("clamor.delivery.>",), max_age_s=30 * DAY_S)
 
 ALL_STREAMS: tuple[StreamSpec, ...] = (
-    MENTIONS, TRIAGED, ROUTED, ESCALATIONS, ALERTS, DEAD_LETTERS, CASE_ACTIONS, NOTIFICATIONS, DELIVERIES,
-)  # fmt: skip
+    MENTIONS,
+    TRIAGED,
+    ROUTED,
+    ESCALATIONS,
+    ALERTS,
+    DEAD_LETTERS,
+    CASE_ACTIONS,
+    NOTIFICATIONS,
+    DELIVERIES,
+)
 
 
 def dead_letter_subject(stage: str) -> str:

@@ -37,9 +37,10 @@ async def run(config_path: Path | None) -> None:
     await runtime.readiness.mark(MODEL_CONDITION, True)
     card = getattr(getattr(classifier, "heads", None), "card", {})
     servicer = TriageServicer(
-        classifier, feedback=IdempotentJsonlFile(settings.feedback_path),
+        classifier,
+        feedback=IdempotentJsonlFile(settings.feedback_path),
         held_out_macro_f1=float(card.get("held_out", {}).get("macro_f1", 0.0)),
-    )  # fmt: skip
+    )
 
     def register(server: grpc.aio.Server) -> None:
         triage_service_pb2_grpc.add_TriageServiceServicer_to_server(servicer, server)

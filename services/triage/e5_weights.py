@@ -79,8 +79,15 @@ QK: Final = 32
 METASPACE: Final = "▁"
 # A control character (grapheme clusters always break around one) that e5.c's table deletes.
 GRAPHEME_BREAK: Final = "\x01"
-SPECIAL_TOKENS: Final = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>",
-                         "pad_token": "<pad>", "cls_token": "<s>", "mask_token": "<mask>"}  # fmt: skip
+SPECIAL_TOKENS: Final = {
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "unk_token": "<unk>",
+    "sep_token": "</s>",
+    "pad_token": "<pad>",
+    "cls_token": "<s>",
+    "mask_token": "<mask>",
+}
 # Windows of 512 tokens, <s> and </s> included: what e5.c feeds per forward pass.
 MODEL_MAX_LENGTH: Final = 512
 # e5.c never matches <unk> against text; a score this low keeps Viterbi from picking it either.

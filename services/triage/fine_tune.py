@@ -62,8 +62,9 @@ def fine_tune(
         for parameter in layer.parameters():
             parameter.requires_grad_(True)
     head = torch.nn.Linear(model.config.hidden_size, 2)
-    optimiser = torch.optim.AdamW([*(p for layer in trainable for p in layer.parameters()), *head.parameters()],
-                                  lr=settings.learning_rate)  # fmt: skip
+    optimiser = torch.optim.AdamW(
+        [*(p for layer in trainable for p in layer.parameters()), *head.parameters()], lr=settings.learning_rate
+    )
     targets = torch.tensor([1 if label == "complaint" else 0 for label in labels])
     order = list(range(len(texts)))
     shuffle = random.Random(settings.seed)

@@ -29,9 +29,14 @@ CONFIDENT = 0.9
 # Shorter posts (a handle, a product name, "cheap cheap") are too ambiguous to move off the default.
 MIN_WORDS = 8
 LATIN_LANGUAGES = (
-    Language.ENGLISH, Language.GERMAN, Language.FRENCH, Language.SPANISH, Language.PORTUGUESE,
-    Language.ITALIAN, Language.DUTCH,
-)  # fmt: skip
+    Language.ENGLISH,
+    Language.GERMAN,
+    Language.FRENCH,
+    Language.SPANISH,
+    Language.PORTUGUESE,
+    Language.ITALIAN,
+    Language.DUTCH,
+)
 CYRILLIC_LANGUAGES = (Language.RUSSIAN, Language.UKRAINIAN)
 
 

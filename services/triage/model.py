@@ -133,20 +133,30 @@ class ModelHeads:
                 heads = {name: _load_head(data, name) for name in HEAD_NAMES}
                 band = card.get("cascade")
                 cascade = (
-                    Cascade(**{name: _load_head(data, CASCADE_PREFIX + name) for name in HEAD_NAMES},
-                            low=float(band["low"]), high=float(band["high"]))
-                    if band else None
-                )  # fmt: skip
+                    Cascade(
+                        **{name: _load_head(data, CASCADE_PREFIX + name) for name in HEAD_NAMES},
+                        low=float(band["low"]),
+                        high=float(band["high"]),
+                    )
+                    if band
+                    else None
+                )
             spec = FeatureSpec.from_card(card["features"])
             if heads["complaint"].coef.shape[1] != spec.width:
                 raise ModelError(
                     f"{folder}: its heads read {heads['complaint'].coef.shape[1]} features, its card says {spec.width}"
                 )
             return cls(
-                complaint=heads["complaint"], severity=heads["severity"], category=heads["category"],
-                threshold=float(card["threshold"]), version=str(card["version"]), card=card, cascade=cascade,
-                spec=spec, risk_floor=float(card.get("risk_floor", 0.0)),
-            )  # fmt: skip
+                complaint=heads["complaint"],
+                severity=heads["severity"],
+                category=heads["category"],
+                threshold=float(card["threshold"]),
+                version=str(card["version"]),
+                card=card,
+                cascade=cascade,
+                spec=spec,
+                risk_floor=float(card.get("risk_floor", 0.0)),
+            )
         except (OSError, KeyError, ValueError, TypeError) as exc:
             raise ModelError(f"cannot load the triage model from {folder}: {exc!r}") from exc
 

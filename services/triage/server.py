@@ -51,9 +51,12 @@ class TriageServicer(triage_service_pb2_grpc.TriageServiceServicer):
     ) -> triage_service_pb2.ModelInfoResponse:
         name, _, version = self._classifier.version.partition("/")
         return triage_service_pb2.ModelInfoResponse(
-            name=name, version=version, threshold=self._classifier.threshold, languages=LANGUAGES,
+            name=name,
+            version=version,
+            threshold=self._classifier.threshold,
+            languages=LANGUAGES,
             held_out_macro_f1=self._macro_f1,
-        )  # fmt: skip
+        )
 
     async def Feedback(
         self, request: triage_service_pb2.FeedbackRequest, context: grpc.aio.ServicerContext[object, object]
@@ -69,11 +72,12 @@ class TriageServicer(triage_service_pb2_grpc.TriageServiceServicer):
             "text": request.text[:10_000],
             "label": "complaint" if complaint else "noise",
             "severity": triage_pb2.Severity.Name(request.severity).removeprefix("SEVERITY_")
-            if complaint and request.severity else None,
+            if complaint and request.severity
+            else None,
             "category": request.category if complaint else "none",
             "language": request.language,
             "style": "feedback",
             "actor": " ".join(request.actor.split())[:100],
-        }  # fmt: skip
+        }
         stored = await asyncio.to_thread(self._feedback.append, record)
         return triage_service_pb2.FeedbackResponse(stored=stored)

@@ -82,9 +82,12 @@ def test_clamor_up_processes_the_bundled_sample_into_one_case_per_complaint(tmp_
     )
     assert drawn.returncode == 0, drawn.stderr
     for span in (
-        "listener  discover sample", "triage  process", "reputation  process", "router  deliver outbox",
+        "listener  discover sample",
+        "triage  process",
+        "reputation  process",
+        "router  deliver outbox",
         "notifier  notify",
-    ):  # fmt: skip
+    ):
         assert span in drawn.stdout
 
 
@@ -105,9 +108,14 @@ def wait_for_notifications(folder: Path, env: dict[str, str]) -> str:
     deadline = time.monotonic() + 60
     while True:
         done = subprocess.run(
-            clamor("notifications", "--limit", "5"), cwd=folder, env={**env, "COLUMNS": "250"}, capture_output=True,
-            text=True, timeout=60, check=False,
-        )  # fmt: skip
+            clamor("notifications", "--limit", "5"),
+            cwd=folder,
+            env={**env, "COLUMNS": "250"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         if "escalated" in done.stdout or time.monotonic() > deadline:
             return done.stdout + done.stderr
         time.sleep(0.5)

@@ -63,9 +63,12 @@ async def history_and_surge(js: JetStreamContext, now: datetime) -> list[datetim
     for k in range(16):
         n += 1
         triaged = complaint(
-            f"mastodon:{n}", handle=f"wave{k}", category="product quality", text=f"the new recipe tastes odd, box {k}",
+            f"mastodon:{n}",
+            handle=f"wave{k}",
+            category="product quality",
+            text=f"the new recipe tastes odd, box {k}",
             followers=90_000 if k == 2 else 300,
-        )  # fmt: skip
+        )
         written.append(now - timedelta(minutes=45 - 2.5 * k))
         triaged.mention.created_at.FromDatetime(written[-1])
         await publish_triaged(js, triaged)

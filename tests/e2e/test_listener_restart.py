@@ -42,8 +42,10 @@ def start_listener(folder: Path, config: Path) -> subprocess.Popen[bytes]:
     log = (folder / "listener.log").open("ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "services.listener", "--config", str(config)],
-        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ),
-    )  # fmt: skip
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ),
+    )
     log.close()
     return process
 
@@ -93,9 +95,14 @@ async def test_killing_the_listener_mid_poll_and_mid_publish_loses_and_repeats_n
     async with serve({("GET", "/feed.xml"): feed}) as server:
         config = tmp_path / "clamor.yaml"
         source = {
-            "kind": "rss", "name": "reviews", "url": server.url("/feed.xml"), "allow_hosts": ["127.0.0.1"],
-            "interval_s": 5, "jitter": 0, "backfill_hours": 48,
-        }  # fmt: skip
+            "kind": "rss",
+            "name": "reviews",
+            "url": server.url("/feed.xml"),
+            "allow_hosts": ["127.0.0.1"],
+            "interval_s": 5,
+            "jitter": 0,
+            "backfill_hours": 48,
+        }
         config.write_text(
             yaml.safe_dump(
                 {

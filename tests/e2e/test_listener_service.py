@@ -56,8 +56,10 @@ class Listener:
         log = (self.folder / "listener.log").open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "services.listener", "--config", str(self.config)],
-            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ),
-        )  # fmt: skip
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ),
+        )
         log.close()
 
     def stop(self) -> None:
@@ -107,9 +109,13 @@ async def listener(
     grpc_port, webhook_port = free_port(), free_port()
     config = tmp_path / "clamor.yaml"
     broken = {
-        "kind": "rss", "name": "broken", "url": feed_server.url("/broken.xml"), "allow_hosts": ["127.0.0.1"],
-        "failing_after": 1, "interval_s": 5,
-    }  # fmt: skip
+        "kind": "rss",
+        "name": "broken",
+        "url": feed_server.url("/broken.xml"),
+        "allow_hosts": ["127.0.0.1"],
+        "failing_after": 1,
+        "interval_s": 5,
+    }
     config.write_text(
         yaml.safe_dump(
             {

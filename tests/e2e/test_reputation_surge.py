@@ -40,11 +40,18 @@ def replay_file(folder: Path, now: datetime) -> Path:
     rows: list[dict[str, Any]] = []
 
     def row(n: int, text: str, at: datetime, followers: int = 120) -> None:
-        rows.append({
-            "id": f"p{n:04d}", "text": text.format(n=n), "platform": "mastodon", "language": "en", "watch": "acme",
-            "url": f"https://social.example/@user{n}/{n}", "created_at": at.isoformat(),
-            "author": {"handle": f"user{n}", "display_name": f"User {n}", "followers": followers},
-        })  # fmt: skip
+        rows.append(
+            {
+                "id": f"p{n:04d}",
+                "text": text.format(n=n),
+                "platform": "mastodon",
+                "language": "en",
+                "watch": "acme",
+                "url": f"https://social.example/@user{n}/{n}",
+                "created_at": at.isoformat(),
+                "author": {"handle": f"user{n}", "display_name": f"User {n}", "followers": followers},
+            }
+        )
 
     n = 0
     for day in (1, 2, 3):
@@ -77,7 +84,7 @@ def configure(mesh: Mesh, posts: Path) -> None:
             "grouping": {"group_by": ["topic"], "group_wait_s": 0, "group_interval_s": 0},
             "tick_s": 0.2,
         },
-    }  # fmt: skip
+    }
     mesh.config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
     mesh.config = load_mesh_config(mesh.config_path)
 

@@ -72,13 +72,22 @@ def write_config(folder: Path, *, nats_url: str, crm_url: str, fake: FakeZendesk
         "router": {
             "grpc": {"port": free_port()},
             "escalate_at": "CRITICAL",
-            "destinations": [{"kind": "zendesk", "name": "zendesk", "base_url": crm_url, "email": fake.email,
-                              "api_token": fake.api_token, "allow_hosts": ["127.0.0.1"], "rate_per_s": 200}],
+            "destinations": [
+                {
+                    "kind": "zendesk",
+                    "name": "zendesk",
+                    "base_url": crm_url,
+                    "email": fake.email,
+                    "api_token": fake.api_token,
+                    "allow_hosts": ["127.0.0.1"],
+                    "rate_per_s": 200,
+                }
+            ],
             "default_destinations": ["zendesk"],
             # One job in flight, redelivered a second after a crash.
             "delivery": {"ack_wait_s": 1, "concurrency": 1, "first_retry_s": 0.2, "max_retry_s": 1},
         },
-    }  # fmt: skip
+    }
     path = folder / "clamor.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
@@ -89,8 +98,11 @@ def start_router(config: Path, folder: Path) -> subprocess.Popen[bytes]:
     try:
         return subprocess.Popen(
             [sys.executable, "-m", "services.router", "--config", str(config)],
-            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, HF_HUB_OFFLINE="1"), cwd=folder,
-        )  # fmt: skip
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, HF_HUB_OFFLINE="1"),
+            cwd=folder,
+        )
     finally:
         log.close()
 

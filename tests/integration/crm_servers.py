@@ -206,11 +206,17 @@ class FakeSalesforce(FakeCrm):
         token = f"00D5g000004Sfake!AQ{len(self.issued) + 1}"
         self.issued.append(token)
         self.valid.add(token)
-        return respond({
-            "access_token": token, "signature": "c2lnbmF0dXJl", "scope": "api", "instance_url": self.base_url,
-            "id": f"{self.base_url}/id/00D5g000004Sfake/0055g00000Afake", "token_type": "Bearer",
-            "issued_at": "1772366400000",
-        })  # fmt: skip
+        return respond(
+            {
+                "access_token": token,
+                "signature": "c2lnbmF0dXJl",
+                "scope": "api",
+                "instance_url": self.base_url,
+                "id": f"{self.base_url}/id/00D5g000004Sfake/0055g00000Afake",
+                "token_type": "Bearer",
+                "issued_at": "1772366400000",
+            }
+        )
 
     def _external(self, request: web.Request) -> web.Response | None:
         if request.match_info["field"] != self.external_id_field:

@@ -81,9 +81,16 @@ async def running_notifier(
     page_state = await KvState.open(js, subjects.NOTIFIER_PAGES_BUCKET, codec=PAGE_CODEC)
     log = NotificationLog(js, test_tracer)
     dispatcher = Dispatcher(
-        settings, built, groups=group_state, pages=page_state, deliveries=await DeliveryStore.open(js, replicas=1),
-        log=log, tracer=test_tracer, counters=counters, clock=clock,
-    )  # fmt: skip
+        settings,
+        built,
+        groups=group_state,
+        pages=page_state,
+        deliveries=await DeliveryStore.open(js, replicas=1),
+        log=log,
+        tracer=test_tracer,
+        counters=counters,
+        clock=clock,
+    )
     handler = NotifyHandler(
         settings, built, dispatcher=dispatcher, pages=page_state, links=links, counters=counters, clock=clock
     )
@@ -115,13 +122,18 @@ def escalation(
     text: str = "",
 ) -> case_pb2.Escalation:
     mention = mention_pb2.Mention(
-        id=f"m-{case_id}", platform="mastodon", text=text or f"{case_id}: charged twice, support silent",
-        url=f"https://social.example/@ana/{case_id}", author=mention_pb2.Author(handle="ana", followers=1200),
-    )  # fmt: skip
+        id=f"m-{case_id}",
+        platform="mastodon",
+        text=text or f"{case_id}: charged twice, support silent",
+        url=f"https://social.example/@ana/{case_id}",
+        author=mention_pb2.Author(handle="ana", followers=1200),
+    )
     case = case_pb2.Case(
-        id=case_id, severity=severity, team=team,
+        id=case_id,
+        severity=severity,
+        team=team,
         mentions=[triage_pb2.TriagedMention(mention=mention)],
-    )  # fmt: skip
+    )
     result = case_pb2.Escalation(id=f"{case_id}:{level}", case=case, team=team, level=level, reason="severity HIGH")
     result.raised_at.FromDatetime(T0)
     return result

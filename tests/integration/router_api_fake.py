@@ -117,17 +117,24 @@ FIRING = alert_pb2.Alert(
     authors=[alert_pb2.AuthorReach(handle="bigvoice", platform="mastodon", followers=52000)],
     samples=[
         alert_pb2.SamplePost(
-            mention_id="reddit:s1", text="Charged twice for one order, support will not answer",
-            url="https://reddit.example/r/acme/s1", author="dana", followers=120, case_id="c_0001",
+            mention_id="reddit:s1",
+            text="Charged twice for one order, support will not answer",
+            url="https://reddit.example/r/acme/s1",
+            author="dana",
+            followers=120,
+            case_id="c_0001",
         ),
         alert_pb2.SamplePost(mention_id="reddit:s2", text=HOSTILE, url="javascript:alert(1)", author="mallory"),
         alert_pb2.SamplePost(
-            mention_id="mastodon:s3", text=HOSTILE_SCRIPT, url="https://social.example/@bigvoice/3",
-            author="bigvoice", followers=52000,
+            mention_id="mastodon:s3",
+            text=HOSTILE_SCRIPT,
+            url="https://social.example/@bigvoice/3",
+            author="bigvoice",
+            followers=52000,
         ),
     ],
     case_ids=["c_0001"],
-)  # fmt: skip
+)
 RESOLVED = alert_pb2.Alert(
     id="al_globex_quality",
     kind=alert_pb2.ALERT_KIND_REPUTATION_SPIKE,
@@ -149,12 +156,16 @@ ALERTS = [FIRING, RESOLVED]
 def post(case_id: str, n: int, text: str, severity: triage_pb2.Severity.ValueType) -> triage_pb2.TriagedMention:
     return triage_pb2.TriagedMention(
         mention=mention_pb2.Mention(
-            id=f"reddit:{case_id}-{n}", platform="reddit", text=text, watch="acme",
-            url=f"https://reddit.example/r/acme/{case_id}-{n}", author=mention_pb2.Author(handle=f"user{n}"),
+            id=f"reddit:{case_id}-{n}",
+            platform="reddit",
+            text=text,
+            watch="acme",
+            url=f"https://reddit.example/r/acme/{case_id}-{n}",
+            author=mention_pb2.Author(handle=f"user{n}"),
             created_at=stamp(LATEST_HOUR - timedelta(minutes=10 * n)),
         ),
         result=triage_pb2.TriageResult(verdict=triage_pb2.VERDICT_COMPLAINT, severity=severity, category="billing"),
-    )  # fmt: skip
+    )
 
 
 def case(
@@ -167,26 +178,37 @@ def case(
 ) -> case_pb2.Case:
     created = LATEST_HOUR - timedelta(hours=int(case_id[-1]))
     return case_pb2.Case(
-        id=case_id, state=state, severity=severity, category="billing", team="care",
+        id=case_id,
+        state=state,
+        severity=severity,
+        category="billing",
+        team="care",
         priority_level=URGENT if severity == triage_pb2.SEVERITY_CRITICAL else NORMAL,
         sla=case_pb2.SlaDeadlines(
-            first_response_due=stamp(created + timedelta(hours=1)), resolution_due=stamp(created + timedelta(days=1)),
+            first_response_due=stamp(created + timedelta(hours=1)),
+            resolution_due=stamp(created + timedelta(days=1)),
             first_response_breached=first_response_breached,
         ),
         mentions=[post(case_id, int(case_id[-1]) * 10 + i, text, severity) for i, text in enumerate(texts)],
-        created_at=stamp(created), updated_at=stamp(created),
-    )  # fmt: skip
+        created_at=stamp(created),
+        updated_at=stamp(created),
+    )
 
 
 CASES = [
-    case("c_0001", triage_pb2.SEVERITY_CRITICAL, case_pb2.CASE_STATE_ESCALATED, first_response_breached=True,
-         texts=["Charged twice for one order, support will not answer", "Still no refund. My lawyer is next."]),
+    case(
+        "c_0001",
+        triage_pb2.SEVERITY_CRITICAL,
+        case_pb2.CASE_STATE_ESCALATED,
+        first_response_breached=True,
+        texts=["Charged twice for one order, support will not answer", "Still no refund. My lawyer is next."],
+    ),
     case("c_0002", triage_pb2.SEVERITY_HIGH, case_pb2.CASE_STATE_ROUTED, texts=["Card charged three times"]),
     case("c_0003", triage_pb2.SEVERITY_HIGH, case_pb2.CASE_STATE_ACKNOWLEDGED, texts=["Refund promised, never came"]),
     case("c_0004", triage_pb2.SEVERITY_MEDIUM, case_pb2.CASE_STATE_NEW, texts=[HOSTILE]),
     case("c_0005", triage_pb2.SEVERITY_LOW, case_pb2.CASE_STATE_ROUTED, texts=["Invoice PDF will not download"]),
     case("c_0006", triage_pb2.SEVERITY_LOW, case_pb2.CASE_STATE_RESOLVED, texts=["Wrong VAT on the invoice"]),
-]  # fmt: skip
+]
 # The open cases as the dashboard counts them: severity -> (on time, first response breached, resolution breached).
 OPEN_CASE_COUNTS = {"CRITICAL": (0, 1, 0), "HIGH": (2, 0, 0), "MEDIUM": (1, 0, 0), "LOW": (1, 0, 0)}
 
@@ -220,10 +242,13 @@ class FakeRouterApi(
             start = found.start.ToDatetime(tzinfo=UTC) + timedelta(hours=len(found.counts) - hours)
             series.append(
                 reputation_service_pb2.TrendSeries(
-                    watch=found.watch, category=found.category, start=stamp(start),
-                    counts=found.counts[-hours:], baseline=found.baseline[-hours:],
+                    watch=found.watch,
+                    category=found.category,
+                    start=stamp(start),
+                    counts=found.counts[-hours:],
+                    baseline=found.baseline[-hours:],
                 )
-            )  # fmt: skip
+            )
         alerts = [a for a in self.alerts if not request.watch or a.watch == request.watch]
         return reputation_service_pb2.GetTrendsResponse(
             series=series,

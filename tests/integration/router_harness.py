@@ -108,15 +108,27 @@ def complaint(
     own_account: bool = False,
 ) -> triage_pb2.TriagedMention:
     mention = mention_pb2.Mention(
-        id=mention_id, source=f"{platform}-acme", platform=platform, native_id=mention_id.rsplit(":", 1)[-1],
-        url=f"https://social.example/@{handle}/{mention_id.rsplit(':', 1)[-1]}", text=text, language="en",
-        author=mention_pb2.Author(handle=handle, display_name=handle.title(), followers=followers), watch=watch,
-        thread_id=thread_id, own_account=own_account,
-    )  # fmt: skip
+        id=mention_id,
+        source=f"{platform}-acme",
+        platform=platform,
+        native_id=mention_id.rsplit(":", 1)[-1],
+        url=f"https://social.example/@{handle}/{mention_id.rsplit(':', 1)[-1]}",
+        text=text,
+        language="en",
+        author=mention_pb2.Author(handle=handle, display_name=handle.title(), followers=followers),
+        watch=watch,
+        thread_id=thread_id,
+        own_account=own_account,
+    )
     result = triage_pb2.TriageResult(
-        verdict=verdict, complaint_score=0.93 if verdict == triage_pb2.VERDICT_COMPLAINT else 0.1,
-        severity=severity, category=category, language="en", risk_flags=flags, model_version="test/1",
-    )  # fmt: skip
+        verdict=verdict,
+        complaint_score=0.93 if verdict == triage_pb2.VERDICT_COMPLAINT else 0.1,
+        severity=severity,
+        category=category,
+        language="en",
+        risk_flags=flags,
+        model_version="test/1",
+    )
     return triage_pb2.TriagedMention(mention=mention, result=result)
 
 
@@ -125,8 +137,13 @@ async def publish_triaged(js: JetStreamContext, triaged: triage_pb2.TriagedMenti
     verdict = "complaint" if triaged.result.verdict == triage_pb2.VERDICT_COMPLAINT else "noise"
     msg_id = f"triaged:{triaged.mention.id}" + (f":{attempt}" if attempt > 1 else "")
     await publish(
-        js, tracer(), subjects.triaged_subject(verdict), triaged, msg_id=msg_id, mention_id=triaged.mention.id,
-    )  # fmt: skip
+        js,
+        tracer(),
+        subjects.triaged_subject(verdict),
+        triaged,
+        msg_id=msg_id,
+        mention_id=triaged.mention.id,
+    )
 
 
 async def stream_messages(

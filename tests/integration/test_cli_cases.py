@@ -38,11 +38,14 @@ def stamp(at: datetime) -> Timestamp:
 def post(mention_id: str, text: str, severity: triage_pb2.Severity.ValueType) -> triage_pb2.TriagedMention:
     return triage_pb2.TriagedMention(
         mention=mention_pb2.Mention(
-            id=mention_id, platform="reddit", text=text, author=mention_pb2.Author(handle="dana"),
+            id=mention_id,
+            platform="reddit",
+            text=text,
+            author=mention_pb2.Author(handle="dana"),
             created_at=stamp(CREATED),
         ),
         result=triage_pb2.TriageResult(verdict=triage_pb2.VERDICT_COMPLAINT, severity=severity),
-    )  # fmt: skip
+    )
 
 
 ESCALATED = case_pb2.Case(
@@ -90,14 +93,24 @@ ROUTED = case_pb2.Case(
 )
 DEAD = [
     router_service_pb2.DeadLetter(
-        sequence=3, destination="zendesk", case_id="c_0001", error="HTTP 503 from zendesk", attempts=12,
-        first_attempt_at=stamp(CREATED), dead_at=stamp(DUE),
+        sequence=3,
+        destination="zendesk",
+        case_id="c_0001",
+        error="HTTP 503 from zendesk",
+        attempts=12,
+        first_attempt_at=stamp(CREATED),
+        dead_at=stamp(DUE),
     ),
     router_service_pb2.DeadLetter(
-        sequence=5, destination="webhook", case_id="c_0002", error="connection refused", attempts=7,
-        first_attempt_at=stamp(CREATED), dead_at=stamp(DUE),
+        sequence=5,
+        destination="webhook",
+        case_id="c_0002",
+        error="connection refused",
+        attempts=7,
+        first_attempt_at=stamp(CREATED),
+        dead_at=stamp(DUE),
     ),
-]  # fmt: skip
+]
 
 
 @dataclass
@@ -176,10 +189,11 @@ class FakeRouter(router_service_pb2_grpc.RouterServiceServicer):
     ) -> router_service_pb2.ReplayDeadLettersResponse:
         self._heard(request, context)
         found = [
-            d for d in DEAD
+            d
+            for d in DEAD
             if (not request.destination or d.destination == request.destination)
             and (not request.sequences or d.sequence in request.sequences)
-        ]  # fmt: skip
+        ]
         return router_service_pb2.ReplayDeadLettersResponse(replayed=len(found))
 
 
@@ -235,12 +249,27 @@ def test_cases_prints_one_row_per_case(config: Path) -> None:
     result = clamor(config, "cases")
     assert result.exit_code == 0, result.output
     assert table_row(result.stdout, "c_0001") == [
-        "c_0001", "escalated", "HIGH", "urgent", "billing", "outbox, zendesk", "2", "2026-11-02 09:30:00",
+        "c_0001",
+        "escalated",
+        "HIGH",
+        "urgent",
+        "billing",
+        "outbox, zendesk",
+        "2",
+        "2026-11-02 09:30:00",
         "2026-11-02 13:30:00 breached",
-    ]  # fmt: skip
+    ]
     assert table_row(result.stdout, "c_0002") == [
-        "c_0002", "routed", "LOW", "normal", "care", "outbox", "1", "2026-11-02 09:30:00", "-",
-    ]  # fmt: skip
+        "c_0002",
+        "routed",
+        "LOW",
+        "normal",
+        "care",
+        "outbox",
+        "1",
+        "2026-11-02 09:30:00",
+        "-",
+    ]
 
 
 def test_cases_asks_for_the_limit_given(config: Path, router: FakeRouter) -> None:
@@ -278,12 +307,21 @@ def test_case_show_prints_fields_posts_and_history(config: Path) -> None:
     result = clamor(config, "case", "show", "c_0001")
     assert result.exit_code == 0, result.output
     shown = unstyle(result.stdout)
-    for expected in ("escalated (escalation level 1)", "legal_threat", "billing, legal", "thread:reddit:t-42",
-                     "2026-11-02 13:30:00 breached"):  # fmt: skip
+    for expected in (
+        "escalated (escalation level 1)",
+        "legal_threat",
+        "billing, legal",
+        "thread:reddit:t-42",
+        "2026-11-02 13:30:00 breached",
+    ):
         assert expected in shown
     assert table_row(shown, "reddit:p2")[1:] == [
-        "2026-11-02 09:30:00", "reddit", "dana", "HIGH", "My lawyer will hear about this",
-    ]  # fmt: skip
+        "2026-11-02 09:30:00",
+        "reddit",
+        "dana",
+        "HIGH",
+        "My lawyer will hear about this",
+    ]
     assert table_row(shown, "2026-11-02 09:30:00")[1:] == ["created", "from mention reddit:p1, routed by billing"]
     assert "level 1 to legal: severity HIGH [c_0001:now]" in shown
 
@@ -361,8 +399,14 @@ def test_dlq_list_prints_one_row_per_dead_letter(config: Path) -> None:
     result = clamor(config, "dlq", "list")
     assert result.exit_code == 0, result.output
     assert table_row(result.stdout, "3") == [
-        "3", "zendesk", "c_0001", "12", "2026-11-02 09:30:00", "2026-11-02 13:30:00", "HTTP 503 from zendesk",
-    ]  # fmt: skip
+        "3",
+        "zendesk",
+        "c_0001",
+        "12",
+        "2026-11-02 09:30:00",
+        "2026-11-02 13:30:00",
+        "HTTP 503 from zendesk",
+    ]
     assert table_row(result.stdout, "5")[1] == "webhook"
 
 

@@ -64,8 +64,10 @@ async def test_create_gets_a_token_then_upserts_the_case_by_its_external_id(
     token, lookup, upsert = server.requests
     assert (token.method, token.headers["Content-Type"]) == ("POST", "application/x-www-form-urlencoded")
     assert parse_qs(token.body.decode()) == {
-        "grant_type": ["client_credentials"], "client_id": [CLIENT_ID], "client_secret": [SECRET]
-    }  # fmt: skip
+        "grant_type": ["client_credentials"],
+        "client_id": [CLIENT_ID],
+        "client_secret": [SECRET],
+    }
     assert (lookup.method, lookup.path, lookup.query) == ("GET", CASE_PATH, {"fields": "Id"})
     assert (upsert.method, upsert.path, upsert.query) == ("PATCH", CASE_PATH, {})
     assert lookup.headers["Authorization"] == upsert.headers["Authorization"] == f"Bearer {fake.issued[0]}"
@@ -177,8 +179,10 @@ async def test_update_sets_priority_then_adds_one_private_comment(
 
     patch, comment = server.requests[-2:]
     assert (patch.method, patch.path, json.loads(patch.body)) == (
-        "PATCH", f"{SF_DATA}/Case/{ticket.remote_id}", {"Priority": "High"}
-    )  # fmt: skip
+        "PATCH",
+        f"{SF_DATA}/Case/{ticket.remote_id}",
+        {"Priority": "High"},
+    )
     assert (comment.method, comment.path) == ("POST", f"{SF_DATA}/CaseComment")
     assert json.loads(comment.body) == {
         "ParentId": ticket.remote_id,

@@ -142,8 +142,10 @@ async def test_update_patches_work_notes_urgency_and_impact(
 
     patch = server.requests[-1]
     assert (patch.method, patch.path, patch.query) == (
-        "PATCH", f"{TABLE}/{ticket.remote_id}", {"sysparm_fields": "sys_id,number"}
-    )  # fmt: skip
+        "PATCH",
+        f"{TABLE}/{ticket.remote_id}",
+        {"sysparm_fields": "sys_id,number"},
+    )
     assert patch.headers["Authorization"] == BASIC
     assert json.loads(patch.body) == {"urgency": "1", "impact": "1", "work_notes": update_comment(later, events)}
     assert fake.work_notes[ticket.remote_id] == [update_comment(later, events)]

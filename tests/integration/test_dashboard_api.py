@@ -76,8 +76,10 @@ async def test_trends_is_get_trends_as_json_with_proto_field_names(
     assert len(body["series"][0]["counts"]) == HOURS
     firing = body["alerts"][0]
     assert (firing["status"], firing["window_start"], firing["top_terms"][0]) == (
-        "ALERT_STATUS_FIRING", "2026-11-02T10:00:00Z", "double charge",
-    )  # fmt: skip
+        "ALERT_STATUS_FIRING",
+        "2026-11-02T10:00:00Z",
+        "double charge",
+    )
 
 
 async def test_trends_passes_watch_hours_and_verdict(
@@ -167,7 +169,7 @@ async def test_a_reputation_service_without_trends_yet_is_502_saying_so(
     assert (status, body) == (
         502,
         {"error": f"the reputation service at {router[1]} does not answer GetTrends yet: update it and start it again"},
-    )  # fmt: skip
+    )
 
 
 async def test_a_router_error_is_its_code_and_details_never_a_traceback(

@@ -82,16 +82,29 @@ async def make_runner(
     js: JetStreamContext, server: LocalHttpServer, *, watch: Watch | None = None, **settings: Any
 ) -> SourceRunner:
     config = JsonApiSourceSettings(
-        kind="json", name="reviews", url=server.url("/reviews"), items_path="items", allow_hosts=["127.0.0.1"],
-        interval_s=60, jitter=0, **settings,
-    )  # fmt: skip
+        kind="json",
+        name="reviews",
+        url=server.url("/reviews"),
+        items_path="items",
+        allow_hosts=["127.0.0.1"],
+        interval_s=60,
+        jitter=0,
+        **settings,
+    )
     tracer = TracerProvider().get_tracer("test")
     runner = SourceRunner(
-        config, JsonApiSource(config), http=OutboundClient(OutboundPolicy(("127.0.0.1",)), clock=CLOCK),
-        states=await StateStore.open(js, replicas=1), publisher=MentionPublisher(js, tracer),
-        alerts=AlertPublisher(js, tracer, clock=CLOCK), watch=watch, tracer=tracer, counters=Counters(),
-        first_poll_within_s=0, clock=CLOCK,
-    )  # fmt: skip
+        config,
+        JsonApiSource(config),
+        http=OutboundClient(OutboundPolicy(("127.0.0.1",)), clock=CLOCK),
+        states=await StateStore.open(js, replicas=1),
+        publisher=MentionPublisher(js, tracer),
+        alerts=AlertPublisher(js, tracer, clock=CLOCK),
+        watch=watch,
+        tracer=tracer,
+        counters=Counters(),
+        first_poll_within_s=0,
+        clock=CLOCK,
+    )
     OPEN.append(runner)
     return runner
 
@@ -191,9 +204,12 @@ async def test_a_replayed_post_by_an_own_handle_of_its_watch_is_marked_own(
     tracer = TracerProvider().get_tracer("test")
     replay = ReplaySource(
         ReplaySourceSettings(name="sample", path=path, rate_per_second=1000),
-        publisher=MentionPublisher(js, tracer), states=await StateStore.open(js, replicas=1), tracer=tracer,
-        counters=Counters(), watches={"lumo": Watch(name="lumo", own_handles=frozenset({"lumomobile"}))},
-    )  # fmt: skip
+        publisher=MentionPublisher(js, tracer),
+        states=await StateStore.open(js, replicas=1),
+        tracer=tracer,
+        counters=Counters(),
+        watches={"lumo": Watch(name="lumo", own_handles=frozenset({"lumomobile"}))},
+    )
     await replay.run(asyncio.Event())
     assert replay.status.exhausted
     assert [(m.native_id, m.own_account) for m in await published(js)] == [

@@ -192,8 +192,13 @@ async def test_an_acknowledgement_link_stops_the_ladder_and_acknowledges_the_pag
     api = FakeEventsApi()
     clock = ManualClock()
     async with serve({("POST", PD_PATH): api.enqueue}) as pagerduty:
-        pd = {"kind": "pagerduty", "name": "pd", "routing_key": ROUTING_KEY, "api_base_url": pagerduty.base_url,
-              "allow_hosts": ["127.0.0.1"]}  # fmt: skip
+        pd = {
+            "kind": "pagerduty",
+            "name": "pd",
+            "routing_key": ROUTING_KEY,
+            "api_base_url": pagerduty.base_url,
+            "allow_hosts": ["127.0.0.1"],
+        }
         values = settings(tmp_path).model_dump()
         values["channels"].append(pd)
         values["policies"][0]["steps"][0]["notify"] = ["pd", "oncall"]

@@ -22,11 +22,14 @@ from tests.support.clock import tracer
 # Seven notifications, oldest first; every third is about case c-a.
 SENT = [
     notification_pb2.Notification(
-        id=f"g:{n}", channel="care", case_id="c-a" if n % 3 == 0 else f"c-{n}", title=f"note {n}",
+        id=f"g:{n}",
+        channel="care",
+        case_id="c-a" if n % 3 == 0 else f"c-{n}",
+        title=f"note {n}",
         status=notification_pb2.DELIVERY_STATUS_SENT,
     )
     for n in range(7)
-]  # fmt: skip
+]
 
 
 @pytest.fixture

@@ -74,9 +74,13 @@ async def slack() -> AsyncIterator[tuple[SlackHook, LocalHttpServer]]:
 
 def spike(number: int) -> alert_pb2.Alert:
     return alert_pb2.Alert(
-        id=f"spike-{number:03d}", kind=alert_pb2.ALERT_KIND_REPUTATION_SPIKE, topic=f"topic-{number:03d}",
-        summary=f"complaints about topic-{number:03d} rose 6x", count=60, baseline=10.0,
-    )  # fmt: skip
+        id=f"spike-{number:03d}",
+        kind=alert_pb2.ALERT_KIND_REPUTATION_SPIKE,
+        topic=f"topic-{number:03d}",
+        summary=f"complaints about topic-{number:03d} rose 6x",
+        count=60,
+        baseline=10.0,
+    )
 
 
 async def test_a_burst_of_500_alerts_for_one_slack_channel_is_grouped_paced_and_complete(
@@ -220,8 +224,13 @@ async def test_a_crash_after_the_page_was_sent_but_before_it_was_recorded_pages_
     js: JetStreamContext, pagerduty: tuple[FakeEventsApi, LocalHttpServer]
 ) -> None:
     api, server = pagerduty
-    channel_settings = {"kind": "pagerduty", "name": "pd", "routing_key": ROUTING_KEY,
-                        "api_base_url": server.base_url, "allow_hosts": LOOPBACK}  # fmt: skip
+    channel_settings = {
+        "kind": "pagerduty",
+        "name": "pd",
+        "routing_key": ROUTING_KEY,
+        "api_base_url": server.base_url,
+        "allow_hosts": LOOPBACK,
+    }
     settings = NotifierSettings.model_validate({"channels": [channel_settings], "grouping": {"group_wait_s": 0}})
     clock = ManualClock()
     real = PagerDutyChannel(PagerDutyChannelSettings.model_validate(channel_settings))

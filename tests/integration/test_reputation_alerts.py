@@ -28,10 +28,20 @@ FIRING = alert_pb2.ALERT_STATUS_FIRING
 RESOLVED = alert_pb2.ALERT_STATUS_RESOLVED
 
 
-async def post(js: JetStreamContext, n: int, *, minutes_ago: float, clock: ManualClock, text: str,
-               category: str = "billing", followers: int = 200, thread_id: str = "") -> None:  # fmt: skip
-    triaged = complaint(f"mastodon:{n}", handle=f"user{n}", text=text, category=category, followers=followers,
-                        thread_id=thread_id)  # fmt: skip
+async def post(
+    js: JetStreamContext,
+    n: int,
+    *,
+    minutes_ago: float,
+    clock: ManualClock,
+    text: str,
+    category: str = "billing",
+    followers: int = 200,
+    thread_id: str = "",
+) -> None:
+    triaged = complaint(
+        f"mastodon:{n}", handle=f"user{n}", text=text, category=category, followers=followers, thread_id=thread_id
+    )
     triaged.mention.created_at.FromDatetime(clock() - timedelta(minutes=minutes_ago))
     await publish_triaged(js, triaged)
 
@@ -58,8 +68,15 @@ async def test_a_surge_is_one_alert_with_its_context_updated_as_it_grows_then_re
         # The wave: 14 posts about an odd taste within the window, one from a big account.
         for k in range(14):
             n += 1
-            await post(js, n, minutes_ago=48 - 3.5 * k, clock=clock, category="product quality",
-                       text=f"the new recipe tastes odd, batch {k}", followers=250_000 if k == 3 else 150)  # fmt: skip
+            await post(
+                js,
+                n,
+                minutes_ago=48 - 3.5 * k,
+                clock=clock,
+                category="product quality",
+                text=f"the new recipe tastes odd, batch {k}",
+                followers=250_000 if k == 3 else 150,
+            )
         await running.settle()
         raised = await running.count_and_watch()
         assert raised, "the surge was not alerted"
@@ -80,8 +97,14 @@ async def test_a_surge_is_one_alert_with_its_context_updated_as_it_grows_then_re
         clock.advance(600)
         for k in range(10):
             n += 1
-            await post(js, n, minutes_ago=9 - k * 0.5, clock=clock, category="product quality",
-                       text="tastes odd and smells strange")  # fmt: skip
+            await post(
+                js,
+                n,
+                minutes_ago=9 - k * 0.5,
+                clock=clock,
+                category="product quality",
+                text="tastes odd and smells strange",
+            )
         await running.settle()
         grown = [a for a in await running.count_and_watch() if a.topic == "acme"]
         assert [(a.id, a.revision, a.status) for a in grown] == [(watch_alert.id, 2, FIRING)]
@@ -93,8 +116,10 @@ async def test_a_surge_is_one_alert_with_its_context_updated_as_it_grows_then_re
             await running.count_and_watch()
     on_stream = [a for a in await published_alerts(js) if a.topic == "acme"]
     assert [(a.id, a.revision, a.status) for a in on_stream] == [
-        (watch_alert.id, 1, FIRING), (watch_alert.id, 2, FIRING), (watch_alert.id, 3, RESOLVED),
-    ]  # fmt: skip
+        (watch_alert.id, 1, FIRING),
+        (watch_alert.id, 2, FIRING),
+        (watch_alert.id, 3, RESOLVED),
+    ]
     assert len({a.id for a in await published_alerts(js) if a.topic == "acme"}) == 1
 
 
@@ -113,8 +138,14 @@ async def test_a_sample_post_grouped_into_another_customers_case_links_to_that_c
         # case the thread's first post opened. A grouped post has no case of its own.
         for k in range(14):
             n += 1
-            await post(js, n, minutes_ago=48 - 3.5 * k, clock=clock, text=f"same here, the app lost my booking {k}",
-                       thread_id="outage-thread")  # fmt: skip
+            await post(
+                js,
+                n,
+                minutes_ago=48 - 3.5 * k,
+                clock=clock,
+                text=f"same here, the app lost my booking {k}",
+                thread_id="outage-thread",
+            )
         raised = await running.count_and_watch()
         watch_alert = next(a for a in raised if a.topic == "acme")
         holders = {c: await running.router.case(c) for c in watch_alert.case_ids}

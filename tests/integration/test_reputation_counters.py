@@ -37,11 +37,14 @@ def posts(count: int, *, offset: int = 0) -> list[triage_pb2.TriagedMention]:
     for n in range(offset, offset + count):
         verdict = triage_pb2.VERDICT_NOISE if n % 4 == 3 else triage_pb2.VERDICT_COMPLAINT
         triaged = complaint(
-            f"{PLATFORMS[n % 3]}:{n}", handle=f"user{n % 7}", watch=WATCHES[n % 2], platform=PLATFORMS[n % 3],
+            f"{PLATFORMS[n % 3]}:{n}",
+            handle=f"user{n % 7}",
+            watch=WATCHES[n % 2],
+            platform=PLATFORMS[n % 3],
             category=CATEGORIES[n % 3] if verdict == triage_pb2.VERDICT_COMPLAINT else "",
             text=f"the fridge smells of mold again, order {n}" if n % 5 == 0 else f"order {n} is late again",
             verdict=verdict,
-        )  # fmt: skip
+        )
         triaged.mention.created_at.FromDatetime(NOW - timedelta(minutes=7 * n % 170))
         made.append(triaged)
     return made
@@ -67,9 +70,10 @@ async def stored(js: JetStreamContext, keys: list[str]) -> dict[str, dict[str, C
     for key in keys:
         record = json.loads((await kv.get(key)).value or b"{}")
         out[key] = {
-            "total": Counter({"n": record["total"]}), "categories": Counter(record["categories"]),
+            "total": Counter({"n": record["total"]}),
+            "categories": Counter(record["categories"]),
             "sources": Counter(record["sources"]),
-        }  # fmt: skip
+        }
     return out
 
 
@@ -127,9 +131,14 @@ async def test_a_rebuild_recounts_exactly_and_keywords_are_counted_per_slot(nc: 
     assert await stored(js, sorted(want)) == want
     hour = hour_start(NOW)
     record = await reader.store.hour("complaint", "acme", hour)
-    mold = [t for t in published if "mold" in t.mention.text and t.mention.watch == "acme"
-            and t.result.verdict == triage_pb2.VERDICT_COMPLAINT
-            and hour_start(t.mention.created_at.ToDatetime(tzinfo=UTC)) == hour]  # fmt: skip
+    mold = [
+        t
+        for t in published
+        if "mold" in t.mention.text
+        and t.mention.watch == "acme"
+        and t.result.verdict == triage_pb2.VERDICT_COMPLAINT
+        and hour_start(t.mention.created_at.ToDatetime(tzinfo=UTC)) == hour
+    ]
     assert sum(record.keyword_slots.get("mold", [])) == len(mold)
     assert sum(record.slots) == record.total
     assert record.terms.get("order") == record.total

@@ -36,31 +36,57 @@ APOLOGY = "@kev_oconnor Hi Kevin, really sorry about this. Your refund failed ag
 # Rules that would route and escalate the brand's post if it were anybody else's: big-account noise to
 # PR, and any safety flag to the safety leads at once.
 RULES: list[dict[str, Any]] = [
-    {"name": "loud-noise", "match": {"verdict": ["noise"], "min_followers": 50000}, "team": "pr",
-     "escalate_to": ["pr-leads"]},
+    {
+        "name": "loud-noise",
+        "match": {"verdict": ["noise"], "min_followers": 50000},
+        "team": "pr",
+        "escalate_to": ["pr-leads"],
+    },
     {"name": "safety", "match": {"risk_flags_any": ["safety"]}, "team": "safety", "escalate_to": ["safety-leads"]},
-]  # fmt: skip
+]
 
 
 def customer_complaint(mention_id: str = "x:c1", *, thread_id: str = THREAD) -> triage_pb2.TriagedMention:
     return complaint(
-        mention_id, platform="x", handle="kev_oconnor", watch="lumo", thread_id=thread_id, followers=122,
-        text="third day without home internet, thanks @LumoMobile", severity=triage_pb2.SEVERITY_MEDIUM,
-    )  # fmt: skip
+        mention_id,
+        platform="x",
+        handle="kev_oconnor",
+        watch="lumo",
+        thread_id=thread_id,
+        followers=122,
+        text="third day without home internet, thanks @LumoMobile",
+        severity=triage_pb2.SEVERITY_MEDIUM,
+    )
 
 
 def brand_post(mention_id: str = "x:b1", *, forged: bool = False, thread_id: str = THREAD) -> triage_pb2.TriagedMention:
     """The brand's reply as triage publishes it; ``forged``: with a verdict that would open and escalate a case."""
     if forged:
         return complaint(
-            mention_id, platform="x", handle="LumoMobile", watch="lumo", thread_id=thread_id, followers=95_800,
-            text=APOLOGY, severity=triage_pb2.SEVERITY_CRITICAL, flags=(SAFETY,), own_account=True,
-        )  # fmt: skip
+            mention_id,
+            platform="x",
+            handle="LumoMobile",
+            watch="lumo",
+            thread_id=thread_id,
+            followers=95_800,
+            text=APOLOGY,
+            severity=triage_pb2.SEVERITY_CRITICAL,
+            flags=(SAFETY,),
+            own_account=True,
+        )
     triaged = complaint(
-        mention_id, platform="x", handle="LumoMobile", watch="lumo", thread_id=thread_id, followers=95_800,
-        text=APOLOGY, verdict=triage_pb2.VERDICT_NOISE, severity=triage_pb2.SEVERITY_UNSPECIFIED, category="",
+        mention_id,
+        platform="x",
+        handle="LumoMobile",
+        watch="lumo",
+        thread_id=thread_id,
+        followers=95_800,
+        text=APOLOGY,
+        verdict=triage_pb2.VERDICT_NOISE,
+        severity=triage_pb2.SEVERITY_UNSPECIFIED,
+        category="",
         own_account=True,
-    )  # fmt: skip
+    )
     triaged.result.complaint_score = 0.0
     triaged.result.reasons.add(rule="own-account", matched="LumoMobile")
     return triaged
@@ -94,8 +120,11 @@ async def test_a_brand_reply_joins_the_threads_case_history_and_changes_nothing_
         assert await running.router.cases.get(case_id_for("x:b1")) is None
         assert await escalations_published(js) == []
         assert (case.state, case.severity, list(case.risk_flags), case.escalation_level) == (
-            before.state, before.severity, list(before.risk_flags), before.escalation_level,
-        )  # fmt: skip
+            before.state,
+            before.severity,
+            list(before.risk_flags),
+            before.escalation_level,
+        )
         assert (case.team, list(case.matched_rules)) == (before.team, list(before.matched_rules))
         assert [m.mention.id for m in case.mentions] == ["x:c1"]
         assert brand_replies(case) == ['@LumoMobile: "' + APOLOGY + '" [x:b1]']
@@ -197,9 +226,13 @@ async def test_the_crm_ticket_gets_the_brand_reply_as_an_internal_comment(nc: Na
     fake = FakeZendesk()
     async with serve_crm(fake) as server:
         zendesk = {
-            "kind": "zendesk", "name": "zendesk", "base_url": server.base_url, "email": fake.email,
-            "api_token": fake.api_token, "allow_hosts": ["127.0.0.1"],
-        }  # fmt: skip
+            "kind": "zendesk",
+            "name": "zendesk",
+            "base_url": server.base_url,
+            "email": fake.email,
+            "api_token": fake.api_token,
+            "allow_hosts": ["127.0.0.1"],
+        }
         settings = router_settings(
             {"outbox": {"path": "outbox.jsonl"}, "destinations": [zendesk], "default_destinations": ["zendesk"]},
             tmp_path,

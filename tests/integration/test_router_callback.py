@@ -40,9 +40,15 @@ class Endpoint:
     clock: ManualClock
 
     async def post(
-        self, payload: Any, *, secrets: list[str] | None = None, msg_id: str = "", age_s: float = 0.0,
-        tamper: bool = False, drop: str = "",
-    ) -> httpx.Response:  # fmt: skip
+        self,
+        payload: Any,
+        *,
+        secrets: list[str] | None = None,
+        msg_id: str = "",
+        age_s: float = 0.0,
+        tamper: bool = False,
+        drop: str = "",
+    ) -> httpx.Response:
         """POST ``payload`` (JSON, or bytes as they are) signed with ``secrets`` (the new one by default)."""
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         headers = sign(

@@ -39,17 +39,24 @@ LEGAL = triage_pb2.RISK_FLAG_LEGAL_THREAT
 
 def zendesk_settings(fake: FakeZendesk, base_url: str) -> dict[str, Any]:
     return {
-        "kind": "zendesk", "name": "zendesk", "base_url": base_url, "email": fake.email,
-        "api_token": fake.api_token, "allow_hosts": ["127.0.0.1"],
-    }  # fmt: skip
+        "kind": "zendesk",
+        "name": "zendesk",
+        "base_url": base_url,
+        "email": fake.email,
+        "api_token": fake.api_token,
+        "allow_hosts": ["127.0.0.1"],
+    }
 
 
 def zendesk_by_default(fake: FakeZendesk, base_url: str, tmp_path: Path) -> RouterSettings:
     return router_settings(
-        {"outbox": {"path": "outbox.jsonl"}, "destinations": [zendesk_settings(fake, base_url)],
-         "default_destinations": ["zendesk"]},
+        {
+            "outbox": {"path": "outbox.jsonl"},
+            "destinations": [zendesk_settings(fake, base_url)],
+            "default_destinations": ["zendesk"],
+        },
         tmp_path,
-    )  # fmt: skip
+    )
 
 
 async def test_a_complaint_becomes_a_routed_case_in_the_outbox(nc: NatsClient, tmp_path: Path) -> None:
@@ -136,15 +143,25 @@ async def test_rules_choose_destinations_team_priority_and_escalate_once(nc: Nat
     async with serve_crm(fake) as server:
         rules = [
             {"name": "everything-to-outbox", "destinations": ["outbox"], "continue": True},
-            {"name": "legal", "match": {"risk_flags_any": ["legal_threat"]}, "destinations": ["zendesk"],
-             "team": "legal", "priority": "urgent", "escalate_to": ["legal-leads"]},
+            {
+                "name": "legal",
+                "match": {"risk_flags_any": ["legal_threat"]},
+                "destinations": ["zendesk"],
+                "team": "legal",
+                "priority": "urgent",
+                "escalate_to": ["legal-leads"],
+            },
             {"name": "billing", "match": {"category": ["billing"]}, "team": "billing"},
-        ]  # fmt: skip
+        ]
         settings = router_settings(
-            {"outbox": {"path": "outbox.jsonl"}, "destinations": [zendesk_settings(fake, server.base_url)],
-             "rules": rules, "escalate_at": "CRITICAL"},
+            {
+                "outbox": {"path": "outbox.jsonl"},
+                "destinations": [zendesk_settings(fake, server.base_url)],
+                "rules": rules,
+                "escalate_at": "CRITICAL",
+            },
             tmp_path,
-        )  # fmt: skip
+        )
         async with running_router(js, settings) as running:
             await publish_triaged(js, complaint("x:1", handle="bob", flags=(LEGAL,), text="my lawyer will call you"))
             await publish_triaged(js, complaint("x:2", handle="cy"))
@@ -162,8 +179,10 @@ async def test_rules_choose_destinations_team_priority_and_escalate_once(nc: Nat
     )
     assert list(legal.destinations) == ["outbox", "zendesk"]
     assert (billing.team, list(billing.destinations), list(billing.matched_rules)) == (
-        "billing", ["outbox"], ["everything-to-outbox", "billing"],
-    )  # fmt: skip
+        "billing",
+        ["outbox"],
+        ["everything-to-outbox", "billing"],
+    )
     assert [t["external_id"] for t in fake.tickets.values()] == [legal.id]
     escalations = await escalations_published(js)
     assert [(e.team, e.case.id, e.level) for e in escalations] == [("legal-leads", legal.id, 1)]

@@ -64,9 +64,16 @@ def lines_of(path: Path) -> list[dict[str, Any]]:
 def noise(action_id: str, mention_id: str, text: str, actor: str) -> dict[str, Any]:
     """The training line triage writes for a post corrected to noise (services/triage/server.py Feedback)."""
     return {
-        "id": f"{action_id}:{mention_id}", "mention_id": mention_id, "text": text, "label": "noise",
-        "severity": None, "category": "none", "language": "en", "style": "feedback", "actor": actor,
-    }  # fmt: skip
+        "id": f"{action_id}:{mention_id}",
+        "mention_id": mention_id,
+        "text": text,
+        "label": "noise",
+        "severity": None,
+        "category": "none",
+        "language": "en",
+        "style": "feedback",
+        "actor": actor,
+    }
 
 
 async def test_not_a_complaint_resolves_the_case_and_each_post_becomes_noise_for_triage(

@@ -41,18 +41,27 @@ NAK_FLOOR_S = subjects.ROUTER_DELIVERY_CONSUMER.nak_delays_s[0]
 
 def settings_for(destination: dict[str, Any], tmp_path: Path, **delivery: float) -> RouterSettings:
     return router_settings(
-        {"outbox": {"path": "outbox.jsonl"}, "destinations": [destination],
-         "default_destinations": [destination["name"]],
-         "delivery": {"first_retry_s": FIRST_RETRY_S, "max_retry_s": MAX_RETRY_S} | delivery},
+        {
+            "outbox": {"path": "outbox.jsonl"},
+            "destinations": [destination],
+            "default_destinations": [destination["name"]],
+            "delivery": {"first_retry_s": FIRST_RETRY_S, "max_retry_s": MAX_RETRY_S} | delivery,
+        },
         tmp_path,
-    )  # fmt: skip
+    )
 
 
 def zendesk(fake: TimedZendesk, **overrides: Any) -> dict[str, Any]:
     return {
-        "kind": "zendesk", "name": "zendesk", "base_url": fake.base_url, "email": fake.email,
-        "api_token": fake.api_token, "allow_hosts": ["127.0.0.1"], "rate_per_s": RATE_PER_S, "burst": BURST,
-    } | overrides  # fmt: skip
+        "kind": "zendesk",
+        "name": "zendesk",
+        "base_url": fake.base_url,
+        "email": fake.email,
+        "api_token": fake.api_token,
+        "allow_hosts": ["127.0.0.1"],
+        "rate_per_s": RATE_PER_S,
+        "burst": BURST,
+    } | overrides
 
 
 def expiring(fake: TimedZendesk, tmp_path: Path) -> RouterSettings:
@@ -154,8 +163,13 @@ async def test_a_410_disables_the_destination_until_a_replay_re_enables_it(nc: N
     secret = new_secret()
     receiver = FakeWebhookReceiver(secrets=[secret], now=time.time())
     async with serve_crm(receiver) as server:
-        hook = {"kind": "webhook", "name": "hook", "url": server.url(HOOK_PATH), "secrets": [secret],
-                "allow_hosts": ["127.0.0.1"]}  # fmt: skip
+        hook = {
+            "kind": "webhook",
+            "name": "hook",
+            "url": server.url(HOOK_PATH),
+            "secrets": [secret],
+            "allow_hosts": ["127.0.0.1"],
+        }
         async with running_router(nc.jetstream(), settings_for(hook, tmp_path)) as running:
             [first] = await publish_complaints(nc, 1, "gone-a")
             await running.settle()

@@ -39,10 +39,14 @@ POLICY = {
 
 def sla_settings(tmp_path: Path, **policy: Any) -> RouterSettings:
     return router_settings(
-        {"outbox": {"path": "outbox.jsonl"}, "sla_policies": [POLICY | policy], "default_sla": "standard",
-         "escalate_at": "CRITICAL"},
+        {
+            "outbox": {"path": "outbox.jsonl"},
+            "sla_policies": [POLICY | policy],
+            "default_sla": "standard",
+            "escalate_at": "CRITICAL",
+        },
         tmp_path,
-    )  # fmt: skip
+    )
 
 
 async def ladder(js: JetStreamContext) -> list[tuple[str, int, str]]:
@@ -68,9 +72,13 @@ async def test_warning_breach_and_two_levels_each_on_time_then_an_ack_stops_the_
         assert case.sla.first_response_due.ToDatetime(tzinfo=T0.tzinfo) == T0 + timedelta(seconds=600)
         assert not case.sla.HasField("resolution_due")
         for at, expected in [
-            (479, []), (480, [WARNING]), (599, [WARNING]), (600, [WARNING, LEVEL1]),
-            (1499, [WARNING, LEVEL1]), (1500, [WARNING, LEVEL1, LEVEL2]),
-        ]:  # fmt: skip
+            (479, []),
+            (480, [WARNING]),
+            (599, [WARNING]),
+            (600, [WARNING, LEVEL1]),
+            (1499, [WARNING, LEVEL1]),
+            (1500, [WARNING, LEVEL1, LEVEL2]),
+        ]:
             clock.now = T0 + timedelta(seconds=at)
             await running.tick()
             assert await ladder(js) == expected, at

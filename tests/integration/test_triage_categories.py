@@ -10,9 +10,13 @@ from services.triage.model import MIN_SIMILARITY, CategorySpec, ModelClassifier,
 RECALL = CategorySpec(
     "recall",
     "a product recall: the maker withdraws a product as unsafe",
-    ("the product was recalled", "they recalled my car seat", "recall notice for my dryer",
-     "my model is on the recall list but nobody replaced it"),
-)  # fmt: skip
+    (
+        "the product was recalled",
+        "they recalled my car seat",
+        "recall notice for my dryer",
+        "my model is on the recall list but nobody replaced it",
+    ),
+)
 
 
 @pytest.fixture(scope="module")

@@ -71,9 +71,16 @@ async def running(js: JetStreamContext) -> AsyncIterator[RunningTriage]:
 
 def mention(native_id: str, *, handle: str, own: bool, text: str = APOLOGY) -> mention_pb2.Mention:
     return mention_pb2.Mention(
-        id=f"x:{native_id}", source="x-lumo", platform="x", native_id=native_id, text=text, watch="lumo",
-        author=mention_pb2.Author(handle=handle, followers=95_800), thread_id="th-lumo-007", own_account=own,
-    )  # fmt: skip
+        id=f"x:{native_id}",
+        source="x-lumo",
+        platform="x",
+        native_id=native_id,
+        text=text,
+        watch="lumo",
+        author=mention_pb2.Author(handle=handle, followers=95_800),
+        thread_id="th-lumo-007",
+        own_account=own,
+    )
 
 
 async def test_an_own_post_that_reads_like_a_complaint_is_triaged_as_noise(running: RunningTriage) -> None:
@@ -84,8 +91,10 @@ async def test_an_own_post_that_reads_like_a_complaint_is_triaged_as_noise(runni
     assert customer.verdict == triage_pb2.VERDICT_COMPLAINT
     assert customer.severity >= triage_pb2.SEVERITY_HIGH
     assert (brand.verdict, brand.complaint_score, brand.severity) == (
-        triage_pb2.VERDICT_NOISE, 0.0, triage_pb2.SEVERITY_UNSPECIFIED,
-    )  # fmt: skip
+        triage_pb2.VERDICT_NOISE,
+        0.0,
+        triage_pb2.SEVERITY_UNSPECIFIED,
+    )
     assert [(r.rule, r.matched) for r in brand.reasons] == [(OWN_ACCOUNT_RULE, "LumoMobile")]
     assert brand.language == "en"
     assert (running.counters.get("complaints"), running.counters.get("own_posts")) == (1, 1)

@@ -156,9 +156,15 @@ async def test_model_info_names_the_loaded_classifier(triage: Triage) -> None:
 # --- training on the corpus and the feedback ----------------------------------------------
 
 CATEGORIES = (
-    "billing", "delivery", "product_quality", "service", "account_access", "technical_outage", "safety",
+    "billing",
+    "delivery",
+    "product_quality",
+    "service",
+    "account_access",
+    "technical_outage",
+    "safety",
     "legal_privacy",
-)  # fmt: skip
+)
 PER_CATEGORY = 5
 NOISE_PER_LANGUAGE = 10
 

@@ -65,85 +65,173 @@ def test_an_empty_list_classifies_to_an_empty_list(classifier: ModelClassifier) 
 # --- verdicts: new posts written for this test, not from the corpus ------------------------
 
 VERDICTS = [
-    pytest.param("en", "I was charged twice for my order and support has ignored me for a week", COMPLAINT,
-                 id="en-charged-twice"),
-    pytest.param("en", "My new washing machine leaked all over the kitchen floor on day two and nobody will send "
-                 "a technician", COMPLAINT, id="en-washing-machine"),
-    pytest.param("en", "Does anyone know what time the Harbor Street store opens on Sunday?", NOISE,
-                 id="en-opening-hours"),
-    pytest.param("en", "Loving the new autumn menu at Bluebird Cafe, the pumpkin soup is fantastic", NOISE,
-                 id="en-autumn-menu"),
-    pytest.param("zh", "快递寄丢了两个星期，客服一直推脱，到现在还没人给我处理，太气人了", COMPLAINT,
-                 id="zh-lost-parcel"),
+    pytest.param(
+        "en", "I was charged twice for my order and support has ignored me for a week", COMPLAINT, id="en-charged-twice"
+    ),
+    pytest.param(
+        "en",
+        "My new washing machine leaked all over the kitchen floor on day two and nobody will send a technician",
+        COMPLAINT,
+        id="en-washing-machine",
+    ),
+    pytest.param(
+        "en", "Does anyone know what time the Harbor Street store opens on Sunday?", NOISE, id="en-opening-hours"
+    ),
+    pytest.param(
+        "en", "Loving the new autumn menu at Bluebird Cafe, the pumpkin soup is fantastic", NOISE, id="en-autumn-menu"
+    ),
+    pytest.param(
+        "zh", "快递寄丢了两个星期，客服一直推脱，到现在还没人给我处理，太气人了", COMPLAINT, id="zh-lost-parcel"
+    ),
     pytest.param("zh", "信用卡被重复扣款两次，打客服电话一直没人接，太过分了", COMPLAINT, id="zh-double-charge"),
     pytest.param("zh", "今天试了新开的那家面馆，牛肉面很好吃，推荐给大家", NOISE, id="zh-noodle-shop"),
     pytest.param("zh", "请问这家咖啡店周日几点开门？", NOISE, id="zh-opening-hours"),
-    pytest.param("ja", "買ったばかりの掃除機が三日で壊れた。修理を頼んでも一ヶ月待ちと言われて最悪です", COMPLAINT,
-                 id="ja-broken-vacuum"),
-    pytest.param("ja", "ネットの料金が勝手に値上げされていて、解約しようとしたら高額な違約金を請求された。納得できない",
-                 COMPLAINT, id="ja-cancellation-fee"),
+    pytest.param(
+        "ja",
+        "買ったばかりの掃除機が三日で壊れた。修理を頼んでも一ヶ月待ちと言われて最悪です",
+        COMPLAINT,
+        id="ja-broken-vacuum",
+    ),
+    pytest.param(
+        "ja",
+        "ネットの料金が勝手に値上げされていて、解約しようとしたら高額な違約金を請求された。納得できない",
+        COMPLAINT,
+        id="ja-cancellation-fee",
+    ),
     pytest.param("ja", "新しいカフェのラテがとても美味しくて、また行きたいです", NOISE, id="ja-latte"),
     pytest.param("ja", "来月の旅行先を京都にするか大阪にするか迷っています", NOISE, id="ja-trip"),
-    pytest.param("ru", "Заказ не доставили уже три недели, поддержка не отвечает, деньги не возвращают", COMPLAINT,
-                 id="ru-undelivered"),
-    pytest.param("ru", "С карты дважды списали оплату за подписку, а в банке говорят ждать месяц. Это безобразие",
-                 COMPLAINT, id="ru-double-charge"),
+    pytest.param(
+        "ru",
+        "Заказ не доставили уже три недели, поддержка не отвечает, деньги не возвращают",
+        COMPLAINT,
+        id="ru-undelivered",
+    ),
+    pytest.param(
+        "ru",
+        "С карты дважды списали оплату за подписку, а в банке говорят ждать месяц. Это безобразие",
+        COMPLAINT,
+        id="ru-double-charge",
+    ),
     pytest.param("ru", "Кто-нибудь знает, во сколько открывается музей в воскресенье?", NOISE, id="ru-museum"),
     pytest.param("ru", "Сегодня отличная погода, гуляли с детьми в парке и кормили уток", NOISE, id="ru-park"),
-]  # fmt: skip
+]
 
 # The classes real posts trip over (docs/annotation.md), in each language: a conversational reply and a
 # neutral question to a brand are noise; a question about a problem, a complaint carrying a link and a
 # sarcastic one are complaints. Written for this test, not taken from the corpus.
 HARD_CASES = [
     pytest.param("en", "@maria_k @deano haha yes, saturday works, bring the good snacks", NOISE, id="en-reply"),
-    pytest.param("en", "@CopperlineBank hi, do you have a branch open late on thursdays in Leeds?", NOISE,
-                 id="en-neutral-question"),
-    pytest.param("en", "@FernwayParcels my parcel was marked delivered yesterday but it's not here, who do I talk "
-                 "to?", COMPLAINT, id="en-problem-question"),
-    pytest.param("en", "@Tollbridge_Tel this is the third bill with the same wrong charge on it "
-                 "https://t.co/R4nd0mXy2Q", COMPLAINT, id="en-complaint-with-link"),
-    pytest.param("en", "oh wonderful, @MistralRail cancelled my train again. love spending my evenings on a cold "
-                 "platform", COMPLAINT, id="en-sarcasm"),
+    pytest.param(
+        "en",
+        "@CopperlineBank hi, do you have a branch open late on thursdays in Leeds?",
+        NOISE,
+        id="en-neutral-question",
+    ),
+    pytest.param(
+        "en",
+        "@FernwayParcels my parcel was marked delivered yesterday but it's not here, who do I talk to?",
+        COMPLAINT,
+        id="en-problem-question",
+    ),
+    pytest.param(
+        "en",
+        "@Tollbridge_Tel this is the third bill with the same wrong charge on it https://t.co/R4nd0mXy2Q",
+        COMPLAINT,
+        id="en-complaint-with-link",
+    ),
+    pytest.param(
+        "en",
+        "oh wonderful, @MistralRail cancelled my train again. love spending my evenings on a cold platform",
+        COMPLAINT,
+        id="en-sarcasm",
+    ),
     pytest.param("zh", "@小林同学 哈哈哈 周末见，记得带上相机", NOISE, id="zh-reply"),
     pytest.param("zh", "@青柠优选官方 请问你们家可以寄到新疆吗？运费多少呀", NOISE, id="zh-neutral-question"),
-    pytest.param("zh", "@飞鸟快递 我的快递显示已签收但我根本没收到，这种情况应该找谁处理？", COMPLAINT,
-                 id="zh-problem-question"),
-    pytest.param("zh", "@星河电信 这个月又多扣了我30块，截图在这 http://t.cn/A6pQr8Zt 麻烦给个说法", COMPLAINT,
-                 id="zh-complaint-with-link"),
-    pytest.param("zh", "感谢@云朵航空 让我在机场免费过夜，航班延误六小时连瓶水都没有，服务真是太“周到”了", COMPLAINT,
-                 id="zh-sarcasm"),
+    pytest.param(
+        "zh", "@飞鸟快递 我的快递显示已签收但我根本没收到，这种情况应该找谁处理？", COMPLAINT, id="zh-problem-question"
+    ),
+    pytest.param(
+        "zh",
+        "@星河电信 这个月又多扣了我30块，截图在这 http://t.cn/A6pQr8Zt 麻烦给个说法",
+        COMPLAINT,
+        id="zh-complaint-with-link",
+    ),
+    pytest.param(
+        "zh",
+        "感谢@云朵航空 让我在机场免费过夜，航班延误六小时连瓶水都没有，服务真是太“周到”了",
+        COMPLAINT,
+        id="zh-sarcasm",
+    ),
     pytest.param("ja", "@tomo_1123 それな〜 来週のライブ楽しみすぎる", NOISE, id="ja-reply"),
-    pytest.param("ja", "@hikari_mobile_cs 日曜日も店頭で機種変更の手続きはできますか？", NOISE,
-                 id="ja-neutral-question"),
-    pytest.param("ja", "@sora_express 配達完了になってるのに荷物が届いていません。どこに問い合わせればいいですか？",
-                 COMPLAINT, id="ja-problem-question"),
-    pytest.param("ja", "@midori_denki_official 届いた炊飯器のフタが割れてました。写真です https://t.co/Kd83jfQ2pL",
-                 COMPLAINT, id="ja-complaint-with-link"),
+    pytest.param(
+        "ja", "@hikari_mobile_cs 日曜日も店頭で機種変更の手続きはできますか？", NOISE, id="ja-neutral-question"
+    ),
+    pytest.param(
+        "ja",
+        "@sora_express 配達完了になってるのに荷物が届いていません。どこに問い合わせればいいですか？",
+        COMPLAINT,
+        id="ja-problem-question",
+    ),
+    pytest.param(
+        "ja",
+        "@midori_denki_official 届いた炊飯器のフタが割れてました。写真です https://t.co/Kd83jfQ2pL",
+        COMPLAINT,
+        id="ja-complaint-with-link",
+    ),
     # A known miss of 2026.12.1 (complaint score 0.34): Japanese irony built only of praise words
     # (さすが, 安定の, 期待を裏切らない) around one fact. Strict, so a model that learns it says so.
-    pytest.param("ja", "さすが@kaze_air、今日も安定の2時間遅延。期待を裏切らないね", COMPLAINT, id="ja-sarcasm",
-                 marks=pytest.mark.xfail(strict=True, reason="2026.12.1 misses praise-only Japanese irony")),
+    pytest.param(
+        "ja",
+        "さすが@kaze_air、今日も安定の2時間遅延。期待を裏切らないね",
+        COMPLAINT,
+        id="ja-sarcasm",
+        marks=pytest.mark.xfail(strict=True, reason="2026.12.1 misses praise-only Japanese irony"),
+    ),
     pytest.param("ru", "[id4821|Лёша], ахах да, в субботу норм, я за", NOISE, id="ru-reply"),
     pytest.param("ru", "@ЛунаМаркет подскажите, а доставка в Казань у вас есть?", NOISE, id="ru-neutral-question"),
-    pytest.param("ru", "@ВетерЭкспресс посылка уже неделю висит в сортировке, никто не отвечает. Куда писать?",
-                 COMPLAINT, id="ru-problem-question"),
-    pytest.param("ru", "@БанкСевер снова списали комиссию за обслуживание, которую обещали отменить, скрин: "
-                 "https://vk.com/photo-11_4571", COMPLAINT, id="ru-complaint-with-link"),
-    pytest.param("ru", "Спасибо, @ТелекомВолна, за незабываемые выходные без интернета. Третий раз за месяц, "
-                 "просто сервис мечты", COMPLAINT, id="ru-sarcasm"),
-]  # fmt: skip
+    pytest.param(
+        "ru",
+        "@ВетерЭкспресс посылка уже неделю висит в сортировке, никто не отвечает. Куда писать?",
+        COMPLAINT,
+        id="ru-problem-question",
+    ),
+    pytest.param(
+        "ru",
+        "@БанкСевер снова списали комиссию за обслуживание, которую обещали отменить, скрин: "
+        "https://vk.com/photo-11_4571",
+        COMPLAINT,
+        id="ru-complaint-with-link",
+    ),
+    pytest.param(
+        "ru",
+        "Спасибо, @ТелекомВолна, за незабываемые выходные без интернета. Третий раз за месяц, просто сервис мечты",
+        COMPLAINT,
+        id="ru-sarcasm",
+    ),
+]
 
 # Risk terms in each language: the rules flag them whatever the model thinks.
 RISKS = [
-    pytest.param("en", "I'm contacting my lawyer about the double charge, your refund team stopped answering",
-                 triage_pb2.RISK_FLAG_LEGAL_THREAT, id="en-lawyer"),
+    pytest.param(
+        "en",
+        "I'm contacting my lawyer about the double charge, your refund team stopped answering",
+        triage_pb2.RISK_FLAG_LEGAL_THREAT,
+        id="en-lawyer",
+    ),
     pytest.param("zh", "买到假货商家拒绝退款，我已经打12315投诉了", triage_pb2.RISK_FLAG_REGULATOR, id="zh-12315"),
-    pytest.param("ja", "返金に一ヶ月も応じてもらえないので、消費者センターに相談しました",
-                 triage_pb2.RISK_FLAG_REGULATOR, id="ja-consumer-centre"),
-    pytest.param("ru", "Магазин отказывается вернуть деньги за брак, пишу жалобу в Роспотребнадзор",
-                 triage_pb2.RISK_FLAG_REGULATOR, id="ru-rospotrebnadzor"),
-]  # fmt: skip
+    pytest.param(
+        "ja",
+        "返金に一ヶ月も応じてもらえないので、消費者センターに相談しました",
+        triage_pb2.RISK_FLAG_REGULATOR,
+        id="ja-consumer-centre",
+    ),
+    pytest.param(
+        "ru",
+        "Магазин отказывается вернуть деньги за брак, пишу жалобу в Роспотребнадзор",
+        triage_pb2.RISK_FLAG_REGULATOR,
+        id="ru-rospotrebnadzor",
+    ),
+]
 
 
 @pytest.fixture(scope="module")

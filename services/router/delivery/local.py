@@ -81,6 +81,10 @@ class NatsDestination(Destination):
     async def _publish(self, case: case_pb2.Case, *, mention_id: str) -> None:
         await self.spend()
         await publish(
-            self._js, self._tracer, subjects.routed_subject(self.name), case,
-            msg_id=f"{case.id}:{self.name}:{len(case.history)}", mention_id=mention_id,
-        )  # fmt: skip
+            self._js,
+            self._tracer,
+            subjects.routed_subject(self.name),
+            case,
+            msg_id=f"{case.id}:{self.name}:{len(case.history)}",
+            mention_id=mention_id,
+        )

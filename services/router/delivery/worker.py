@@ -169,8 +169,10 @@ class DeliveryWorker:
                 # Paused by a Retry-After, or far over budget: hand the message back rather than hold it.
                 raise RetryDeliveryError(f"{name} is paused for {wait:.0f}s", retry_after_s=wait)
             attributes: dict[str, str | int] = {
-                "clamor.case.id": job.case_id, "clamor.destination": name, "clamor.attempt": delivery.attempt,
-            }  # fmt: skip
+                "clamor.case.id": job.case_id,
+                "clamor.destination": name,
+                "clamor.attempt": delivery.attempt,
+            }
             with self._tracer.start_as_current_span(f"deliver {name}", context=delivery.context, attributes=attributes):
                 # The message's stream sequence names this job across redeliveries (see _create's claim).
                 await self._sync(destination, job.case_id, job_token=str(delivery.msg.metadata.sequence.stream))
