@@ -229,14 +229,13 @@ def dead_letters_table(found: list[router_service_pb2.DeadLetter]) -> Table:
 
 
 def list_cases(
-    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many, newest first.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many, most recently changed first.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per case and line, for scripts.")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """The router's cases, newest first: state, severity, owner, where they went, the SLA due."""
+    """The router's cases, most recently changed first: state, severity, owner, where they went, the SLA due."""
     mesh = mesh_in_use(config)
-    request = router_service_pb2.ListCasesRequest(limit=limit)
-    found = _ask_router(mesh, lambda stub: stub.ListCases(request, timeout=TIMEOUT_S)).cases
+    found = _ask_router(mesh, lambda stub: _cases(stub, limit=limit))
     if as_json:
         for case in found:
             print(json.dumps(MessageToDict(case, preserving_proto_field_name=True), ensure_ascii=False))
@@ -327,6 +326,15 @@ def list_dead_letters(
         console.print("no dead letters" + (f" for {escape(destination)}" if destination else ""))
         return
     console.print(dead_letters_table(found))
+
+
+async def _cases(stub: RouterStub, *, limit: int) -> list[case_pb2.Case]:
+    async def ask(token: str, size: int) -> clients.Page[case_pb2.Case]:
+        request = router_service_pb2.ListCasesRequest(page_size=size, page_token=token)
+        answer = await stub.ListCases(request, timeout=TIMEOUT_S)
+        return answer.cases, answer.next_page_token
+
+    return await clients.follow_pages(ask, limit=limit)
 
 
 async def _dead_letters(stub: RouterStub, *, destination: str, limit: int) -> list[router_service_pb2.DeadLetter]:

@@ -268,7 +268,7 @@ class FakeRouterApi(
         self, request: router_service_pb2.ListCasesRequest, context: grpc.ServicerContext
     ) -> router_service_pb2.ListCasesResponse:
         self._heard("ListCases", request, context)
-        return router_service_pb2.ListCasesResponse(cases=self.cases[: request.limit or 100])
+        return router_service_pb2.ListCasesResponse(cases=self.cases[: request.page_size or request.limit or 100])
 
     # The rest of the APIs is not canned: it answers UNIMPLEMENTED, as a service without it would.
 

@@ -141,7 +141,11 @@ class FakeRouter(router_service_pb2_grpc.RouterServiceServicer):
         self, request: router_service_pb2.ListCasesRequest, context: grpc.ServicerContext
     ) -> router_service_pb2.ListCasesResponse:
         self._heard(request, context)
-        return router_service_pb2.ListCasesResponse(cases=self.cases[: request.limit])
+        # The token is the index the page starts at (the router's is opaque too; the CLI only passes it back).
+        start = int(request.page_token or 0)
+        page = self.cases[start : start + min(request.page_size or request.limit, self.page_cap)]
+        rest = start + len(page) < len(self.cases)
+        return router_service_pb2.ListCasesResponse(cases=page, next_page_token=str(start + len(page)) if rest else "")
 
     def GetCase(
         self, request: router_service_pb2.GetCaseRequest, context: grpc.ServicerContext
@@ -275,8 +279,19 @@ def test_cases_prints_one_row_per_case(config: Path) -> None:
 def test_cases_asks_for_the_limit_given(config: Path, router: FakeRouter) -> None:
     result = clamor(config, "cases", "--limit", "1")
     assert result.exit_code == 0, result.output
-    assert router.asked == [router_service_pb2.ListCasesRequest(limit=1)]
+    assert router.asked == [router_service_pb2.ListCasesRequest(page_size=1)]
     assert "c_0002" not in result.stdout
+
+
+def test_cases_follows_the_pages_up_to_the_limit(config: Path, router: FakeRouter) -> None:
+    router.page_cap = 1
+    result = clamor(config, "cases", "--json", "--limit", "5")
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == ["c_0001", "c_0002"]
+    assert router.asked == [
+        router_service_pb2.ListCasesRequest(page_size=5),
+        router_service_pb2.ListCasesRequest(page_size=4, page_token="1"),
+    ]
 
 
 def test_cases_refuses_a_limit_out_of_range(config: Path, router: FakeRouter) -> None:
