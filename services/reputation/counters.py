@@ -20,9 +20,10 @@ import hashlib
 import logging
 import re
 from collections import Counter
+from copy import deepcopy
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from google.protobuf.message import DecodeError
 from nats.errors import Error as NatsLibraryError
@@ -33,10 +34,11 @@ from nats.js.errors import KeyNotFoundError, NotFoundError
 from clamor.v1 import triage_pb2
 from services.reputation.domain import HourCounts, hour_label, hour_start, merged, posted_at, slot_of, verdict_label
 from services.reputation.errors import CountingOrderError
+from services.reputation.records import CURSOR_CODEC, HOUR_COUNTS_CODEC, WATCH_LIST_CODEC
 from services.shared import subjects
 from services.shared.errors import TransientError
 from services.shared.jetstream import ensure_bucket
-from services.shared.kv_state import JsonCodec, KvState
+from services.shared.kv_state import KvState
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -77,10 +79,12 @@ class CounterStore:
 
     def __init__(self, bucket: KeyValue) -> None:
         self._bucket = bucket
-        # Plain JSON under readable keys, changed by compare-and-set; no mirror (a year of hours is large).
-        self._records: KvState[dict[str, Any]] = KvState(
-            bucket, name=subjects.REPUTATION_COUNTERS_BUCKET, codec=JsonCodec(_same, _same), key=_same_key
-        )
+        # One state per record kind over the same bucket, under readable keys, changed by
+        # compare-and-set; no mirror (a year of hours is large).
+        name = subjects.REPUTATION_COUNTERS_BUCKET
+        self._hours: KvState[HourCounts] = KvState(bucket, name=name, codec=HOUR_COUNTS_CODEC, key=_same_key)
+        self._cursor: KvState[int] = KvState(bucket, name=name, codec=CURSOR_CODEC, key=_same_key)
+        self._watches: KvState[dict[str, int]] = KvState(bucket, name=name, codec=WATCH_LIST_CODEC, key=_same_key)
 
     @classmethod
     async def open(cls, js: JetStreamContext, *, replicas: int, history_days: float) -> CounterStore:
@@ -88,15 +92,9 @@ class CounterStore:
         ttl = (history_days + 35) * subjects.DAY_S
         return cls(await ensure_bucket(js, subjects.REPUTATION_COUNTERS_BUCKET, replicas=replicas, ttl_s=ttl))
 
-    async def _get_json(self, key: str) -> tuple[dict[str, Any], int] | None:
-        return await self._records.get(key)
-
-    async def _change(self, key: str, change: Callable[[dict[str, Any] | None], dict[str, Any] | None]) -> None:
-        await self._records.change(key, change)
-
     async def hour(self, verdict: str, watch: str, hour: datetime) -> HourCounts:
-        found = await self._get_json(record_key(verdict, watch, hour))
-        return HourCounts.from_json(found[0]) if found is not None else HourCounts()
+        found = await self._hours.get(record_key(verdict, watch, hour))
+        return found[0] if found is not None else HourCounts()
 
     async def hours(self, verdict: str, watch: str, hours: Iterable[datetime]) -> dict[datetime, HourCounts]:
         wanted = sorted(set(hours))
@@ -104,34 +102,35 @@ class CounterStore:
         return dict(zip(wanted, found, strict=True))
 
     async def cursor(self) -> int:
-        found = await self._get_json(CURSOR_KEY)
-        return int(found[0]["seq"]) if found is not None else 0
+        found = await self._cursor.get(CURSOR_KEY)
+        return found[0] if found is not None else 0
 
     async def watches(self) -> dict[str, int]:
         """Every watch seen, with the 10-minute slot of its earliest counted post (where its history starts)."""
-        found = await self._get_json(WATCHES_KEY)
-        return {name: int(first) for name, first in sorted(found[0].items())} if found is not None else {}
+        found = await self._watches.get(WATCHES_KEY)
+        return dict(sorted(found[0].items())) if found is not None else {}
 
     async def add(
         self, key: str, posts: Sequence[tuple[int, triage_pb2.TriagedMention, datetime]], keywords: Sequence[str]
     ) -> None:
-        def change(current: dict[str, Any] | None) -> dict[str, Any] | None:
-            record = HourCounts.from_json(current) if current is not None else HourCounts()
+        def change(current: HourCounts | None) -> HourCounts | None:
+            # A copy: the change must stay pure, and the record it was given back means "nothing changed".
+            record = deepcopy(current) if current is not None else HourCounts()
             added = [record.add(seq, triaged, at=at, keywords=keywords) for seq, triaged, at in posts]
-            return record.to_json() if any(added) else None
+            return record if any(added) else None
 
-        await self._change(key, change)
+        await self._hours.change(key, change)
 
     async def note_watches(self, first_slots: dict[str, int]) -> None:
-        def change(current: dict[str, Any] | None) -> dict[str, Any] | None:
-            known = {name: int(slot) for name, slot in (current or {}).items()}
+        def change(current: dict[str, int] | None) -> dict[str, int] | None:
+            known = current or {}
             updated = {**known, **{n: min(s, known.get(n, s)) for n, s in first_slots.items()}}
             return updated if updated != known else None
 
-        await self._change(WATCHES_KEY, change)
+        await self._watches.change(WATCHES_KEY, change)
 
     async def advance(self, seq: int) -> None:
-        await self._change(CURSOR_KEY, lambda c: {"seq": seq} if c is None or int(c["seq"]) < seq else None)
+        await self._cursor.change(CURSOR_KEY, lambda current: seq if current is None or current < seq else None)
 
     async def forget_all(self) -> int:
         """Delete every record and the cursor; returns how many keys there were."""
@@ -331,10 +330,6 @@ async def series_for(
 
 def _category_count(category: str) -> Callable[[HourCounts], int]:
     return lambda record: record.categories.get(category, 0)
-
-
-def _same(record: dict[str, Any]) -> dict[str, Any]:
-    return record
 
 
 def _same_key(name: str) -> str:

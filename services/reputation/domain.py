@@ -127,39 +127,6 @@ class HourCounts:
         self.samples = _top([*self.samples, sample], MAX_SAMPLES, key=4, unique=0)
         return True
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "through_seq": self.through_seq,
-            "total": self.total,
-            "slots": self.slots,
-            "categories": self.categories,
-            "severities": self.severities,
-            "languages": self.languages,
-            "sources": self.sources,
-            "terms": dict(Counter(self.terms).most_common(MAX_TERMS)),
-            "category_slots": self.category_slots,
-            "keyword_slots": self.keyword_slots,
-            "authors": self.authors,
-            "samples": self.samples,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> HourCounts:
-        return cls(
-            through_seq=int(data.get("through_seq", 0)),
-            total=int(data.get("total", 0)),
-            slots=[int(n) for n in data.get("slots", [0] * SLOTS_PER_HOUR)],
-            categories=dict(data.get("categories", {})),
-            severities=dict(data.get("severities", {})),
-            languages=dict(data.get("languages", {})),
-            sources=dict(data.get("sources", {})),
-            terms=dict(data.get("terms", {})),
-            category_slots=dict(data.get("category_slots", {})),
-            keyword_slots=dict(data.get("keyword_slots", {})),
-            authors=list(data.get("authors", [])),
-            samples=list(data.get("samples", [])),
-        )
-
 
 def _bump(counts: dict[str, int], name: str) -> None:
     counts[name] = counts.get(name, 0) + 1

@@ -20,9 +20,9 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from itertools import repeat
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -35,7 +35,6 @@ SLOT_S = 600
 SLOTS_PER_DAY = 86_400 // SLOT_S
 Status = Literal["quiet", "firing", "cooling"]
 EventKind = Literal["raised", "updated", "resolved"]
-_STATUSES: tuple[str, ...] = get_args(Status)
 _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9_.:-]")
 _MAX_ID_KEY_CHARS = 160
 
@@ -241,7 +240,7 @@ def poisson_tail(observed: int, mean: float) -> float:
 
 @dataclass(frozen=True)
 class SpikeState:
-    """One key's alert state, stored by the caller between evaluations (``to_json``/``from_json``)."""
+    """One key's alert state, stored by the caller between evaluations (as ``records.SPIKE_STATE_CODEC``)."""
 
     status: Status = "quiet"
     # Stable for one surge, "<key>:<started_slot>"; empty while quiet.
@@ -257,36 +256,6 @@ class SpikeState:
     below_since_slot: int | None = None
     # When the alert resolved, while cooling.
     resolved_slot: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (what ``KvState``'s ``encode`` returns)."""
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> SpikeState:
-        """The state ``to_json`` gave; a ValueError names the first field that is wrong."""
-        status = data.get("status", "quiet")
-        if status not in _STATUSES:
-            raise ValueError(f"status {status!r} is not one of {', '.join(_STATUSES)}")
-        return cls(
-            status=status,
-            alert_id=_field(data, "alert_id", str, ""),
-            revision=_field(data, "revision", int, 0),
-            started_slot=_field(data, "started_slot", int, 0),
-            last_emitted_count=_field(data, "last_emitted_count", int, 0),
-            last_emitted_slot=_field(data, "last_emitted_slot", int, 0),
-            peak=_field(data, "peak", int, 0),
-            below_since_slot=_field(data, "below_since_slot", int, None),
-            resolved_slot=_field(data, "resolved_slot", int, None),
-        )
-
-
-def _field(data: Mapping[str, Any], name: str, kind: type[Any], default: Any) -> Any:
-    value = data.get(name, default)
-    # bool is an int to isinstance, but true is no slot number.
-    if value is default or (isinstance(value, kind) and not isinstance(value, bool)):
-        return value
-    raise ValueError(f"{name} is {value!r}, not {'an int' if kind is int else 'a string'}")
 
 
 @dataclass(frozen=True)

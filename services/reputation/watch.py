@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
-
-from google.protobuf.json_format import MessageToDict, ParseDict
+from typing import TYPE_CHECKING
 
 from clamor.v1 import alert_pb2
 from services.reputation.domain import SLOT_S, SLOTS_PER_HOUR, HourCounts, hour_start, merged, slot_of
+from services.reputation.records import ALERT_CODEC, SPIKE_STATE_CODEC
 from services.reputation.spikes import SpikeEvent, SpikeSettings, SpikeState, WindowStats, evaluate
 from services.shared import subjects
 from services.shared.jetstream import publish
-from services.shared.kv_state import JsonCodec, KvState
+from services.shared.kv_state import KvState
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -42,25 +41,17 @@ REPUTATION_SUBJECT = subjects.alert_subject("reputation")
 TOP = 5
 
 
-def _decode_alert(data: dict[str, Any]) -> alert_pb2.Alert:
-    return ParseDict(data, alert_pb2.Alert())
-
-
-def _encode_alert(alert: alert_pb2.Alert) -> dict[str, Any]:
-    return MessageToDict(alert, preserving_proto_field_name=True)
-
-
 async def open_states(js: JetStreamContext, *, replicas: int) -> tuple[KvState[SpikeState], KvState[alert_pb2.Alert]]:
     spikes = await KvState.open(
         js,
         subjects.REPUTATION_SPIKES_BUCKET,
-        codec=JsonCodec(SpikeState.from_json, SpikeState.to_json),
+        codec=SPIKE_STATE_CODEC,
         replicas=replicas,
     )
     alerts = await KvState.open(
         js,
         subjects.REPUTATION_ALERTS_BUCKET,
-        codec=JsonCodec(_decode_alert, _encode_alert),
+        codec=ALERT_CODEC,
         replicas=replicas,
         ttl_s=90 * subjects.DAY_S,
     )

@@ -114,22 +114,6 @@ class MappedCodec(Generic[RecordT, MessageT]):
         return self._from(self._proto.decode(data))
 
 
-class JsonCodec(Generic[RecordT]):
-    """Records stored as JSON objects, through a pair of dict functions (records without a contract yet)."""
-
-    def __init__(
-        self, decode_dict: Callable[[dict[str, Any]], RecordT], encode_dict: Callable[[RecordT], dict[str, Any]]
-    ) -> None:
-        self._decode = decode_dict
-        self._encode = encode_dict
-
-    def encode(self, record: RecordT) -> bytes:
-        return json.dumps(self._encode(record), ensure_ascii=False).encode()
-
-    def decode(self, data: bytes) -> RecordT:
-        return self._decode(json.loads(data or b"{}"))
-
-
 def kv_key(name: str) -> str:
     """A valid KV key for any string (ids carry ``:``, ``/`` and non-ASCII text)."""
     return hashlib.blake2b(name.encode(), digest_size=16).hexdigest()

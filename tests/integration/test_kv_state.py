@@ -10,7 +10,7 @@ import pytest
 
 from clamor.v1 import router_state_pb2
 from services.shared.jetstream import ensure_bucket
-from services.shared.kv_state import JsonCodec, KvState, MappedCodec, ProtoCodec, UnreadableRecordError, kv_key
+from services.shared.kv_state import KvState, MappedCodec, ProtoCodec, UnreadableRecordError, kv_key
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
@@ -74,16 +74,6 @@ async def test_an_unreadable_record_is_logged_and_left_in_kv(nc: NatsClient, cap
         with pytest.raises(UnreadableRecordError):
             await state.get("case-3")
         assert (await bucket.get(kv_key("case-3"))).value == b"\xff\xff not a message"
-    finally:
-        await state.close()
-
-
-async def test_a_json_codec_keeps_records_without_a_contract_as_json(nc: NatsClient) -> None:
-    js = nc.jetstream()
-    state = await KvState.open(js, BUCKET, codec=JsonCodec(lambda d: int(d["n"]), lambda n: {"n": n}))
-    try:
-        await state.change("counter", lambda found: (found or 0) + 1)
-        assert (await (await ensure_bucket(js, BUCKET)).get(kv_key("counter"))).value == b'{"n": 1}'
     finally:
         await state.close()
 

@@ -8,12 +8,19 @@ to the cases the router placed them in). Three days of ordinary complaints give 
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from google.protobuf.json_format import MessageToDict
+
 from clamor.v1 import alert_pb2
+from services.reputation.spikes import SpikeState
+from services.reputation.watch import open_states
 from services.router.domain import case_id_for
 from services.shared import subjects
+from services.shared.jetstream import ensure_bucket
+from services.shared.kv_state import kv_key
 from tests.integration.reputation_harness import reputation_settings, running_reputation
 from tests.integration.router_harness import complaint, publish_triaged, stream_messages
 from tests.support.clock import T0, ManualClock
@@ -168,3 +175,27 @@ async def test_steady_complaints_raise_no_alert(nc: NatsClient, tmp_path: Path) 
         await running.settle()
         assert await running.count_and_watch() == []
     assert await published_alerts(js) == []
+
+
+async def test_alerts_and_spike_states_an_earlier_version_stored_as_json_are_read(nc: NatsClient) -> None:
+    js = nc.jetstream()
+    alert = alert_pb2.Alert(id="acme:4100000", topic="acme", status=FIRING, revision=2, count=40, watch="acme")
+    alert.raised_at.FromDatetime(T0)
+    alerts_kv = await ensure_bucket(js, subjects.REPUTATION_ALERTS_BUCKET, ttl_s=90 * subjects.DAY_S)
+    spikes_kv = await ensure_bucket(js, subjects.REPUTATION_SPIKES_BUCKET)
+    # As earlier versions stored them: the alert's JSON mapping, the state's dataclass fields.
+    await alerts_kv.put(kv_key(alert.id), json.dumps(MessageToDict(alert, preserving_proto_field_name=True)).encode())
+    old_state = {"status": "firing", "alert_id": alert.id, "revision": 2, "started_slot": 4_100_000, "peak": 40}
+    await spikes_kv.put(kv_key("acme"), json.dumps({**old_state, "below_since_slot": None}).encode())
+    spikes, alerts = await open_states(js, replicas=1)
+    try:
+        assert alerts.records() == [alert]
+        assert spikes.peek("acme") == SpikeState(
+            status="firing", alert_id=alert.id, revision=2, started_slot=4_100_000, peak=40
+        )
+        # The next change writes the record in binary.
+        await alerts.change(alert.id, lambda found: None if found is None else alert_pb2.Alert(id=alert.id, revision=3))
+        assert not ((await alerts_kv.get(kv_key(alert.id))).value or b"").startswith(b"{")
+    finally:
+        await spikes.close()
+        await alerts.close()

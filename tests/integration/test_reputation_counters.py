@@ -16,6 +16,7 @@ from clamor.v1 import triage_pb2
 from services.reputation.consumer import counting_consumer
 from services.reputation.counters import CounterStore, TrendsCounter, record_key, stream_last_seq
 from services.reputation.domain import hour_start
+from services.reputation.records import HOUR_COUNTS_CODEC
 from services.shared.jetstream import ensure_streams
 from services.shared.pull_consumer import ConsumerSet
 from services.shared.status import Counters
@@ -68,11 +69,11 @@ async def stored(js: JetStreamContext, keys: list[str]) -> dict[str, dict[str, C
     kv = await js.key_value("router_counters")
     out: dict[str, dict[str, Counter[str]]] = {}
     for key in keys:
-        record = json.loads((await kv.get(key)).value or b"{}")
+        record = HOUR_COUNTS_CODEC.decode((await kv.get(key)).value or b"")
         out[key] = {
-            "total": Counter({"n": record["total"]}),
-            "categories": Counter(record["categories"]),
-            "sources": Counter(record["sources"]),
+            "total": Counter({"n": record.total}),
+            "categories": Counter(record.categories),
+            "sources": Counter(record.sources),
         }
     return out
 
@@ -165,3 +166,33 @@ async def test_the_durable_consumer_counts_exactly_beside_a_rebuild_and_a_second
         await consumers.stop()
     want = expected(first + second)
     assert await stored(js, sorted(want)) == want
+
+
+async def test_counters_an_earlier_version_stored_as_json_are_read_and_counting_goes_on(nc: NatsClient) -> None:
+    js = nc.jetstream()
+    await ensure_streams(js)
+    first, second = posts(30), posts(30, offset=30)
+    for triaged in first:
+        await publish_triaged(js, triaged)
+    await (await counter(js)).catch_up()
+    kv = await js.key_value("router_counters")
+    store = await CounterStore.open(js, replicas=1, history_days=90)
+    # Every record written back as an earlier version stored it: plain JSON under the same keys.
+    for key in await kv.keys():
+        if key == "cursor":
+            old: dict[str, object] = {"seq": await store.cursor()}
+        elif key == "watches":
+            old = dict(await store.watches())
+        else:
+            record = HOUR_COUNTS_CODEC.decode((await kv.get(key)).value or b"")
+            old = {name: getattr(record, name) for name in record.__dataclass_fields__}
+        await kv.put(key, json.dumps(old).encode())
+    assert await store.cursor() == 30
+    assert sorted(await store.watches()) == sorted({t.mention.watch for t in first})
+    for triaged in second:
+        await publish_triaged(js, triaged)
+    await (await counter(js)).catch_up()
+    want = expected(first + second)
+    assert await stored(js, sorted(want)) == want
+    assert await store.cursor() == 60
+    assert sorted(await store.watches()) == sorted(WATCHES)

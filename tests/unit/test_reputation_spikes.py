@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 from scipy.stats import poisson
 
+from services.reputation.records import SPIKE_STATE_CODEC
 from services.reputation.spikes import (
     SLOT_S,
     SLOTS_PER_DAY,
@@ -399,15 +400,38 @@ def test_settings_are_frozen() -> None:
         DEFAULTS.window_s = 1200
 
 
-# --- (i) state as JSON and alert ids ----------------------------------------------------------------
+# --- (i) stored state and alert ids -----------------------------------------------------------------
 
 
-def test_state_round_trips_through_json() -> None:
+def test_state_round_trips_through_its_stored_record() -> None:
     state, _ = step(None, stats_of(40), key=KEY, now_slot=T0, settings=DEFAULTS)
     state, _ = step(state, stats_of(5), key=KEY, now_slot=T0 + 1, settings=DEFAULTS)
     assert state.below_since_slot == T0 + 1
-    assert SpikeState.from_json(json.loads(json.dumps(state.to_json()))) == state
-    assert SpikeState.from_json(json.loads(json.dumps(SpikeState().to_json()))) == SpikeState()
+    assert SPIKE_STATE_CODEC.decode(SPIKE_STATE_CODEC.encode(state)) == state
+    assert SPIKE_STATE_CODEC.decode(SPIKE_STATE_CODEC.encode(SpikeState())) == SpikeState()
+
+
+def test_a_state_stored_as_json_by_an_earlier_version_is_read() -> None:
+    state, _ = step(None, stats_of(40), key=KEY, now_slot=T0, settings=DEFAULTS)
+    state, _ = step(state, stats_of(5), key=KEY, now_slot=T0 + 1, settings=DEFAULTS)
+    # What SpikeState.to_json wrote: dataclasses.asdict, status as text, empty slots as null.
+    old = {
+        "status": state.status,
+        "alert_id": state.alert_id,
+        "revision": state.revision,
+        "started_slot": state.started_slot,
+        "last_emitted_count": state.last_emitted_count,
+        "last_emitted_slot": state.last_emitted_slot,
+        "peak": state.peak,
+        "below_since_slot": state.below_since_slot,
+        "resolved_slot": None,
+    }
+    assert state.status == "firing"
+    assert SPIKE_STATE_CODEC.decode(json.dumps(old).encode()) == state
+    quiet = {"status": "quiet", "alert_id": "", "revision": 0, "below_since_slot": None, "resolved_slot": None}
+    assert SPIKE_STATE_CODEC.decode(json.dumps(quiet).encode()) == SpikeState()
+    cooling = {**old, "status": "cooling", "below_since_slot": None, "resolved_slot": T0 + 9}
+    assert SPIKE_STATE_CODEC.decode(json.dumps(cooling).encode()).resolved_slot == T0 + 9
 
 
 @pytest.mark.parametrize(
@@ -416,7 +440,7 @@ def test_state_round_trips_through_json() -> None:
 )
 def test_a_bad_stored_state_is_refused_by_name(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        SpikeState.from_json(data)
+        SPIKE_STATE_CODEC.decode(json.dumps(data).encode())
 
 
 def test_alert_ids_are_safe_and_stay_unique() -> None:
