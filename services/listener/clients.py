@@ -5,25 +5,24 @@
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING
-
-from nats.errors import Error as NatsLibraryError
-from nats.js.errors import KeyNotFoundError
+import logging
+from typing import TYPE_CHECKING, Any
 
 from clamor.v1 import alert_pb2
+from services.listener.records import ADDED_SOURCE_CODEC, SOURCE_STATE_CODEC, stored_key
 from services.listener.sources.base import SourceState
 from services.shared import subjects
 from services.shared.clock import Clock, system_clock
-from services.shared.errors import map_exceptions
-from services.shared.jetstream import NATS_FAILURES, ensure_bucket, publish
+from services.shared.jetstream import publish
+from services.shared.kv_state import KvState, UnreadableRecordError
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
-    from nats.js.kv import KeyValue
     from opentelemetry import trace
 
     from clamor.v1 import mention_pb2
+
+log = logging.getLogger(__name__)
 
 
 class MentionPublisher:
@@ -44,60 +43,71 @@ class MentionPublisher:
         return not ack.duplicate
 
 
-class _JsonBucket:
-    def __init__(self, bucket: KeyValue, what: str) -> None:
-        self._bucket = bucket
-        self._what = what
-
-    async def get_json(self, key: str) -> dict[str, object] | None:
-        with map_exceptions(NATS_FAILURES, f"cannot read {self._what} {key}"):
-            try:
-                entry = await self._bucket.get(key)
-            except KeyNotFoundError:
-                return None
-        try:
-            value = json.loads(entry.value or b"{}")
-        except ValueError:
-            return None
-        return value if isinstance(value, dict) else None
-
-    async def put_json(self, key: str, value: dict[str, object]) -> None:
-        with map_exceptions(NATS_FAILURES, f"cannot save {self._what} {key}"):
-            await self._bucket.put(key, json.dumps(value, ensure_ascii=False).encode())
-
-    async def delete(self, key: str) -> None:
-        with map_exceptions(NATS_FAILURES, f"cannot delete {self._what} {key}"):
-            await self._bucket.delete(key)
-
-    async def keys(self) -> list[str]:
-        try:
-            return list(await self._bucket.keys())
-        except NatsLibraryError:
-            # nats-py raises NoKeysError for an empty bucket.
-            return []
-
-
-class StateStore(_JsonBucket):
+class StateStore:
     """Per-source cursors, HTTP validators and seen ids, so a restart neither repeats nor misses posts."""
+
+    def __init__(self, state: KvState[SourceState]) -> None:
+        self._state = state
 
     @classmethod
     async def open(cls, js: JetStreamContext, *, replicas: int) -> StateStore:
-        return cls(await ensure_bucket(js, subjects.LISTENER_STATE_BUCKET, replicas=replicas), "state of source")
+        return cls(
+            await KvState.open(
+                js,
+                subjects.LISTENER_STATE_BUCKET,
+                codec=SOURCE_STATE_CODEC,
+                replicas=replicas,
+                key=stored_key,
+                mirror=False,
+            )
+        )
 
     async def load(self, source: str) -> SourceState:
-        data = await self.get_json(source)
-        return SourceState.from_json(data) if data is not None else SourceState()
+        found = await self._state.get(source)
+        return found[0] if found is not None else SourceState()
 
     async def save(self, source: str, state: SourceState) -> None:
-        await self.put_json(source, state.to_json())
+        """Store ``state`` as the source's (one poller per source writes it; an equal one writes nothing)."""
+        await self._state.change(source, lambda current: current if current == state else state)
 
 
-class AddedSourceStore(_JsonBucket):
+class AddedSourceStore:
     """Sources added over gRPC, as their settings, so they come back after a restart."""
+
+    def __init__(self, state: KvState[dict[str, Any]]) -> None:
+        self._state = state
 
     @classmethod
     async def open(cls, js: JetStreamContext, *, replicas: int) -> AddedSourceStore:
-        return cls(await ensure_bucket(js, subjects.LISTENER_SOURCES_BUCKET, replicas=replicas), "added source")
+        return cls(
+            await KvState.open(
+                js,
+                subjects.LISTENER_SOURCES_BUCKET,
+                codec=ADDED_SOURCE_CODEC,
+                replicas=replicas,
+                key=stored_key,
+                mirror=False,
+            )
+        )
+
+    async def save(self, name: str, settings: dict[str, Any]) -> None:
+        await self._state.change(name, lambda _: settings)
+
+    async def delete(self, name: str) -> None:
+        await self._state.delete(name)
+
+    async def load_all(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every added source's settings, in the order they were last stored; unreadable ones are logged."""
+        found: list[tuple[str, dict[str, Any]]] = []
+        for name, _ in reversed(await self._state.newest()):
+            try:
+                record = await self._state.get(name)
+            except UnreadableRecordError as exc:
+                log.error("cannot restore added source %s: %s", name, exc)
+                continue
+            if record is not None:
+                found.append((name, record[0]))
+        return found
 
 
 class AlertPublisher:

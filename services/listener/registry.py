@@ -84,7 +84,7 @@ class SourceRegistry:
             raise SourceConflictError("webhook sources come from the config file, which also opens their endpoint")
         runner = self.start(settings, dynamic=True)
         try:
-            await self._added.put_json(settings.name, settings.model_dump(mode="json"))
+            await self._added.save(settings.name, settings.model_dump(mode="json"))
         except Exception:
             await self._stop_task(settings.name)
             del self._runners[settings.name]
@@ -103,9 +103,8 @@ class SourceRegistry:
 
     async def restore(self) -> None:
         """Start the sources added over gRPC before the last restart."""
-        for name in await self._added.keys():
-            data = await self._added.get_json(name)
-            if data is None or name in self._runners:
+        for name, data in await self._added.load_all():
+            if name in self._runners:
                 continue
             try:
                 self.start(parse_source_settings(data, where=f"added source {name}"), dynamic=True)

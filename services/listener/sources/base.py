@@ -11,7 +11,7 @@ import abc
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from services.shared.ratelimit import next_wait_seconds
 
@@ -38,7 +38,7 @@ class Post:
 
 @dataclass
 class SourceState:
-    """What a source remembers between polls, kept in JetStream KV as JSON."""
+    """What a source remembers between polls, kept in JetStream KV (``services.listener.records``)."""
 
     cursor: str = ""
     etag: str = ""
@@ -66,18 +66,6 @@ class SourceState:
         kept: deque[str] = deque(self.seen, maxlen=SEEN_IDS_KEPT)
         kept.extend(i for i in native_ids if i not in self.seen)
         self.seen = list(kept)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"cursor": self.cursor, "etag": self.etag, "last_modified": self.last_modified, "seen": self.seen}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SourceState:
-        return cls(
-            cursor=str(data.get("cursor", "")),
-            etag=str(data.get("etag", "")),
-            last_modified=str(data.get("last_modified", "")),
-            seen=[str(i) for i in data.get("seen", [])],
-        )
 
 
 @dataclass
