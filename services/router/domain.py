@@ -16,7 +16,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from clamor.v1 import case_pb2, triage_pb2
-from services.shared.case_names import priority_value, via_name
+from services.shared.case_names import priority_name, priority_value, via_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -318,8 +318,14 @@ def event_record(event: case_pb2.CaseEvent) -> dict[str, Any]:
 
 
 def case_record(case: case_pb2.Case) -> dict[str, Any]:
-    """The case as JSON for a CRM, enums as names, its history entries as :func:`event_record` makes them."""
+    """The case as JSON for a CRM, enums as names, its history entries as :func:`event_record` makes them.
+
+    The priority keeps the short name rules and CRMs use (``"priority": "urgent"``), as it had before
+    the contract made it an enum: a consumer of the outbox or the webhooks sees no change.
+    """
     record = MessageToDict(case, preserving_proto_field_name=True)
+    if record.pop("priority_level", None) is not None:
+        record["priority"] = priority_name(case.priority_level)
     if case.history:
         record["history"] = [event_record(event) for event in case.history]
     return record

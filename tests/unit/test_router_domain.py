@@ -670,3 +670,11 @@ def test_outbox_record_writes_enums_by_name(case: case_pb2.Case) -> None:
 def test_outbox_record_keeps_proto_field_names(case: case_pb2.Case) -> None:
     record = outbox_record(case)
     assert {"created_at", "sla_policy", "matched_rules", "group_keys"} <= record.keys()
+
+
+def test_outbox_record_names_the_priority_as_rules_do(case: case_pb2.Case) -> None:
+    case.priority_level = case_pb2.CASE_PRIORITY_URGENT
+    record = outbox_record(case)
+    assert (record["priority"], "priority_level" in record) == ("urgent", False)
+    case.ClearField("priority_level")
+    assert "priority" not in outbox_record(case)
