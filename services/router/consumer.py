@@ -10,6 +10,7 @@ history is checked before publishing again).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -126,9 +127,13 @@ class RouterHandler:
             self._counters.inc("not_routed")
             return
         case, created = await self._place(triaged, decision, now)
-        # Before anything else that may fail: the reputation service links this post to its case.
-        await self._mentions.record(triaged.mention.id, case.id, now=now)
-        case = await self._cases.update(case.id, lambda c: add_destinations(c, decision.destinations, now=now))
+        # The reputation service links this post to its case through the index. The two writes are
+        # independent and each idempotent, so they go out together: a redelivery after either fails
+        # repeats both harmlessly, and the index costs no extra round trip on the hot path.
+        _, case = await asyncio.gather(
+            self._mentions.record(triaged.mention.id, case.id, now=now),
+            self._cases.update(case.id, lambda c: add_destinations(c, decision.destinations, now=now)),
+        )
         if created:
             self._counters.inc("cases")
             if case.sla_policy and is_open(case):
