@@ -4,18 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from google.protobuf.message import DecodeError
-from nats.errors import Error as NatsLibraryError
-from nats.js.errors import KeyNotFoundError
-
 from clamor.v1 import mention_case_pb2
-from services.reputation.errors import IndexUnavailableError
 from services.shared import subjects
-from services.shared.jetstream import ensure_bucket
+from services.shared.kv_state import KvState, ProtoCodec
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
-    from nats.js.kv import KeyValue
 
 
 class MentionCases:
@@ -26,28 +20,26 @@ class MentionCases:
     or not yet routed) has no record.
     """
 
-    def __init__(self, bucket: KeyValue) -> None:
-        self._bucket = bucket
+    def __init__(self, state: KvState[mention_case_pb2.MentionCase]) -> None:
+        self._state = state
 
     @classmethod
     async def open(cls, js: JetStreamContext, *, replicas: int) -> MentionCases:
         # Created by whichever service starts first, with the same limits either way.
-        bucket = await ensure_bucket(
-            js, subjects.MENTION_CASES_BUCKET, replicas=replicas, ttl_s=subjects.TRIAGED.max_age_s
+        state = await KvState.open(
+            js,
+            subjects.MENTION_CASES_BUCKET,
+            codec=ProtoCodec(mention_case_pb2.MentionCase),
+            replicas=replicas,
+            ttl_s=subjects.TRIAGED.max_age_s,
+            mirror=False,
         )
-        return cls(bucket)
+        return cls(state)
 
     async def case_of(self, mention_id: str) -> str | None:
-        try:
-            entry = await self._bucket.get(subjects.mention_case_key(mention_id))
-        except KeyNotFoundError:
+        found = await self._state.get(mention_id)
+        if found is None:
             return None
-        except (TimeoutError, NatsLibraryError) as exc:
-            raise IndexUnavailableError(f"cannot read the case of {mention_id}: {exc}") from exc
-        record = mention_case_pb2.MentionCase()
-        try:
-            record.ParseFromString(entry.value or b"")
-        except DecodeError:
-            return None
+        record = found[0]
         # A digest collision would name another post: the record says whose it is.
         return record.case_id if record.mention_id == mention_id and record.case_id else None

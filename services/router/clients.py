@@ -14,16 +14,15 @@ from services.router.domain import changed
 from services.router.errors import CaseConflictError, PageTokenError
 from services.router.records import CASE_CODEC, KEY_RECORD_CODEC, KeyRecord
 from services.shared import subjects
-from services.shared.errors import TransientError, map_exceptions
-from services.shared.jetstream import NATS_FAILURES, ensure_bucket, publish
-from services.shared.kv_state import KvState
+from services.shared.errors import TransientError
+from services.shared.jetstream import publish
+from services.shared.kv_state import KvState, ProtoCodec
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
 
     from nats.js import JetStreamContext
-    from nats.js.kv import KeyValue
     from opentelemetry import trace
     from opentelemetry.context import Context
 
@@ -147,26 +146,30 @@ class MentionCaseIndex:
     """Mention → the case that holds it, for the reputation service (``router_mention_cases``).
 
     Written for every post placed, the founding post of a case and a post grouped into another
-    customer's case alike, so an alert's sample post links to the case that really holds it. A plain
-    put: a redelivered post places into the same case and writes the same record.
+    customer's case alike, so an alert's sample post links to the case that really holds it. A
+    redelivered post places into the same case and finds its record already there.
     """
 
-    def __init__(self, bucket: KeyValue) -> None:
-        self._bucket = bucket
+    def __init__(self, state: KvState[mention_case_pb2.MentionCase]) -> None:
+        self._state = state
 
     @classmethod
     async def open(cls, js: JetStreamContext, *, replicas: int) -> MentionCaseIndex:
         # Kept as long as the posts themselves (the TRIAGED stream), which the counters sample.
-        bucket = await ensure_bucket(
-            js, subjects.MENTION_CASES_BUCKET, replicas=replicas, ttl_s=subjects.TRIAGED.max_age_s
+        state = await KvState.open(
+            js,
+            subjects.MENTION_CASES_BUCKET,
+            codec=ProtoCodec(mention_case_pb2.MentionCase),
+            replicas=replicas,
+            ttl_s=subjects.TRIAGED.max_age_s,
+            mirror=False,
         )
-        return cls(bucket)
+        return cls(state)
 
     async def record(self, mention_id: str, case_id: str, *, now: datetime) -> None:
         entry = mention_case_pb2.MentionCase(mention_id=mention_id, case_id=case_id)
         entry.placed_at.FromDatetime(now)
-        with map_exceptions(NATS_FAILURES, f"cannot index the case of {mention_id}"):
-            await self._bucket.put(subjects.mention_case_key(mention_id), entry.SerializeToString())
+        await self._state.create_or_get(mention_id, entry)
 
 
 class DeliveryQueue:

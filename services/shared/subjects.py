@@ -6,7 +6,6 @@ import error rather than a silently empty consumer.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 DAY_S = 24 * 3600.0
@@ -225,8 +224,3 @@ DLQ_ERROR_HEADER = "Clamor-Dlq-Error"
 DLQ_SUBJECT_HEADER = "Clamor-Dlq-Subject"
 DLQ_STREAM_SEQ_HEADER = "Clamor-Dlq-Stream-Seq"
 DLQ_DELIVERIES_HEADER = "Clamor-Dlq-Deliveries"
-
-
-def mention_case_key(mention_id: str) -> str:
-    """The MENTION_CASES_BUCKET key of a mention: a digest, since mention ids hold characters KV keys refuse."""
-    return hashlib.blake2b(mention_id.encode(), digest_size=16).hexdigest()
