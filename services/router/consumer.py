@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from clamor.v1 import case_pb2
 from services.router.domain import (
     BRAND_REPLY,
-    action_name,
     add_destinations,
     apply_action,
     attach_brand_reply,
@@ -38,6 +37,7 @@ from services.router.domain import (
 from services.router.errors import CaseConflictError, CaseNotYetError
 from services.router.rules import Defaults, Facts, RoutingDecision, Rule, route
 from services.router.sla import deadlines
+from services.shared.case_names import action_name
 from services.shared.clock import Clock, system_clock
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from clamor.v1 import case_pb2, triage_pb2
-from services.shared.case_names import priority_name, priority_value, via_name
+from services.shared.case_names import action_name, priority_name, priority_value, via_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -269,10 +269,6 @@ _STATE_RANK = {
     case_pb2.CASE_STATE_ACKNOWLEDGED: 4,
     case_pb2.CASE_STATE_RESOLVED: 5,
 }
-
-
-def action_name(kind: case_pb2.CaseActionKind.ValueType) -> str:
-    return case_pb2.CaseActionKind.Name(kind).removeprefix("CASE_ACTION_KIND_").lower()
 
 
 def apply_action(case: case_pb2.Case, action: case_pb2.CaseAction, *, now: datetime) -> bool:

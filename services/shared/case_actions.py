@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from clamor.v1 import case_pb2
 from services.shared import subjects
-from services.shared.case_names import via_value
+from services.shared.case_names import action_name, via_value
 from services.shared.clock import Clock, system_clock
 from services.shared.jetstream import publish
 
@@ -38,7 +38,7 @@ class CaseActions:
         request_id: str,
         note: str = "",
     ) -> str:
-        name = case_pb2.CaseActionKind.Name(kind).removeprefix("CASE_ACTION_KIND_").lower()
+        name = action_name(kind)
         action = case_pb2.CaseAction(
             id=f"{case_id}:{name}:{request_id}",
             case_id=case_id,

@@ -46,3 +46,8 @@ def via_name(value: case_pb2.CaseActionVia.ValueType) -> str:
         return case_pb2.CaseActionVia.Name(value).removeprefix(_VIA_PREFIX).lower()
     except ValueError:
         return str(value)
+
+
+def action_name(kind: case_pb2.CaseActionKind.ValueType) -> str:
+    """``CASE_ACTION_KIND_ACKNOWLEDGE`` → ``"acknowledge"``: the word action ids, subjects and histories use."""
+    return case_pb2.CaseActionKind.Name(kind).removeprefix("CASE_ACTION_KIND_").lower()
