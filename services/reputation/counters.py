@@ -177,7 +177,7 @@ class TrendsCounter:
                     reached = seq
                 await self._apply(accepted)
         except (NatsLibraryError, OSError) as exc:
-            error = TransientError(f"trend counters: {exc or type(exc).__name__}")
+            error = TransientError(f"trend counters: {str(exc) or type(exc).__name__}")
             return [error] * len(batch)
         waiting = CountingOrderError(f"trend counters: the post after {reached} is not counted yet; waiting")
         return [None if int(d.msg.metadata.sequence.stream) <= reached else waiting for d in batch]

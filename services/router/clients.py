@@ -121,8 +121,9 @@ class CaseIndex:
 
     @classmethod
     async def open(cls, js: JetStreamContext, *, replicas: int, window_s: float) -> CaseIndex:
+        # No mirror: keys are only read one at a time, at the moment a post is placed.
         state = await KvState.open(
-            js, subjects.CASE_KEYS_BUCKET, codec=KEY_RECORD_CODEC, replicas=replicas, ttl_s=window_s
+            js, subjects.CASE_KEYS_BUCKET, codec=KEY_RECORD_CODEC, replicas=replicas, ttl_s=window_s, mirror=False
         )
         return cls(state)
 

@@ -14,23 +14,15 @@ from dataclasses import dataclass
 from google.protobuf import unknown_fields
 
 from clamor.v1 import case_pb2, router_state_pb2
+from services.router.domain import EVENT_LABELS
 from services.shared.case_names import priority_value
 from services.shared.kv_state import MappedCodec, ProtoCodec
 
 # The field number of the free-text kind earlier versions wrote, and its wire type (length-delimited).
 _LEGACY_KIND_FIELD = 2
 _LENGTH_DELIMITED = 2
-_LEGACY_KINDS = {
-    "created": case_pb2.CASE_EVENT_KIND_CREATED,
-    "post added": case_pb2.CASE_EVENT_KIND_POST_ADDED,
-    "brand reply": case_pb2.CASE_EVENT_KIND_BRAND_REPLY,
-    "routed": case_pb2.CASE_EVENT_KIND_ROUTED,
-    "escalated": case_pb2.CASE_EVENT_KIND_ESCALATED,
-    "sla warning": case_pb2.CASE_EVENT_KIND_SLA_WARNING,
-    "acknowledge": case_pb2.CASE_EVENT_KIND_ACKNOWLEDGE,
-    "resolve": case_pb2.CASE_EVENT_KIND_RESOLVE,
-    "not_a_complaint": case_pb2.CASE_EVENT_KIND_NOT_A_COMPLAINT,
-}
+# Earlier versions wrote the kind as its label, the words histories still show.
+_LEGACY_KINDS = {label: kind for kind, label in EVENT_LABELS.items()}
 # Where earlier versions kept the priority as text ("urgent"…); now ``priority_level``.
 _LEGACY_PRIORITY_FIELD = 14
 _ACTION_KINDS = (

@@ -22,11 +22,10 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
-from nats.errors import Error as NatsLibraryError
 from nats.js.errors import InvalidKeyError, KeyNotFoundError, KeyWrongLastSequenceError
 
-from services.shared.errors import TransientError
-from services.shared.jetstream import ensure_bucket
+from services.shared.errors import TransientError, map_exceptions
+from services.shared.jetstream import NATS_FAILURES, ensure_bucket
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -214,12 +213,11 @@ class KvState(Generic[RecordT]):
 
     async def get(self, name: str) -> tuple[RecordT, int] | None:
         """The record and its revision, or None when there is none (or ``name`` cannot be a key)."""
-        try:
-            entry = await self._bucket.get(self._key(name))
-        except (KeyNotFoundError, InvalidKeyError):
-            return None
-        except (TimeoutError, NatsLibraryError) as exc:
-            raise TransientError(f"cannot read {name} from {self._name}: {exc}") from exc
+        with map_exceptions(NATS_FAILURES, f"cannot read {name} from {self._name}"):
+            try:
+                entry = await self._bucket.get(self._key(name))
+            except (KeyNotFoundError, InvalidKeyError):
+                return None
         try:
             return self._codec.decode(entry.value or b""), int(entry.revision or 0)
         except UNREADABLE as exc:
@@ -232,10 +230,8 @@ class KvState(Generic[RecordT]):
         Reads key metadata only (no values), so a caller can page through a large bucket and fetch
         just the records of one page.
         """
-        try:
+        with map_exceptions(NATS_FAILURES, f"cannot list {self._name}"):
             watcher = await self._bucket.watchall(ignore_deletes=True, meta_only=True)
-        except (TimeoutError, NatsLibraryError) as exc:
-            raise TransientError(f"cannot list {self._name}: {exc}") from exc
         latest: dict[str, int] = {}
         try:
             async for entry in watcher:
@@ -267,15 +263,14 @@ class KvState(Generic[RecordT]):
             if updated is None or updated is current:
                 return current
             payload = self._codec.encode(updated)
-            try:
-                if revision:
-                    await self._bucket.update(key, payload, last=revision)
-                else:
-                    await self._bucket.create(key, payload)
-            except KeyWrongLastSequenceError:
-                continue
-            except (TimeoutError, NatsLibraryError) as exc:
-                raise TransientError(f"cannot write {name} to {self._name}: {exc}") from exc
+            with map_exceptions(NATS_FAILURES, f"cannot write {name} to {self._name}"):
+                try:
+                    if revision:
+                        await self._bucket.update(key, payload, last=revision)
+                    else:
+                        await self._bucket.create(key, payload)
+                except KeyWrongLastSequenceError:
+                    continue
             if self._watch_task is not None:
                 self._mirror[key] = updated
                 # The watcher will deliver this write too; what it holds for the key is older than ``updated``.
@@ -289,17 +284,16 @@ class KvState(Generic[RecordT]):
         The same as ``change(name, lambda found: found or record)``, in one round trip when the name is new.
         """
         key = self._key(name)
-        try:
-            await self._bucket.create(key, self._codec.encode(record))
-        except KeyWrongLastSequenceError:
-            found = await self.get(name)
-            if found is not None:
-                return found[0], False
-            # Deleted between the two calls: the careful path decides.
-            stored = await self.change(name, lambda current: current or record)
-            return (stored, stored is record) if stored is not None else (record, True)
-        except (TimeoutError, NatsLibraryError) as exc:
-            raise TransientError(f"cannot write {name} to {self._name}: {exc}") from exc
+        with map_exceptions(NATS_FAILURES, f"cannot write {name} to {self._name}"):
+            try:
+                await self._bucket.create(key, self._codec.encode(record))
+            except KeyWrongLastSequenceError:
+                found = await self.get(name)
+                if found is not None:
+                    return found[0], False
+                # Deleted between the two calls: the careful path decides.
+                stored = await self.change(name, lambda current: current or record)
+                return (stored, stored is record) if stored is not None else (record, True)
         if self._watch_task is not None:
             self._mirror[key] = record
             self._undecoded.pop(key, None)
@@ -308,9 +302,7 @@ class KvState(Generic[RecordT]):
     async def delete(self, name: str) -> None:
         """Forget ``name`` (the watcher removes it from every replica's mirror)."""
         key = self._key(name)
-        try:
+        with map_exceptions(NATS_FAILURES, f"cannot delete {name} from {self._name}"):
             await self._bucket.delete(key)
-        except (TimeoutError, NatsLibraryError) as exc:
-            raise TransientError(f"cannot delete {name} from {self._name}: {exc}") from exc
         self._mirror.pop(key, None)
         self._undecoded.pop(key, None)

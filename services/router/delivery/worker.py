@@ -105,7 +105,8 @@ DISABLED_CODEC = MappedCodec(
 
 
 async def open_tickets(js: JetStreamContext, *, replicas: int) -> KvState[TicketRecord]:
-    return await KvState.open(js, subjects.ROUTER_TICKETS_BUCKET, codec=TICKET_CODEC, replicas=replicas)
+    # No mirror: a ticket record is read when its case is delivered, never scanned.
+    return await KvState.open(js, subjects.ROUTER_TICKETS_BUCKET, codec=TICKET_CODEC, replicas=replicas, mirror=False)
 
 
 async def open_disabled(js: JetStreamContext, *, replicas: int) -> KvState[Disabled]:
