@@ -1,0 +1,256 @@
+"""What the schema validators and the policy scan cannot see in a rendered overlay.
+
+``kubernetes-validate`` knows the shape of each object and ``checkov`` its security posture; neither
+knows Clamor. This reads the output of ``kubectl kustomize`` and checks that the objects agree with
+each other and with the code:
+
+- ``clamor.yaml`` in ConfigMap clamor-config validates for every service through the service's own
+  config model, with the environment its Deployment gives it (the dev overlay's overrides included);
+  each Deployment runs ``clamor serve <service>`` and its ports, probes and Service use the gRPC (and
+  HTTP) ports that the config binds, on every interface;
+- every server in ``nats.url`` is a pod of StatefulSet nats, and streams have no more replicas than
+  there are servers;
+- ``nats.conf`` in ConfigMap nats-config passes ``nats-server -t`` with the StatefulSet's environment,
+  and its routes name only pods that exist;
+- each KEDA ScaledObject reads a stream and durable that services/shared/subjects.py declares and
+  scales a Deployment of the same overlay, from the replicas that Deployment starts with.
+
+    python scripts/check_rendered_manifests.py rendered.yaml [more.yaml...]
+
+Prints one line per check; exits 1 when any fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import yaml
+
+from services.listener.config import ListenerConfig
+from services.notifier.config import NotifierConfig
+from services.reputation.config import ReputationConfig
+from services.router.config import RouterConfig
+from services.shared import subjects
+from services.shared.config import CommonConfig, load_config
+from services.shared.errors import ConfigError
+from services.shared.nats_server import nats_server_binary
+from services.triage.config import TriageConfig
+
+MODELS: dict[str, type[CommonConfig]] = {
+    "listener": ListenerConfig,
+    "triage": TriageConfig,
+    "router": RouterConfig,
+    "reputation": ReputationConfig,
+    "notifier": NotifierConfig,
+}
+# Values Kubernetes fills in at run time (Secrets, the downward API); the checks need only their presence.
+FILLED_AT_RUN_TIME = "filled-in-by-kubernetes"
+NATS_POD = re.compile(r"^nats-(\d+)\.nats-headless$")
+NATS_ROUTE = re.compile(r"nats://nats-(\d+)\.nats-headless:6222")
+
+Resource = dict[str, Any]
+
+
+@dataclass
+class Report:
+    failures: list[str] = field(default_factory=list)
+
+    def check(self, ok: bool, what: str, problem: str = "") -> None:
+        print(f"{'ok  ' if ok else 'FAIL'} {what}{'' if ok else ': ' + problem}")
+        if not ok:
+            self.failures.append(what)
+
+
+class Rendered:
+    """The objects of one rendered overlay, by kind and name."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.objects: dict[tuple[str, str], Resource] = {}
+        for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if document:
+                self.objects[(document["kind"], document["metadata"]["name"])] = document
+
+    def get(self, kind: str, name: str) -> Resource:
+        try:
+            return self.objects[(kind, name)]
+        except KeyError:
+            raise LookupError(f"{self.path.name} has no {kind} {name}") from None
+
+    def of_kind(self, kind: str) -> list[Resource]:
+        return [obj for (k, _), obj in self.objects.items() if k == kind]
+
+
+def container(workload: Resource) -> Resource:
+    containers: list[Resource] = workload["spec"]["template"]["spec"]["containers"]
+    return containers[0]
+
+
+def environment(spec: Resource, *, pod_name: str) -> dict[str, str]:
+    """The container's environment as the process would see it, run-time values stood in for."""
+    env: dict[str, str] = {}
+    for item in spec.get("env", []):
+        source = item.get("valueFrom", {})
+        if "value" in item:
+            env[item["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), item["value"])
+        elif source.get("fieldRef", {}).get("fieldPath") == "metadata.name":
+            env[item["name"]] = pod_name
+        else:
+            env[item["name"]] = FILLED_AT_RUN_TIME
+    return env
+
+
+def grpc_ports(spec: Resource) -> set[int]:
+    probes = [spec.get(name, {}) for name in ("startupProbe", "readinessProbe", "livenessProbe")]
+    return {probe["grpc"]["port"] for probe in probes if "grpc" in probe}
+
+
+def named_ports(spec: Resource) -> dict[str, int]:
+    return {port["name"]: port["containerPort"] for port in spec.get("ports", [])}
+
+
+def service_ports(service: Resource) -> dict[str, tuple[int, Any]]:
+    return {port["name"]: (port["port"], port.get("targetPort")) for port in service["spec"]["ports"]}
+
+
+def check_service(rendered: Rendered, name: str, config_text: str, report: Report) -> CommonConfig | None:
+    deployment = rendered.get("Deployment", f"clamor-{name}")
+    spec = container(deployment)
+    what = f"clamor-{name} runs `clamor serve {name}` with clamor.yaml"
+    runs = spec["name"] == name and spec.get("command") == ["clamor"] and spec.get("args") == ["serve", name]
+    env = environment(spec, pod_name=f"clamor-{name}-0")
+    mount = next((m for m in spec.get("volumeMounts", []) if m["name"] == "config"), None)
+    mounted = (
+        mount is not None
+        and mount.get("readOnly") is True
+        and env.get("CLAMOR_CONFIG") == (f"{mount['mountPath']}/clamor.yaml")
+    )
+    if not (runs and mounted):
+        report.check(False, what, f"container {spec['name']!r} runs {spec.get('command')} {spec.get('args')}")
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "clamor.yaml"
+        path.write_text(config_text, encoding="utf-8")
+        try:
+            config = load_config(MODELS[name], path, environ=env)
+        except ConfigError as exc:
+            report.check(False, what, str(exc))
+            return None
+    report.check(True, what)
+    settings = getattr(config, name)
+    port = settings.grpc.port
+    service = service_ports(rendered.get("Service", name))
+    report.check(
+        settings.grpc.host == "0.0.0.0"
+        and named_ports(spec).get("grpc") == port
+        and grpc_ports(spec) == {port}
+        and service.get("grpc") == (port, "grpc"),
+        f"clamor-{name} serves, probes and exposes gRPC on {port}",
+        f"config {settings.grpc.host}:{port}, container {named_ports(spec)}, probes {grpc_ports(spec)},"
+        f" Service {service}",
+    )
+    if name == "listener":
+        http = settings.webhook_server
+        report.check(
+            http.host == "0.0.0.0"
+            and named_ports(spec).get("http") == http.port
+            and service.get("http") == (http.port, "http"),
+            f"clamor-listener serves and exposes webhooks on {http.port}",
+            f"config {http.host}:{http.port}, container {named_ports(spec)}, Service {service}",
+        )
+    return config
+
+
+def check_nats_url(rendered: Rendered, name: str, config: CommonConfig, report: Report) -> None:
+    servers = rendered.get("StatefulSet", "nats")["spec"]["replicas"]
+    nats = config.nats
+    hosts = [urlparse(url.strip()).hostname or "" for url in nats.url.split(",")]
+    pods = [NATS_POD.match(host) for host in hosts]
+    report.check(
+        all(pod is not None and int(pod.group(1)) < servers for pod in pods) and nats.stream_replicas <= servers,
+        f"clamor-{name} connects to the {servers} NATS server(s) with R{nats.stream_replicas} streams",
+        f"nats.url {nats.url}, stream_replicas {nats.stream_replicas}",
+    )
+
+
+def check_nats_config(rendered: Rendered, report: Report) -> None:
+    statefulset = rendered.get("StatefulSet", "nats")
+    servers = statefulset["spec"]["replicas"]
+    text = rendered.get("ConfigMap", "nats-config")["data"]["nats.conf"]
+    routes = {int(index) for index in NATS_ROUTE.findall(text)}
+    report.check(
+        routes == set(range(servers)) if servers > 1 else not routes,
+        f"nats.conf routes to each of the {servers} NATS server(s)",
+        f"routes to pods {sorted(routes)}",
+    )
+    # Only the container's own environment: a variable set on this machine must not hide a missing one.
+    env = {"PATH": os.environ.get("PATH", ""), **environment(container(statefulset), pod_name="nats-0")}
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "nats.conf"
+        path.write_text(text, encoding="utf-8")
+        result = subprocess.run(
+            [str(nats_server_binary()), "-t", "-c", str(path)], env=env, capture_output=True, text=True, check=False
+        )
+    report.check(result.returncode == 0, "nats.conf passes nats-server -t", (result.stderr or result.stdout).strip())
+
+
+def check_scaled_objects(rendered: Rendered, report: Report) -> None:
+    consumers = {(spec.stream, spec.durable) for spec in subjects.ALL_CONSUMERS}
+    for scaled in rendered.of_kind("ScaledObject"):
+        spec = scaled["spec"]
+        target = spec["scaleTargetRef"]["name"]
+        deployment = rendered.objects.get(("Deployment", target))
+        problems = []
+        if deployment is None:
+            problems.append(f"no Deployment {target}")
+        elif spec.get("minReplicaCount") != deployment["spec"].get("replicas"):
+            starts = deployment["spec"].get("replicas")
+            problems.append(f"minReplicaCount {spec.get('minReplicaCount')}, but {target} starts {starts}")
+        for trigger in spec["triggers"]:
+            metadata = trigger["metadata"]
+            if trigger["type"] != "nats-jetstream":
+                problems.append(f"trigger {trigger['type']}")
+            elif (metadata.get("stream"), metadata.get("consumer")) not in consumers:
+                problems.append(f"no durable {metadata.get('consumer')!r} on stream {metadata.get('stream')!r}")
+            if not all(isinstance(value, str) for value in metadata.values()):
+                problems.append("trigger metadata values must be strings")
+        report.check(
+            not problems,
+            f"ScaledObject {scaled['metadata']['name']} scales {target} on its durable",
+            "; ".join(problems),
+        )
+
+
+def check(path: Path) -> list[str]:
+    print(f"== {path}")
+    report = Report()
+    rendered = Rendered(path)
+    config_text = rendered.get("ConfigMap", "clamor-config")["data"]["clamor.yaml"]
+    for name in MODELS:
+        config = check_service(rendered, name, config_text, report)
+        if config is not None:
+            check_nats_url(rendered, name, config, report)
+    check_nats_config(rendered, report)
+    check_scaled_objects(rendered, report)
+    return report.failures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Check rendered Clamor manifests against the code.")
+    parser.add_argument("rendered", nargs="+", type=Path, help="output of kubectl kustomize")
+    options = parser.parse_args()
+    failures = [failure for path in options.rendered for failure in check(path)]
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
