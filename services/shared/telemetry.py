@@ -157,7 +157,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(service: str, settings: TelemetrySettings) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    # Standard output, where container runtimes and `clamor up`'s supervisor collect a process's log.
+    handler = logging.StreamHandler(sys.stdout)
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter(service))
     else:
