@@ -81,10 +81,17 @@ class Rendered:
                 self.objects[(document["kind"], document["metadata"]["name"])] = document
 
     def get(self, kind: str, name: str) -> Resource:
-        try:
-            return self.objects[(kind, name)]
-        except KeyError:
-            raise LookupError(f"{self.path.name} has no {kind} {name}") from None
+        """The object named ``name``, or the generated one named ``name-<content hash>``."""
+        found = self.objects.get((kind, name))
+        if found is None:
+            hashed = [
+                obj for (k, n), obj in self.objects.items() if k == kind and re.fullmatch(rf"{name}-[a-z0-9]{{10}}", n)
+            ]
+            if len(hashed) == 1:
+                found = hashed[0]
+        if found is None:
+            raise LookupError(f"{self.path.name} has no {kind} {name}")
+        return found
 
     def of_kind(self, kind: str) -> list[Resource]:
         return [obj for (k, _), obj in self.objects.items() if k == kind]
