@@ -22,17 +22,20 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63lamor/v1/listener_state.proto\x12\tclamor.v1\"V\n\x11SourceStateRecord\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x15\n\rlast_modified\x18\x03 \x01(\t\x12\x0c\n\x04seen\x18\x04 \x03(\t\"F\n\x11\x41\x64\x64\x65\x64SourceRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x15\n\rsettings_json\x18\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63lamor/v1/listener_state.proto\x12\tclamor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"V\n\x11SourceStateRecord\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x15\n\rlast_modified\x18\x03 \x01(\t\x12\x0c\n\x04seen\x18\x04 \x03(\t\"F\n\x11\x41\x64\x64\x65\x64SourceRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x15\n\rsettings_json\x18\x03 \x01(\t\"\x83\x01\n\x11SourceLeaseRecord\x12\x0e\n\x06holder\x18\x01 \x01(\t\x12.\n\nrenewed_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'clamor.v1.listener_state_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SOURCESTATERECORD']._serialized_start=45
-  _globals['_SOURCESTATERECORD']._serialized_end=131
-  _globals['_ADDEDSOURCERECORD']._serialized_start=133
-  _globals['_ADDEDSOURCERECORD']._serialized_end=203
+  _globals['_SOURCESTATERECORD']._serialized_start=78
+  _globals['_SOURCESTATERECORD']._serialized_end=164
+  _globals['_ADDEDSOURCERECORD']._serialized_start=166
+  _globals['_ADDEDSOURCERECORD']._serialized_end=236
+  _globals['_SOURCELEASERECORD']._serialized_start=239
+  _globals['_SOURCELEASERECORD']._serialized_end=370
 # @@protoc_insertion_point(module_scope)

@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
@@ -93,3 +94,42 @@ class AddedSourceRecord(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AddedSourceRecord: _TypeAlias = AddedSourceRecord  # noqa: Y015
+
+@_typing.final
+class SourceLeaseRecord(_message.Message):
+    """One listener replica's claim (bucket listener_leases): under "source.<name>", the right to poll
+    that source; under "replica.<holder>", the replica's presence, which is how the others count the
+    replicas to share the sources among. Taken and renewed with compare-and-set on the revision.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLDER_FIELD_NUMBER: _builtins.int
+    RENEWED_AT_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    holder: _builtins.str
+    """The replica that holds it: its host (pod) name and a random part, unique per process."""
+    @_builtins.property
+    def renewed_at(self) -> _timestamp_pb2.Timestamp:
+        """When the holder last took or renewed it, by the holder's clock."""
+
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When it lapses unless renewed; any replica may take it from then on. A clean shutdown sets it
+        to the shutdown time, so the others need not wait.
+        """
+
+    def __init__(
+        self,
+        *,
+        holder: _builtins.str = ...,
+        renewed_at: _timestamp_pb2.Timestamp | None = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "renewed_at", b"renewed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "holder", b"holder", "renewed_at", b"renewed_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SourceLeaseRecord: _TypeAlias = SourceLeaseRecord  # noqa: Y015

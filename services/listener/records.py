@@ -2,7 +2,8 @@
 
 A source's ``SourceState`` stays a plain dataclass the adapters change as they poll, and a source
 added at run time stays its settings as a JSON object (what ``AddSource`` validated); this module is
-the one place that maps them onto the stored messages, so no adapter knows the wire format. Records
+the one place that maps them onto the stored messages, so no adapter knows the wire format. A lease
+(``services.listener.lease``) is stored the same way, under a key that says what it is a lease on. Records
 an earlier version wrote as JSON are still read: a source state's keys are its message's field
 names, and an added source was its bare settings object, which ``_legacy_added_source`` wraps. The
 next change of such a record writes it in binary.
@@ -11,9 +12,13 @@ next change of such a record writes it in binary.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from clamor.v1 import listener_state_pb2 as state_pb2
+from services.listener.lease import Lease
 from services.listener.sources.base import SourceState
 from services.shared.kv_state import MappedCodec
 
@@ -82,4 +87,41 @@ ADDED_SOURCE_CODEC: MappedCodec[dict[str, Any], state_pb2.AddedSourceRecord] = M
     to_proto=added_source_to_proto,
     from_proto=added_source_from_proto,
     legacy=_legacy_added_source,
+)
+
+# --- leases ---------------------------------------------------------------------------------------
+
+
+def source_lease_key(name: str) -> str:
+    """The key of the lease on polling source ``name`` (names are valid key tokens)."""
+    return f"source.{name}"
+
+
+def replica_key(holder: str) -> str:
+    """The key of replica ``holder``'s presence lease (holder ids are valid key tokens)."""
+    return f"replica.{holder}"
+
+
+def _stamp(at: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(at)
+    return stamp
+
+
+def lease_to_proto(lease: Lease) -> state_pb2.SourceLeaseRecord:
+    return state_pb2.SourceLeaseRecord(
+        holder=lease.holder, renewed_at=_stamp(lease.renewed_at), expires_at=_stamp(lease.expires_at)
+    )
+
+
+def lease_from_proto(stored: state_pb2.SourceLeaseRecord) -> Lease:
+    return Lease(
+        holder=stored.holder,
+        renewed_at=stored.renewed_at.ToDatetime(tzinfo=UTC),
+        expires_at=stored.expires_at.ToDatetime(tzinfo=UTC),
+    )
+
+
+LEASE_CODEC: MappedCodec[Lease, state_pb2.SourceLeaseRecord] = MappedCodec(
+    state_pb2.SourceLeaseRecord, to_proto=lease_to_proto, from_proto=lease_from_proto
 )

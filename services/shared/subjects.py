@@ -193,6 +193,8 @@ ALL_CONSUMERS: tuple[ConsumerSpec, ...] = (
 # JetStream KV buckets (state lives here: no second database).
 LISTENER_STATE_BUCKET = "listener_state"
 LISTENER_SOURCES_BUCKET = "listener_sources"
+# Which listener replica polls each source ("source.<name>"), and each replica's presence ("replica.<id>").
+LISTENER_LEASES_BUCKET = "listener_leases"
 CASES_BUCKET = "cases"
 # Group key (author on a watch, thread) → the open case it belongs to; entries expire with the window.
 CASE_KEYS_BUCKET = "router_case_keys"

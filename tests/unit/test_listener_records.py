@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
 from clamor.v1 import listener_state_pb2
-from services.listener.records import ADDED_SOURCE_CODEC, SOURCE_STATE_CODEC
+from services.listener.lease import Lease
+from services.listener.records import (
+    ADDED_SOURCE_CODEC,
+    LEASE_CODEC,
+    SOURCE_STATE_CODEC,
+    replica_key,
+    source_lease_key,
+)
 from services.listener.registry import parse_source_settings
 from services.listener.sources.base import SourceState
+from tests.support.clock import ManualClock
 
 
 def a_state() -> SourceState:
@@ -71,3 +80,16 @@ def test_added_settings_that_are_not_an_object_are_refused() -> None:
     data = listener_state_pb2.AddedSourceRecord(name="x", settings_json="[1]").SerializeToString()
     with pytest.raises(TypeError, match="not a JSON object"):
         ADDED_SOURCE_CODEC.decode(data)
+
+
+def test_a_lease_is_stored_as_protobuf_to_the_microsecond() -> None:
+    clock = ManualClock()
+    clock.advance(0.123456)
+    lease = Lease(holder="listener-7c9f-1a2b3c4d", renewed_at=clock(), expires_at=clock() + timedelta(seconds=15))
+    data = LEASE_CODEC.encode(lease)
+    assert listener_state_pb2.SourceLeaseRecord.FromString(data).holder == "listener-7c9f-1a2b3c4d"
+    assert LEASE_CODEC.decode(data) == lease
+    assert (source_lease_key("reviews"), replica_key("listener-7c9f-1a2b3c4d")) == (
+        "source.reviews",
+        "replica.listener-7c9f-1a2b3c4d",
+    )
