@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from clamor.v1 import listener_service_pb2_grpc
-from services.listener.clients import AddedSourceStore, AlertPublisher, MentionPublisher, StateStore
-from services.listener.config import (
-    HttpSourceSettings,
-    ListenerConfig,
-    ListenerSettings,
-    ReplaySourceSettings,
-    WebhookSourceSettings,
-)
-from services.listener.poller import ReplaySource
-from services.listener.registry import Runner, SourceRegistry
-from services.listener.runner import PushedSource, SourceRunner
+from services.listener.clients import AddedSourceStore, AlertPublisher, LeaseStore, MentionPublisher, StateStore
+from services.listener.config import ListenerConfig, ListenerSettings, WebhookSourceSettings
+from services.listener.factory import SourceFactory
+from services.listener.lease_keeper import LeaseKeeper, new_holder_id
+from services.listener.registry import SourceRegistry
+from services.listener.runner import PushedSource
 from services.listener.server import SERVICE_NAME, ListenerServicer
-from services.listener.sources import build_source
 from services.listener.watch import Query, Watch
 from services.listener.webhook import WebhookReceiver
 from services.shared.clock import system_clock
 from services.shared.config import load_config
 from services.shared.lifecycle import ServiceRuntime, service_main
-from services.shared.outbound import FetchLimits, OutboundClient, OutboundPolicy
 from services.shared.telemetry import setup_telemetry
 
 if TYPE_CHECKING:
@@ -35,6 +29,7 @@ if TYPE_CHECKING:
     from services.listener.sources.base import Post
 
 NAME = "listener"
+log = logging.getLogger(__name__)
 
 
 def build_watches(settings: ListenerSettings) -> dict[str, Watch]:
@@ -54,7 +49,6 @@ async def run(config_path: Path | None) -> None:
     config = load_config(ListenerConfig, config_path)
     settings = config.listener
     runtime = ServiceRuntime(NAME, config.nats, settings.grpc, setup_telemetry(NAME, config.telemetry))
-    watches = build_watches(settings)
     # The one clock every part reads; tests hand the same parts a clock they turn by hand.
     clock = system_clock
     registries: list[SourceRegistry] = []
@@ -65,54 +59,41 @@ async def run(config_path: Path | None) -> None:
     await runtime.start_grpc(register, [SERVICE_NAME])
     js = await runtime.connect()
     replicas = config.nats.stream_replicas
-    publisher = MentionPublisher(js, runtime.tracer)
-    states = await StateStore.open(js, replicas=replicas)
-    alerts = AlertPublisher(js, runtime.tracer, clock=clock)
-    clients: list[OutboundClient] = []
-
-    def build(source: Any, dynamic: bool) -> Runner:
-        watch = watches.get(source.watch) if source.watch else None
-        if isinstance(source, ReplaySourceSettings):
-            return ReplaySource(
-                source,
-                publisher=publisher,
-                states=states,
-                tracer=runtime.tracer,
-                counters=runtime.counters,
-                watches=watches,
-                clock=clock,
-            )
-        if isinstance(source, WebhookSourceSettings):
-            return PushedSource(
-                source, publisher=publisher, watch=watch, tracer=runtime.tracer, counters=runtime.counters, clock=clock
-            )
-        assert isinstance(source, HttpSourceSettings)
-        http = OutboundClient(
-            OutboundPolicy(tuple(source.allow_hosts)),
-            limits=FetchLimits(max_bytes=source.max_body_bytes, timeout_s=source.timeout_s),
-            clock=clock,
-        )
-        clients.append(http)
-        return SourceRunner(
-            source,
-            build_source(source),
-            http=http,
-            states=states,
-            publisher=publisher,
-            alerts=alerts,
-            watch=watch,
-            tracer=runtime.tracer,
-            counters=runtime.counters,
-            dynamic=dynamic,
-            clock=clock,
-        )
-
-    registry = SourceRegistry(build, await AddedSourceStore.open(js, replicas=replicas), runtime.stopping)
-    registries.append(registry)
+    keeper = LeaseKeeper(
+        await LeaseStore.open(js, replicas=replicas), holder=new_holder_id(), ttl_s=settings.lease_ttl_s, clock=clock
+    )
+    log.info("listener replica %s", keeper.holder)
+    factory = SourceFactory(
+        publisher=MentionPublisher(js, runtime.tracer),
+        states=await StateStore.open(js, replicas=replicas),
+        alerts=AlertPublisher(js, runtime.tracer, clock=clock),
+        leases=keeper,
+        watches=build_watches(settings),
+        tracer=runtime.tracer,
+        counters=runtime.counters,
+        clock=clock,
+    )
+    registry = SourceRegistry(
+        factory,
+        await AddedSourceStore.open(js, replicas=replicas),
+        runtime.stopping,
+        holder_of=keeper.holder_of,
+        claim=keeper.claim,
+    )
     for source_settings in settings.sources:
         registry.start(source_settings)
     await registry.restore()
-    runtime.add_worker("sources", registry.run)
+    # Take this replica's share before answering ListSources, so a single listener shows its sources held.
+    await keeper.tick()
+    registries.append(registry)
+
+    async def run_sources() -> None:
+        await registry.run()
+        # Only once no source polls any more: the other replicas take the leases at once, not a TTL later.
+        await keeper.release_all()
+
+    runtime.add_worker("sources", run_sources)
+    runtime.add_periodic("leases", keeper.renew_every_s, keeper.tick)
 
     webhook_sources = [s for s in settings.sources if isinstance(s, WebhookSourceSettings)]
     receiver: WebhookReceiver | None = None
@@ -130,8 +111,7 @@ async def run(config_path: Path | None) -> None:
     finally:
         if receiver is not None:
             await receiver.stop()
-        for client in clients:
-            await client.aclose()
+        await factory.aclose()
 
 
 def main(argv: list[str] | None = None) -> int:

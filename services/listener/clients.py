@@ -1,4 +1,4 @@
-"""Every outbound call the listener makes to NATS: mentions, source state, added sources, alerts.
+"""Every outbound call the listener makes to NATS: mentions, source state, added sources, leases, alerts.
 
 (HTTP to the platforms goes through services.shared.outbound, one client per source.)
 """
@@ -9,7 +9,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from clamor.v1 import alert_pb2
-from services.listener.records import ADDED_SOURCE_CODEC, SOURCE_STATE_CODEC, stored_key
+from services.listener.lease import Lease, released, taken
+from services.listener.records import ADDED_SOURCE_CODEC, LEASE_CODEC, SOURCE_STATE_CODEC, stored_key
 from services.listener.sources.base import SourceState
 from services.shared import subjects
 from services.shared.clock import Clock, system_clock
@@ -17,6 +18,8 @@ from services.shared.jetstream import publish
 from services.shared.kv_state import KvState, UnreadableRecordError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from nats.js import JetStreamContext
     from opentelemetry import trace
 
@@ -108,6 +111,55 @@ class AddedSourceStore:
             if record is not None:
                 found.append((name, record[0]))
         return found
+
+
+# Lease records nobody renewed for this long leave the bucket: those of replicas long gone. It is far
+# longer than any lease's TTL (the setting's maximum is 300 s), and a record's absence means "free".
+LEASE_RECORDS_KEPT_S = 3600.0
+
+
+class LeaseStore:
+    """Leases on sources and replicas' presence (``services.listener.lease``), changed only by CAS.
+
+    Mirrored in memory, so a replica sees who holds what and how many replicas are alive without
+    a round trip; what the mirror suggests is re-checked inside the CAS change.
+    """
+
+    def __init__(self, state: KvState[Lease]) -> None:
+        self._state = state
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, *, replicas: int) -> LeaseStore:
+        return cls(
+            await KvState.open(
+                js,
+                subjects.LISTENER_LEASES_BUCKET,
+                codec=LEASE_CODEC,
+                replicas=replicas,
+                ttl_s=LEASE_RECORDS_KEPT_S,
+                key=stored_key,
+            )
+        )
+
+    async def take(self, key: str, *, holder: str, now: datetime, ttl_s: float) -> Lease:
+        """Take or renew the lease under ``key``; returns the lease as stored, ``holder``'s or another's."""
+        stored = await self._state.change(key, lambda current: taken(current, holder=holder, now=now, ttl_s=ttl_s))
+        assert stored is not None, "taken() always gives a lease"
+        return stored
+
+    async def release(self, key: str, *, holder: str, now: datetime) -> None:
+        """Let ``holder``'s lease under ``key`` lapse now; another's is left as it is."""
+        await self._state.change(key, lambda current: released(current, holder=holder, now=now))
+
+    def peek(self, key: str) -> Lease | None:
+        return self._state.peek(key)
+
+    def leases(self) -> list[Lease]:
+        """Every lease, on sources and presences alike, as the mirror last saw them."""
+        return self._state.records()
+
+    async def close(self) -> None:
+        await self._state.close()
 
 
 class AlertPublisher:

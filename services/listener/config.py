@@ -237,6 +237,10 @@ class ListenerSettings(Section):
     watches: list[WatchSettings] = Field(default_factory=list)
     sources: list[AnySourceSettings] = Field(default_factory=list)
     webhook_server: WebhookServerSettings = Field(default_factory=WebhookServerSettings)
+    # With several replicas, each polled or replayed source is polled by the one replica that holds
+    # its lease, renewed every third of this. A killed replica's sources move to the others once
+    # its leases lapse, about this long after it died; a clean shutdown hands them over at once.
+    lease_ttl_s: float = Field(default=15.0, ge=3.0, le=300.0)
 
     @model_validator(mode="after")
     def _names_are_consistent(self) -> ListenerSettings:

@@ -133,6 +133,8 @@ class SourceStatus:
     last_error_at: datetime | None = None
     newest_post_at: datetime | None = None
     next_poll_at: datetime | None = None
+    # The listener replica that holds the source's lease and polls it; filled in when the status is read.
+    holder: str = ""
 
     def succeeded(self, at: datetime) -> None:
         self.last_success_at = at

@@ -15,3 +15,7 @@ class MalformedPostError(PermanentError, ListenerError):
 
 class SourceFormatError(PermanentError, ListenerError):
     """A source answered with a body that is not what its documented format promises."""
+
+
+class NotHolderError(ListenerError):
+    """Another listener replica holds the source's lease and polls it; the message names that replica."""

@@ -14,6 +14,7 @@ from opentelemetry import trace
 
 from services.listener.domain import SourceStatus, mention_from_replay_line
 from services.listener.errors import MalformedPostError
+from services.listener.lease import SOLE_REPLICA
 from services.listener.sources.base import SourceState
 from services.shared.clock import Clock, system_clock
 from services.shared.errors import TransientError
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
     from services.listener.clients import MentionPublisher, StateStore
     from services.listener.config import ReplaySourceSettings
+    from services.listener.lease import SourceLease
     from services.listener.watch import Watch
     from services.shared.status import Counters
 
@@ -35,6 +37,9 @@ class ReplaySource:
 
     The cursor is the number of lines done. It is saved after each publish; a crash between
     the two re-publishes one post under the same id, which JetStream drops as a duplicate.
+
+    With several listener replicas, only the holder of the source's lease replays; when the lease
+    moves, the new holder reads the cursor from KV and goes on from the line the last one finished.
 
     Posts are not matched against watches here; ``watches`` (by name) only mark a post
     ``own_account`` when its author is one of its watch's own handles.
@@ -49,10 +54,12 @@ class ReplaySource:
         tracer: trace.Tracer,
         counters: Counters,
         watches: Mapping[str, Watch] | None = None,
+        lease: SourceLease = SOLE_REPLICA,
         clock: Clock = system_clock,
     ) -> None:
         self.settings = settings
         self._clock = clock
+        self._lease = lease
         self.status = SourceStatus(name=settings.name, kind=settings.kind, watch=settings.watch)
         self._watches = watches or {}
         self._publisher = publisher
@@ -77,23 +84,35 @@ class ReplaySource:
         except (OSError, UnicodeDecodeError) as exc:
             self._fail(f"cannot read {path}: {exc}")
             return
+        while await self._lease.wait_held(stopping):
+            if await self._replay_while_held(lines, path, stopping):
+                self.status.exhausted = True
+                log.info("source %s replayed all %d lines of %s", self.settings.name, len(lines), path)
+                return
+
+    async def _replay_while_held(self, lines: list[str], path: Path, stopping: asyncio.Event) -> bool:
+        """Publish from the stored cursor on; True at the end of the file, False when stopped or the lease is lost."""
         done = await self._resume_line()
         if done:
             log.info("source %s resumes at line %d of %s", self.settings.name, done + 1, path)
         interval = 1.0 / self.settings.rate_per_second
         for number in range(done, len(lines)):
             await self._resume.wait()
-            if stopping.is_set():
-                return
+            if stopping.is_set() or not self._lease.held():
+                return False
             line = lines[number]
-            if line.strip():
-                await self._publish_line(line, path, number + 1, stopping)
+            if line.strip() and not await self._publish_line(line, path, number + 1, stopping):
+                return False
             await self._save_cursor(number + 1, stopping)
             await asyncio.sleep(interval)
-        self.status.exhausted = True
-        log.info("source %s replayed all %d lines of %s", self.settings.name, len(lines), path)
+        return True
 
-    async def _publish_line(self, line: str, path: Path, number: int, stopping: asyncio.Event) -> None:
+    async def close(self) -> None:
+        """The source was removed: give its lease up."""
+        await self._lease.release()
+
+    async def _publish_line(self, line: str, path: Path, number: int, stopping: asyncio.Event) -> bool:
+        """True once the line is done with (published, or skipped as malformed); False when stopped first."""
         now = self._clock()
         try:
             mention = mention_from_replay_line(
@@ -103,7 +122,7 @@ class ReplaySource:
             self.status.malformed += 1
             self._counters.inc("malformed")
             self._fail(f"{path}:{number}: skipped malformed post: {exc}")
-            return
+            return True
         watch = self._watches.get(mention.watch)
         if watch is not None and watch.is_own(mention.author.handle):
             mention.own_account = True
@@ -125,9 +144,10 @@ class ReplaySource:
                     self.status.published += int(fresh)
                     self.status.saw(None)
                     self.status.succeeded(now)
-                    return
+                    return True
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+        return False
 
     async def _resume_line(self) -> int:
         saved = (await self._states.load(self.settings.name)).cursor
@@ -137,15 +157,20 @@ class ReplaySource:
         return int(saved or 0)
 
     async def _save_cursor(self, lines_done: int, stopping: asyncio.Event) -> None:
-        """Retry until saved: skipping a save would only repeat a post, but a crash loop helps nobody."""
+        """Retry until saved: skipping a save would only repeat a post, but a crash loop helps nobody.
+
+        Tried once more when stopping, so a clean shutdown hands the next holder the exact line.
+        """
         delay = 0.5
         state = SourceState(cursor=str(lines_done))
-        while not stopping.is_set():
+        while True:
             try:
                 await self._states.save(self.settings.name, state)
                 return
             except TransientError as exc:
                 self._fail(str(exc))
+            if stopping.is_set():
+                return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import TypeAdapter, ValidationError
@@ -50,16 +51,40 @@ def parse_source_settings(data: object, *, where: str = "source") -> Any:
         raise InvalidSourceError(format_validation_error(exc, where, {}, {}, data)) from exc
 
 
+def _nobody(_: str) -> str:
+    return ""
+
+
+async def _no_lease(_: str) -> None:
+    return None
+
+
 class SourceRegistry:
-    def __init__(self, build: Callable[[Any, bool], Runner], added: AddedSourceStore, stopping: asyncio.Event) -> None:
+    def __init__(
+        self,
+        build: Callable[[Any, bool], Runner],
+        added: AddedSourceStore,
+        stopping: asyncio.Event,
+        *,
+        holder_of: Callable[[str], str] = _nobody,
+        claim: Callable[[str], Awaitable[None]] = _no_lease,
+    ) -> None:
+        """``holder_of`` names the replica that polls a source now (its lease's holder), for the statuses;
+        ``claim`` takes the lease of a source added here, before AddSource answers."""
         self._build = build
         self._added = added
         self._stopping = stopping
+        self._holder_of = holder_of
+        self._claim = claim
         self._runners: dict[str, Runner] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     def statuses(self) -> list[SourceStatus]:
-        return [runner.status for runner in self._runners.values()]
+        return [self.status(name) for name in self._runners]
+
+    def status(self, name: str) -> SourceStatus:
+        """A copy of the source's status, with the replica that polls it now."""
+        return dataclasses.replace(self.get(name).status, holder=self._holder_of(name))
 
     def get(self, name: str) -> Runner:
         try:
@@ -87,8 +112,9 @@ class SourceRegistry:
             await self._added.save(settings.name, settings.model_dump(mode="json"))
         except Exception:
             await self._stop_task(settings.name)
-            del self._runners[settings.name]
+            await self._close(self._runners.pop(settings.name))
             raise
+        await self._claim(settings.name)
         return runner
 
     async def remove(self, name: str) -> None:
@@ -97,7 +123,12 @@ class SourceRegistry:
             raise SourceConflictError(f"source {name!r} comes from the config file: pause it, or edit the file")
         await self._added.delete(name)
         await self._stop_task(name)
-        closing = getattr(self._runners.pop(name), "close", None)
+        await self._close(self._runners.pop(name))
+
+    @staticmethod
+    async def _close(runner: Runner) -> None:
+        """Give up the runner's lease and connections, for the runners that have them."""
+        closing = getattr(runner, "close", None)
         if closing is not None:
             await closing()
 

@@ -5,6 +5,11 @@ the platform's headers ask for (``Retry-After``, rate-limit resets), exponential
 errors, and nothing fetched while paused. State is saved only after every new post is
 published, so a crash repeats a poll (dropped by JetStream's ``Nats-Msg-Id`` dedup), never
 loses one.
+
+With several listener replicas, a source is polled only by the replica that holds its lease
+(``services.listener.lease``): the loop waits for the lease, checks it before every poll, and goes
+back to waiting when it is lost. Each poll starts from the state in KV, so a new holder resumes
+where the last one stopped.
 """
 
 from __future__ import annotations
@@ -20,12 +25,15 @@ from typing import TYPE_CHECKING
 from opentelemetry import trace
 
 from services.listener.domain import SourceStatus, mention_from_post
+from services.listener.errors import NotHolderError
+from services.listener.lease import SOLE_REPLICA
 from services.shared.clock import Clock, system_clock
 from services.shared.errors import ClamorError, TransientError
 
 if TYPE_CHECKING:
     from services.listener.clients import AlertPublisher, MentionPublisher, StateStore
     from services.listener.config import HttpSourceSettings, WebhookSourceSettings
+    from services.listener.lease import SourceLease
     from services.listener.sources.base import Post, Source
     from services.listener.watch import Watch
     from services.shared.outbound import OutboundClient
@@ -130,10 +138,12 @@ class SourceRunner:
         counters: Counters,
         dynamic: bool = False,
         first_poll_within_s: float = 5.0,
+        lease: SourceLease = SOLE_REPLICA,
         clock: Clock = system_clock,
     ) -> None:
         self.settings = settings
         self._clock = clock
+        self._lease = lease
         self._first_poll_within_s = first_poll_within_s
         self.source = source
         self.platform = str(getattr(source, "platform", source.kind))
@@ -154,7 +164,8 @@ class SourceRunner:
         self._counters = counters
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
-        self._started_at = clock()
+        # Since when this replica polls the source: silence before that was another replica's to report.
+        self._polling_since = clock()
         self._alerted_for: str = ""
 
     def pause(self) -> None:
@@ -165,12 +176,21 @@ class SourceRunner:
         self._wake.set()
 
     async def run(self, stopping: asyncio.Event) -> None:
-        # Spread the first polls so a restart does not hit every platform at the same instant.
+        while await self._lease.wait_held(stopping):
+            await self._poll_while_held(stopping)
+
+    async def _poll_while_held(self, stopping: asyncio.Event) -> None:
+        self._polling_since = self._clock()
+        # Spread the first polls so a restart or a takeover does not hit every platform at the same instant.
         wait_s = random.uniform(0, min(self.settings.interval_s, self._first_poll_within_s))
         while not stopping.is_set():
             self.status.next_poll_at = self._clock() + timedelta(seconds=wait_s)
             await self._sleep(wait_s, stopping)
             if stopping.is_set():
+                return
+            if not self._lease.held():
+                # Lost: the replica that holds the lease now polls the source, on its own schedule.
+                self.status.next_poll_at = None
                 return
             if self.status.paused:
                 wait_s = self.settings.interval_s
@@ -180,7 +200,13 @@ class SourceRunner:
             await self._check_health()
 
     async def poll_now(self) -> PollOutcome:
-        """One poll outside the schedule (the gRPC PollNow); runs even while paused."""
+        """One poll outside the schedule (the gRPC PollNow); runs even while paused.
+
+        Raises :class:`NotHolderError` on a replica that does not hold the source's lease.
+        """
+        if not self._lease.held():
+            holder = self._lease.holder or "none right now"
+            raise NotHolderError(f"source {self.settings.name} is polled by another listener replica ({holder})")
         outcome, _ = await self._poll_and_publish()
         self._wake.set()
         return outcome
@@ -227,6 +253,8 @@ class SourceRunner:
             return PollOutcome(fetched=len(poll.posts), published=published), poll.wait_s
 
     async def close(self) -> None:
+        """The source was removed: give its lease up and close its connections."""
+        await self._lease.release()
         await self._http.aclose()
 
     async def _check_health(self) -> None:
@@ -234,7 +262,7 @@ class SourceRunner:
         if self.status.paused:
             return
         now = self._clock()
-        last_good = self.status.last_success_at or self._started_at
+        last_good = max(self.status.last_success_at or self._polling_since, self._polling_since)
         silent_s = (now - last_good).total_seconds()
         problem = ""
         if self.status.consecutive_failures >= self.settings.failing_after:

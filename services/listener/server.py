@@ -9,6 +9,7 @@ import yaml
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from clamor.v1 import listener_service_pb2, listener_service_pb2_grpc
+from services.listener.errors import NotHolderError
 from services.listener.registry import (
     InvalidSourceError,
     Runner,
@@ -75,7 +76,7 @@ class ListenerServicer(listener_service_pb2_grpc.ListenerServiceServicer):
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
         except ClamorError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-        response = listener_service_pb2.AddSourceResponse(source=to_proto(runner.status))
+        response = listener_service_pb2.AddSourceResponse(source=await self._status(runner.status.name, context))
         if request.request_id:
             self._added[request.request_id] = response
         return response
@@ -99,14 +100,14 @@ class ListenerServicer(listener_service_pb2_grpc.ListenerServiceServicer):
     ) -> listener_service_pb2.PauseSourceResponse:
         runner = await self._runner(request.name, context)
         runner.pause()
-        return listener_service_pb2.PauseSourceResponse(source=to_proto(runner.status))
+        return listener_service_pb2.PauseSourceResponse(source=await self._status(request.name, context))
 
     async def ResumeSource(
         self, request: listener_service_pb2.ResumeSourceRequest, context: Context
     ) -> listener_service_pb2.ResumeSourceResponse:
         runner = await self._runner(request.name, context)
         runner.resume()
-        return listener_service_pb2.ResumeSourceResponse(source=to_proto(runner.status))
+        return listener_service_pb2.ResumeSourceResponse(source=await self._status(request.name, context))
 
     async def PollNow(
         self, request: listener_service_pb2.PollNowRequest, context: Context
@@ -115,15 +116,30 @@ class ListenerServicer(listener_service_pb2_grpc.ListenerServiceServicer):
         if not isinstance(runner, SourceRunner):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"source {request.name!r} is not polled")
             raise AssertionError("unreachable")
-        outcome = await runner.poll_now()
+        try:
+            outcome = await runner.poll_now()
+        except NotHolderError as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return listener_service_pb2.PollNowResponse(
-            source=to_proto(runner.status), fetched=outcome.fetched, published=outcome.published, error=outcome.error
+            source=await self._status(request.name, context),
+            fetched=outcome.fetched,
+            published=outcome.published,
+            error=outcome.error,
         )
 
     async def _registry(self, context: Context) -> SourceRegistry:
         if not self._registries:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "listener is not connected to NATS yet")
         return self._registries[0]
+
+    async def _status(self, name: str, context: Context) -> listener_service_pb2.SourceStatus:
+        registry = await self._registry(context)
+        try:
+            return to_proto(registry.status(name))
+        except UnknownSourceError as exc:
+            # Removed while the request ran.
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            raise AssertionError("unreachable") from exc
 
     async def _runner(self, name: str, context: Context) -> Runner:
         registry = await self._registry(context)
@@ -154,6 +170,7 @@ def to_proto(status: SourceStatus) -> listener_service_pb2.SourceStatus:
         posts_seen=status.posts_seen,
         paused=status.paused,
         dynamic=status.dynamic,
+        holder=status.holder,
         last_success_at=_stamp(status.last_success_at),
         last_error_at=_stamp(status.last_error_at),
         newest_post_at=_stamp(status.newest_post_at),

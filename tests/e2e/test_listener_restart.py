@@ -108,7 +108,8 @@ async def test_killing_the_listener_mid_poll_and_mid_publish_loses_and_repeats_n
                 {
                     "nats": {"url": nats_server.url},
                     "telemetry": {"log_format": "json"},
-                    "listener": {"grpc": {"port": free_port()}, "sources": [source]},
+                    # A killed listener's lease lapses after this; only then does its successor poll.
+                    "listener": {"grpc": {"port": free_port()}, "sources": [source], "lease_ttl_s": 3},
                 }
             )
         )

@@ -1,4 +1,4 @@
-"""The listener's watch settings: a watch's own handles, from the config file to the built Watch."""
+"""The listener's settings: a watch's own handles, from the config file to the built Watch; the lease TTL."""
 
 from __future__ import annotations
 
@@ -42,3 +42,12 @@ def test_an_empty_own_handle_is_a_config_error_naming_the_field(tmp_path: Path) 
     text = CONFIG.replace('"skylark@mastodon.example"', '" @"')
     with pytest.raises(ConfigError, match=r"listener\.watches\[0\]\.own_handles .*handle 1 \(' @'\) is empty"):
         load_config(ListenerConfig, write(tmp_path, text), environ={})
+
+
+def test_the_lease_ttl_defaults_to_15_s_and_a_ttl_too_short_to_renew_in_is_refused(tmp_path: Path) -> None:
+    assert load_config(ListenerConfig, write(tmp_path, CONFIG), environ={}).listener.lease_ttl_s == 15
+    text = CONFIG + "  lease_ttl_s: 1\n"
+    with pytest.raises(ConfigError, match=r"listener\.lease_ttl_s"):
+        load_config(ListenerConfig, write(tmp_path, text), environ={})
+    environ = {"CLAMOR__LISTENER__LEASE_TTL_S": "30"}
+    assert load_config(ListenerConfig, write(tmp_path, CONFIG), environ=environ).listener.lease_ttl_s == 30
