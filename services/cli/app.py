@@ -196,7 +196,10 @@ def _age(stamp: Timestamp, now: datetime) -> str:
 def sources_table(sources: list[listener_service_pb2.SourceStatus]) -> Table:
     now = datetime.now(UTC)
     table = Table(title="sources", title_justify="left")
-    for column in ("source", "kind", "watch", "state", "seen", "published", "last success", "next poll", "last error"):
+    columns = ["source", "kind", "watch", "state", "seen", "published", "last success", "next poll", "last error"]
+    # With several listener replicas, which one polls each source (its lease holder).
+    holders = any(source.holder for source in sources)
+    for column in [*columns, *(["polled by"] if holders else [])]:
         table.add_column(column)
     for source in sources:
         if source.paused:
@@ -217,6 +220,7 @@ def sources_table(sources: list[listener_service_pb2.SourceStatus]) -> Table:
             _age(source.last_success_at, now),
             _age(source.next_poll_at, now),
             escape(source.last_error[:80]),
+            *([escape(source.holder or "-")] if holders else []),
         )
     return table
 
