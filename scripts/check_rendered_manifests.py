@@ -129,6 +129,10 @@ def service_ports(service: Resource) -> dict[str, tuple[int, Any]]:
     return {port["name"]: (port["port"], port.get("targetPort")) for port in service["spec"]["ports"]}
 
 
+# opentelemetry-exporter-otlp's default export timeout (OTEL_EXPORTER_OTLP_TIMEOUT).
+OTLP_EXPORT_TIMEOUT_S = 10.0
+
+
 def check_service(rendered: Rendered, name: str, config_text: str, report: Report) -> CommonConfig | None:
     deployment = rendered.get("Deployment", f"clamor-{name}")
     spec = container(deployment)
@@ -164,6 +168,15 @@ def check_service(rendered: Rendered, name: str, config_text: str, report: Repor
         f"clamor-{name} serves, probes and exposes gRPC on {port}",
         f"config {settings.grpc.host}:{port}, container {named_ports(spec)}, probes {grpc_ports(spec)},"
         f" Service {service}",
+    )
+    # The drain waits up to shutdown_grace_s three times (in-flight work, the gRPC server, the NATS
+    # drain), then flushes spans (the OTLP exporter gives up after 10 s): all before the kubelet's SIGKILL.
+    drain_s = 3 * settings.grpc.shutdown_grace_s + OTLP_EXPORT_TIMEOUT_S
+    grace_s = deployment["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30)
+    report.check(
+        grace_s > drain_s,
+        f"clamor-{name} drains within its terminationGracePeriodSeconds",
+        f"{grace_s} s is not more than the drain's {drain_s:g} s",
     )
     if name == "listener":
         http = settings.webhook_server

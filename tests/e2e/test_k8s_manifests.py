@@ -324,9 +324,11 @@ def test_every_probe_answers_and_posts_become_cases_one_trace_each(deployment: D
     assert set(delivered) - borderline == expected
 
     # SIGTERM flushes each service's spans to the receiver, as a rolling update would.
-    for pod in deployment.pods.values():
-        if pod.workload.component in SERVICES:
-            pod.stop()
+    stopped = [pod for pod in deployment.pods.values() if pod.workload.component in SERVICES]
+    for pod in stopped:
+        pod.stop()
+    # A clean drain exits 0; a service that had to be killed, or crashed on the way out, does not.
+    assert {p.name: p.process.returncode for p in stopped if p.process is not None} == {p.name: 0 for p in stopped}
     traces: dict[str, set[str]] = {}
     for span in deployment.receiver.spans:
         mention = span.attributes.get("clamor.mention.id")
