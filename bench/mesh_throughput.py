@@ -65,7 +65,7 @@ async def drained(config_path: Path) -> bool:
     listener = next(r for r in reports if r.name == "listener")
     if not listener.sources or not all(s.exhausted for s in listener.sources):
         return False
-    nc = await nats.connect(config.nats.url)
+    nc = await nats.connect(servers=config.nats.servers)
     try:
         lag = await consumer_lag(nc)
     finally:

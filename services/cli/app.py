@@ -38,6 +38,7 @@ from services.cli.probe import probe_all
 from services.cli.sources import app as sources_app
 from services.cli.supervisor import Supervisor
 from services.cli.triage import app as triage_app
+from services.shared.config import NatsSettings
 from services.shared.errors import NatsServerError
 
 app = typer.Typer(
@@ -106,7 +107,7 @@ async def _watch(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    nc = await _connect_quietly(mesh.nats.url)
+    nc = await _connect_quietly(mesh.nats)
     started = time.monotonic()
     snapshot: live.Snapshot | None = None
     idle_checks = 0
@@ -117,7 +118,7 @@ async def _watch(
             for name in supervisor.keep_alive():
                 errors.print(f"[yellow]{name} exited; restarted it (see {supervisor.data_dir / 'logs'})[/yellow]")
             if nc is None:
-                nc = await _connect_quietly(mesh.nats.url)
+                nc = await _connect_quietly(mesh.nats)
             snapshot = await live.take_snapshot(mesh, nc)
             if live_view is not None:
                 live_view.update(live.render(snapshot, supervisor))
@@ -137,9 +138,25 @@ async def _watch(
     return snapshot
 
 
-async def _connect_quietly(url: str) -> NatsClient | None:
+async def _connect_quietly(settings: NatsSettings) -> NatsClient | None:
+    """A client of any one of the configured servers, or None when none answers now (asked again later)."""
+
+    async def quiet(_: Exception) -> None:
+        return None
+
     try:
-        return await nats.connect(url, connect_timeout=1, max_reconnect_attempts=0, allow_reconnect=False)
+        # A retry or two per server, then give up: with max_reconnect_attempts=0 nats-py cycles the list forever.
+        return await nats.connect(
+            servers=settings.servers,
+            connect_timeout=1,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0.1,
+            allow_reconnect=False,
+            user=settings.user or None,
+            password=settings.password or None,
+            token=settings.token or None,
+            error_cb=quiet,
+        )
     except Exception:
         return None
 
@@ -313,7 +330,8 @@ def config_validate(path: Annotated[Path, typer.Argument(help="The YAML config f
     mesh = load_or_exit(path)
     sources = len(mesh.listener.sources)
     channels = len(mesh.notifier.channels)
-    console.print(f"[green]valid[/green]: {sources} source(s), {channels} channel(s), NATS at {escape(mesh.nats.url)}")
+    nats_at = escape(mesh.nats.shown)
+    console.print(f"[green]valid[/green]: {sources} source(s), {channels} channel(s), NATS at {nats_at}")
 
 
 @app.command()

@@ -89,8 +89,10 @@ class Supervisor:
         ]
 
     def start(self) -> None:
-        url = urlparse(self.config.nats.url)
-        if url.hostname in LOCAL_HOSTS:
+        servers = self.config.nats.servers
+        url = urlparse(servers[0])
+        # One local address is ours to start; a list of servers is a cluster that runs on its own.
+        if len(servers) == 1 and url.hostname in LOCAL_HOSTS:
             self.nats = LocalNatsServer(
                 self.data_dir / "nats",
                 host="127.0.0.1" if url.hostname == "localhost" else url.hostname or "127.0.0.1",

@@ -176,7 +176,9 @@ class Dispatcher:
             settings = self._channel_settings.get(group.channel)
             if settings is None or group.channel in self._busy:
                 continue
-            due = grouping.due_at(group, self._settings.grouping_for(settings), settings.quiet_hours, now)
+            due = grouping.due_at(
+                group, self._settings.grouping_for(settings), settings.quiet_hours, now, owner=self._owner
+            )
             if due is None:
                 continue
             if due > now:
@@ -242,7 +244,11 @@ class Dispatcher:
                     g
                     for g in self._groups.records()
                     if g.channel == channel
-                    and (at := grouping.due_at(g, self._settings.grouping_for(settings), settings.quiet_hours, now))
+                    and (
+                        at := grouping.due_at(
+                            g, self._settings.grouping_for(settings), settings.quiet_hours, now, owner=self._owner
+                        )
+                    )
                     and at <= now
                 ]
                 if not due:

@@ -139,8 +139,15 @@ def enqueue(
     return changed, Enqueued.QUEUED
 
 
-def due_at(group: Group, grouping: GroupingSettings, quiet: QuietHours | None, now: datetime) -> datetime | None:
-    """When the group's next message should go, or None when nothing waits."""
+def due_at(
+    group: Group, grouping: GroupingSettings, quiet: QuietHours | None, now: datetime, *, owner: str = ""
+) -> datetime | None:
+    """When the group's next message should go (for replica ``owner``), or None when nothing waits.
+
+    Another replica's live claim delays the group until its lease ends. ``owner``'s own claim does
+    not: it is left behind only when a send was cut short (NATS or KV away while a leader is being
+    elected), and the replica that holds it tries again at once rather than waiting out the lease.
+    """
     if not group.pending or group.first_pending_at is None:
         return None
     due = group.first_pending_at + timedelta(seconds=grouping.group_wait_s)
@@ -148,7 +155,7 @@ def due_at(group: Group, grouping: GroupingSettings, quiet: QuietHours | None, n
         due = max(due, group.last_flush_at + timedelta(seconds=grouping.group_interval_s))
     if group.retry_at is not None:
         due = max(due, group.retry_at)
-    if group.claim is not None and group.claim.until > now:
+    if group.claim is not None and group.claim.until > now and (not owner or group.claim.owner != owner):
         due = max(due, group.claim.until)
     quiet_end = quiet_until(quiet, max(due, now))
     if quiet_end is not None and not any(item.critical for item in group.pending):

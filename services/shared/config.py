@@ -14,6 +14,7 @@ import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -59,9 +60,57 @@ def _known_zone(value: str) -> str:
 TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
 
 
+NATS_SCHEMES = ("nats", "tls")
+
+
+def split_servers(value: str) -> list[str]:
+    """The server URLs of a ``nats.url`` value: one URL, or several separated by commas."""
+    return [part.strip() for part in value.split(",")]
+
+
+def _check_server(server: str) -> None:
+    """Raise ValueError, naming ``server``, unless it is a ``nats://host[:port]`` URL."""
+    if not server:
+        raise ValueError(
+            "an empty entry in the server list (a stray comma?); expected nats://host:port,nats://host:port"
+        )
+    parts = urlsplit(server)
+    try:
+        parts.port  # noqa: B018 - reading it validates it
+    except ValueError:
+        valid = False
+    else:
+        valid = parts.scheme in NATS_SCHEMES and bool(parts.hostname) and parts.path in ("", "/")
+    if not valid or parts.query or parts.fragment:
+        # A password in the URL stays out of the message (it is printed and logged).
+        shown = server.replace(parts.netloc, "***@" + parts.netloc.rsplit("@", 1)[1]) if "@" in parts.netloc else server
+        raise ValueError(f"{shown!r} is not a NATS server URL; expected nats://host:port (several: comma-separated)")
+
+
+def _server_list(value: str) -> str:
+    servers = split_servers(value)
+    for server in servers:
+        _check_server(server)
+    return ",".join(servers)
+
+
+# One NATS server URL or a comma-separated list (the nodes of a cluster), each checked when read.
+NatsServers = Annotated[str, AfterValidator(_server_list)]
+
+
+def redact(server: str) -> str:
+    """A server URL fit for a log line: credentials in it are dropped."""
+    parts = urlsplit(server)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port is not None else "")
+
+
 class NatsSettings(Section):
-    url: str = "nats://127.0.0.1:4222"
-    # Replicas for every stream: 1 on a laptop, 3 on a cluster.
+    # The NATS servers a service connects to: one URL, or every node of a cluster, comma-separated,
+    # so a client knows them all from the start and fails over when the one it uses goes away.
+    url: NatsServers = "nats://127.0.0.1:4222"
+    # Replicas for every stream and KV bucket: 1 on a laptop, 3 on a cluster.
     stream_replicas: int = Field(default=1, ge=1, le=5)
     # Days triaged mentions are kept (the TRIAGED stream's max_age): the history trends and counters read.
     history_days: float = Field(default=90.0, gt=0, le=3650)
@@ -70,6 +119,16 @@ class NatsSettings(Section):
     user: str = ""
     password: str = ""
     token: str = ""
+
+    @property
+    def servers(self) -> list[str]:
+        """Every server URL in ``url``, in the order given."""
+        return split_servers(self.url)
+
+    @property
+    def shown(self) -> str:
+        """``url`` for log lines and messages, without credentials."""
+        return ",".join(redact(server) for server in self.servers)
 
 
 class TelemetrySettings(Section):

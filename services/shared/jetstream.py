@@ -11,9 +11,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
 
 import nats
+from nats.errors import ConnectionClosedError, ConnectionReconnectingError, NoRespondersError
 from nats.errors import Error as NatsLibraryError
 from nats.js.api import (
     AckPolicy,
@@ -24,10 +26,11 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import NotFoundError
+from nats.js.errors import NoStreamResponseError, NotFoundError, ServiceUnavailableError
 from opentelemetry import trace
 
 from services.shared import subjects
+from services.shared.config import redact
 from services.shared.errors import ExceptionMapping, TransientError, map_exceptions
 from services.shared.telemetry import inject_context
 
@@ -50,7 +53,40 @@ NATS_FAILURES: ExceptionMapping = {
     NatsLibraryError: TransientError,
 }
 
+# What creating or updating a stream, bucket or consumer may meet while a cluster elects a leader,
+# places a new stream's replicas or loses a node: nothing is wrong, so it is asked again, soon.
+# (A config the server refuses, a 400 or 500, is raised at once.)
+NOT_YET: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    OSError,
+    NoRespondersError,
+    NoStreamResponseError,
+    ServiceUnavailableError,
+    ConnectionClosedError,
+    ConnectionReconnectingError,
+)
+# Waits between provisioning attempts: several services start at once against a cluster that is
+# itself starting or electing, which on a busy machine may take a minute; the last wait repeats.
+PROVISION_WAITS_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+PROVISION_ATTEMPTS = 16
+
 ConnectionCallback = Callable[[bool], Awaitable[None]]
+T = TypeVar("T")
+
+
+async def provision(what: str, call: Callable[[], Awaitable[T]]) -> T:
+    """``call()``, asked again while the answer is :data:`NOT_YET`; TransientError when it never comes."""
+    for attempt in range(1, PROVISION_ATTEMPTS):
+        try:
+            return await call()
+        except NOT_YET as exc:
+            wait = PROVISION_WAITS_S[min(attempt, len(PROVISION_WAITS_S)) - 1]
+            log.warning("%s: %s; asking again in %.1fs", what, str(exc) or type(exc).__name__, wait)
+            await asyncio.sleep(wait)
+    try:
+        return await call()
+    except NOT_YET as exc:
+        raise TransientError(f"{what}: no answer from JetStream: {str(exc) or type(exc).__name__}") from exc
 
 
 async def connect(
@@ -60,15 +96,31 @@ async def connect(
     on_connection_change: ConnectionCallback | None = None,
     stop: asyncio.Event | None = None,
 ) -> NatsClient:
-    """Connect to NATS, retrying until it answers or ``stop`` is set; reconnect forever after."""
+    """Connect to one of ``settings.servers``, retrying until one answers or ``stop`` is set.
+
+    The client knows every server listed (and those the cluster announces): when the one it uses
+    goes away it reconnects to another, forever. Log lines name the server actually in use.
+    """
+    # The server in use, as a log line may show it; kept across a disconnect to say which was lost.
+    current = settings.shown
+    client: NatsClient | None = None
+
+    def in_use() -> str:
+        url = client.connected_url if client is not None else None
+        return redact(url.geturl()) if url is not None else current
 
     async def disconnected() -> None:
-        log.warning("lost connection to NATS at %s; reconnecting", settings.url)
+        if client is not None and client.is_closed:
+            log.info("closed connection to NATS at %s", current)  # our own drain or close, at shutdown
+        else:
+            log.warning("lost connection to NATS at %s; reconnecting to one of %s", current, settings.shown)
         if on_connection_change is not None:
             await on_connection_change(False)
 
     async def reconnected() -> None:
-        log.info("reconnected to NATS at %s", settings.url)
+        nonlocal current
+        current = in_use()
+        log.info("reconnected to NATS at %s", current)
         if on_connection_change is not None:
             await on_connection_change(True)
 
@@ -79,7 +131,7 @@ async def connect(
     while True:
         try:
             client = await nats.connect(
-                settings.url,
+                servers=settings.servers,
                 name=name,
                 connect_timeout=settings.connect_timeout_s,
                 max_reconnect_attempts=-1,
@@ -94,13 +146,15 @@ async def connect(
             )
         except (TimeoutError, OSError, NatsLibraryError) as exc:
             if stop is not None and stop.is_set():
-                raise TransientError(f"cannot reach NATS at {settings.url}: {exc}") from exc
+                raise TransientError(f"cannot reach NATS at {settings.shown}: {exc}") from exc
             log.warning(
-                "cannot reach NATS at %s (%s); retrying in %.1fs", settings.url, str(exc) or type(exc).__name__, delay
+                "cannot reach NATS at %s (%s); retrying in %.1fs", settings.shown, str(exc) or type(exc).__name__, delay
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
             continue
+        current = in_use()
+        log.info("connected to NATS at %s", current)
         if on_connection_change is not None:
             await on_connection_change(True)
         return client
@@ -134,12 +188,17 @@ async def ensure_streams(
         if history_days is not None and spec.name == subjects.TRIAGED.name:
             spec = replace(spec, max_age_s=history_days * subjects.DAY_S)
         config = stream_config(spec, replicas=replicas)
-        try:
-            await js.stream_info(spec.name)
-        except NotFoundError:
-            await js.add_stream(config)
-        else:
-            await js.update_stream(config)
+        await provision(f"stream {spec.name}", partial(_ensure_stream, js, config))
+
+
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    # Updating an existing stream in place moves it to the declared replicas too (R1 → R3 on a cluster).
+    try:
+        await js.stream_info(config.name or "")
+    except NotFoundError:
+        await js.add_stream(config)
+    else:
+        await js.update_stream(config)
 
 
 def consumer_config(spec: subjects.ConsumerSpec) -> ConsumerConfig:
@@ -157,17 +216,39 @@ def consumer_config(spec: subjects.ConsumerSpec) -> ConsumerConfig:
 
 async def ensure_consumer(js: JetStreamContext, spec: subjects.ConsumerSpec) -> None:
     """Create the durable consumer or update it in place (add_consumer is create-or-update)."""
-    await js.add_consumer(spec.stream, consumer_config(spec))
+    await provision(f"consumer {spec.durable}", lambda: js.add_consumer(spec.stream, consumer_config(spec)))
+
+
+def bucket_stream(bucket: str) -> str:
+    """The stream that holds KV bucket ``bucket``: JetStream keeps a bucket as stream ``KV_<bucket>``."""
+    return f"KV_{bucket}"
 
 
 async def ensure_bucket(
     js: JetStreamContext, bucket: str, *, replicas: int = 1, history: int = 1, ttl_s: float | None = None
 ) -> KeyValue:
-    """Bind the KV bucket, creating it on first use; with ``ttl_s``, records untouched that long expire."""
+    """Bind the KV bucket, creating it on first use; with ``ttl_s``, records untouched that long expire.
+
+    A bucket created earlier with another replica count (before the move to a cluster) is brought to
+    ``replicas`` in place, as :func:`ensure_streams` does for streams: its stream's ``num_replicas``
+    is updated, and the cluster copies the records to the new peers while the bucket keeps serving.
+    """
+    return await provision(
+        f"KV bucket {bucket}", lambda: _ensure_bucket(js, bucket, replicas=replicas, history=history, ttl_s=ttl_s)
+    )
+
+
+async def _ensure_bucket(
+    js: JetStreamContext, bucket: str, *, replicas: int, history: int, ttl_s: float | None
+) -> KeyValue:
     try:
-        return await js.key_value(bucket)
+        info = await js.stream_info(bucket_stream(bucket))
     except NotFoundError:
         return await js.create_key_value(KeyValueConfig(bucket=bucket, history=history, replicas=replicas, ttl=ttl_s))
+    if info.config.num_replicas != replicas:
+        log.info("KV bucket %s: %s replicas → %d", bucket, info.config.num_replicas, replicas)
+        await js.update_stream(replace(info.config, num_replicas=replicas))
+    return await js.key_value(bucket)
 
 
 async def publish(

@@ -25,7 +25,7 @@ from google.protobuf.message import DecodeError, Message
 from nats.js.errors import InvalidKeyError, KeyNotFoundError, KeyWrongLastSequenceError
 
 from services.shared.errors import TransientError, map_exceptions
-from services.shared.jetstream import NATS_FAILURES, ensure_bucket
+from services.shared.jetstream import NATS_FAILURES, ensure_bucket, provision
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -166,7 +166,7 @@ class KvState(Generic[RecordT]):
         return state
 
     async def _start_mirror(self) -> None:
-        watcher = await self._bucket.watchall()
+        watcher = await provision(f"watch {self._name}", self._bucket.watchall)
         self._watch_task = asyncio.create_task(self._follow(watcher), name=f"kv-mirror-{self._name}")
         await self._loaded.wait()
 

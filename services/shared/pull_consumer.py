@@ -283,7 +283,11 @@ class PullConsumer(Generic[PayloadT]):
                 await msg.nak(delay=self.spec.nak_delays_s[-1])
             delivery.span.end()
             return
-        await msg.term()
+        try:
+            await msg.term()
+        except (NatsLibraryError, OSError) as exc:
+            # The copy is kept: a redelivery is dead-lettered again, and its copy's Nats-Msg-Id drops the repeat.
+            log.warning("%s: dead-lettered %s but could not terminate it: %s", self.spec.durable, msg.subject, exc)
         self._counters.inc("dead_lettered")
         log.error(
             "%s: dead-lettered %s (stream seq %d) after %d deliveries: %s",

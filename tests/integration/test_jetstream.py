@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -16,11 +17,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from clamor.v1 import mention_pb2
 from services.shared import subjects
+from services.shared.config import NatsSettings
 from services.shared.errors import PermanentError, TransientError
-from services.shared.jetstream import ensure_streams, publish
+from services.shared.jetstream import bucket_stream, connect, ensure_bucket, ensure_streams, publish
 from services.shared.pull_consumer import Delivery, PullConsumer, one_at_a_time
 from services.shared.status import Counters
 from tests.support.eventually import eventually
+from tests.support.nats_cluster import NatsCluster
 
 # Short delays so redelivery happens within a test.
 FAST_SPEC = replace(
@@ -268,3 +271,68 @@ async def test_slow_work_is_kept_alive_with_in_progress(js: JetStreamContext, tr
     await run_until(consumer, None, FAST_SPEC.ack_wait_s * 4)
     assert seen == [1]
     assert counters.get("acked") == 1
+
+
+# --- on a three-node cluster --------------------------------------------------------------
+
+
+async def test_a_stream_created_at_one_replica_moves_to_three_in_place(
+    nats_cluster: NatsCluster, tracer: trace.Tracer
+) -> None:
+    nc = await nats_cluster.connect()
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js, [subjects.MENTIONS], replicas=1)
+        assert await publish_mention(js, tracer, mention("1"))
+        await ensure_streams(js, [subjects.MENTIONS], replicas=3)
+        info = await nats_cluster.describe(subjects.MENTIONS.name)
+        assert info.config.num_replicas == 3
+        assert info.state.messages == 1
+        await nats_cluster.wait_current(subjects.MENTIONS.name)
+    finally:
+        await nc.close()
+
+
+async def test_a_bucket_created_at_one_replica_moves_to_three_in_place(nats_cluster: NatsCluster) -> None:
+    nc = await nats_cluster.connect()
+    try:
+        js = nc.jetstream()
+        kv = await ensure_bucket(js, "moved", replicas=1)
+        await kv.put("k", b"kept")
+        kv = await ensure_bucket(js, "moved", replicas=3)
+        assert (await nats_cluster.describe(bucket_stream("moved"))).config.num_replicas == 3
+        await nats_cluster.wait_current(bucket_stream("moved"))
+        assert (await kv.get("k")).value == b"kept"
+    finally:
+        await nc.close()
+
+
+async def test_a_client_given_every_node_follows_the_cluster_when_its_node_dies(
+    nats_cluster: NatsCluster, tracer: trace.Tracer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="services.shared.jetstream")
+    nc = await connect(NatsSettings(url=nats_cluster.urls), name="test")
+    try:
+        first = nc.connected_url
+        assert first is not None
+        assert f"connected to NATS at nats://127.0.0.1:{first.port}" in caplog.text
+        js = nc.jetstream()
+        await ensure_streams(js, [subjects.MENTIONS], replicas=3)
+        [node] = [n for n in nats_cluster.nodes if n.client_port == first.port]
+        nats_cluster.kill(node)
+
+        async def published() -> bool:
+            try:
+                # Stored once, even when an earlier try was stored but its answer lost (a duplicate then).
+                await publish(js, tracer, "clamor.mention.replay", mention("after"), msg_id="test:after")
+            except TransientError:
+                return False  # the stream's leader may be the node that died: an election first
+            return True
+
+        await eventually(published, what="a publish through another node", every_s=0.2)
+        now = nc.connected_url
+        assert now is not None
+        assert now.port != first.port
+        assert f"reconnected to NATS at nats://127.0.0.1:{now.port}" in caplog.text
+    finally:
+        await nc.close()

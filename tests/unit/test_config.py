@@ -370,3 +370,52 @@ def test_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
 def test_digit_only_override_of_a_text_field_stays_text() -> None:
     config = load_config(MeshConfig, None, environ={"CLAMOR__NATS__PASSWORD": "123456"})
     assert config.nats.password == "123456"
+
+
+# --- nats.url: one server, or every node of a cluster ---------------------------------------
+
+
+def test_nats_url_may_list_every_node_of_a_cluster(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "nats:\n  url: nats://n1.nats:4222, nats://n2.nats:4222 ,nats://n3.nats:4222\n")
+    nats = load_config(MeshConfig, path, environ=NO_ENV).nats
+    assert nats.servers == ["nats://n1.nats:4222", "nats://n2.nats:4222", "nats://n3.nats:4222"]
+    assert nats.url == "nats://n1.nats:4222,nats://n2.nats:4222,nats://n3.nats:4222"
+
+
+def test_nats_url_of_one_server_is_a_list_of_one() -> None:
+    assert load_config(MeshConfig, None, environ=NO_ENV).nats.servers == ["nats://127.0.0.1:4222"]
+
+
+def test_nats_url_list_may_come_from_an_env_override() -> None:
+    environ = {"CLAMOR__NATS__URL": "nats://a:4222,tls://b:4222"}
+    assert load_config(MeshConfig, None, environ=environ).nats.servers == ["nats://a:4222", "tls://b:4222"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["http://n2.nats:4222", "n2.nats:4222", "nats://n2.nats:port", "nats://:4222", "nats://n2.nats:4222/path"],
+)
+def test_nats_url_names_the_one_bad_server_in_the_list(tmp_path: Path, bad: str) -> None:
+    path = write_config(tmp_path, f"nats:\n  url: nats://n1.nats:4222,{bad},nats://n3.nats:4222\n")
+    message = config_error(MeshConfig, path, NO_ENV)
+    [problem] = [line for line in message.splitlines() if "nats.url" in line]
+    assert f"nats.url ({path}:2): {bad!r} is not a NATS server URL" in problem
+    assert "n1.nats" not in problem
+    assert "n3.nats" not in problem
+
+
+def test_nats_url_with_a_stray_comma_says_so(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "nats:\n  url: nats://n1.nats:4222,,nats://n3.nats:4222\n")
+    assert "an empty entry in the server list (a stray comma?)" in config_error(MeshConfig, path, NO_ENV)
+
+
+def test_nats_url_error_leaves_a_password_out(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "nats:\n  url: nats://ops:s3cret@n1.nats:4222/x\n")
+    message = config_error(MeshConfig, path, NO_ENV)
+    assert "s3cret" not in message
+    assert "'nats://***@n1.nats:4222/x' is not a NATS server URL" in message
+
+
+def test_nats_servers_shown_in_logs_carry_no_credentials() -> None:
+    environ = {"CLAMOR__NATS__URL": "nats://ops:s3cret@n1:4222,nats://n2:4222"}
+    assert load_config(MeshConfig, None, environ=environ).nats.shown == "nats://n1:4222,nats://n2:4222"

@@ -204,6 +204,16 @@ def test_due_at_is_delayed_by_another_replicas_live_claim() -> None:
     assert due_at(group, RULES, None, claimed_at + timedelta(seconds=10)) == claimed_at + timedelta(seconds=60)
 
 
+def test_due_at_for_the_claims_owner_ignores_its_own_live_claim() -> None:
+    # A send cut short by a NATS hiccup leaves the claim behind; its owner tries again without waiting it out.
+    claimed_at = NOW + timedelta(seconds=30)
+    group = claim(queued(item()), owner="replica-a", now=claimed_at, lease_s=60)
+    assert group is not None
+    later = claimed_at + timedelta(seconds=10)
+    assert due_at(group, RULES, None, later, owner="replica-a") == NOW + timedelta(seconds=30)
+    assert due_at(group, RULES, None, later, owner="replica-b") == claimed_at + timedelta(seconds=60)
+
+
 def test_due_at_ignores_a_lapsed_claim() -> None:
     group = claim(queued(item()), owner="replica-b", now=NOW, lease_s=60)
     assert group is not None
