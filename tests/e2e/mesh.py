@@ -1,4 +1,9 @@
-"""Start the whole mesh as separate processes, as production does, for end-to-end tests."""
+"""Start the whole mesh as separate processes, as production does, for end-to-end tests.
+
+By default the mesh runs on its own nats-server; given ``nats_url`` (one URL or a cluster's
+comma-separated list) it runs on that NATS instead, with ``stream_replicas`` for every stream and
+bucket. A service may run as several replicas: each is its own process with its own gRPC port.
+"""
 
 from __future__ import annotations
 
@@ -16,19 +21,45 @@ from typing import Any
 import nats
 import yaml
 
-from services.cli.live import pending_work
+from services.cli.live import consumer_lag, pending_work
 from services.cli.mesh import SERVICES, MeshConfig, load_mesh_config
-from services.cli.probe import probe_all
+from services.cli.probe import ServiceReport, probe, probe_all
 from services.shared import subjects
+from services.shared.config import GrpcSettings
 from services.shared.nats_server import LocalNatsServer, free_port
+from services.shared.status import QUEUED_GAUGE
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "services" / "cli_data" / "sample_posts.jsonl"
 
 
-def write_config(folder: Path, *, nats_url: str, posts: Path, rate: float) -> Path:
+def sample_posts(folder: Path, count: int) -> Path:
+    """The first ``count`` bundled sample posts, as a replay file in ``folder``."""
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()[:count]
+    path = folder / "posts.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` laid over it, mappings merged key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def write_config(
+    folder: Path,
+    *,
+    nats_url: str,
+    posts: Path,
+    rate: float,
+    stream_replicas: int = 1,
+    overrides: dict[str, Any] | None = None,
+) -> Path:
     config: dict[str, Any] = {
-        "nats": {"url": nats_url},
+        "nats": {"url": nats_url, "stream_replicas": stream_replicas},
         "telemetry": {"span_dir": "spans", "log_format": "json"},
         "listener": {
             "grpc": {"port": free_port()},
@@ -46,8 +77,13 @@ def write_config(folder: Path, *, nats_url: str, posts: Path, rate: float) -> Pa
         },
     }
     path = folder / "clamor.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    path.write_text(yaml.safe_dump(merged(config, overrides or {})), encoding="utf-8")
     return path
+
+
+def replica_key(name: str, replica: int) -> str:
+    """The process key of a service's replica: the first keeps the service's name."""
+    return name if replica == 1 else f"{name}#{replica}"
 
 
 @dataclass
@@ -55,17 +91,38 @@ class Mesh:
     folder: Path
     posts: Path
     rate: float = 200.0
-    nats: LocalNatsServer = field(init=False)
+    # An external NATS (a cluster's URL list); None starts a nats-server of the mesh's own.
+    nats_url: str | None = None
+    stream_replicas: int = 1
+    # Settings laid over the default config, section by section (a destination, an alert channel).
+    overrides: dict[str, Any] = field(default_factory=dict)
+    nats: LocalNatsServer | None = field(init=False, default=None)
     config_path: Path = field(init=False)
     config: MeshConfig = field(init=False)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # The gRPC port of every process, by process key ("router", "router#2").
+    grpc_ports: dict[str, int] = field(default_factory=dict)
     # What a test did to the running mesh before it stopped, for the assertions after.
     observed: dict[str, Any] = field(default_factory=dict)
+    _calm: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
-        self.nats = LocalNatsServer(self.folder / "nats", port=free_port(), log_file=self.folder / "nats.log")
-        self.config_path = write_config(self.folder, nats_url=self.nats.url, posts=self.posts, rate=self.rate)
+        if self.nats_url is None:
+            self.nats = LocalNatsServer(self.folder / "nats", port=free_port(), log_file=self.folder / "nats.log")
+            self.nats_url = self.nats.url
+        self.config_path = write_config(
+            self.folder,
+            nats_url=self.nats_url,
+            posts=self.posts,
+            rate=self.rate,
+            stream_replicas=self.stream_replicas,
+            overrides=self.overrides,
+        )
         self.config = load_mesh_config(self.config_path)
+
+    @property
+    def servers(self) -> list[str]:
+        return self.config.nats.servers
 
     @property
     def outbox(self) -> Path:
@@ -76,22 +133,38 @@ class Mesh:
         assert self.config.telemetry.span_dir is not None
         return self.config.telemetry.span_dir
 
-    def start(self) -> None:
-        self.nats.start()
-        for name in SERVICES:
-            self.start_service(name)
+    def start(self, *, replicas: int = 1) -> None:
+        """Start NATS (unless external) and ``replicas`` processes of every service."""
+        if self.nats is not None:
+            self.nats.start()
+        for replica in range(1, replicas + 1):
+            for name in SERVICES:
+                self.start_service(name, replica=replica)
 
-    def start_service(self, name: str) -> None:
-        log = (self.folder / f"{name}.log").open("ab")
+    def start_service(self, name: str, *, replica: int = 1) -> None:
+        key = replica_key(name, replica)
         env = dict(os.environ, HF_HUB_OFFLINE="1")
-        self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}", "--config", str(self.config_path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=self.folder,
-        )
-        log.close()
+        port = self.config.grpc(name).port
+        if replica > 1:
+            # Every replica reads the same file; only its gRPC port differs.
+            port = self.grpc_ports.get(key) or free_port()
+            env[f"CLAMOR__{name.upper()}__GRPC__PORT"] = str(port)
+        self.grpc_ports[key] = port
+        with (self.folder / f"{key.replace('#', '-')}.log").open("ab") as log:
+            self.processes[key] = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}", "--config", str(self.config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.folder,
+            )
+
+    def pids(self) -> dict[str, int]:
+        return {key: process.pid for key, process in self.processes.items()}
+
+    def exited(self) -> dict[str, int]:
+        """The processes that are no longer running, with their exit codes."""
+        return {key: code for key, process in self.processes.items() if (code := process.poll()) is not None}
 
     def freeze_with_unacked_work(self, name: str, timeout_s: float = 30.0) -> int:
         """SIGSTOP ``name`` at a moment it holds delivered, unacknowledged messages; returns how many."""
@@ -107,7 +180,7 @@ class Mesh:
         raise AssertionError(f"{name} never held unacknowledged messages")
 
     async def _ack_pending(self, durable: str) -> int:
-        nc = await nats.connect(self.nats.url)
+        nc = await nats.connect(servers=self.servers)
         try:
             info = await nc.jetstream().consumer_info(subjects.TRIAGE_CONSUMER.stream, durable)
         finally:
@@ -129,7 +202,8 @@ class Mesh:
             except subprocess.TimeoutExpired:
                 process.kill()
                 raise AssertionError(f"{name} did not stop within 20s of SIGTERM") from None
-        self.nats.stop()
+        if self.nats is not None:
+            self.nats.stop()
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in self.folder.glob("*.log"))
@@ -166,12 +240,51 @@ class Mesh:
         listener = next(r for r in reports if r.name == "listener")
         if not listener.sources or not all(s.exhausted for s in listener.sources):
             return False
-        nc = await nats.connect(self.nats.url)
+        nc = await nats.connect(servers=self.servers)
         try:
             lag = await pending_work(reports, nc)
         finally:
             await nc.close()
         return len(lag) >= 3 and sum(lag.values()) == 0
+
+    # ---- the same observations for async tests, every replica included --------------------
+
+    async def reports(self) -> dict[str, ServiceReport]:
+        """Every process's health and status, by process key."""
+        keys = list(self.processes)
+        found = await asyncio.gather(
+            *(probe(key.split("#")[0], GrpcSettings(port=self.grpc_ports[key]), timeout_s=2.0) for key in keys)
+        )
+        return dict(zip(keys, found, strict=True))
+
+    async def serving(self) -> bool:
+        """Every process answers health with SERVING (a process that exited fails the test at once)."""
+        assert not self.exited(), f"exited: {self.exited()}\n{self.logs()}"
+        return all(report.serving for report in (await self.reports()).values())
+
+    async def idle(self) -> bool:
+        """Every listener's sources exhausted and no work pending anywhere, at three checks in a row."""
+        self._calm = self._calm + 1 if await self._idle_everywhere() else 0
+        return self._calm >= 3
+
+    async def lag(self) -> dict[str, int]:
+        """Messages each durable has not acknowledged yet; a durable that does not answer is left out."""
+        nc = await nats.connect(servers=self.servers, connect_timeout=2, max_reconnect_attempts=1)
+        try:
+            return await consumer_lag(nc)
+        finally:
+            await nc.close()
+
+    async def _idle_everywhere(self) -> bool:
+        reports = await self.reports()
+        listeners = [r for key, r in reports.items() if key.startswith("listener")]
+        if not all(r.sources and all(s.exhausted for s in r.sources) for r in listeners):
+            return False
+        lag = await self.lag()
+        # Notifications a notifier holds in its groups count as work, in every replica.
+        held = sum(r.gauges.get(QUEUED_GAUGE, 0) for key, r in reports.items() if key.startswith("notifier"))
+        # Every durable answered (none is missing for a leader being elected) and none holds work.
+        return len(lag) == len(subjects.ALL_CONSUMERS) and sum(lag.values()) + held == 0
 
 
 def outbox_lines(path: Path) -> list[dict[str, Any]]:

@@ -5,36 +5,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
 from clamor.v1 import case_pb2, notifier_service_pb2, router_service_pb2, triage_pb2
 from services.cli import clients, traces
-from tests.e2e.mesh import SAMPLE, Mesh, mention_ids_of, outbox_cases, outbox_lines
-from tests.e2e.verdicts import expected_verdicts
+from tests.e2e.mesh import Mesh, mention_ids_of, outbox_cases, outbox_lines, sample_posts
+from tests.e2e.verdicts import decided, expected_complaints, expected_verdicts
 
 pytestmark = pytest.mark.e2e
 
 POSTS = 150
-
-
-def sample_posts(folder: Path, count: int) -> Path:
-    lines = SAMPLE.read_text(encoding="utf-8").splitlines()[:count]
-    path = folder / "posts.jsonl"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def expected_complaints(posts: Path, source: str) -> dict[str, triage_pb2.TriageResult]:
-    """Triage's complaints, the borderline posts left out (see tests/e2e/verdicts.py)."""
-    complaints, borderline = expected_verdicts(posts, source)
-    return {m: r for m, r in complaints.items() if m not in borderline}
-
-
-def decided(mention_ids: Iterable[str], posts: Path, source: str) -> set[str]:
-    return set(mention_ids) - expected_verdicts(posts, source)[1]
 
 
 @pytest.fixture(scope="module")

@@ -68,7 +68,7 @@ def replay_file(folder: Path, now: datetime) -> Path:
 
 def configure(mesh: Mesh, posts: Path) -> None:
     config = {
-        "nats": {"url": mesh.nats.url},
+        "nats": {"url": mesh.nats_url},
         "telemetry": {"log_format": "json"},
         "listener": {
             "grpc": {"port": free_port()},

@@ -16,7 +16,7 @@ from services.triage.domain import Post
 from services.triage.model import ModelClassifier
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
     from pathlib import Path
 
     from services.listener.watch import Watch
@@ -51,3 +51,14 @@ def expected_verdicts(
         if result.verdict == triage_pb2.VERDICT_COMPLAINT:
             complaints[mention_id] = result
     return complaints, borderline
+
+
+def expected_complaints(posts: Path, source: str) -> dict[str, triage_pb2.TriageResult]:
+    """Triage's complaints, the borderline posts left out."""
+    complaints, borderline = expected_verdicts(posts, source)
+    return {m: r for m, r in complaints.items() if m not in borderline}
+
+
+def decided(mention_ids: Iterable[str], posts: Path, source: str) -> set[str]:
+    """``mention_ids`` without the borderline posts, which may land either side."""
+    return set(mention_ids) - expected_verdicts(posts, source)[1]

@@ -41,6 +41,10 @@ REQUEST_TIMEOUT_S = 2.0
 UNAVAILABLE = (TimeoutError, OSError, NatsLibraryError)
 
 
+async def _expected(_: Exception) -> None:
+    """A client of a cluster whose nodes are killed on purpose meets refused connections: not news."""
+
+
 @dataclass
 class ClusterNode:
     name: str
@@ -141,7 +145,11 @@ class NatsCluster:
     async def connect(self) -> NatsClient:
         """A client that knows every node and follows the cluster through kills and restarts."""
         return await nats.connect(
-            servers=self.url_list, max_reconnect_attempts=-1, reconnect_time_wait=0.2, connect_timeout=2
+            servers=self.url_list,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.2,
+            connect_timeout=2,
+            error_cb=_expected,
         )
 
     async def stream_info(self, stream: str) -> StreamInfo | None:
@@ -222,7 +230,9 @@ class NatsCluster:
 
     async def _jetstream_answers(self, node: ClusterNode) -> bool:
         try:
-            nc = await nats.connect(node.url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0)
+            nc = await nats.connect(
+                node.url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=1, error_cb=_expected
+            )
         except UNAVAILABLE:
             return False
         try:
