@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63lamor/v1/router_state.proto\x12\tclamor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\",\n\rCaseKeyRecord\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\n\n\x02\x61t\x18\x02 \x01(\x01\"\x93\x01\n\x0eSlaClockRecord\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12-\n\topened_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04team\x18\x04 \x01(\t\x12\r\n\x05\x66ired\x18\x05 \x03(\t\x12\x14\n\x0c\x61\x63knowledged\x18\x06 \x01(\x08\"c\n\x0e\x44\x65liveryTicket\x12\x11\n\tremote_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06synced\x18\x03 \x01(\x03\x12\r\n\x05\x63laim\x18\x04 \x01(\t\x12\x12\n\nclaimed_at\x18\x05 \x01(\x01\"1\n\x13\x44isabledDestination\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\n\n\x02\x61t\x18\x02 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63lamor/v1/router_state.proto\x12\tclamor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\",\n\rCaseKeyRecord\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\n\n\x02\x61t\x18\x02 \x01(\x01\"\x93\x01\n\x0eSlaClockRecord\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12-\n\topened_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04team\x18\x04 \x01(\t\x12\r\n\x05\x66ired\x18\x05 \x03(\t\x12\x14\n\x0c\x61\x63knowledged\x18\x06 \x01(\x08\"v\n\x0e\x44\x65liveryTicket\x12\x11\n\tremote_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06synced\x18\x03 \x01(\x03\x12\r\n\x05\x63laim\x18\x04 \x01(\t\x12\x12\n\nclaimed_at\x18\x05 \x01(\x01\x12\x11\n\tattempted\x18\x06 \x01(\x03\"1\n\x13\x44isabledDestination\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\n\n\x02\x61t\x18\x02 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,7 +37,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SLACLOCKRECORD']._serialized_start=123
   _globals['_SLACLOCKRECORD']._serialized_end=270
   _globals['_DELIVERYTICKET']._serialized_start=272
-  _globals['_DELIVERYTICKET']._serialized_end=371
-  _globals['_DISABLEDDESTINATION']._serialized_start=373
-  _globals['_DISABLEDDESTINATION']._serialized_end=422
+  _globals['_DELIVERYTICKET']._serialized_end=390
+  _globals['_DISABLEDDESTINATION']._serialized_start=392
+  _globals['_DISABLEDDESTINATION']._serialized_end=441
 # @@protoc_insertion_point(module_scope)

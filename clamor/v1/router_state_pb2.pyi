@@ -106,6 +106,7 @@ class DeliveryTicket(_message.Message):
     SYNCED_FIELD_NUMBER: _builtins.int
     CLAIM_FIELD_NUMBER: _builtins.int
     CLAIMED_AT_FIELD_NUMBER: _builtins.int
+    ATTEMPTED_FIELD_NUMBER: _builtins.int
     remote_id: _builtins.str
     """The ticket's id at the destination; empty until it was created."""
     url: _builtins.str
@@ -116,6 +117,11 @@ class DeliveryTicket(_message.Message):
     """The replica creating the ticket now; empty when nobody is."""
     claimed_at: _builtins.float
     """When the claim was taken (unix seconds): a claim older than the lease is taken over."""
+    attempted: _builtins.int
+    """The shortest case history a create attempt carried while the ticket had no remote id; 0 when
+    none was recorded. A create that finds a ticket an earlier attempt made (its answer lost) syncs
+    from here, since that ticket holds at least this much of the case.
+    """
     def __init__(
         self,
         *,
@@ -124,10 +130,11 @@ class DeliveryTicket(_message.Message):
         synced: _builtins.int = ...,
         claim: _builtins.str = ...,
         claimed_at: _builtins.float = ...,
+        attempted: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim", b"claim", "claimed_at", b"claimed_at", "remote_id", b"remote_id", "synced", b"synced", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempted", b"attempted", "claim", b"claim", "claimed_at", b"claimed_at", "remote_id", b"remote_id", "synced", b"synced", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -5,7 +5,7 @@ closes the port (connections refused, as when the CRM is unreachable) and :meth:
 opens the same port again. :class:`TimedZendesk` notes when each request arrived (the monotonic
 clock), for which case and how it was answered, which is what retry schedules and rate budgets are
 checked against; with ``down`` set it answers 503 without ``Retry-After`` once the scripted faults
-are spent.
+are spent. :func:`losing_first_answer` makes a CRM do a request's work and then lose its answer.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -65,6 +65,29 @@ class TimedZendesk(FakeZendesk):
 
     def external_ids(self) -> list[str]:
         return sorted(str(ticket["external_id"]) for ticket in self.tickets.values())
+
+
+def losing_first_answer(handler: Handler, before_loss: Callable[[], Awaitable[None]]) -> Handler:
+    """``handler``, whose first 2xx answer is lost: the work is done, ``before_loss`` runs, the connection drops.
+
+    The caller sees the connection close without an answer, as when a network or a proxy fails after
+    the CRM committed; ``before_loss`` lets the test change the world (a second post joins the case)
+    before the caller learns that it must retry.
+    """
+    lost = False
+
+    async def losing(request: web.Request) -> web.StreamResponse:
+        nonlocal lost
+        response = await handler(request)
+        if lost or not 200 <= response.status < 300:
+            return response
+        lost = True
+        await before_loss()
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+
+    return losing
 
 
 class CrmServer:

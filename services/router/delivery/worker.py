@@ -6,6 +6,12 @@ CRM, by external id); a ticket → ``update`` with the history entries the CRM h
 record is written only after the CRM said 2xx, so a crash in between repeats the call, and the
 CRM's external-id lookup turns the repeated create into the existing ticket.
 
+That existing ticket may have been made from an older history than the one the repeated create
+carries (a post joined the case while the answer was lost): each create attempt therefore notes
+in the record the history length it carries, and a create that did not make the ticket itself
+counts as synced only the shortest of them, then sends the rest as an update
+(docs/adr/0013-crm-sync-after-a-lost-answer.md).
+
 Failures, by class:
 - a transient one (network, 408/429/5xx) is retried with equal-jitter exponential backoff, never
   sooner than the ``Retry-After`` the CRM asked for, which also pauses the destination's budget;
@@ -78,15 +84,68 @@ class TicketRecord:
     synced: int = 0
     claim: str = ""
     claimed_at: float = 0.0
+    # The shortest history a create attempt carried, 0 when none did: see ``claim_creation``.
+    attempted: int = 0
+
+
+def claim_creation(
+    found: TicketRecord | None, *, token: str, now_s: float, carried: int, lease_s: float = CREATE_LEASE_S
+) -> TicketRecord | None:
+    """The record once job ``token`` claims the ticket's creation for a case of ``carried`` history entries.
+
+    A ticket already made, or a live claim of another job, is left as it is. A claim taken keeps the
+    shortest history any earlier attempt carried: an attempt whose answer was lost may have made the
+    ticket from it, and nothing tells which attempt did.
+    """
+    if found is not None and found.remote_id:
+        return found
+    if found is not None and found.claim != token and now_s - found.claimed_at < lease_s:
+        return found
+    attempted = min(found.attempted, carried) if found is not None and found.attempted else carried
+    return TicketRecord(claim=token, claimed_at=now_s, attempted=attempted)
+
+
+def release_claim(found: TicketRecord | None, *, token: str) -> TicketRecord | None:
+    """The record once job ``token`` gives its claim up after a failed create; the attempts stay noted."""
+    if found is None or found.claim != token:
+        return None
+    return replace(found, claim="", claimed_at=0.0)
+
+
+def created_record(found: TicketRecord | None, ticket: Ticket, *, carried: int) -> TicketRecord:
+    """The record once a create answered with ``ticket`` for a case of ``carried`` history entries.
+
+    A ticket this very create made holds the history it carried. One it found was made by an
+    earlier attempt, from no less than the shortest history any attempt carried: the entries
+    after that are sent as an update, and at worst one of them reaches the CRM twice, never not at all.
+    """
+    if ticket.created:
+        synced = carried
+    else:
+        noted = found.attempted if found is not None else 0
+        synced = min(noted, carried) if noted else 0
+    if found is not None and found.remote_id == ticket.remote_id:
+        synced = max(synced, found.synced)  # another job's sync to this very ticket already went through
+    return TicketRecord(remote_id=ticket.remote_id, url=ticket.url, synced=synced)
 
 
 TICKET_CODEC = MappedCodec(
     router_state_pb2.DeliveryTicket,
     to_proto=lambda r: router_state_pb2.DeliveryTicket(
-        remote_id=r.remote_id, url=r.url, synced=r.synced, claim=r.claim, claimed_at=r.claimed_at
+        remote_id=r.remote_id,
+        url=r.url,
+        synced=r.synced,
+        claim=r.claim,
+        claimed_at=r.claimed_at,
+        attempted=r.attempted,
     ),
     from_proto=lambda m: TicketRecord(
-        remote_id=m.remote_id, url=m.url, synced=m.synced, claim=m.claim, claimed_at=m.claimed_at
+        remote_id=m.remote_id,
+        url=m.url,
+        synced=m.synced,
+        claim=m.claim,
+        claimed_at=m.claimed_at,
+        attempted=m.attempted,
     ),
 )
 
@@ -219,8 +278,9 @@ class DeliveryWorker:
         record = await self._tickets.get(key)
         current = record[0] if record is not None else None
         if current is None or not current.remote_id:
-            await self._create(destination, case, key, job_token)
-            return
+            current = await self._create(destination, case, key, job_token)
+            if current is None:
+                return  # another job made the ticket meanwhile; the next request syncs the rest
         if current.synced >= len(case.history):
             return  # an older request, already covered by a later sync
         events = crm_events(case, current.synced)
@@ -230,26 +290,26 @@ class DeliveryWorker:
         synced = len(case.history)
         await self._tickets.change(key, lambda r: replace(r or current, synced=max((r or current).synced, synced)))
 
-    async def _create(self, destination: Destination, case: case_pb2.Case, key: str, job_token: str) -> None:
+    async def _create(
+        self, destination: Destination, case: case_pb2.Case, key: str, job_token: str
+    ) -> TicketRecord | None:
         """Create the ticket under a claim, so two replicas never create one case's ticket at once.
 
         The claim is held by the job (its stream sequence), not the process: the same job
         redelivered after a crash takes its own claim over at once, and the CRM's external-id
         lookup turns its repeated create into the ticket the crashed attempt made. Another job
         waits for the claim's lease.
+
+        Returns the ticket's record, whose ``synced`` may fall short of the case (the ticket was
+        made by an earlier attempt), or None when another job made the ticket meanwhile.
         """
         now_s = self._clock().timestamp()
-
-        def claim(found: TicketRecord | None) -> TicketRecord | None:
-            if found is not None and found.remote_id:
-                return found
-            if found is not None and found.claim != job_token and now_s - found.claimed_at < CREATE_LEASE_S:
-                return found
-            return TicketRecord(claim=job_token, claimed_at=now_s)
-
-        held = await self._tickets.change(key, claim)
+        carried = len(case.history)
+        held = await self._tickets.change(
+            key, lambda found: claim_creation(found, token=job_token, now_s=now_s, carried=carried)
+        )
         if held is not None and held.remote_id:
-            return  # another job finished it meanwhile; the next request syncs the rest
+            return None
         if held is None or held.claim != job_token:
             raise RetryDeliveryError(f"another delivery is creating the ticket for {case.id}", retry_after_s=5.0)
         try:
@@ -257,16 +317,8 @@ class DeliveryWorker:
         except BaseException:
             # A failed create gives the claim up: the next job (a retry, a replay) must not wait out the
             # lease for a ticket nobody is creating. The CRM's external-id lookup keeps a retry safe.
-            await self._tickets.change(
-                key,
-                lambda found: (
-                    None
-                    if found is None or found.claim != job_token
-                    else TicketRecord(remote_id=found.remote_id, url=found.url, synced=found.synced)
-                ),
-            )
+            await self._tickets.change(key, lambda found: release_claim(found, token=job_token))
             raise
-        synced = len(case.history)
-        done = TicketRecord(remote_id=ticket.remote_id, url=ticket.url, synced=synced)
-        await self._tickets.change(key, lambda _: done)
+        done = await self._tickets.change(key, lambda found: created_record(found, ticket, carried=carried))
         self._counters.inc("tickets")
+        return done

@@ -59,6 +59,9 @@ class Ticket:
 
     remote_id: str
     url: str = ""
+    # True only when this very call made the ticket, from the case as given. A ticket found (made by
+    # an earlier attempt whose answer was lost) may hold an older history: the worker then syncs more.
+    created: bool = False
 
 
 class DestinationUnavailableError(DestinationError):
@@ -88,7 +91,11 @@ class Destination(abc.ABC):
     @abc.abstractmethod
     async def create(self, case: case_pb2.Case) -> Ticket:
         """Open a ticket for the case. IDEMPOTENT: if the CRM already holds a ticket for case.id (its
-        external id), return that ticket and create nothing."""
+        external id), return that ticket and create nothing.
+
+        Return ``Ticket(created=True)`` only for a ticket this call made from ``case``; a found one,
+        or one the destination cannot tell apart (a receiver that drops a repeated event), is
+        ``created=False`` and the worker sends it what an earlier attempt may have lacked."""
 
     @abc.abstractmethod
     async def update(self, case: case_pb2.Case, ticket: Ticket, events: Sequence[case_pb2.CaseEvent]) -> Ticket:

@@ -26,6 +26,7 @@ HubSpot answers 429 without ``Retry-After``; the length of its rate window
 from __future__ import annotations
 
 import html
+from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import quote
 
@@ -120,7 +121,7 @@ class HubSpotDestination(HttpDestination[HubSpotDestinationSettings]):
             accept={409},
         )
         if response.status != 409:
-            return self._ticket(self.json_object(response, what).get("id"), what)
+            return replace(self._ticket(self.json_object(response, what).get("id"), what), created=True)
         # The unique property already holds this case id: a ticket made by an earlier attempt.
         existing = await self.find(case.id)
         if existing is None:

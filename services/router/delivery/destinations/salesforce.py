@@ -29,6 +29,7 @@ that one 403 is retried later rather than dead-lettered.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
@@ -142,7 +143,9 @@ class SalesforceDestination(HttpDestination[SalesforceDestinationSettings]):
             "Status": self.settings.new_status,
         }
         response = await self._api("PATCH", path, what=what, json_body=fields)
-        return self._ticket(self.json_object(response, what).get("id"), what)
+        # Made (201) or, had another attempt just made it, overwritten (200): either way the Case now
+        # describes the case as given.
+        return replace(self._ticket(self.json_object(response, what).get("id"), what), created=True)
 
     async def update(self, case: case_pb2.Case, ticket: Ticket, events: Sequence[case_pb2.CaseEvent]) -> Ticket:
         record_id = quote(ticket.remote_id, safe="")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import quote
 
@@ -127,7 +128,7 @@ class ServiceNowDestination(HttpDestination[ServiceNowDestinationSettings]):
             params={"sysparm_fields": FIELDS},
             json_body=incident,
         )
-        return self._ticket(self.json_object(response, what).get("result"), what)
+        return replace(self._ticket(self.json_object(response, what).get("result"), what), created=True)
 
     async def update(self, case: case_pb2.Case, ticket: Ticket, events: Sequence[case_pb2.CaseEvent]) -> Ticket:
         urgency, impact = URGENCY_IMPACT[priority_of(case)]

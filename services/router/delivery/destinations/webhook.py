@@ -8,7 +8,10 @@ escaped or cut, and the receiver must treat every text field as untrusted.
 
 Idempotency is the receiver's, by the Standard Webhooks ``webhook-id``, which is the same on
 every retry of one delivery: ``<case id>.created`` for the create, ``<case id>.<history length>``
-for an update, so a receiver drops repeats while every later update still arrives. The event's
+for an update, so a receiver drops repeats while every later update still arrives. A create
+repeated after its answer was lost is such a repeat, whatever posts joined the case meanwhile, so
+``create`` never claims to have made the receiver's record (``created=False``): the worker then
+sends what the first create may have lacked as an update. The event's
 ``time`` comes from the case too (creation, or the last event), so a retried body is identical;
 only ``webhook-timestamp`` and the signatures are fresh. Each configured secret adds a signature,
 so keys rotate without downtime.

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import quote
 
@@ -107,7 +108,7 @@ class ZendeskDestination(HttpDestination[ZendeskDestinationSettings]):
             json_body={"ticket": ticket},
         )
         created = self.json_object(response, what).get("ticket")
-        return self._ticket(created.get("id") if isinstance(created, dict) else None, what)
+        return replace(self._ticket(created.get("id") if isinstance(created, dict) else None, what), created=True)
 
     async def update(self, case: case_pb2.Case, ticket: Ticket, events: Sequence[case_pb2.CaseEvent]) -> Ticket:
         what = f"update ticket {ticket.remote_id} of case {case.id}"
