@@ -243,10 +243,21 @@ class CaseEvent(_message.Message):
     DETAIL_FIELD_NUMBER: _builtins.int
     EVENT_KIND_FIELD_NUMBER: _builtins.int
     REF_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    ARRIVED_VIA_FIELD_NUMBER: _builtins.int
+    ORIGIN_DESTINATION_FIELD_NUMBER: _builtins.int
     detail: _builtins.str
     """Free text for humans (destination name, escalation reason...)."""
     event_kind: Global___CaseEventKind.ValueType
     """What happened."""
+    note: _builtins.str
+    """The actor's own words with an acknowledgement or resolution (CaseAction.note); empty otherwise."""
+    arrived_via: Global___CaseActionVia.ValueType
+    """How the action of an acknowledgement or resolution entry arrived; unspecified for other entries."""
+    origin_destination: _builtins.str
+    """For an action that came from a CRM callback: the router destination that CRM is (its name in the
+    router's config), which is not sent the entry back; empty when the CRM did not say which it is.
+    """
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp:
         """When it happened."""
@@ -262,10 +273,13 @@ class CaseEvent(_message.Message):
         detail: _builtins.str = ...,
         event_kind: Global___CaseEventKind.ValueType = ...,
         ref: Global___CaseEventRef | None = ...,
+        note: _builtins.str = ...,
+        arrived_via: Global___CaseActionVia.ValueType = ...,
+        origin_destination: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "detail", b"detail", "event_kind", b"event_kind", "ref", b"ref"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arrived_via", b"arrived_via", "at", b"at", "detail", b"detail", "event_kind", b"event_kind", "note", b"note", "origin_destination", b"origin_destination", "ref", b"ref"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -492,6 +506,7 @@ class CaseAction(_message.Message):
     AT_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
     ARRIVED_VIA_FIELD_NUMBER: _builtins.int
+    ORIGIN_DESTINATION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Stable id "<case_id>:<kind>:<request_id>"; producers use it as Nats-Msg-Id."""
     case_id: _builtins.str
@@ -504,6 +519,10 @@ class CaseAction(_message.Message):
     """Optional free text from the actor."""
     arrived_via: Global___CaseActionVia.ValueType
     """How the action arrived."""
+    origin_destination: _builtins.str
+    """For a CRM callback: the router destination the calling CRM is (its name in the router's config),
+    so the action is not echoed back to it as a comment; empty when the CRM did not say.
+    """
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp:
         """When the action was taken."""
@@ -518,10 +537,11 @@ class CaseAction(_message.Message):
         at: _timestamp_pb2.Timestamp | None = ...,
         note: _builtins.str = ...,
         arrived_via: Global___CaseActionVia.ValueType = ...,
+        origin_destination: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "arrived_via", b"arrived_via", "at", b"at", "case_id", b"case_id", "id", b"id", "kind", b"kind", "note", b"note"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "arrived_via", b"arrived_via", "at", b"at", "case_id", b"case_id", "id", b"id", "kind", b"kind", "note", b"note", "origin_destination", b"origin_destination"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -64,7 +64,8 @@ class NotifierServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Acknowledge(self, request, context):
-        """Acknowledge a case: stops its re-escalation and tells the router.
+        """Acknowledge a case: stops its re-escalation and tells the router. NOT_FOUND for a case the router
+        does not hold.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

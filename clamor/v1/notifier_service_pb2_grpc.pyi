@@ -36,7 +36,9 @@ class NotifierServiceStub:
     ListNotifications: _grpc.UnaryUnaryMultiCallable[_notifier_service_pb2.ListNotificationsRequest, _notifier_service_pb2.ListNotificationsResponse]
     """Recent notifications from the durable notification log, newest first, one page at a time."""
     Acknowledge: _grpc.UnaryUnaryMultiCallable[_notifier_service_pb2.AcknowledgeRequest, _notifier_service_pb2.AcknowledgeResponse]
-    """Acknowledge a case: stops its re-escalation and tells the router."""
+    """Acknowledge a case: stops its re-escalation and tells the router. NOT_FOUND for a case the router
+    does not hold.
+    """
     TestChannel: _grpc.UnaryUnaryMultiCallable[_notifier_service_pb2.TestChannelRequest, _notifier_service_pb2.TestChannelResponse]
     """Send a test message through one configured channel, bypassing grouping and quiet hours."""
 
@@ -48,7 +50,9 @@ class NotifierServiceAsyncStub(NotifierServiceStub):
     ListNotifications: _aio.UnaryUnaryMultiCallable[_notifier_service_pb2.ListNotificationsRequest, _notifier_service_pb2.ListNotificationsResponse]  # type: ignore[assignment]
     """Recent notifications from the durable notification log, newest first, one page at a time."""
     Acknowledge: _aio.UnaryUnaryMultiCallable[_notifier_service_pb2.AcknowledgeRequest, _notifier_service_pb2.AcknowledgeResponse]  # type: ignore[assignment]
-    """Acknowledge a case: stops its re-escalation and tells the router."""
+    """Acknowledge a case: stops its re-escalation and tells the router. NOT_FOUND for a case the router
+    does not hold.
+    """
     TestChannel: _aio.UnaryUnaryMultiCallable[_notifier_service_pb2.TestChannelRequest, _notifier_service_pb2.TestChannelResponse]  # type: ignore[assignment]
     """Send a test message through one configured channel, bypassing grouping and quiet hours."""
 
@@ -69,7 +73,9 @@ class NotifierServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _notifier_service_pb2.AcknowledgeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_notifier_service_pb2.AcknowledgeResponse, _abc.Awaitable[_notifier_service_pb2.AcknowledgeResponse]]:
-        """Acknowledge a case: stops its re-escalation and tells the router."""
+        """Acknowledge a case: stops its re-escalation and tells the router. NOT_FOUND for a case the router
+        does not hold.
+        """
 
     @_abc_1.abstractmethod
     def TestChannel(

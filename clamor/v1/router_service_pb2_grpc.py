@@ -106,6 +106,7 @@ class RouterServiceServicer:
 
     def ActOnCase(self, request, context):
         """Acknowledge, resolve or close a case as "not a complaint" (the last becomes a training label).
+        NOT_FOUND for an unknown case; the note is kept in the case history and sent to the CRMs.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

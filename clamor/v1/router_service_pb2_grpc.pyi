@@ -42,7 +42,9 @@ class RouterServiceStub:
     ReloadRules: _grpc.UnaryUnaryMultiCallable[_router_service_pb2.ReloadRulesRequest, _router_service_pb2.ReloadRulesResponse]
     """Read the rules from the config file again and use them from the next complaint on."""
     ActOnCase: _grpc.UnaryUnaryMultiCallable[_router_service_pb2.ActOnCaseRequest, _router_service_pb2.ActOnCaseResponse]
-    """Acknowledge, resolve or close a case as "not a complaint" (the last becomes a training label)."""
+    """Acknowledge, resolve or close a case as "not a complaint" (the last becomes a training label).
+    NOT_FOUND for an unknown case; the note is kept in the case history and sent to the CRMs.
+    """
     ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_router_service_pb2.ListDeadLettersRequest, _router_service_pb2.ListDeadLettersResponse]
     """Deliveries that failed for longer than their destination's retry period, oldest first, one page at a time."""
     ReplayDeadLetters: _grpc.UnaryUnaryMultiCallable[_router_service_pb2.ReplayDeadLettersRequest, _router_service_pb2.ReplayDeadLettersResponse]
@@ -62,7 +64,9 @@ class RouterServiceAsyncStub(RouterServiceStub):
     ReloadRules: _aio.UnaryUnaryMultiCallable[_router_service_pb2.ReloadRulesRequest, _router_service_pb2.ReloadRulesResponse]  # type: ignore[assignment]
     """Read the rules from the config file again and use them from the next complaint on."""
     ActOnCase: _aio.UnaryUnaryMultiCallable[_router_service_pb2.ActOnCaseRequest, _router_service_pb2.ActOnCaseResponse]  # type: ignore[assignment]
-    """Acknowledge, resolve or close a case as "not a complaint" (the last becomes a training label)."""
+    """Acknowledge, resolve or close a case as "not a complaint" (the last becomes a training label).
+    NOT_FOUND for an unknown case; the note is kept in the case history and sent to the CRMs.
+    """
     ListDeadLetters: _aio.UnaryUnaryMultiCallable[_router_service_pb2.ListDeadLettersRequest, _router_service_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
     """Deliveries that failed for longer than their destination's retry period, oldest first, one page at a time."""
     ReplayDeadLetters: _aio.UnaryUnaryMultiCallable[_router_service_pb2.ReplayDeadLettersRequest, _router_service_pb2.ReplayDeadLettersResponse]  # type: ignore[assignment]
@@ -109,7 +113,9 @@ class RouterServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _router_service_pb2.ActOnCaseRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_router_service_pb2.ActOnCaseResponse, _abc.Awaitable[_router_service_pb2.ActOnCaseResponse]]:
-        """Acknowledge, resolve or close a case as "not a complaint" (the last becomes a training label)."""
+        """Acknowledge, resolve or close a case as "not a complaint" (the last becomes a training label).
+        NOT_FOUND for an unknown case; the note is kept in the case history and sent to the CRMs.
+        """
 
     @_abc_1.abstractmethod
     def ListDeadLetters(

@@ -204,7 +204,8 @@ def case_details(case: case_pb2.Case) -> list[Table]:
     for column in ("at", "event", "detail"):
         history.add_column(column)
     for event in case.history:
-        history.add_row(_when(event.at), escape(_event_kind(event)), escape(event.detail))
+        detail = f"{event.detail}\nnote: {event.note}" if event.note else event.detail
+        history.add_row(_when(event.at), escape(_event_kind(event)), escape(detail))
     return [fields, posts, history]
 
 

@@ -18,6 +18,7 @@ from services.shared import subjects
 from services.shared.case_actions import CaseActions
 from services.shared.clock import system_clock
 from services.shared.config import load_config
+from services.shared.known_cases import KnownCases
 from services.shared.kv_state import KvState
 from services.shared.lifecycle import ServiceRuntime, service_main
 from services.shared.pull_consumer import one_at_a_time
@@ -53,7 +54,7 @@ async def run(config_path: Path | None) -> None:
     replicas = config.nats.stream_replicas
     log = NotificationLog(js, runtime.tracer)
     actions = CaseActions(js, runtime.tracer, clock=clock)
-    servicer.attach(log, actions, by_name)
+    servicer.attach(log, actions, by_name, KnownCases(js))
     group_state = await KvState.open(
         js, subjects.NOTIFIER_GROUPS_BUCKET, codec=records.GROUP_CODEC, replicas=replicas, ttl_s=STATE_TTL_S
     )

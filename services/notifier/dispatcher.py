@@ -335,7 +335,11 @@ class Dispatcher:
             },
         ):
             try:
-                sent = await target.send(message)
+                try:
+                    sent = await target.send(message)
+                finally:
+                    # A channel counts a message when it arrives: the next one waits 1/rate from the reply.
+                    self._budgets[channel].answered()
             except ChannelError as exc:
                 if exc.retry_after_s is not None:
                     self._budgets[channel].pause(exc.retry_after_s)
@@ -361,9 +365,11 @@ class Dispatcher:
     ) -> None:
         log.warning("channel %s could not send %s: %s (next try in %.0f s)", channel, message.id, detail, delay_s)
         retry_at = self._clock() + timedelta(seconds=delay_s)
-        await self._groups.change(group.id, lambda g: grouping.mark_failed(g, retry_at=retry_at) if g else None)
+        # The failure is logged first: a group that keeps changing under a busy consumer may fail the
+        # mark below, and the attempt happened all the same (the claim then retries it, within the budget).
         await self._record(message, channel, notification_pb2.DELIVERY_STATUS_FAILED, detail=detail, item_ids=item_ids)
         self._counters.inc("notification_failures")
+        await self._groups.change(group.id, lambda g: grouping.mark_failed(g, retry_at=retry_at) if g else None)
 
     def _answered(self, case_id: str) -> bool:
         page = self._pages.peek(case_id)

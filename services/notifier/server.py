@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from services.notifier.channels.base import Channel
     from services.notifier.clients import NotificationLog
     from services.shared.case_actions import CaseActions
+    from services.shared.known_cases import KnownCases
 
 SERVICE_NAME = notifier_service_pb2.DESCRIPTOR.services_by_name["NotifierService"].full_name
 DEFAULT_PAGE_SIZE = 100
@@ -30,8 +31,12 @@ class NotifierServicer(notifier_service_pb2_grpc.NotifierServiceServicer):
 
     def __init__(self) -> None:
         self._parts: tuple[NotificationLog, CaseActions, Mapping[str, Channel]] | None = None
+        self._cases: KnownCases | None = None
 
-    def attach(self, log: NotificationLog, actions: CaseActions, channels: Mapping[str, Channel]) -> None:
+    def attach(
+        self, log: NotificationLog, actions: CaseActions, channels: Mapping[str, Channel], cases: KnownCases
+    ) -> None:
+        self._cases = cases
         self._parts = (log, actions, channels)
 
     async def _ready(
@@ -67,7 +72,12 @@ class NotifierServicer(notifier_service_pb2_grpc.NotifierServiceServicer):
         if not request.case_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "case_id is required")
         actor = " ".join(request.actor.split())[:MAX_ACTOR_CHARS] or "grpc"
+        assert self._cases is not None  # attached with the parts
         try:
+            # Published for an unknown case, the acknowledgement would be answered here and dropped
+            # by the router: the caller would believe somebody took a case that does not exist.
+            if not await self._cases.exists(request.case_id):
+                await context.abort(grpc.StatusCode.NOT_FOUND, f"no case {request.case_id!r}")
             action_id = await actions.publish(
                 request.case_id,
                 case_pb2.CASE_ACTION_KIND_ACKNOWLEDGE,

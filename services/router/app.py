@@ -218,7 +218,13 @@ async def run(config_path: Path | None, *, clock: Clock = system_clock) -> None:
 
     runtime.add_periodic("sla-clock", settings.tick_s, lambda: _tick(router))
     callback = (
-        CallbackServer(settings.callback, cases=router.cases, actions=router.actions, clock=clock)
+        CallbackServer(
+            settings.callback,
+            cases=router.cases,
+            actions=router.actions,
+            destinations=[d.name for d in settings.destinations],
+            clock=clock,
+        )
         if settings.callback.enabled
         else None
     )

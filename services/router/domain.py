@@ -281,6 +281,12 @@ def apply_action(case: case_pb2.Case, action: case_pb2.CaseAction, *, now: datet
     by = f" by {action.actor}" if action.actor else ""
     via = f" via {via_name(action.arrived_via)}" if action.arrived_via else ""
     _event(case, _ACTION_EVENTS[action.kind], f"{name}{by}{via} [{action.id}]", now, ref)
+    # The actor's words and where the action came from travel with the entry: the note to the CRMs'
+    # comments, the origin so that the CRM which sent the action is not told it again.
+    entry = case.history[-1]
+    entry.note = action.note
+    entry.arrived_via = action.arrived_via
+    entry.origin_destination = action.origin_destination
     if _STATE_RANK[target] > _STATE_RANK[case.state]:
         case.state = target
     if not case.HasField("acknowledged_at"):
@@ -303,14 +309,32 @@ def is_open(case: case_pb2.Case) -> bool:
     return case.state != case_pb2.CASE_STATE_RESOLVED
 
 
-def crm_events(case: case_pb2.Case, since: int) -> list[case_pb2.CaseEvent]:
-    """History entries from position ``since`` that a CRM should hear about."""
-    return [event for event in case.history[since:] if event.event_kind in CRM_EVENT_KINDS]
+def came_from(event: case_pb2.CaseEvent, destination: str) -> bool:
+    """Whether ``event`` is an action that ``destination`` itself reported through the CRM callback.
+
+    A callback that named no destination may have come from any of them: it is sent back to none,
+    since a CRM that hears of its own action as a new comment may call back again, without end.
+    """
+    if event.arrived_via != case_pb2.CASE_ACTION_VIA_CRM:
+        return False
+    return not event.origin_destination or event.origin_destination == destination
+
+
+def crm_events(case: case_pb2.Case, since: int, *, destination: str = "") -> list[case_pb2.CaseEvent]:
+    """History entries from position ``since`` that ``destination`` should hear about: not its own actions."""
+    return [
+        event
+        for event in case.history[since:]
+        if event.event_kind in CRM_EVENT_KINDS and not (destination and came_from(event, destination))
+    ]
 
 
 def event_record(event: case_pb2.CaseEvent) -> dict[str, Any]:
-    """A history entry as CRMs receive it: when, the kind's name, the detail."""
-    return {"at": event.at.ToJsonString(), "kind": event_label(event), "detail": event.detail}
+    """A history entry as CRMs receive it: when, the kind's name, the detail, and the actor's note if any."""
+    record = {"at": event.at.ToJsonString(), "kind": event_label(event), "detail": event.detail}
+    if event.note:
+        record["note"] = event.note
+    return record
 
 
 def case_record(case: case_pb2.Case) -> dict[str, Any]:

@@ -1,11 +1,15 @@
 """The CRM callback endpoint: acknowledge, resolve or "not a complaint", from CRMs that can only call webhooks.
 
 ``POST /callbacks/case`` with a JSON body ``{"case_id": "...", "action": "acknowledge" | "resolve" |
-"not_a_complaint", "actor": "...", "note": "..."}``, signed per Standard Webhooks (``webhook-id``,
+"not_a_complaint", "actor": "...", "note": "...", "destination": "..."}``, signed per Standard Webhooks (``webhook-id``,
 ``webhook-timestamp``, ``webhook-signature``; several secrets while one rotates). The
 ``webhook-id`` is the request id, so a CRM that retries a delivery makes one action. Answers:
 202 accepted, 400 a body we cannot read (saying which field), 401 a bad or stale signature,
 404 an unknown case, 413 too large, 503 NATS not reachable (the CRM retries).
+
+``destination`` is the calling CRM's name among the router's destinations: the action reaches the
+other destinations' tickets, never that CRM's own (a CRM told of its own change may call back again).
+A callback that names none is sent back to no destination, since any of them may have made it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from services.shared.http_site import HttpSite
 from services.shared.standard_webhooks import WebhookVerificationError, verify
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from services.router.clients import CaseStore
     from services.router.config import CallbackSettings
     from services.shared.case_actions import CaseActions
@@ -54,9 +60,16 @@ def _text(body: dict[str, Any], field: str, *, required: bool) -> str:
 
 class CallbackServer:
     def __init__(
-        self, settings: CallbackSettings, *, cases: CaseStore, actions: CaseActions, clock: Clock = system_clock
+        self,
+        settings: CallbackSettings,
+        *,
+        cases: CaseStore,
+        actions: CaseActions,
+        destinations: Collection[str] = (),
+        clock: Clock = system_clock,
     ) -> None:
         self._settings = settings
+        self._destinations = frozenset(destinations)
         self._cases = cases
         self._actions = actions
         self._clock = clock
@@ -102,13 +115,23 @@ class CallbackServer:
                 raise ValueError(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
             actor = _text(data, "actor", required=False) or "crm"
             note = _text(data, "note", required=False)
+            origin = _text(data, "destination", required=False)
+            if origin and origin not in self._destinations:
+                known = ", ".join(sorted(self._destinations)) or "none configured"
+                raise ValueError(f"destination must name one of the router's destinations ({known}), not {origin!r}")
         except ValueError as exc:
             return _answer(400, error=str(exc))
         try:
             if await self._cases.get(case_id) is None:
                 return _answer(404, error=f"no case {case_id!r}")
             action_id = await self._actions.publish(
-                case_id, ACTIONS[action], actor=actor, via="crm", request_id=request.headers["webhook-id"], note=note
+                case_id,
+                ACTIONS[action],
+                actor=actor,
+                via="crm",
+                request_id=request.headers["webhook-id"],
+                note=note,
+                origin_destination=origin,
             )
         except TransientError as exc:
             return _answer(503, error=f"try again: {exc}")

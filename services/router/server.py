@@ -34,6 +34,8 @@ SERVICE_NAME = router_service_pb2.DESCRIPTOR.services_by_name["RouterService"].f
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_ACTOR_CHARS = 100
+# A note is kept in the case history and goes into every CRM's comment.
+MAX_NOTE_CHARS = 1000
 Context = grpc.aio.ServicerContext[object, object]
 
 
@@ -146,6 +148,8 @@ class RouterServicer(router_service_pb2_grpc.RouterServiceServicer):
             )
         if len(request.actor) > MAX_ACTOR_CHARS:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"actor is longer than {MAX_ACTOR_CHARS} characters")
+        if len(request.note) > MAX_NOTE_CHARS:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"note is longer than {MAX_NOTE_CHARS} characters")
         if await parts.cases.get(request.case_id) is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no case {request.case_id!r}")
         try:

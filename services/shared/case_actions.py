@@ -37,6 +37,7 @@ class CaseActions:
         via: str,
         request_id: str,
         note: str = "",
+        origin_destination: str = "",
     ) -> str:
         name = action_name(kind)
         action = case_pb2.CaseAction(
@@ -46,6 +47,7 @@ class CaseActions:
             actor=actor,
             arrived_via=via_value(via),
             note=note,
+            origin_destination=origin_destination,
         )
         action.at.FromDatetime(self._clock())
         await publish(self._js, self._tracer, subjects.case_action_subject(name), action, msg_id=action.id)

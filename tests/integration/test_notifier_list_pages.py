@@ -17,6 +17,7 @@ from services.notifier.clients import NotificationLog
 from services.notifier.server import NotifierServicer
 from services.shared.case_actions import CaseActions
 from services.shared.jetstream import ensure_streams
+from services.shared.known_cases import KnownCases
 from tests.support.clock import tracer
 
 # Seven notifications, oldest first; every third is about case c-a.
@@ -41,7 +42,7 @@ async def address(nc: NatsClient) -> AsyncIterator[str]:
     for notification in SENT:
         await log.record(notification)
     servicer = NotifierServicer()
-    servicer.attach(log, CaseActions(js, tracer()), {})
+    servicer.attach(log, CaseActions(js, tracer()), {}, KnownCases(js))
     server = grpc.aio.server()
     notifier_service_pb2_grpc.add_NotifierServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")

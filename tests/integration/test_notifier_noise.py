@@ -119,10 +119,11 @@ async def test_a_burst_of_500_alerts_for_one_slack_channel_is_grouped_paced_and_
     assert 20 <= len(delivered) <= 24
     sent_ids = [item for _, status, ids in logged if status == "SENT" for item in ids]
     assert sorted(sent_ids) == sorted(f"spike-{n:03d}" for n in range(500))
-    # Paced: about one post a second, and nothing for 2 s after the 429.
+    # Paced as Slack counts: a post arrives at least a second after the one before it (the budget
+    # refills from each reply, so however slow a post was on its way), and nothing for 2 s after the 429.
     times = [at for at, _, _ in hook.arrivals]
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-    assert min(gaps) >= 0.9
+    assert min(gaps) >= 1.0
     throttled = next(i for i, (_, status, _) in enumerate(hook.arrivals) if status == 429)
     assert times[throttled + 1] - times[throttled] >= 1.95
     assert [status for _, status, _ in logged].count("FAILED") == 1

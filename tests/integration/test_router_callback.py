@@ -73,7 +73,9 @@ async def endpoint(nc: NatsClient, tmp_path: Path) -> AsyncIterator[Endpoint]:
         settings = CallbackSettings(enabled=True, host="127.0.0.1", port=0, secrets=[new, old])
         # The endpoint judges timestamps by this clock, so "stale" and "from the future" are exact.
         clock = ManualClock()
-        server = CallbackServer(settings, cases=running.router.cases, actions=running.router.actions, clock=clock)
+        server = CallbackServer(
+            settings, cases=running.router.cases, actions=running.router.actions, destinations=["zendesk"], clock=clock
+        )
         port = await server.start()
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
@@ -141,6 +143,26 @@ async def test_an_unknown_case_is_404(endpoint: Endpoint) -> None:
 async def test_a_case_id_that_cannot_exist_is_404_not_503(endpoint: Endpoint) -> None:
     response = await endpoint.post(action("acknowledge", case_id="ZD#4711"))
     assert response.status_code == 404
+
+
+async def test_the_note_and_the_calling_destination_are_kept_in_the_history(endpoint: Endpoint) -> None:
+    response = await endpoint.post({**action("resolve"), "destination": "zendesk"})
+    assert response.status_code == 202
+    await endpoint.running.settle()
+    entry = (await endpoint.running.case(CASE_ID)).history[-1]
+    assert (entry.note, entry.arrived_via, entry.origin_destination) == (
+        "handled in ZD#4711",
+        case_pb2.CASE_ACTION_VIA_CRM,
+        "zendesk",
+    )
+
+
+async def test_a_destination_the_router_does_not_have_is_400(endpoint: Endpoint) -> None:
+    before = await endpoint.history()
+    response = await endpoint.post({**action("resolve"), "destination": "freshdesk"})
+    assert response.status_code == 400
+    assert "'freshdesk'" in response.json()["error"]
+    assert await endpoint.history() == before
 
 
 @pytest.mark.parametrize(

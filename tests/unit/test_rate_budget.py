@@ -59,3 +59,34 @@ def test_a_pause_outlasts_the_token_wait() -> None:
     budget = RateBudget(0.1)
     budget.pause(30.0)
     assert budget.wait_s() > 29.9
+
+
+class Ticks:
+    """A monotonic clock the test sets."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_time_in_flight_earns_nothing_so_the_next_send_waits_one_over_the_rate_from_the_answer() -> None:
+    ticks = Ticks()
+    budget = RateBudget(1.0, monotonic=ticks)
+    await budget.acquire()
+    ticks.now = 0.6  # the request was slow on its way: the service may count it only now
+    budget.answered()
+    ticks.now = 1.0
+    assert budget.wait_s() == 0.6
+    ticks.now = 1.6
+    assert budget.wait_s() == 0.0
+
+
+async def test_an_answer_keeps_the_tokens_a_burst_still_has() -> None:
+    ticks = Ticks()
+    budget = RateBudget(1.0, burst=3, monotonic=ticks)
+    await budget.acquire()
+    ticks.now = 5.0
+    budget.answered()
+    assert budget.wait_s() == 0.0

@@ -152,3 +152,13 @@ def test_hostile_event_details_stay_on_their_line() -> None:
 
     assert lines[1] == "(no time) acknowledge: ack by eve Status: solved [ code]<i>x</i>[/ code]"
     assert len(lines) == 2
+
+
+def test_the_actors_note_follows_its_event_as_one_inert_line() -> None:
+    done, events = resolved(sample_case())
+    events[0].note = "refund sent\r\nStatus: open"
+
+    assert update_comment(done, events).splitlines()[1:] == [
+        "2026-03-01T14:00:00Z resolve: resolve by maria via crm [c_0f1e:resolve:1]",
+        "  Note: refund sent Status: open",
+    ]

@@ -24,6 +24,7 @@ from services.router.domain import (
     crm_events,
     escalation_for,
     event_label,
+    event_record,
     group_keys,
     mark_escalated,
     new_case,
@@ -678,3 +679,36 @@ def test_outbox_record_names_the_priority_as_rules_do(case: case_pb2.Case) -> No
     assert (record["priority"], "priority_level" in record) == ("urgent", False)
     case.ClearField("priority_level")
     assert "priority" not in outbox_record(case)
+
+
+def test_the_actors_note_and_the_origin_are_kept_with_the_history_entry(escalated: case_pb2.Case) -> None:
+    answer = action(escalated, RESOLVE)
+    answer.note, answer.arrived_via, answer.origin_destination = "refund sent", case_pb2.CASE_ACTION_VIA_CRM, "zd"
+    apply_action(escalated, answer, now=LATER)
+    entry = escalated.history[-1]
+    assert (entry.note, entry.arrived_via, entry.origin_destination) == ("refund sent", answer.arrived_via, "zd")
+    assert event_record(entry)["note"] == "refund sent"
+
+
+def test_a_crm_action_goes_to_every_destination_but_the_crm_that_sent_it(escalated: case_pb2.Case) -> None:
+    synced = len(escalated.history)
+    answer = action(escalated, ACK)
+    answer.arrived_via, answer.origin_destination = case_pb2.CASE_ACTION_VIA_CRM, "zendesk"
+    apply_action(escalated, answer, now=LATER)
+    assert crm_events(escalated, synced, destination="zendesk") == []
+    assert len(crm_events(escalated, synced, destination="servicenow")) == 1
+
+
+def test_a_crm_action_that_names_no_destination_goes_back_to_none(escalated: case_pb2.Case) -> None:
+    synced = len(escalated.history)
+    answer = action(escalated, ACK)
+    answer.arrived_via = case_pb2.CASE_ACTION_VIA_CRM
+    apply_action(escalated, answer, now=LATER)
+    assert crm_events(escalated, synced, destination="zendesk") == []
+    assert crm_events(escalated, synced, destination="outbox") == []
+
+
+def test_other_actions_reach_every_destination(escalated: case_pb2.Case) -> None:
+    synced = len(escalated.history)
+    apply_action(escalated, action(escalated, ACK), now=LATER)
+    assert len(crm_events(escalated, synced, destination="zendesk")) == 1

@@ -283,7 +283,7 @@ class DeliveryWorker:
                 return  # another job made the ticket meanwhile; the next request syncs the rest
         if current.synced >= len(case.history):
             return  # an older request, already covered by a later sync
-        events = crm_events(case, current.synced)
+        events = crm_events(case, current.synced, destination=destination.name)
         ticket = Ticket(current.remote_id, current.url)
         if events:
             ticket = await destination.update(case, ticket, events)

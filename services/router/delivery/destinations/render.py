@@ -48,6 +48,8 @@ SUBJECT_CHARS = 150
 DESCRIPTION_CHARS = 4000
 COMMENT_CHARS = 4000
 POST_CHARS = 1000
+# The actor's note on an acknowledgement or resolution (the APIs take 1000 characters).
+NOTE_CHARS = 1000
 FIELD_CHARS = 120
 MAX_POSTS = 10
 
@@ -179,6 +181,9 @@ def update_comment(case: case_pb2.Case, events: Sequence[case_pb2.CaseEvent], *,
     for event in events:
         at = rfc3339(event.at) or "(no time)"
         lines.append(f"{at} {inert(event_label(event), 40)}: {inert(event.detail, 300)}")
+        if event.note:
+            # The actor's own words, inert like a post: a note cannot forge a line of the comment.
+            lines.append(f"  Note: {inert(event.note, NOTE_CHARS)}")
         for index, triaged in enumerate(case.mentions, start=1):
             mention_id = triaged.mention.id
             # Events about a post name its id in their detail ("attached mention reddit:t3_x").
