@@ -95,7 +95,11 @@ async def clamor(tmp_path: Path, port: int, *args: str) -> Result:
     config = tmp_path / "clamor.yaml"
     config.write_text(f"router:\n  grpc: {{host: 127.0.0.1, port: {port}}}\n", encoding="utf-8")
     runner = CliRunner()
-    return await asyncio.to_thread(runner.invoke, app, [*args, "--config", str(config)], env={"COLUMNS": "250"})
+
+    def invoke() -> Result:
+        return runner.invoke(app, [*args, "--config", str(config)], env={"COLUMNS": "250"})
+
+    return await asyncio.to_thread(invoke)
 
 
 # --- an unknown case is an error at every entry point ---------------------------------------
