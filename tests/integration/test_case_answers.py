@@ -42,8 +42,8 @@ from tests.support.eventually import eventually
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from click.testing import Result
     from nats.aio.client import Client as NatsClient
+    from typer.testing import Result
 
 UNKNOWN = "c_doesnotexist"
 CASE_ID = case_id_for("mastodon:h1")
