@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n clamor/v1/listener_service.proto\x12\tclamor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x03\n\x0cSourceStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05watch\x18\x03 \x01(\t\x12\x11\n\tpublished\x18\x04 \x01(\x03\x12\x11\n\texhausted\x18\x05 \x01(\x08\x12\x33\n\x0flast_success_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x07 \x01(\t\x12\x31\n\rlast_error_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14\x63onsecutive_failures\x18\t \x01(\x05\x12\x12\n\nposts_seen\x18\n \x01(\x03\x12\x32\n\x0enewest_post_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cnext_poll_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06paused\x18\r \x01(\x08\x12\x0f\n\x07\x64ynamic\x18\x0e \x01(\x08\x12\x0e\n\x06holder\x18\x0f \x01(\t\";\n\x12ListSourcesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"X\n\x13ListSourcesResponse\x12(\n\x07sources\x18\x01 \x03(\x0b\x32\x17.clamor.v1.SourceStatus\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"=\n\x10\x41\x64\x64SourceRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rsource_config\x18\x02 \x01(\t\"<\n\x11\x41\x64\x64SourceResponse\x12\'\n\x06source\x18\x01 \x01(\x0b\x32\x17.clamor.v1.SourceStatus\"#\n\x13RemoveSourceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x16\n\x14RemoveSourceResponse\"\"\n\x12PauseSourceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\">\n\x13PauseSourceResponse\x12\'\n\x06source\x18\x01 \x01(\x0b\x32\x17.clamor.v1.SourceStatus\"#\n\x13ResumeSourceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"?\n\x14ResumeSourceResponse\x12\'\n\x06source\x18\x01 \x01(\x0b\x32\x17.clamor.v1.SourceStatus\"\x1e\n\x0ePollNowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"m\n\x0fPollNowResponse\x12\'\n\x06source\x18\x01 \x01(\x0b\x32\x17.clamor.v1.SourceStatus\x12\x0f\n\x07\x66\x65tched\x18\x02 \x01(\x05\x12\x11\n\tpublished\x18\x03 \x01(\x05\x12\r\n\x05\x65rror\x18\x04 \x01(\t2\xd9\x03\n\x0fListenerService\x12L\n\x0bListSources\x12\x1d.clamor.v1.ListSourcesRequest\x1a\x1e.clamor.v1.ListSourcesResponse\x12\x46\n\tAddSource\x12\x1b.clamor.v1.AddSourceRequest\x1a\x1c.clamor.v1.AddSourceResponse\x12O\n\x0cRemoveSource\x12\x1e.clamor.v1.RemoveSourceRequest\x1a\x1f.clamor.v1.RemoveSourceResponse\x12L\n\x0bPauseSource\x12\x1d.clamor.v1.PauseSourceRequest\x1a\x1e.clamor.v1.PauseSourceResponse\x12O\n\x0cResumeSource\x12\x1e.clamor.v1.ResumeSourceRequest\x1a\x1f.clamor.v1.ResumeSourceResponse\x12@\n\x07PollNow\x12\x19.clamor.v1.PollNowRequest\x1a\x1a.clamor.v1.PollNowResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n clamor/v1/listener_service.proto\x12\tclamor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb7\x03\n\x0cSourceStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05watch\x18\x03 \x01(\t\x12\x11\n\tpublished\x18\x04 \x01(\x03\x12\x11\n\texhausted\x18\x05 \x01(\x08\x12\x33\n\x0flast_success_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x07 \x01(\t\x12\x31\n\rlast_error_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14\x63onsecutive_failures\x18\t \x01(\x05\x12\x12\n\nposts_seen\x18\n \x01(\x03\x12\x32\n\x0enewest_post_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cnext_poll_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06paused\x18\r \x01(\x08\x12\x0f\n\x07\x64ynamic\x18\x0e \x01(\x08\x12\x0e\n\x06holder\x18\x0f \x01(\t\x12\x11\n\tremaining\x18\x10 \x01(\x03\";\n\x12ListSourcesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"X\n\x13ListSourcesResponse\x12(\n\x07sources\x18\x01 \x03(\x0b\x32\x17.clamor.v1.SourceStatus\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"=\n\x10\x41\x64\x64SourceRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rsource_config\x18\x02 \x01(\t\"<\n\x11\x41\x64\x64SourceResponse\x12\'\n\x06source\x18\x01 \x01(\x0b\x32\x17.clamor.v1.SourceStatus\"#\n\x13RemoveSourceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x16\n\x14RemoveSourceResponse\"\"\n\x12PauseSourceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\">\n\x13PauseSourceResponse\x12\'\n\x06source\x18\x01 \x01(\x0b\x32\x17.clamor.v1.SourceStatus\"#\n\x13ResumeSourceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"?\n\x14ResumeSourceResponse\x12\'\n\x06source\x18\x01 \x01(\x0b\x32\x17.clamor.v1.SourceStatus\"\x1e\n\x0ePollNowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"m\n\x0fPollNowResponse\x12\'\n\x06source\x18\x01 \x01(\x0b\x32\x17.clamor.v1.SourceStatus\x12\x0f\n\x07\x66\x65tched\x18\x02 \x01(\x05\x12\x11\n\tpublished\x18\x03 \x01(\x05\x12\r\n\x05\x65rror\x18\x04 \x01(\t2\xd9\x03\n\x0fListenerService\x12L\n\x0bListSources\x12\x1d.clamor.v1.ListSourcesRequest\x1a\x1e.clamor.v1.ListSourcesResponse\x12\x46\n\tAddSource\x12\x1b.clamor.v1.AddSourceRequest\x1a\x1c.clamor.v1.AddSourceResponse\x12O\n\x0cRemoveSource\x12\x1e.clamor.v1.RemoveSourceRequest\x1a\x1f.clamor.v1.RemoveSourceResponse\x12L\n\x0bPauseSource\x12\x1d.clamor.v1.PauseSourceRequest\x1a\x1e.clamor.v1.PauseSourceResponse\x12O\n\x0cResumeSource\x12\x1e.clamor.v1.ResumeSourceRequest\x1a\x1f.clamor.v1.ResumeSourceResponse\x12@\n\x07PollNow\x12\x19.clamor.v1.PollNowRequest\x1a\x1a.clamor.v1.PollNowResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,31 +33,31 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'clamor.v1.listener_service_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SOURCESTATUS']._serialized_start=81
-  _globals['_SOURCESTATUS']._serialized_end=501
-  _globals['_LISTSOURCESREQUEST']._serialized_start=503
-  _globals['_LISTSOURCESREQUEST']._serialized_end=562
-  _globals['_LISTSOURCESRESPONSE']._serialized_start=564
-  _globals['_LISTSOURCESRESPONSE']._serialized_end=652
-  _globals['_ADDSOURCEREQUEST']._serialized_start=654
-  _globals['_ADDSOURCEREQUEST']._serialized_end=715
-  _globals['_ADDSOURCERESPONSE']._serialized_start=717
-  _globals['_ADDSOURCERESPONSE']._serialized_end=777
-  _globals['_REMOVESOURCEREQUEST']._serialized_start=779
-  _globals['_REMOVESOURCEREQUEST']._serialized_end=814
-  _globals['_REMOVESOURCERESPONSE']._serialized_start=816
-  _globals['_REMOVESOURCERESPONSE']._serialized_end=838
-  _globals['_PAUSESOURCEREQUEST']._serialized_start=840
-  _globals['_PAUSESOURCEREQUEST']._serialized_end=874
-  _globals['_PAUSESOURCERESPONSE']._serialized_start=876
-  _globals['_PAUSESOURCERESPONSE']._serialized_end=938
-  _globals['_RESUMESOURCEREQUEST']._serialized_start=940
-  _globals['_RESUMESOURCEREQUEST']._serialized_end=975
-  _globals['_RESUMESOURCERESPONSE']._serialized_start=977
-  _globals['_RESUMESOURCERESPONSE']._serialized_end=1040
-  _globals['_POLLNOWREQUEST']._serialized_start=1042
-  _globals['_POLLNOWREQUEST']._serialized_end=1072
-  _globals['_POLLNOWRESPONSE']._serialized_start=1074
-  _globals['_POLLNOWRESPONSE']._serialized_end=1183
-  _globals['_LISTENERSERVICE']._serialized_start=1186
-  _globals['_LISTENERSERVICE']._serialized_end=1659
+  _globals['_SOURCESTATUS']._serialized_end=520
+  _globals['_LISTSOURCESREQUEST']._serialized_start=522
+  _globals['_LISTSOURCESREQUEST']._serialized_end=581
+  _globals['_LISTSOURCESRESPONSE']._serialized_start=583
+  _globals['_LISTSOURCESRESPONSE']._serialized_end=671
+  _globals['_ADDSOURCEREQUEST']._serialized_start=673
+  _globals['_ADDSOURCEREQUEST']._serialized_end=734
+  _globals['_ADDSOURCERESPONSE']._serialized_start=736
+  _globals['_ADDSOURCERESPONSE']._serialized_end=796
+  _globals['_REMOVESOURCEREQUEST']._serialized_start=798
+  _globals['_REMOVESOURCEREQUEST']._serialized_end=833
+  _globals['_REMOVESOURCERESPONSE']._serialized_start=835
+  _globals['_REMOVESOURCERESPONSE']._serialized_end=857
+  _globals['_PAUSESOURCEREQUEST']._serialized_start=859
+  _globals['_PAUSESOURCEREQUEST']._serialized_end=893
+  _globals['_PAUSESOURCERESPONSE']._serialized_start=895
+  _globals['_PAUSESOURCERESPONSE']._serialized_end=957
+  _globals['_RESUMESOURCEREQUEST']._serialized_start=959
+  _globals['_RESUMESOURCEREQUEST']._serialized_end=994
+  _globals['_RESUMESOURCERESPONSE']._serialized_start=996
+  _globals['_RESUMESOURCERESPONSE']._serialized_end=1059
+  _globals['_POLLNOWREQUEST']._serialized_start=1061
+  _globals['_POLLNOWREQUEST']._serialized_end=1091
+  _globals['_POLLNOWRESPONSE']._serialized_start=1093
+  _globals['_POLLNOWRESPONSE']._serialized_end=1202
+  _globals['_LISTENERSERVICE']._serialized_start=1205
+  _globals['_LISTENERSERVICE']._serialized_end=1678
 # @@protoc_insertion_point(module_scope)

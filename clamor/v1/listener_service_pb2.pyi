@@ -40,6 +40,7 @@ class SourceStatus(_message.Message):
     PAUSED_FIELD_NUMBER: _builtins.int
     DYNAMIC_FIELD_NUMBER: _builtins.int
     HOLDER_FIELD_NUMBER: _builtins.int
+    REMAINING_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The source's name, unique within the listener (from the config file or AddSource)."""
     kind: _builtins.str
@@ -64,6 +65,10 @@ class SourceStatus(_message.Message):
     """The listener replica that holds the source's lease and so polls it (host name and a random
     part), as this replica last saw it; empty while no replica holds it, and for webhook sources,
     which every replica serves.
+    """
+    remaining: _builtins.int
+    """Posts a replay source has still to publish (lines after its cursor), as this replica last
+    knew it; 0 for other kinds, whose backlog lives at the source.
     """
     @_builtins.property
     def last_success_at(self) -> _timestamp_pb2.Timestamp:
@@ -99,10 +104,11 @@ class SourceStatus(_message.Message):
         paused: _builtins.bool = ...,
         dynamic: _builtins.bool = ...,
         holder: _builtins.str = ...,
+        remaining: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_error_at", b"last_error_at", "last_success_at", b"last_success_at", "newest_post_at", b"newest_post_at", "next_poll_at", b"next_poll_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["consecutive_failures", b"consecutive_failures", "dynamic", b"dynamic", "exhausted", b"exhausted", "holder", b"holder", "kind", b"kind", "last_error", b"last_error", "last_error_at", b"last_error_at", "last_success_at", b"last_success_at", "name", b"name", "newest_post_at", b"newest_post_at", "next_poll_at", b"next_poll_at", "paused", b"paused", "posts_seen", b"posts_seen", "published", b"published", "watch", b"watch"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consecutive_failures", b"consecutive_failures", "dynamic", b"dynamic", "exhausted", b"exhausted", "holder", b"holder", "kind", b"kind", "last_error", b"last_error", "last_error_at", b"last_error_at", "last_success_at", b"last_success_at", "name", b"name", "newest_post_at", b"newest_post_at", "next_poll_at", b"next_poll_at", "paused", b"paused", "posts_seen", b"posts_seen", "published", b"published", "remaining", b"remaining", "watch", b"watch"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

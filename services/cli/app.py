@@ -117,7 +117,9 @@ async def _watch(
         while not stop.is_set():
             for name in supervisor.keep_alive():
                 errors.print(f"[yellow]{name} exited; restarted it (see {supervisor.data_dir / 'logs'})[/yellow]")
-            if nc is None:
+            # The client does not reconnect by itself (see _connect_quietly): after nats-server
+            # restarts, a closed one is replaced, so consumer lag is read again.
+            if nc is None or nc.is_closed:
                 nc = await _connect_quietly(mesh.nats)
             snapshot = await live.take_snapshot(mesh, nc)
             if live_view is not None:

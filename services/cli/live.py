@@ -38,6 +38,14 @@ class Snapshot:
     lag: dict[str, int]
     # (title, mention id) of the newest notifications.
     notifications: list[tuple[str, str]] = field(default_factory=list)
+    # False while NATS does not answer: ``lag`` then lacks the consumers' share and is a floor.
+    nats_connected: bool = True
+
+    @property
+    def pending(self) -> str:
+        """The pending count as shown: a floor, marked so, while consumer lag cannot be read."""
+        total = sum(self.lag.values())
+        return str(total) if self.nats_connected else f"≥{total} (NATS unreachable)"
 
     def flow(self) -> dict[str, int]:
         totals: dict[str, int] = {}
@@ -53,7 +61,10 @@ class Snapshot:
             return False
         if not all(s.exhausted for s in listener.sources):
             return False
-        return all(r.serving for r in self.reports) and len(self.lag) > 0 and sum(self.lag.values()) == 0
+        # A consumer that did not answer is unknown work, not none: every durable must have reported.
+        answered = all(spec.durable in self.lag for spec in subjects.ALL_CONSUMERS)
+        busy = sum(self.lag.values())
+        return self.nats_connected and answered and all(r.serving for r in self.reports) and busy == 0
 
 
 # The lag entry for notifications the notifier holds in its groups rather than in a consumer.
@@ -83,9 +94,25 @@ def queued(reports: list[ServiceReport]) -> dict[str, int]:
     return {NOTIFIER_QUEUE: notifier.gauges.get(QUEUED_GAUGE, 0)} if notifier is not None else {}
 
 
-async def pending_work(reports: list[ServiceReport], nc: NatsClient) -> dict[str, int]:
-    """Consumer lag plus what the services hold in their own state: zero everywhere means idle."""
-    return {**await consumer_lag(nc), **queued(reports)}
+def unpublished(reports: list[ServiceReport]) -> dict[str, int]:
+    """Posts each replay source has still to publish, as the listener reports them.
+
+    Read whatever the listener's health: while NATS is down it is not serving, and that is exactly
+    when its backlog grows.
+    """
+    listener = next((r for r in reports if r.name == "listener"), None)
+    sources = listener.sources if listener is not None else []
+    return {f"{REPLAY_PREFIX}{s.name}": s.remaining for s in sources if s.kind == "replay"}
+
+
+# Lag entries for replay sources are named "replay:<source>", apart from the durables' names.
+REPLAY_PREFIX = "replay:"
+
+
+async def pending_work(reports: list[ServiceReport], nc: NatsClient | None) -> dict[str, int]:
+    """Unpublished replay posts, consumer lag and what the services hold: zero everywhere means idle."""
+    lag = await consumer_lag(nc) if nc is not None and nc.is_connected else {}
+    return {**unpublished(reports), **lag, **queued(reports)}
 
 
 async def notification_log(
@@ -133,8 +160,12 @@ async def latest_notifications(config: MeshConfig, limit: int = 5) -> list[tuple
 
 async def take_snapshot(config: MeshConfig, nc: NatsClient | None) -> Snapshot:
     reports = await probe_all(config, timeout_s=0.5)
-    lag = await pending_work(reports, nc) if nc is not None and nc.is_connected else {}
-    return Snapshot(reports=reports, lag=lag, notifications=await latest_notifications(config))
+    return Snapshot(
+        reports=reports,
+        lag=await pending_work(reports, nc),
+        notifications=await latest_notifications(config),
+        nats_connected=nc is not None and nc.is_connected,
+    )
 
 
 def render(snapshot: Snapshot, supervisor: Supervisor) -> RenderableType:
@@ -154,17 +185,23 @@ def render(snapshot: Snapshot, supervisor: Supervisor) -> RenderableType:
             escape(counters),
         )
     flow = snapshot.flow()
-    lag = sum(snapshot.lag.values())
     line = (
         "  ·  ".join(f"[bold]{value}[/bold] {label}" for label, value in flow.items())
-        + f"  ·  [bold]{lag}[/bold] pending"
+        + f"  ·  [bold]{escape(snapshot.pending)}[/bold] pending"
     )
+    nats = supervisor.nats
     parts: list[RenderableType] = [services, line]
+    if nats is not None:
+        state = "[green]running[/green]" if nats.running else "[red]down, restarting[/red]"
+        parts.append(f"nats-server {nats.url} (pid {nats.pid or '-'}): {state}, restarts {supervisor.nats_restarts}")
     listener = next((r for r in snapshot.reports if r.name == "listener"), None)
     for source in listener.sources if listener is not None else []:
         state = "[green]done[/green]" if source.exhausted else "running"
         error = f"  [red]{escape(source.last_error)}[/red]" if source.last_error else ""
-        parts.append(f"source {escape(source.name)} ({source.kind}): {source.published} published, {state}{error}")
+        backlog = f", {source.remaining} to go" if source.kind == "replay" and not source.exhausted else ""
+        parts.append(
+            f"source {escape(source.name)} ({source.kind}): {source.published} published{backlog}, {state}{error}"
+        )
     if snapshot.notifications:
         parts.append("[dim]latest notifications:[/dim]")
         parts += [f"  {escape(title)}" for title, _ in snapshot.notifications]
@@ -176,4 +213,4 @@ def plain_line(snapshot: Snapshot) -> str:
     flow = snapshot.flow()
     ready = sum(r.serving for r in snapshot.reports)
     counts = ", ".join(f"{label} {value}" for label, value in flow.items())
-    return f"{ready}/{len(snapshot.reports)} services ready; {counts}; {sum(snapshot.lag.values())} pending"
+    return f"{ready}/{len(snapshot.reports)} services ready; {counts}; {snapshot.pending} pending"

@@ -2,8 +2,10 @@
 
 Each service runs in its own session, so Ctrl-C reaches only the supervisor, which then stops
 the services in order (SIGTERM, their graceful shutdown, SIGKILL after a grace period) and
-nats-server last. A service that exits unexpectedly is restarted, as Kubernetes would. If the
-supervisor itself dies, services notice (``CLAMOR_SUPERVISOR_PID``) and stop on their own.
+nats-server last. A service that exits unexpectedly is restarted, as Kubernetes would, and so is
+the local nats-server, on the same port and store: the services' clients reconnect to it and their
+durable consumers go on from where they were. If the supervisor itself dies, services notice
+(``CLAMOR_SUPERVISOR_PID``) and stop on their own.
 """
 
 from __future__ import annotations
@@ -76,6 +78,8 @@ class Supervisor:
         self.config_path = config_path
         self.data_dir = data_dir
         self.nats: LocalNatsServer | None = None
+        self.nats_restarts = 0
+        self._nats_exited_at: float | None = None
         env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
         env[SUPERVISOR_ENV] = str(os.getpid())
         self.services = [
@@ -97,6 +101,7 @@ class Supervisor:
                 self.data_dir / "nats",
                 host="127.0.0.1" if url.hostname == "localhost" else url.hostname or "127.0.0.1",
                 port=url.port or 4222,
+                sync_always=self.config.nats.sync == "always",
                 log_file=self.data_dir / "logs" / "nats-server.log",
                 preexec=_die_with_parent,
             )
@@ -105,9 +110,11 @@ class Supervisor:
             service.start()
 
     def keep_alive(self) -> list[str]:
-        """Restart services that exited; returns the names restarted now."""
+        """Restart nats-server and services that exited; returns the names restarted now."""
         restarted = []
         now = time.monotonic()
+        if self._keep_nats_alive(now):
+            restarted.append("nats-server")
         for service in self.services:
             if service.running:
                 continue
@@ -118,6 +125,25 @@ class Supervisor:
                 service.start()
                 restarted.append(service.name)
         return restarted
+
+    def _keep_nats_alive(self, now: float) -> bool:
+        nats = self.nats
+        if nats is None or not nats.exited:
+            return False
+        if self._nats_exited_at is None:
+            self._nats_exited_at = now
+            return False
+        if now - self._nats_exited_at < RESTART_DELAY_S:
+            return False
+        try:
+            nats.start()
+        except NatsServerError:
+            # The port may still be held a moment after the crash; the next call tries again.
+            self._nats_exited_at = time.monotonic()
+            return False
+        self._nats_exited_at = None
+        self.nats_restarts += 1
+        return True
 
     def stop(self) -> None:
         for service in self.services:

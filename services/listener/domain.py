@@ -125,6 +125,8 @@ class SourceStatus:
     posts_seen: int = 0
     malformed: int = 0
     exhausted: bool = False
+    # Replay sources only: non-blank lines after the cursor, the posts still to publish.
+    remaining: int = 0
     paused: bool = False
     dynamic: bool = False
     consecutive_failures: int = 0

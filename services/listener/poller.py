@@ -84,6 +84,8 @@ class ReplaySource:
         except (OSError, UnicodeDecodeError) as exc:
             self._fail(f"cannot read {path}: {exc}")
             return
+        # Before the cursor is read, the whole file: an unknown backlog must not look like none.
+        self.status.remaining = _posts_in(lines)
         while await self._lease.wait_held(stopping):
             if await self._replay_while_held(lines, path, stopping):
                 self.status.exhausted = True
@@ -93,6 +95,7 @@ class ReplaySource:
     async def _replay_while_held(self, lines: list[str], path: Path, stopping: asyncio.Event) -> bool:
         """Publish from the stored cursor on; True at the end of the file, False when stopped or the lease is lost."""
         done = await self._resume_line()
+        self.status.remaining = _posts_in(lines[done:])
         if done:
             log.info("source %s resumes at line %d of %s", self.settings.name, done + 1, path)
         interval = 1.0 / self.settings.rate_per_second
@@ -104,6 +107,7 @@ class ReplaySource:
             if line.strip() and not await self._publish_line(line, path, number + 1, stopping):
                 return False
             await self._save_cursor(number + 1, stopping)
+            self.status.remaining -= int(bool(line.strip()))
             await asyncio.sleep(interval)
         return True
 
@@ -177,3 +181,7 @@ class ReplaySource:
     def _fail(self, message: str) -> None:
         self.status.failed(message, self._clock())
         log.warning("source %s: %s", self.settings.name, message)
+
+
+def _posts_in(lines: list[str]) -> int:
+    return sum(1 for line in lines if line.strip())

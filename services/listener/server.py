@@ -165,6 +165,7 @@ def to_proto(status: SourceStatus) -> listener_service_pb2.SourceStatus:
         watch=status.watch,
         published=status.published,
         exhausted=status.exhausted,
+        remaining=status.remaining,
         last_error=status.last_error,
         consecutive_failures=status.consecutive_failures,
         posts_seen=status.posts_seen,

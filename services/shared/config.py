@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -115,6 +115,11 @@ class NatsSettings(Section):
     # Days triaged mentions are kept (the TRIAGED stream's max_age): the history trends and counters read.
     history_days: float = Field(default=90.0, gt=0, le=3650)
     connect_timeout_s: float = Field(default=5.0, gt=0)
+    # When the nats-server that `clamor up` starts fsyncs: "always" before it acknowledges each write,
+    # "interval" every two minutes (nats-server's default). The default is "always": the mention
+    # streams are the only copy of a post before triage, and an acknowledged write the disk never saw
+    # is lost on power loss. Servers run elsewhere take it from their own config (deploy/k8s nats.conf).
+    sync: Literal["always", "interval"] = "always"
     # Optional credentials; use ${ENV} references, never literals.
     user: str = ""
     password: str = ""

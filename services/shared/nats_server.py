@@ -6,6 +6,7 @@ whatever NATS their config names).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -44,8 +45,25 @@ def port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def server_config(store_dir: Path, *, host: str, port: int, sync_always: bool, monitor_port: int | None) -> str:
+    """A nats-server config file: ``sync_interval`` has no command-line flag, so flags cannot carry it."""
+    lines = [f"listen: {json.dumps(f'{host}:{port}')}"]
+    if monitor_port is not None:
+        lines.append(f"http: {json.dumps(f'{host}:{monitor_port}')}")
+    lines += ["jetstream {", f"  store_dir: {json.dumps(str(store_dir))}"]
+    if sync_always:
+        # fsync every write before the publisher's ack; the default fsyncs every two minutes.
+        lines.append("  sync_interval: always")
+    return "\n".join([*lines, "}", ""])
+
+
 class LocalNatsServer:
-    """A nats-server with JetStream on loopback, storing under ``store_dir``."""
+    """A nats-server with JetStream on loopback, storing under ``store_dir``.
+
+    ``sync_always`` fsyncs every write before it is acknowledged (``jetstream { sync_interval:
+    always }``); otherwise nats-server fsyncs every two minutes. ``monitor_port`` opens its HTTP
+    monitoring endpoint (``/varz``, ``/jsz``) on ``host``. Its config file is written beside the store.
+    """
 
     def __init__(
         self,
@@ -53,6 +71,8 @@ class LocalNatsServer:
         *,
         port: int,
         host: str = "127.0.0.1",
+        sync_always: bool = False,
+        monitor_port: int | None = None,
         log_file: Path | None = None,
         preexec: Callable[[], None] | None = None,
     ) -> None:
@@ -60,6 +80,9 @@ class LocalNatsServer:
         self._preexec = preexec
         self.host = host
         self.port = port
+        self.sync_always = sync_always
+        self.monitor_port = monitor_port
+        self.config_file = store_dir.parent / f"{store_dir.name}-server.conf"
         self._log_file = log_file
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -75,16 +98,17 @@ class LocalNatsServer:
         if port_open(self.host, self.port):
             raise NatsServerError(f"port {self.port} on {self.host} is already in use; is another clamor up running?")
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        command = [
-            str(nats_server_binary()),
-            "--jetstream",
-            "--store_dir",
-            str(self.store_dir),
-            "--addr",
-            self.host,
-            "--port",
-            str(self.port),
-        ]
+        self.config_file.write_text(
+            server_config(
+                self.store_dir,
+                host=self.host,
+                port=self.port,
+                sync_always=self.sync_always,
+                monitor_port=self.monitor_port,
+            ),
+            encoding="utf-8",
+        )
+        command = [str(nats_server_binary()), "--config", str(self.config_file)]
         if self._log_file is not None:
             self._log_file.parent.mkdir(parents=True, exist_ok=True)
         output = self._log_file.open("ab") if self._log_file is not None else subprocess.DEVNULL
@@ -109,6 +133,15 @@ class LocalNatsServer:
             time.sleep(0.05)
         self.stop()
         raise NatsServerError(f"nats-server did not listen on {self.host}:{self.port} within {timeout_s:.0f}s")
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def exited(self) -> bool:
+        """Started, then gone: killed or crashed rather than never started."""
+        return self._process is not None and self._process.poll() is not None
 
     def stop(self, *, timeout_s: float = 10.0) -> None:
         process = self._process

@@ -19,8 +19,8 @@ class StreamSpec:
     subjects: tuple[str, ...]
     max_age_s: float
     duplicate_window_s: float = 20 * 60.0
-    # The mention streams are the only copy of a post before triage: fsync every write.
-    sync_always: bool = False
+    # No fsync setting here: nats-server 2.15 fsyncs per server (jetstream { sync_interval }), not
+    # per stream; a stream's persist_mode can only weaken it ("async"). See NatsSettings.sync.
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ SOURCE_HEALTH_ALERTS = alert_subject("source_health")
 TRIAGED_COMPLAINT = triaged_subject("complaint")
 TRIAGED_NOISE = triaged_subject("noise")
 
-MENTIONS = StreamSpec("MENTIONS", ("clamor.mention.>",), max_age_s=14 * DAY_S, sync_always=True)
+MENTIONS = StreamSpec("MENTIONS", ("clamor.mention.>",), max_age_s=14 * DAY_S)
 TRIAGED = StreamSpec("TRIAGED", ("clamor.triaged.>",), max_age_s=90 * DAY_S)
 ROUTED = StreamSpec("ROUTED", ("clamor.routed.>",), max_age_s=30 * DAY_S)
 ESCALATIONS = StreamSpec("ESCALATIONS", ("clamor.escalation.>",), max_age_s=30 * DAY_S)

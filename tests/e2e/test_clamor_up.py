@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ from services.shared.config import load_config
 from services.shared.nats_server import free_port, port_open
 from tests.e2e.mesh import SAMPLE, mention_ids_of, outbox_cases
 from tests.e2e.verdicts import expected_verdicts
+from tests.support.eventually import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -155,3 +157,68 @@ def test_clamor_up_reports_an_invalid_config_by_field_and_line(tmp_path: Path) -
     assert done.returncode == 2
     assert "triage.batch_size" in done.stderr
     assert "bad.yaml:4" in done.stderr
+
+
+def nats_server_pids(config_file: Path) -> list[int]:
+    """The nats-server processes started with ``config_file``: this test's own, never a neighbour's."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if str(config_file).encode() in argv and any(a.endswith(b"nats-server") for a in argv[:1]):
+            pids.append(int(entry.name))
+    return pids
+
+
+def outbox_lines(path: Path) -> int:
+    return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip()) if path.exists() else 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds nats-server through /proc")
+async def test_a_killed_nats_server_is_restarted_and_the_sample_still_ends_one_case_per_complaint(
+    tmp_path: Path,
+) -> None:
+    env, ports = up_env()
+    # Slow enough that most of the sample is still to publish when nats-server dies.
+    sources = [{"name": "sample", "kind": "replay", "path": "sample_posts.jsonl", "rate_per_second": 20}]
+    env["CLAMOR__LISTENER__SOURCES"] = yaml.safe_dump(sources, default_flow_style=True)
+    data = tmp_path / ".clamor"
+    config_file = data / "nats-server.conf"
+    outbox = data / "outbox.jsonl"
+    up = await asyncio.create_subprocess_exec(
+        *clamor("up", "--exit-when-idle", "--timeout", "400"),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        await eventually(lambda: outbox_lines(outbox) > 0, what="the first case in the outbox", within_s=180)
+        assert up.returncode is None, "clamor up exited early"
+        assert "sync_interval: always" in config_file.read_text(encoding="utf-8")
+        [first] = nats_server_pids(config_file)
+        os.kill(first, signal.SIGKILL)
+        await eventually(
+            lambda: [pid for pid in nats_server_pids(config_file) if pid != first] != [],
+            what="a new nats-server on the same config",
+            within_s=120,
+        )
+        await eventually(lambda: port_open("127.0.0.1", ports[0]), what="nats-server back on its port", within_s=120)
+        output, _ = await asyncio.wait_for(up.communicate(), timeout=420)
+    finally:
+        if up.returncode is None:
+            up.kill()
+            await up.communicate()
+    text = output.decode(errors="replace")
+    assert up.returncode == 0, text
+    assert "nats-server exited; restarted it" in text
+    complaints, borderline = sample_complaints()
+    cases = outbox_cases(outbox)
+    delivered = mention_ids_of(cases)
+    assert len(delivered) == len(set(delivered)) >= len(cases)
+    assert set(delivered) - borderline == complaints - borderline
+    assert not any(port_open("127.0.0.1", port) for port in ports), "a process outlived clamor up"

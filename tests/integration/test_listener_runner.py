@@ -21,6 +21,7 @@ from services.listener.clients import AlertPublisher, MentionPublisher, StateSto
 from services.listener.config import JsonApiSourceSettings, ReplaySourceSettings
 from services.listener.poller import ReplaySource
 from services.listener.runner import MAX_BACKOFF_S, SourceRunner, next_poll_delay
+from services.listener.sources.base import SourceState
 from services.listener.sources.json_api import JsonApiSource
 from services.listener.watch import Watch
 from services.shared import subjects
@@ -30,6 +31,7 @@ from services.shared.outbound import OutboundClient, OutboundPolicy
 from services.shared.status import Counters
 from tests.http_server import LocalHttpServer, serve
 from tests.support.clock import ManualClock
+from tests.support.eventually import eventually
 
 ITEMS = [
     {"id": "r1", "text": "Voltio charger smells of smoke"},
@@ -218,6 +220,34 @@ async def test_a_replayed_post_by_an_own_handle_of_its_watch_is_marked_own(
         ("p3", False),
         ("p4", False),
     ]
+
+
+async def test_a_replay_source_reports_the_posts_after_its_cursor_as_remaining(
+    js: JetStreamContext, tmp_path: Path
+) -> None:
+    posts = [{"id": f"r{n}", "author": {"handle": "kev"}, "text": f"still no signal, day {n}"} for n in range(4)]
+    path = tmp_path / "posts.jsonl"
+    # A blank line is no post: it is skipped, so it is never waiting either.
+    path.write_text("".join(json.dumps(post) + "\n\n" for post in posts), encoding="utf-8")
+    tracer = TracerProvider().get_tracer("test")
+    states = await StateStore.open(js, replicas=1)
+    await states.save("sample", SourceState(cursor="2"))  # the first post and its blank line are done
+    replay = ReplaySource(
+        ReplaySourceSettings(name="sample", path=path, rate_per_second=1000),
+        publisher=MentionPublisher(js, tracer),
+        states=states,
+        tracer=tracer,
+        counters=Counters(),
+    )
+    replay.pause()
+    running = asyncio.create_task(replay.run(asyncio.Event()))
+    await eventually(lambda: replay.status.remaining == 3, what="three posts after the cursor waiting")
+    assert await stream_count(js) == 0
+    replay.resume()
+    await running
+    assert replay.status.exhausted
+    assert replay.status.remaining == 0
+    assert [m.native_id for m in await published(js)] == ["r1", "r2", "r3"]
 
 
 async def test_a_second_poll_publishes_nothing_new(js: JetStreamContext, api: tuple[Api, LocalHttpServer]) -> None:

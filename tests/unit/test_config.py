@@ -419,3 +419,17 @@ def test_nats_url_error_leaves_a_password_out(tmp_path: Path) -> None:
 def test_nats_servers_shown_in_logs_carry_no_credentials() -> None:
     environ = {"CLAMOR__NATS__URL": "nats://ops:s3cret@n1:4222,nats://n2:4222"}
     assert load_config(MeshConfig, None, environ=environ).nats.shown == "nats://n1:4222,nats://n2:4222"
+
+
+def test_nats_sync_defaults_to_fsync_on_every_write() -> None:
+    assert MeshConfig().nats.sync == "always"
+
+
+def test_nats_sync_interval_is_read_from_the_file(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "nats:\n  sync: interval\n")
+    assert load_config(MeshConfig, path, environ=NO_ENV).nats.sync == "interval"
+
+
+def test_an_unknown_nats_sync_policy_is_refused_by_field_name(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "nats:\n  sync: sometimes\n")
+    assert "nats.sync" in config_error(MeshConfig, path, NO_ENV)
