@@ -278,7 +278,15 @@ class Mesh:
     async def _idle_everywhere(self) -> bool:
         reports = await self.reports()
         listeners = [r for key, r in reports.items() if key.startswith("listener")]
-        if not all(r.sources and all(s.exhausted for s in r.sources) for r in listeners):
+        # One replica replays each source (the one holding its lease): a source is done when any
+        # replica reports it exhausted, and every replica must report its sources at all.
+        if not all(r.sources for r in listeners):
+            return False
+        done: dict[str, bool] = {}
+        for report in listeners:
+            for source in report.sources:
+                done[source.name] = done.get(source.name, False) or source.exhausted
+        if not all(done.values()):
             return False
         lag = await self.lag()
         # Notifications a notifier holds in its groups count as work, in every replica.

@@ -227,7 +227,7 @@ async def test_two_replicas_of_every_service_on_the_cluster_keep_the_ledger(
         finally:
             await asyncio.to_thread(mesh.stop)
 
-    # Both listeners replayed every post; Nats-Msg-Id dedup keeps one copy of each.
+    # One listener replays the file (the lease holder); had both, Nats-Msg-Id dedup would keep one copy.
     assert mesh.observed["mentions"] == rows
     # Every complaint is in exactly one case.
     in_cases = [m.mention.id for case in cases for m in case.mentions]
