@@ -21,7 +21,7 @@ from typing import Any
 import nats
 import yaml
 
-from services.cli.live import consumer_lag, pending_work
+from services.cli.live import Snapshot, consumer_lag, pending_work
 from services.cli.mesh import SERVICES, MeshConfig, load_mesh_config
 from services.cli.probe import ServiceReport, probe, probe_all
 from services.shared import subjects
@@ -236,16 +236,13 @@ class Mesh:
         raise AssertionError(f"mesh not idle within {timeout_s}s\n{self.logs()}")
 
     async def _idle(self) -> bool:
+        # What `clamor up --exit-when-idle` waits for: sources exhausted, every durable answered, none busy.
         reports = await probe_all(self.config, timeout_s=1.0)
-        listener = next(r for r in reports if r.name == "listener")
-        if not listener.sources or not all(s.exhausted for s in listener.sources):
-            return False
         nc = await nats.connect(servers=self.servers)
         try:
-            lag = await pending_work(reports, nc)
+            return Snapshot(reports=reports, lag=await pending_work(reports, nc)).idle
         finally:
             await nc.close()
-        return len(lag) >= 3 and sum(lag.values()) == 0
 
     # ---- the same observations for async tests, every replica included --------------------
 

@@ -12,9 +12,9 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import nats
 import pytest
 from aiohttp import web
+from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
 from services.listener.config import JsonApiSourceSettings, ReplaySourceSettings
@@ -22,7 +22,6 @@ from services.listener.errors import NotHolderError
 from services.listener.runner import SourceRunner
 from services.shared import subjects
 from services.shared.jetstream import ensure_streams
-from services.shared.nats_server import LocalNatsServer
 from tests.http_server import LocalHttpServer, serve
 from tests.integration.listener_replicas import (
     TTL_S,
@@ -40,12 +39,10 @@ REPLICA_HEADER = "X-Replica"
 
 
 @pytest.fixture
-async def js(nats_server: LocalNatsServer) -> AsyncIterator[JetStreamContext]:
-    nc = await nats.connect(nats_server.url)
+async def js(nc: NatsClient) -> JetStreamContext:
     context = nc.jetstream()
     await ensure_streams(context)
-    yield context
-    await nc.close()
+    return context
 
 
 class Feeds:
