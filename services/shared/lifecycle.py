@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NATS_CONDITION = "nats"
+# Met once the service has wired its parts (servicer attached, consumers bound, workers running):
+# NATS up alone must not make health SERVING while an RPC would still answer "connecting".
+STARTED_CONDITION = "started"
 # Set by `clamor up`: a service whose supervisor is gone stops instead of lingering.
 SUPERVISOR_ENV = "CLAMOR_SUPERVISOR_PID"
 
@@ -55,8 +58,8 @@ class ServiceRuntime:
     ) -> None:
         self.name = name
         self.telemetry = telemetry
-        self.readiness = Readiness(NATS_CONDITION)
-        self.counters = Counters()
+        self.readiness = Readiness(NATS_CONDITION, STARTED_CONDITION)
+        self.counters = Counters(telemetry.metrics)
         self.reporter = StatusReporter(name, self.readiness, self.counters)
         self.stopping = asyncio.Event()
         self._nats_settings = nats_settings
@@ -138,6 +141,10 @@ class ServiceRuntime:
         """
         self.add_worker(name, lambda: every(interval_s, tick, self.stopping, name=name))
 
+    async def started(self) -> None:
+        """Every part is wired: from now on health follows NATS and the consumers alone."""
+        await self.readiness.mark(STARTED_CONDITION, True)
+
     async def run_until_signal(self) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -145,6 +152,7 @@ class ServiceRuntime:
         tasks = [asyncio.create_task(self._guard(f"consumer {c.spec.durable}", c.run)) for c in self._consumers]
         tasks += [asyncio.create_task(self._guard(name, work)) for name, work in self._workers]
         watchdog = asyncio.create_task(self._watch_supervisor())
+        await self.started()
         log.info("%s ready", self.name)
         await self.stopping.wait()
         watchdog.cancel()
