@@ -113,6 +113,7 @@ class Telemetry:
     # The Prometheus /metrics endpoint, when one is served.
     metrics_server: MetricsServer | None = None
     log_provider: LoggerProvider | None = None
+    trace_status_calls: bool = False
 
     @property
     def tracer(self) -> trace.Tracer:
@@ -206,6 +207,7 @@ def setup_telemetry(
         meter_provider=meter_provider,
         metrics_server=metrics_server,
         log_provider=log_provider,
+        trace_status_calls=settings.trace_status_calls,
     )
 
 
