@@ -105,11 +105,13 @@ def _spec(name: str, attributes: Attributes | None, *kinds: Kind) -> MetricSpec:
 
 def _gauge_callback(spec: MetricSpec, readers: list[GaugeReader]) -> Callable[[CallbackOptions], list[Observation]]:
     def collect(options: CallbackOptions) -> list[Observation]:
-        observations = []
+        # Readers that report the same attributes add up (a gauge keeps one value per series).
+        totals: dict[frozenset[tuple[str, AttributeValue]], float] = {}
         for read in list(readers):
             for value, attributes in read():
                 _spec(spec.name, attributes, Kind.GAUGE)
-                observations.append(Observation(value, dict(attributes)))
-        return observations
+                key = frozenset(attributes.items())
+                totals[key] = totals.get(key, 0.0) + value
+        return [Observation(value, dict(key)) for key, value in totals.items()]
 
     return collect

@@ -31,9 +31,7 @@ class Signal(StrEnum):
 @dataclass(frozen=True)
 class OtlpTarget:
     protocol: str
-    # None: the exporter reads its endpoint from the environment itself (it appends /v1/<signal>
-    # to OTEL_EXPORTER_OTLP_ENDPOINT for http, as the specification says).
-    endpoint: str | None
+    endpoint: str
 
 
 def _first(env: Mapping[str, str], *names: str) -> str:
@@ -66,8 +64,13 @@ def otlp_target(signal: Signal, settings: TelemetrySettings, env: Mapping[str, s
     protocol = protocol or settings.otlp_protocol
     if protocol not in (GRPC, HTTP):
         raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: Clamor supports {GRPC} and {HTTP}")
-    if _first(env, f"OTEL_EXPORTER_OTLP_{upper}_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"):
-        return OtlpTarget(protocol, None)
+    own = _first(env, f"OTEL_EXPORTER_OTLP_{upper}_ENDPOINT")
+    if own:
+        # A per-signal endpoint is used as it is (the specification).
+        return OtlpTarget(protocol, own)
+    shared = _first(env, "OTEL_EXPORTER_OTLP_ENDPOINT")
+    if shared:
+        return OtlpTarget(protocol, _signal_url(shared, protocol, signal))
     if settings.otlp_endpoint:
         return OtlpTarget(protocol, _signal_url(settings.otlp_endpoint, protocol, signal))
     if chosen:

@@ -15,7 +15,6 @@ import secrets
 import socket
 import sys
 import threading
-import urllib.parse
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,20 +22,14 @@ from typing import IO, TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.instrumentation.logging.handler import LoggingHandler
+from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import (
-    ALWAYS_OFF,
-    ALWAYS_ON,
-    ParentBased,
-    Sampler,
-    TraceIdRatioBased,
-)
 
 from services.shared import otel_env
 from services.shared.metrics import METER_NAME, Metrics
@@ -135,7 +128,7 @@ class Telemetry:
             self.log_provider.shutdown()
 
 
-def service_resource(service: str, settings: TelemetrySettings, env: Mapping[str, str] | None = None) -> Resource:
+def service_resource(service: str, settings: TelemetrySettings) -> Resource:
     """Our attributes, then OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME over them (the spec's order)."""
     ours = Resource.create(
         {
@@ -147,19 +140,7 @@ def service_resource(service: str, settings: TelemetrySettings, env: Mapping[str
             "deployment.environment.name": settings.environment,
         }
     )
-    detected = OTELResourceDetector().detect() if env is None else _resource_from(env)
-    return ours.merge(detected)
-
-
-def _resource_from(env: Mapping[str, str]) -> Resource:
-    attributes: dict[str, str] = {}
-    for item in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
-        key, sep, value = item.partition("=")
-        if sep and key.strip():
-            attributes[key.strip()] = urllib.parse.unquote(value.strip())
-    if env.get("OTEL_SERVICE_NAME", "").strip():
-        attributes["service.name"] = env["OTEL_SERVICE_NAME"].strip()
-    return Resource(attributes)
+    return ours.merge(OTELResourceDetector().detect())
 
 
 def package_version() -> str:
@@ -169,23 +150,16 @@ def package_version() -> str:
         return "0+unknown"
 
 
-def setup_telemetry(
-    service: str,
-    settings: TelemetrySettings,
-    *,
-    install_global: bool = True,
-    env: Mapping[str, str] | None = None,
-) -> Telemetry:
+def setup_telemetry(service: str, settings: TelemetrySettings, *, install_global: bool = True) -> Telemetry:
     """Create the tracer and meter providers for ``service`` and their exporters; configure logging too.
 
-    ``env`` stands for the process environment (tests hand their own); the ``OTEL_*`` variables in
-    it win over ``settings``.
+    The ``OTEL_*`` environment variables win over ``settings``.
     """
-    environ = os.environ if env is None else env
-    resource = service_resource(service, settings, env)
+    environ = os.environ
+    resource = service_resource(service, settings)
     disabled = otel_env.sdk_disabled(environ)
-    # OTEL_TRACES_SAMPLER and its argument; unset, the SDK default (parent-based, always on).
-    provider = TracerProvider(resource=resource, sampler=_sampler(environ))
+    # The SDK reads OTEL_TRACES_SAMPLER and its argument; unset, parent-based always-on.
+    provider = TracerProvider(resource=resource)
     target = otel_env.otlp_target(otel_env.Signal.TRACES, settings, environ)
     if target is not None:
         provider.add_span_processor(BatchSpanProcessor(_span_exporter(target)))
@@ -209,26 +183,6 @@ def setup_telemetry(
         log_provider=log_provider,
         trace_status_calls=settings.trace_status_calls,
     )
-
-
-def _sampler(env: Mapping[str, str]) -> Sampler | None:
-    """OTEL_TRACES_SAMPLER from the given mapping (the SDK alone would read only os.environ)."""
-    name = env.get("OTEL_TRACES_SAMPLER", "").strip()
-    if not name:
-        return None
-    arg = env.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
-    ratio = float(arg) if arg else 1.0
-    samplers: dict[str, Sampler] = {
-        "always_on": ALWAYS_ON,
-        "always_off": ALWAYS_OFF,
-        "traceidratio": TraceIdRatioBased(ratio),
-        "parentbased_always_on": ParentBased(ALWAYS_ON),
-        "parentbased_always_off": ParentBased(ALWAYS_OFF),
-        "parentbased_traceidratio": ParentBased(TraceIdRatioBased(ratio)),
-    }
-    if name not in samplers:
-        raise ValueError(f"OTEL_TRACES_SAMPLER={name!r}: expected one of {', '.join(samplers)}")
-    return samplers[name]
 
 
 def _span_exporter(target: otel_env.OtlpTarget) -> SpanExporter:
@@ -274,13 +228,8 @@ def _meter_provider(
     readers: list[MetricReader] = []
     target = otel_env.otlp_target(otel_env.Signal.METRICS, settings, env)
     if target is not None:
-        # The export interval comes from OTEL_METRIC_EXPORT_INTERVAL (the SDK reads it).
-        interval = env.get("OTEL_METRIC_EXPORT_INTERVAL", "").strip()
-        readers.append(
-            PeriodicExportingMetricReader(
-                _metric_exporter(target), export_interval_millis=float(interval) if interval else None
-            )
-        )
+        # The SDK reads the export interval from OTEL_METRIC_EXPORT_INTERVAL.
+        readers.append(PeriodicExportingMetricReader(_metric_exporter(target)))
     server = None
     if settings.metrics_port is not None and not disabled:
         server = MetricsServer(settings.metrics_host, settings.metrics_port)
