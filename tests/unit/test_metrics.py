@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import urllib.request
 from collections.abc import Iterator
 
@@ -11,7 +12,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from services.shared import otel_env
 from services.shared.config import TelemetrySettings
 from services.shared.metric_catalogue import CATALOGUE, Kind
-from services.shared.metrics import Metrics, UnknownMetricError
+from services.shared.metrics import Attributes, Metrics, UnknownMetricError
 from services.shared.metrics_server import MetricsServer
 from tests.support.metrics import RecordedMetrics
 
@@ -21,6 +22,10 @@ def server() -> Iterator[MetricsServer]:
     running = MetricsServer("127.0.0.1", 0)
     yield running
     running.close()
+
+
+def one_observation(attributes: Attributes) -> list[tuple[float, Attributes]]:
+    return [(1.0, attributes)]
 
 
 def scrape(port: int) -> str:
@@ -66,7 +71,7 @@ def test_every_catalogue_entry_appears_on_metrics_under_its_prometheus_name(serv
         elif spec.kind is Kind.HISTOGRAM:
             metrics.record(spec.name, 1, attributes)
         else:
-            metrics.observe(spec.name, lambda a=attributes: [(1, a)])
+            metrics.observe(spec.name, functools.partial(one_observation, attributes))
     text = scrape(server.port)
     series = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
     for spec in CATALOGUE:
