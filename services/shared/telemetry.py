@@ -169,7 +169,9 @@ def setup_telemetry(service: str, settings: TelemetrySettings, *, install_global
         provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=500))
     if install_global:
         trace.set_tracer_provider(provider)
-    meter_provider, metrics_server = _meter_provider(resource, settings, environ, disabled=disabled)
+    meter_provider, metrics_server = _meter_provider(
+        resource, settings, environ, disabled=disabled or not settings.metrics
+    )
     log_provider = _log_provider(resource, settings, environ)
     configure_logging(service, settings, log_provider)
     if metrics_server is not None:
@@ -177,7 +179,7 @@ def setup_telemetry(service: str, settings: TelemetrySettings, *, install_global
     return Telemetry(
         service=service,
         provider=provider,
-        metrics=Metrics(meter_provider.get_meter(METER_NAME, package_version())),
+        metrics=Metrics(meter_provider.get_meter(METER_NAME, package_version()) if settings.metrics else None),
         meter_provider=meter_provider,
         metrics_server=metrics_server,
         log_provider=log_provider,
@@ -227,7 +229,7 @@ def _meter_provider(
 ) -> tuple[MeterProvider, MetricsServer | None]:
     readers: list[MetricReader] = []
     target = otel_env.otlp_target(otel_env.Signal.METRICS, settings, env)
-    if target is not None:
+    if target is not None and not disabled:
         # The SDK reads the export interval from OTEL_METRIC_EXPORT_INTERVAL.
         readers.append(PeriodicExportingMetricReader(_metric_exporter(target)))
     server = None
