@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from opentelemetry.metrics import CallbackOptions, Meter, NoOpMeter, Observation
 
+from services.shared.errors import ClamorError
 from services.shared.metric_catalogue import BY_NAME, Kind, MetricSpec
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ GaugeReader = Callable[[], Iterable[tuple[float, Attributes]]]
 METER_NAME = "clamor"
 
 
-class UnknownMetricError(KeyError):
+class UnknownMetricError(ClamorError):
     """A name or attribute the catalogue does not list: a programming error, caught by tests."""
 
 
