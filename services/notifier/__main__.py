@@ -74,6 +74,9 @@ async def run(config_path: Path | None) -> None:
         counters=runtime.counters,
         clock=clock,
     )
+    # The same queue as a metric: the collector reads on its own thread, so the dispatcher's count from
+    # its last tick rather than the mirror.
+    runtime.counters.metrics.observe("clamor.notifier.queue.depth", dispatcher.queue_depth)
     links = None
     ack_server = None
     if settings.ack.enabled:
