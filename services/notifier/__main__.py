@@ -42,7 +42,10 @@ async def run(config_path: Path | None) -> None:
     runtime = ServiceRuntime(NAME, config.nats, settings.grpc, setup_telemetry(NAME, config.telemetry))
     # The one clock every part reads; tests hand the same parts a clock they turn by hand.
     clock = system_clock
-    channels = [build_channel(channel, quote_chars=settings.quote_chars, clock=clock) for channel in settings.channels]
+    channels = [
+        build_channel(channel, quote_chars=settings.quote_chars, clock=clock, metrics=runtime.counters.metrics)
+        for channel in settings.channels
+    ]
     by_name = {channel.name: channel for channel in channels}
     servicer = NotifierServicer()
 
