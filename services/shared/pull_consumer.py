@@ -63,6 +63,12 @@ BatchHandler = Callable[[Sequence[Delivery[PayloadT]]], Awaitable[Sequence[BaseE
 MessageHandler = Callable[[Delivery[PayloadT]], Awaitable[None]]
 
 
+async def _in_span(handler: MessageHandler[PayloadT], delivery: Delivery[PayloadT]) -> None:
+    """Run the handler with the message's span current: its log lines carry the message's trace id."""
+    with trace.use_span(delivery.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+        await handler(delivery)
+
+
 def one_at_a_time(handler: MessageHandler[PayloadT]) -> BatchHandler[PayloadT]:
     """Adapt a per-message handler: messages run in order, each failure stays with its message."""
 
@@ -70,7 +76,7 @@ def one_at_a_time(handler: MessageHandler[PayloadT]) -> BatchHandler[PayloadT]:
         outcomes: list[BaseException | None] = []
         for delivery in batch:
             try:
-                await handler(delivery)
+                await _in_span(handler, delivery)
             except Exception as exc:
                 outcomes.append(exc)
             else:
@@ -84,7 +90,7 @@ def concurrently(handler: MessageHandler[PayloadT]) -> BatchHandler[PayloadT]:
     """Adapt a per-message handler whose messages are independent: the batch runs at once."""
 
     async def handle(batch: Sequence[Delivery[PayloadT]]) -> list[BaseException | None]:
-        results = await asyncio.gather(*(handler(delivery) for delivery in batch), return_exceptions=True)
+        results = await asyncio.gather(*(_in_span(handler, delivery) for delivery in batch), return_exceptions=True)
         outcomes: list[BaseException | None] = []
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, Exception):
@@ -189,7 +195,9 @@ class PullConsumer(Generic[PayloadT]):
         elapsed = time.perf_counter() - started
         for delivery, outcome in zip(deliveries, outcomes, strict=True):
             # Logs written while settling carry the message's trace and span ids.
-            with trace.use_span(delivery.span, end_on_exit=False):
+            with trace.use_span(
+                delivery.span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+            ):
                 await self._settle(delivery, outcome)
             self._record(outcome, elapsed)
 
@@ -243,7 +251,7 @@ class PullConsumer(Generic[PayloadT]):
         except DecodeError as exc:
             delivery = Delivery(msg, payload, span, context, mention_id, attempt)
             error = PermanentError(f"undecodable {self._payload_type.__name__}: {exc}")
-            with trace.use_span(span, end_on_exit=False):
+            with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
                 await self._dead_letter(delivery, error)
             self._record(error, 0.0)
             return None

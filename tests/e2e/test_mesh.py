@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import secrets
 import time
+import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
+import nats
 import pytest
 
 from clamor.v1 import case_pb2, notifier_service_pb2, router_service_pb2, triage_pb2
 from services.cli import clients, traces
+from services.cli.mesh import SERVICES
+from services.shared import subjects
+from services.shared.metric_catalogue import BY_NAME
+from services.shared.telemetry import package_version
 from tests.e2e.mesh import Mesh, mention_ids_of, outbox_cases, outbox_lines, sample_posts
 from tests.e2e.verdicts import decided, expected_complaints, expected_verdicts
+from tests.support.otlp_receiver import OtlpReceiver
+from tests.support.prometheus_text import samples, total
 
 pytestmark = pytest.mark.e2e
 
@@ -20,17 +32,72 @@ POSTS = 150
 
 
 @pytest.fixture(scope="module")
-def finished_mesh(tmp_path_factory: pytest.TempPathFactory) -> Mesh:
+def receiver() -> Iterator[OtlpReceiver]:
+    with OtlpReceiver() as running:
+        yield running
+
+
+def otel_variables(receiver: OtlpReceiver) -> dict[str, str]:
+    """Only standard OTEL_* variables: traces over gRPC, metrics over HTTP, exported every second."""
+    return {
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"http://127.0.0.1:{receiver.http_port}/v1/metrics",
+        "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf",
+        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=e2e",
+    }
+
+
+@pytest.fixture(scope="module")
+def finished_mesh(tmp_path_factory: pytest.TempPathFactory, receiver: OtlpReceiver) -> Mesh:
     folder = tmp_path_factory.mktemp("mesh")
-    mesh = Mesh(folder, sample_posts(folder, POSTS))
+    mesh = Mesh(folder, sample_posts(folder, POSTS), env=otel_variables(receiver))
     mesh.start()
     try:
         mesh.wait_ready()
+        mesh.observed["poison_trace_id"] = asyncio.run(publish_undecodable_mention(mesh))
         mesh.wait_idle()
         acknowledge_one_case(mesh)
+        mesh.observed["metrics"] = settled_metrics(mesh)
+        assert mesh.nats is not None
+        with urllib.request.urlopen(f"http://127.0.0.1:{mesh.nats.monitor_port}/jsz", timeout=10) as answer:
+            mesh.observed["jsz"] = json.loads(answer.read())
     finally:
-        mesh.stop()  # flushes every service's spans
+        mesh.stop()  # flushes every service's spans and metrics
     return mesh
+
+
+async def publish_undecodable_mention(mesh: Mesh) -> str:
+    """A mention that is not a Mention, inside a trace of its own: triage must dead-letter it. Its trace id."""
+    trace_id = secrets.token_hex(16)
+    nc = await nats.connect(servers=mesh.servers)
+    try:
+        await nc.jetstream().publish(
+            subjects.mention_subject("e2e"),
+            b"\xff\xfe not a protobuf Mention",
+            headers={
+                subjects.MSG_ID_HEADER: "poison-1",
+                "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
+            },
+        )
+    finally:
+        await nc.close()
+    return trace_id
+
+
+def settled_metrics(mesh: Mesh) -> dict[str, str]:
+    """Every process's /metrics once the lag gauges (read every few seconds) show the idle mesh."""
+    deadline = time.monotonic() + 60
+    while True:
+        pages = {key: mesh.scrape(key) for key in mesh.processes}
+        lag = total(list(pages.values()), "clamor_jetstream_consumer_pending")
+        lag += total(list(pages.values()), "clamor_jetstream_consumer_ack_pending")
+        depths = [s for page in pages.values() for s in samples(page) if s.name == "clamor_dead_letters_depth"]
+        stages = {s.labels["clamor_stage"] for s in depths}
+        if lag == 0 and stages >= {spec.durable for spec in subjects.ALL_CONSUMERS}:
+            return pages
+        assert time.monotonic() < deadline, f"lag {lag}, stages {stages}"
+        time.sleep(0.5)
 
 
 def test_every_complaint_reaches_the_outbox_exactly_once(finished_mesh: Mesh) -> None:
@@ -139,3 +206,87 @@ def test_sigkill_of_triage_mid_run_loses_nothing(tmp_path: Path) -> None:
     delivered = mention_ids_of(outbox_cases(mesh.outbox))
     assert [m for m, n in Counter(delivered).items() if n > 1] == []
     assert decided(delivered, posts, "e2e") == set(expected_complaints(posts, "e2e"))
+
+
+# --- metrics, OTLP and logs of the same run ----------------------------------------------------
+
+
+def test_metrics_scraped_from_each_service_agree_with_what_happened(finished_mesh: Mesh) -> None:
+    pages: dict[str, str] = finished_mesh.observed["metrics"]
+    cases = outbox_cases(finished_mesh.outbox)
+    deliveries = outbox_lines(finished_mesh.outbox)
+    notifications = outbox_lines(finished_mesh.folder / "notifications.jsonl")
+    complaints, borderline = expected_verdicts(finished_mesh.posts, "e2e")
+
+    assert total(pages["listener"], "clamor_listener_posts_new_total", clamor_source="e2e") == POSTS
+    assert total(pages["listener"], "clamor_listener_posts_seen_total", clamor_source="e2e") == POSTS
+    assert total(pages["triage"], "clamor_triage_verdicts_total") == POSTS
+    counted = total(pages["triage"], "clamor_triage_verdicts_total", clamor_label="complaint")
+    assert len(set(complaints) - borderline) <= counted <= len(set(complaints) | borderline)
+    # Every post processed once by triage, and the undecodable one dead-lettered by class.
+    consumed = "messaging_client_consumed_messages_total"
+    assert total(pages["triage"], consumed, messaging_consumer_group_name="triage", error_type="") == POSTS
+    assert total(pages["triage"], consumed, messaging_consumer_group_name="triage", error_type="PermanentError") == 1
+    assert total(pages["triage"], "clamor_messages_dead_lettered_total", clamor_stage="triage") == 1
+    assert total(pages["triage"], "clamor_dead_letters_depth", clamor_stage="triage") == 1
+    assert total([p for k, p in pages.items() if k != "triage"], "clamor_dead_letters_depth") == 0
+    timed = total(pages["triage"], "messaging_process_duration_seconds_count", messaging_consumer_group_name="triage")
+    assert timed == POSTS + 1
+
+    assert total(pages["router"], "clamor_router_cases_opened_total") == len(cases)
+    assert total(pages["router"], "clamor_router_crm_requests_total", clamor_outcome="delivered") == len(deliveries)
+    assert total(pages["router"], "clamor_router_dead_letters_total") == 0
+    assert total(pages["notifier"], "clamor_notifier_notifications_total", clamor_outcome="sent") == len(notifications)
+
+    # gRPC calls are timed, the status polls and probes are not.
+    assert total(pages["notifier"], "rpc_server_call_duration_seconds_count", rpc_method="Acknowledge") == 1
+    assert total(pages["router"], "rpc_server_call_duration_seconds_count", rpc_method="GetCase") >= 1
+    for page in pages.values():
+        assert total(page, "rpc_server_call_duration_seconds_count", rpc_method="GetStatus") == 0
+        assert total(page, "rpc_server_call_duration_seconds_count", rpc_method="Check") == 0
+        assert total(page, "process_resident_memory_bytes") > 0
+
+    # nats-server's own monitoring sees the same streams (what its Prometheus exporter reads).
+    assert finished_mesh.observed["jsz"]["streams"] >= 5
+
+
+def test_otlp_carries_every_services_traces_over_grpc_and_metrics_over_http(
+    finished_mesh: Mesh, receiver: OtlpReceiver
+) -> None:
+    services = set(SERVICES)
+    assert {("traces", s) for s in services - {"reputation"}} <= receiver.protocols["grpc"]
+    assert {("metrics", s) for s in services} <= receiver.protocols["http"]
+    assert not {signal for signal, _ in receiver.protocols["grpc"]} - {"traces"}
+    for metric in receiver.metrics:
+        spec = BY_NAME.get(metric.name)
+        assert spec is not None, metric.name
+        assert metric.unit == spec.unit, metric.name
+        assert set(metric.attributes) <= set(spec.attributes), (metric.name, metric.attributes)
+        assert metric.resource["service.namespace"] == "clamor"
+        assert metric.resource["service.version"] == package_version()
+        assert metric.resource["deployment.environment.name"] == "e2e"
+    instances = {(m.service, m.resource["service.instance.id"]) for m in receiver.metrics}
+    assert len(instances) == len(services) == len({instance for _, instance in instances})
+    # The last export (at shutdown) holds the same cumulative count /metrics showed.
+    new_posts = [m.value for m in receiver.metrics if m.name == "clamor.listener.posts.new"]
+    assert new_posts[-1] == POSTS
+
+
+def test_warnings_and_errors_about_a_message_carry_its_trace_id(finished_mesh: Mesh) -> None:
+    lines = [
+        json.loads(line)
+        for path in finished_mesh.folder.glob("*.log")
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
+        if line.startswith("{")
+    ]
+    poison = [line for line in lines if "dead-lettered" in line["message"] and line["level"] == "ERROR"]
+    assert [(line["service"], line.get("trace_id")) for line in poison] == [
+        ("triage", finished_mesh.observed["poison_trace_id"])
+    ]
+    # Every warning or error written while a message was in hand names its trace: those of the
+    # consumers' settle path (retries, dead letters) name the subject they were about.
+    about_messages = [line for line in lines if line["level"] in ("WARNING", "ERROR") and "clamor." in line["message"]]
+    assert about_messages
+    assert [line for line in about_messages if not line.get("trace_id")] == []
+    # RFC 3339 with milliseconds and the zone.
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["ts"]) for line in lines)
