@@ -246,6 +246,12 @@ def test_metrics_scraped_from_each_service_agree_with_what_happened(finished_mes
         assert total(page, "rpc_server_call_duration_seconds_count", rpc_method="Check") == 0
         assert total(page, "process_resident_memory_bytes") > 0
 
+    # The harness polled GetStatus and health all through the run: none of it became a span.
+    polled = [
+        s["name"] for s in traces.read_spans(finished_mesh.span_dir) if "Status" in s["name"] or "Health" in s["name"]
+    ]
+    assert polled == []
+
     # nats-server's own monitoring sees the same streams (what its Prometheus exporter reads).
     assert finished_mesh.observed["jsz"]["streams"] >= 5
 
