@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from importlib import resources
 from pathlib import Path
 
@@ -35,7 +36,15 @@ def up_env() -> tuple[dict[str, str], list[int]]:
         env[f"CLAMOR__{name.upper()}__GRPC__PORT"] = str(port)
     sources = [{"name": "sample", "kind": "replay", "path": "sample_posts.jsonl", "rate_per_second": 400}]
     env["CLAMOR__LISTENER__SOURCES"] = yaml.safe_dump(sources, default_flow_style=True)
+    # nats-server's monitoring, and the first of the five /metrics ports (clamor up counts up from it).
+    env["CLAMOR__NATS__MONITOR_PORT"] = str(free_port())
+    env["CLAMOR__TELEMETRY__METRICS_PORT"] = str(free_port())
     return env, ports
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        return str(answer.read().decode("utf-8"))
 
 
 def clamor(*args: str) -> list[str]:
@@ -134,6 +143,14 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
             time.sleep(0.2)
         status = wait_for_status(tmp_path, env)
         assert status.count("SERVING") == 5, status
+        # Lag and dead letters per stage, as the owning services read them.
+        for shown in ("stages", "router-delivery", "dead letters"):
+            assert shown in status, status
+        base = int(env["CLAMOR__TELEMETRY__METRICS_PORT"])
+        for index, name in enumerate(("listener", "triage", "router", "reputation", "notifier")):
+            page = scrape(f"http://127.0.0.1:{base + index}/metrics")
+            assert f'service_name="{name}"' in page
+        assert "jetstream" in scrape(f"http://127.0.0.1:{env['CLAMOR__NATS__MONITOR_PORT']}/varz")
         log = wait_for_notifications(tmp_path, env)
         assert "escalated to escalations" in log
         assert "sent" in log
