@@ -9,7 +9,11 @@ outbox. Prints the figures; the last line is the headline.
 write before its ack (``nats.sync: always``, what `clamor up` uses by default) and with its
 two-minute interval (``nats.sync: interval``), and prints both: the price of durability end to end.
 
-    python bench/mesh_throughput.py --posts 3000 [--sync both|always|interval]
+``--metrics both`` (the default) runs each of those with metrics off (``telemetry.metrics: false``)
+and on (every service serving /metrics, scraped every second as Prometheus would), one after the
+other in the same run, and prints the ratio: the price of metrics.
+
+    python bench/mesh_throughput.py --posts 3000 [--sync both|always|interval] [--metrics both|on|off]
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ import asyncio
 import json
 import statistics
 import tempfile
+import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,11 +51,13 @@ def write_posts(path: Path, count: int) -> None:
             out.write(json.dumps(post, ensure_ascii=False) + "\n")
 
 
-def write_config(folder: Path, posts: Path, rate: float, sync: str) -> Path:
+def write_config(folder: Path, posts: Path, rate: float, sync: str, metrics: bool) -> Path:
     ports = {name: free_port() for name in SERVICES}
+    # With metrics on, Supervisor gives the services consecutive ports from this one.
+    telemetry = f"metrics: true, metrics_port: {free_port()}" if metrics else "metrics: false"
     text = f"""
-nats: {{url: "nats://127.0.0.1:{free_port()}", sync: {sync}}}
-telemetry: {{span_dir: spans, log_format: json, log_level: WARNING}}
+nats: {{url: "nats://127.0.0.1:{free_port()}", sync: {sync}, monitor_port: null}}
+telemetry: {{span_dir: spans, log_format: json, log_level: WARNING, {telemetry}}}
 listener:
   grpc: {{port: {ports["listener"]}}}
   sources: [{{name: bench, kind: replay, path: "{posts}", rate_per_second: {rate}}}]
@@ -80,29 +88,61 @@ async def drained(config_path: Path) -> bool:
     return len(lag) == len(subjects.ALL_CONSUMERS) and sum(lag.values()) == 0
 
 
+class Scraper:
+    """Reads every /metrics once a second, as a Prometheus server with a 1 s interval would."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self._urls = urls
+        self._stop = threading.Event()
+        self.scrapes = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Scraper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            for url in self._urls:
+                try:
+                    with urllib.request.urlopen(url, timeout=5) as answer:
+                        answer.read()
+                    self.scrapes += 1
+                except OSError:
+                    continue
+
+
 @dataclass(frozen=True)
 class Result:
     sync: str
+    metrics: bool
+    scrapes: int
     cases: int
     elapsed_s: float
     latencies_ms: list[float]
 
 
-def measure(posts_count: int, rate: float, sync: str) -> Result:
+def measure(posts_count: int, rate: float, sync: str, metrics: bool) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         posts = folder / "posts.jsonl"
         write_posts(posts, posts_count)
-        config_path = write_config(folder, posts, rate, sync)
+        config_path = write_config(folder, posts, rate, sync, metrics)
         supervisor = Supervisor(load_mesh_config(config_path), config_path, folder)
+        urls = [url for name, url in supervisor.scrape_targets().items() if name in SERVICES]
         supervisor.start()
         try:
             while not all(r.serving for r in asyncio.run(probe_all(supervisor.config))):
                 time.sleep(0.1)
-            started = time.monotonic()
-            while not asyncio.run(drained(config_path)):
-                time.sleep(0.2)
-            elapsed = time.monotonic() - started
+            with Scraper(urls) as scraper:
+                started = time.monotonic()
+                while not asyncio.run(drained(config_path)):
+                    time.sleep(0.2)
+                elapsed = time.monotonic() - started
         finally:
             supervisor.stop()
         spans = read_spans(folder / "spans")
@@ -116,18 +156,22 @@ def measure(posts_count: int, rate: float, sync: str) -> Result:
             if s["name"] == "deliver outbox" and s["trace_id"] in by_trace
         ]
         cases = sum(1 for _ in (folder / "outbox.jsonl").open(encoding="utf-8"))
-    return Result(sync=sync, cases=cases, elapsed_s=elapsed, latencies_ms=latencies)
+    return Result(
+        sync=sync, metrics=metrics, scrapes=scraper.scrapes, cases=cases, elapsed_s=elapsed, latencies_ms=latencies
+    )
 
 
 def report(result: Result, posts: int) -> None:
     latencies = result.latencies_ms
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
-    print(f"[sync {result.sync}] posts: {posts}, cases: {result.cases}, drained in {result.elapsed_s:.1f}s")
+    tag = f"[sync {result.sync}, metrics {'on' if result.metrics else 'off'}]"
+    scraped = f", {result.scrapes} scrapes of /metrics" if result.metrics else ""
+    print(f"{tag} posts: {posts}, cases: {result.cases}, drained in {result.elapsed_s:.1f}s{scraped}")
     print(
-        f"[sync {result.sync}] discovery→outbox latency ms: p50 {quantiles[49]:.1f}, "
+        f"{tag} discovery→outbox latency ms: p50 {quantiles[49]:.1f}, "
         f"p95 {quantiles[94]:.1f}, max {max(latencies, default=0.0):.1f}"
     )
-    print(f"[sync {result.sync}] throughput: {posts / result.elapsed_s:.0f} mentions/s end to end")
+    print(f"{tag} throughput: {posts / result.elapsed_s:.0f} mentions/s end to end")
 
 
 def main() -> None:
@@ -140,13 +184,32 @@ def main() -> None:
         default="both",
         help="nats-server fsync policy: every write, the two-minute interval, or one run of each",
     )
+    parser.add_argument(
+        "--metrics",
+        choices=("both", "on", "off"),
+        default="both",
+        help="metrics off, on (served and scraped every second), or one run of each",
+    )
     options = parser.parse_args()
     modes = ("always", "interval") if options.sync == "both" else (options.sync,)
-    results = [measure(options.posts, options.rate, mode) for mode in modes]
+    recording = {"both": (False, True), "on": (True,), "off": (False,)}[options.metrics]
+    results = []
+    for mode in modes:
+        for metrics in recording:
+            print(f"measuring: sync {mode}, metrics {'on' if metrics else 'off'} ({options.posts} posts)…", flush=True)
+            results.append(measure(options.posts, options.rate, mode, metrics))
     for result in results:
         report(result, options.posts)
-    rates = ", ".join(f"sync {r.sync} {options.posts / r.elapsed_s:.0f}" for r in results)
+    rates = ", ".join(
+        f"sync {r.sync} metrics {'on' if r.metrics else 'off'} {options.posts / r.elapsed_s:.0f}" for r in results
+    )
     print(f"throughput: {rates} mentions/s end to end ({len(SERVICES)} services, 1 nats-server, this machine)")
+    for mode in modes:
+        off = next((r for r in results if r.sync == mode and not r.metrics), None)
+        on = next((r for r in results if r.sync == mode and r.metrics), None)
+        if off is not None and on is not None:
+            cost = 1 - off.elapsed_s / on.elapsed_s
+            print(f"metrics cost (sync {mode}): {cost:+.1%} of throughput (on/off, same run; target < 5%)")
 
 
 if __name__ == "__main__":

@@ -386,6 +386,7 @@ class EscalationPage(_message.Message):
     ACTOR_FIELD_NUMBER: _builtins.int
     VIA_FIELD_NUMBER: _builtins.int
     ANSWERED_AT_FIELD_NUMBER: _builtins.int
+    OPENED_AT_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     """The case being paged."""
     policy: _builtins.str
@@ -412,6 +413,12 @@ class EscalationPage(_message.Message):
     def answered_at(self) -> _timestamp_pb2.Timestamp:
         """When the answer came."""
 
+    @_builtins.property
+    def opened_at(self) -> _timestamp_pb2.Timestamp:
+        """When the page opened (its first step was queued): time to acknowledge counts from here. Unset
+        on pages stored before this field existed.
+        """
+
     def __init__(
         self,
         *,
@@ -425,10 +432,11 @@ class EscalationPage(_message.Message):
         actor: _builtins.str = ...,
         via: _builtins.str = ...,
         answered_at: _timestamp_pb2.Timestamp | None = ...,
+        opened_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["answered_at", b"answered_at", "message", b"message", "step_started_at", b"step_started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["answered_at", b"answered_at", "message", b"message", "opened_at", b"opened_at", "step_started_at", b"step_started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "answered_at", b"answered_at", "case_id", b"case_id", "loop", b"loop", "message", b"message", "policy", b"policy", "state", b"state", "step", b"step", "step_started_at", b"step_started_at", "via", b"via"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "answered_at", b"answered_at", "case_id", b"case_id", "loop", b"loop", "message", b"message", "opened_at", b"opened_at", "policy", b"policy", "state", b"state", "step", b"step", "step_started_at", b"step_started_at", "via", b"via"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -34,11 +34,12 @@ from services.cli.mesh import (
     MeshConfig,
     ensure_default_config,
 )
-from services.cli.probe import probe_all
+from services.cli.probe import ServiceReport, probe_all
 from services.cli.sources import app as sources_app
 from services.cli.supervisor import Supervisor
 from services.cli.triage import app as triage_app
 from services.shared.config import NatsSettings
+from services.shared.consumer_gauges import DEAD_LETTERS_GAUGE_PREFIX, LAG_GAUGE_PREFIX
 from services.shared.errors import NatsServerError
 
 app = typer.Typer(
@@ -77,6 +78,9 @@ def up(
     mesh = load_or_exit(boot.config_path)
     supervisor = Supervisor(mesh, boot.config_path.resolve(), data_dir.resolve())
     console.print(f"starting nats-server and {', '.join(SERVICES)}; logs in {data_dir / 'logs'}")
+    scrape = supervisor.scrape_targets()
+    if scrape:
+        console.print("metrics: " + ", ".join(f"{name} {url}" for name, url in scrape.items()))
     try:
         supervisor.start()
     except NatsServerError as exc:
@@ -186,7 +190,8 @@ def status(config: ConfigOption = None) -> None:
         table.add_column(column)
     for report in reports:
         colour = "green" if report.serving else "red"
-        counters = ", ".join(f"{k} {v}" for k, v in (report.counters | report.gauges).items())
+        shown = report.counters | {k: v for k, v in report.gauges.items() if not k.startswith(STAGE_GAUGE_PREFIXES)}
+        counters = ", ".join(f"{k} {v}" for k, v in shown.items())
         table.add_row(
             report.name,
             report.address,
@@ -196,11 +201,33 @@ def status(config: ConfigOption = None) -> None:
             escape(", ".join(report.not_ready) or report.error),
         )
     console.print(table)
+    stages = stages_table(reports)
+    if stages.row_count:
+        console.print(stages)
     sources = [source for report in reports for source in report.sources]
     if sources:
         console.print(sources_table(sources))
     if not all(report.serving for report in reports):
         raise typer.Exit(1)
+
+
+# GetStatus gauges shown in the stages table rather than among a service's counters.
+STAGE_GAUGE_PREFIXES = (LAG_GAUGE_PREFIX, DEAD_LETTERS_GAUGE_PREFIX)
+
+
+def stages_table(reports: list[ServiceReport]) -> Table:
+    """Lag and dead letters per durable, as each owning service last read them (its /metrics too)."""
+    table = Table(title="stages", title_justify="left")
+    for column in ("stage", "service", "lag", "dead letters"):
+        table.add_column(column)
+    for report in reports:
+        for name, lag in sorted(report.gauges.items()):
+            if name.startswith(LAG_GAUGE_PREFIX):
+                durable = name.removeprefix(LAG_GAUGE_PREFIX)
+                dead = report.gauges.get(DEAD_LETTERS_GAUGE_PREFIX + durable, 0)
+                colour = "red" if dead else "green"
+                table.add_row(durable, report.name, str(lag), f"[{colour}]{dead}[/{colour}]")
+    return table
 
 
 def _age(stamp: Timestamp, now: datetime) -> str:

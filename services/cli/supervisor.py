@@ -70,6 +70,18 @@ class ServiceProcess:
                 self.process.send_signal(signum)
 
 
+def metrics_port(config: MeshConfig, index: int) -> int | None:
+    """Where the ``index``-th service serves /metrics under `clamor up`: one port each, from the
+    configured one up (9464, 9465, ...); in Kubernetes every pod uses the configured port itself."""
+    base = config.telemetry.metrics_port
+    return base + index if base else None
+
+
+def metrics_port_env(config: MeshConfig, index: int) -> dict[str, str]:
+    port = metrics_port(config, index)
+    return {"CLAMOR__TELEMETRY__METRICS_PORT": str(port)} if port is not None else {}
+
+
 class Supervisor:
     """Owns nats-server and the service processes for ``clamor up``."""
 
@@ -87,21 +99,39 @@ class Supervisor:
                 name=name,
                 command=[sys.executable, "-m", f"services.{name}", "--config", str(config_path)],
                 log_path=data_dir / "logs" / f"{name}.log",
-                env=env,
+                env=env | metrics_port_env(config, index),
             )
-            for name in SERVICES
+            for index, name in enumerate(SERVICES)
         ]
+
+    def scrape_targets(self) -> dict[str, str]:
+        """What Prometheus can scrape here: each service's /metrics and the local nats-server's monitor."""
+        host = self.config.telemetry.metrics_host
+        targets = {
+            name: f"http://{host}:{port}/metrics"
+            for index, name in enumerate(SERVICES)
+            if (port := metrics_port(self.config, index)) is not None
+        }
+        if self._starts_nats and self.config.nats.monitor_port is not None:
+            targets["nats-server"] = f"http://127.0.0.1:{self.config.nats.monitor_port}/varz"
+        return targets
+
+    @property
+    def _starts_nats(self) -> bool:
+        servers = self.config.nats.servers
+        # One local address is ours to start; a list of servers is a cluster that runs on its own.
+        return len(servers) == 1 and urlparse(servers[0]).hostname in LOCAL_HOSTS
 
     def start(self) -> None:
         servers = self.config.nats.servers
         url = urlparse(servers[0])
-        # One local address is ours to start; a list of servers is a cluster that runs on its own.
-        if len(servers) == 1 and url.hostname in LOCAL_HOSTS:
+        if self._starts_nats:
             self.nats = LocalNatsServer(
                 self.data_dir / "nats",
                 host="127.0.0.1" if url.hostname == "localhost" else url.hostname or "127.0.0.1",
                 port=url.port or 4222,
                 sync_always=self.config.nats.sync == "always",
+                monitor_port=self.config.nats.monitor_port,
                 log_file=self.data_dir / "logs" / "nats-server.log",
                 preexec=_die_with_parent,
             )

@@ -82,6 +82,7 @@ class SourceFactory:
             OutboundPolicy(tuple(source.allow_hosts)),
             limits=FetchLimits(max_bytes=source.max_body_bytes, timeout_s=source.timeout_s),
             clock=self._clock,
+            metrics=self._counters.metrics,
         )
         self._clients.append(http)
         return SourceRunner(

@@ -15,6 +15,7 @@ from opentelemetry import trace
 from services.listener.domain import SourceStatus, mention_from_replay_line
 from services.listener.errors import MalformedPostError
 from services.listener.lease import SOLE_REPLICA
+from services.listener.source_metrics import SourceMetrics
 from services.listener.sources.base import SourceState
 from services.shared.clock import Clock, system_clock
 from services.shared.errors import TransientError
@@ -66,6 +67,14 @@ class ReplaySource:
         self._states = states
         self._tracer = tracer
         self._counters = counters
+        # Silence is the lease holder's to report; a paused source, or one done with its file, is not silent.
+        self._meter = SourceMetrics(
+            counters.metrics,
+            source=settings.name,
+            kind=settings.kind,
+            clock=clock,
+            reporting=lambda: self._lease.held() and not self.status.paused and not self.status.exhausted,
+        )
         self._resume = asyncio.Event()
         self._resume.set()
 
@@ -94,6 +103,7 @@ class ReplaySource:
 
     async def _replay_while_held(self, lines: list[str], path: Path, stopping: asyncio.Event) -> bool:
         """Publish from the stored cursor on; True at the end of the file, False when stopped or the lease is lost."""
+        self._meter.running()
         done = await self._resume_line()
         self.status.remaining = _posts_in(lines[done:])
         if done:
@@ -113,6 +123,7 @@ class ReplaySource:
 
     async def close(self) -> None:
         """The source was removed: give its lease up."""
+        self._meter.close()
         await self._lease.release()
 
     async def _publish_line(self, line: str, path: Path, number: int, stopping: asyncio.Event) -> bool:
@@ -127,6 +138,7 @@ class ReplaySource:
             self._counters.inc("malformed")
             self._fail(f"{path}:{number}: skipped malformed post: {exc}")
             return True
+        self._meter.seen(1)
         watch = self._watches.get(mention.watch)
         if watch is not None and watch.is_own(mention.author.handle):
             mention.own_account = True
@@ -145,6 +157,8 @@ class ReplaySource:
                 else:
                     self._counters.inc("polled")
                     self._counters.inc("published" if fresh else "duplicates")
+                    if fresh:
+                        self._meter.published_new()
                     self.status.published += int(fresh)
                     self.status.saw(None)
                     self.status.succeeded(now)

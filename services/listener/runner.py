@@ -27,6 +27,7 @@ from opentelemetry import trace
 from services.listener.domain import SourceStatus, mention_from_post
 from services.listener.errors import NotHolderError
 from services.listener.lease import SOLE_REPLICA
+from services.listener.source_metrics import SourceMetrics
 from services.shared.clock import Clock, system_clock
 from services.shared.errors import ClamorError, TransientError
 
@@ -57,7 +58,7 @@ def next_poll_delay(
 
 
 class Emitter:
-    """Turns accepted posts into published mentions: watch match, root span, counters, status."""
+    """Turns accepted posts into published mentions: watch match, root span, counters, metrics, status."""
 
     def __init__(
         self,
@@ -70,6 +71,7 @@ class Emitter:
         watch: Watch | None,
         tracer: trace.Tracer,
         counters: Counters,
+        meter: SourceMetrics,
     ) -> None:
         self._source = source
         self._platform = platform
@@ -79,6 +81,7 @@ class Emitter:
         self._watch = watch
         self._tracer = tracer
         self._counters = counters
+        self._meter = meter
 
     async def emit(self, post: Post, now: datetime) -> int:
         """Publish ``post`` if it matches the watch; returns 1 when it was new to the stream.
@@ -110,6 +113,8 @@ class Emitter:
         self._counters.inc("published" if fresh else "duplicates")
         if own:
             self._counters.inc("own_posts")
+        if fresh:
+            self._meter.published_new()
         self._status.published += int(fresh)
         return int(fresh)
 
@@ -150,6 +155,14 @@ class SourceRunner:
         self.status = SourceStatus(name=settings.name, kind=source.kind, watch=settings.watch, dynamic=dynamic)
         self._http = http
         self._states = states
+        # Its silence is this replica's to report only while it polls the source; a paused one is not silent.
+        self._meter = SourceMetrics(
+            counters.metrics,
+            source=settings.name,
+            kind=source.kind,
+            clock=clock,
+            reporting=lambda: self._lease.held() and not self.status.paused,
+        )
         self._emitter = Emitter(
             settings.name,
             self.platform,
@@ -159,6 +172,7 @@ class SourceRunner:
             watch=watch,
             tracer=tracer,
             counters=counters,
+            meter=self._meter,
         )
         self._alerts = alerts
         self._counters = counters
@@ -181,6 +195,7 @@ class SourceRunner:
 
     async def _poll_while_held(self, stopping: asyncio.Event) -> None:
         self._polling_since = self._clock()
+        self._meter.running()
         # Spread the first polls so a restart or a takeover does not hit every platform at the same instant.
         wait_s = random.uniform(0, min(self.settings.interval_s, self._first_poll_within_s))
         while not stopping.is_set():
@@ -196,6 +211,9 @@ class SourceRunner:
                 wait_s = self.settings.interval_s
                 continue
             outcome, asked_wait = await self._poll_and_publish()
+            if asked_wait:
+                # The next poll waits at least what the platform asked (next_poll_delay).
+                self._meter.rate_limit_wait()
             wait_s = self._next_wait(asked_wait, failed=bool(outcome.error))
             await self._check_health()
 
@@ -238,22 +256,30 @@ class SourceRunner:
                 state = await self._states.load(self.settings.name)
                 since = now - timedelta(hours=self.settings.backfill_hours)
                 poll = await self.source.poll(self._http, state, since=since)
+                self._meter.seen(len(poll.posts))
                 published = 0
                 for post in poll.posts:
                     published += await self._emitter.emit(post, now)
                 await self._states.save(self.settings.name, poll.state)
             except ClamorError as exc:
+                self._meter.polled(exc)
                 self._counters.inc("poll_errors")
                 self.status.failed(str(exc), now)
                 log.warning("source %s: %s", self.settings.name, exc)
                 asked = exc.retry_after_s if isinstance(exc, TransientError) else None
                 return PollOutcome(fetched=0, published=0, error=str(exc)), asked
+            except Exception as exc:
+                # A bug stops the source's loop (SourceRegistry logs it); the failed poll still shows by its class.
+                self._meter.polled(exc)
+                raise
+            self._meter.polled()
             self.status.succeeded(now)
             self._counters.inc("polls")
             return PollOutcome(fetched=len(poll.posts), published=published), poll.wait_s
 
     async def close(self) -> None:
         """The source was removed: give its lease up and close its connections."""
+        self._meter.close()
         await self._lease.release()
         await self._http.aclose()
 
@@ -300,6 +326,14 @@ class PushedSource:
         self.settings = settings
         self._clock = clock
         self.status = SourceStatus(name=settings.name, kind=settings.kind, watch=settings.watch)
+        # Every replica serves pushed posts, so each reports the silence it sees (a paused source is not silent).
+        self._meter = SourceMetrics(
+            counters.metrics,
+            source=settings.name,
+            kind=settings.kind,
+            clock=clock,
+            reporting=lambda: not self.status.paused,
+        )
         self._emitter = Emitter(
             settings.name,
             settings.platform,
@@ -309,6 +343,7 @@ class PushedSource:
             watch=watch,
             tracer=tracer,
             counters=counters,
+            meter=self._meter,
         )
 
     def pause(self) -> None:
@@ -324,6 +359,7 @@ class PushedSource:
         """Publish pushed posts; a TransientError makes the endpoint answer 503 so the sender retries."""
         if self.status.paused:
             raise TransientError(f"source {self.settings.name} is paused")
+        self._meter.seen(len(posts))
         now = self._clock()
         published = 0
         try:

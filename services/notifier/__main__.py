@@ -42,7 +42,10 @@ async def run(config_path: Path | None) -> None:
     runtime = ServiceRuntime(NAME, config.nats, settings.grpc, setup_telemetry(NAME, config.telemetry))
     # The one clock every part reads; tests hand the same parts a clock they turn by hand.
     clock = system_clock
-    channels = [build_channel(channel, quote_chars=settings.quote_chars, clock=clock) for channel in settings.channels]
+    channels = [
+        build_channel(channel, quote_chars=settings.quote_chars, clock=clock, metrics=runtime.counters.metrics)
+        for channel in settings.channels
+    ]
     by_name = {channel.name: channel for channel in channels}
     servicer = NotifierServicer()
 
@@ -74,6 +77,9 @@ async def run(config_path: Path | None) -> None:
         counters=runtime.counters,
         clock=clock,
     )
+    # The same queue as a metric: the collector reads on its own thread, so the dispatcher's count from
+    # its last tick rather than the mirror.
+    runtime.counters.metrics.observe("clamor.notifier.queue.depth", dispatcher.queue_depth)
     links = None
     ack_server = None
     if settings.ack.enabled:

@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from clamor.v1 import notification_pb2
+from services.notifier.channels.base import HttpChannel
 from services.shared import subjects
 from services.shared.clock import Clock, system_clock
 from services.shared.errors import map_exceptions
 from services.shared.jetstream import NATS_FAILURES, ensure_bucket, publish
+from services.shared.metrics import Metrics
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
@@ -42,10 +44,14 @@ CHANNELS: dict[str, str] = {
 }
 
 
-def build_channel(settings: ChannelSettings, *, quote_chars: int, clock: Clock = system_clock) -> Channel:
+def build_channel(
+    settings: ChannelSettings, *, quote_chars: int, clock: Clock = system_clock, metrics: Metrics | None = None
+) -> Channel:
     module_name, class_name = CHANNELS[settings.kind].split(":")
     channel_type: Any = getattr(importlib.import_module(module_name), class_name)
     channel: Channel = channel_type(settings, quote_chars=quote_chars, clock=clock)
+    if metrics is not None and isinstance(channel, HttpChannel):
+        channel.measure_with(metrics)
     return channel
 
 

@@ -3,6 +3,12 @@
 A handler only queues (into the channel groups in KV) and opens or answers pages; the
 dispatcher sends later. Queueing is idempotent by item id, so a redelivered escalation queues
 nothing twice, and the message is acknowledged only once everything it caused is in KV.
+
+An acknowledgement that moves a page counts in ``clamor.notifier.pages.acknowledged`` by the way it
+came back (``link``, ``grpc``, ``pagerduty``, ``crm``: the channel the responder answered through),
+and its time from the page's opening, by the page record and the injected clock, in
+``clamor.notifier.ack.duration``. Only the write that moved the page counts: a redelivered or
+repeated acknowledgement finds it answered.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from services.notifier.dispatcher import message_for
 from services.notifier.message import Message, message_from_alert, message_from_escalation
 from services.shared.case_names import via_name
 from services.shared.clock import Clock, system_clock
+from services.shared.metric_catalogue import CHANNEL
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -112,8 +119,25 @@ class NotifyHandler:
         if action.arrived_via != case_pb2.CASE_ACTION_VIA_PAGERDUTY:
             await self._tell_paging_services(action.case_id, page, state)
         now = self._clock()
-        await self._pages.change(action.case_id, lambda p: pages.answer(p, state, actor=action.actor, via=via, now=now))
+        acknowledged: pages.Page | None = None
+
+        def answer(current: pages.Page | None) -> pages.Page | None:
+            nonlocal acknowledged
+            answered = pages.answer(current, state, actor=action.actor, via=via, now=now)
+            acknowledged = answered if pages.acknowledged(current, answered) else None
+            return answered
+
+        await self._pages.change(action.case_id, answer)
         self._counters.inc("acknowledgements" if state is pages.PageState.ACKNOWLEDGED else "resolutions")
+        if acknowledged is not None:
+            self._count_acknowledgement(acknowledged)
+
+    def _count_acknowledgement(self, page: pages.Page) -> None:
+        metrics = self._counters.metrics
+        metrics.add("clamor.notifier.pages.acknowledged", 1, {CHANNEL: page.via or "unknown"})
+        seconds = pages.time_to_acknowledge(page)
+        if seconds is not None:
+            metrics.record("clamor.notifier.ack.duration", seconds)
 
     async def _tell_paging_services(self, case_id: str, page: pages.Page | None, state: pages.PageState) -> None:
         """PagerDuty keeps its own incident per case: acknowledge or resolve it too (idempotent there)."""

@@ -9,6 +9,13 @@ where another stopped. The order of every step is chosen so a crash repeats, nev
   after the record finds it there and only marks the group.
 - a page's next step is queued (stable item id, so a repeat is dropped by the group), then the
   page is moved on with compare-and-set, so two replicas never notify a step twice.
+
+Metrics: every send attempt counts in ``clamor.notifier.notifications`` as ``sent`` or ``failed``
+(a failed one is tried again later); a channel that asks us to slow down (``Retry-After``) pauses
+its budget and counts a ``clamor.notifier.rate_limit.pauses``; a page moved a step up counts a
+``clamor.notifier.pages.reescalated`` in the replica whose compare-and-set moved it. The queue depth
+is counted on each tick, on the event loop, and only read by the metrics collector's thread: the
+KV mirror is not safe to walk from another thread.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from services.notifier.errors import ChannelError
 from services.shared.budget import RateBudget
 from services.shared.clock import Clock, system_clock
 from services.shared.errors import PermanentError, TransientError
+from services.shared.metric_catalogue import CHANNEL, CHANNEL_KIND, OUTCOME
 from services.shared.telemetry import extract_context, inject_context
 
 if TYPE_CHECKING:
@@ -43,6 +51,7 @@ if TYPE_CHECKING:
     from services.notifier.config import ChannelSettings, EscalationPolicy, NotifierSettings
     from services.notifier.message import Message
     from services.shared.kv_state import KvState
+    from services.shared.metrics import Attributes
     from services.shared.status import Counters
 
 log = logging.getLogger(__name__)
@@ -89,6 +98,8 @@ class Dispatcher:
         self._busy: dict[str, asyncio.Task[None]] = {}
         self._ticking = asyncio.Lock()
         self._finished = False
+        # Items waiting in groups at the last tick: what the queue-depth gauge reports.
+        self._queued = 0
 
     # ---- queueing -------------------------------------------------------------------------
 
@@ -172,7 +183,9 @@ class Dispatcher:
             policy = self._policy(page.policy)
             if policy is not None and (due := pages.due_at(page, policy)) is not None and due <= now:
                 await self._advance(page, policy, now)
-        for group in self._groups.records():
+        groups = self._groups.records()
+        self._queued = grouping.queued(groups)
+        for group in groups:
             settings = self._channel_settings.get(group.channel)
             if settings is None or group.channel in self._busy:
                 continue
@@ -201,6 +214,11 @@ class Dispatcher:
         while self._busy:
             await asyncio.gather(*self._busy.values(), return_exceptions=True)
 
+    def queue_depth(self) -> list[tuple[float, Attributes]]:
+        """The ``clamor.notifier.queue.depth`` gauge's reader: it runs on the collector's thread, so it
+        returns the number the last tick counted and touches nothing else."""
+        return [(float(self._queued), {})]
+
     def _policy(self, name: str) -> EscalationPolicy | None:
         return next((policy for policy in self._settings.policies if policy.name == name), None)
 
@@ -222,15 +240,21 @@ class Dispatcher:
                 "case %s: every step of policy %s was notified and nobody acknowledged", page.case_id, policy.name
             )
 
+        committed = False
+
         def commit(current: pages.Page | None) -> pages.Page | None:
+            nonlocal committed
             unchanged = current is None or (current.step, current.loop, current.state) != (
                 page.step,
                 page.loop,
                 page.state,
             )
+            committed = not unchanged
             return current if unchanged else moved
 
         await self._pages.change(page.case_id, commit)
+        if committed and moved.state is pages.PageState.OPEN:
+            self._counters.metrics.add("clamor.notifier.pages.reescalated")
 
     # ---- sending --------------------------------------------------------------------------
 
@@ -343,6 +367,7 @@ class Dispatcher:
             except ChannelError as exc:
                 if exc.retry_after_s is not None:
                     self._budgets[channel].pause(exc.retry_after_s)
+                    self._counters.metrics.add("clamor.notifier.rate_limit.pauses", 1, {CHANNEL: channel})
                 delay = exc.retry_after_s or RETRY_DELAYS_S[min(group.failures, len(RETRY_DELAYS_S) - 1)]
                 await self._failed(message, channel, group, item_ids, detail=str(exc), delay_s=delay)
                 return None
@@ -358,7 +383,12 @@ class Dispatcher:
                 message, channel, notification_pb2.DELIVERY_STATUS_SENT, detail=sent.detail, item_ids=item_ids
             )
         self._counters.inc("notifications")
+        self._count(channel, "sent")
         return notification_pb2.DELIVERY_STATUS_SENT
+
+    def _count(self, channel: str, outcome: str) -> None:
+        attributes = {CHANNEL: channel, CHANNEL_KIND: self._channels[channel].kind, OUTCOME: outcome}
+        self._counters.metrics.add("clamor.notifier.notifications", 1, attributes)
 
     async def _failed(
         self, message: Message, channel: str, group: grouping.Group, item_ids: list[str], *, detail: str, delay_s: float
@@ -369,6 +399,7 @@ class Dispatcher:
         # mark below, and the attempt happened all the same (the claim then retries it, within the budget).
         await self._record(message, channel, notification_pb2.DELIVERY_STATUS_FAILED, detail=detail, item_ids=item_ids)
         self._counters.inc("notification_failures")
+        self._count(channel, "failed")
         await self._groups.change(group.id, lambda g: grouping.mark_failed(g, retry_at=retry_at) if g else None)
 
     def _answered(self, case_id: str) -> bool:

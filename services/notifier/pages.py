@@ -40,6 +40,8 @@ class Page:
     actor: str = ""
     via: str = ""
     answered_at: datetime | None = None
+    # When the page opened; None on a page stored before it was kept.
+    opened_at: datetime | None = None
 
 
 def policy_for(team: str, policies: list[EscalationPolicy]) -> EscalationPolicy | None:
@@ -58,7 +60,7 @@ def step_item_id(page: Page) -> str:
 def open_page(page: Page | None, *, case_id: str, policy: str, message: Message, now: datetime) -> Page:
     """The case's page with its newest escalation; a new page starts at step 1 of ``policy``."""
     if page is None:
-        return Page(case_id=case_id, policy=policy, message=message, step_started_at=now)
+        return Page(case_id=case_id, policy=policy, message=message, step_started_at=now, opened_at=now)
     if page.message == message:
         return page
     return replace(page, message=message)
@@ -96,6 +98,18 @@ def answer(page: Page | None, state: PageState, *, actor: str, via: str, now: da
     if rank[page.state] >= rank[state]:
         return page
     return replace(page, state=state, actor=actor, via=via, answered_at=now)
+
+
+def acknowledged(before: Page | None, after: Page | None) -> bool:
+    """Whether the change from ``before`` to ``after`` is the page's acknowledgement."""
+    return before is not None and after is not before and after is not None and after.state is PageState.ACKNOWLEDGED
+
+
+def time_to_acknowledge(page: Page) -> float | None:
+    """Seconds from the page's opening to its acknowledgement, when both are known."""
+    if page.opened_at is None or page.answered_at is None:
+        return None
+    return max(0.0, (page.answered_at - page.opened_at).total_seconds())
 
 
 def step_message(page: Page, policy: EscalationPolicy) -> Message:

@@ -162,6 +162,7 @@ def page_to_proto(page: Page) -> state_pb2.EscalationPage:
         actor=page.actor,
         via=page.via,
         answered_at=_stamp(page.answered_at),
+        opened_at=_stamp(page.opened_at),
     )
 
 
@@ -177,6 +178,7 @@ def page_from_proto(stored: state_pb2.EscalationPage) -> Page:
         actor=stored.actor,
         via=stored.via,
         answered_at=_time(stored.answered_at) if stored.HasField("answered_at") else None,
+        opened_at=_time(stored.opened_at) if stored.HasField("opened_at") else None,
     )
 
 

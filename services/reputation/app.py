@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from services.shared.clock import Clock
     from services.shared.kv_state import KvState
     from services.shared.pull_consumer import BatchHandler
+    from services.shared.status import Counters
 
 NAME = "reputation"
 
@@ -62,16 +63,27 @@ async def assemble(
     settings: ReputationSettings,
     *,
     tracer: trace.Tracer,
+    counters: Counters | None = None,
     replicas: int = 1,
     history_days: float = 90.0,
     clock: Clock = system_clock,
 ) -> Reputation:
-    """Every part in dependency order: stores first, then what reads and writes them."""
+    """Every part in dependency order: stores first, then what reads and writes them.
+
+    ``counters`` carry the process's metrics (none recorded without them).
+    """
     store = await CounterStore.open(js, replicas=replicas, history_days=history_days)
     spike_states, alert_states = await open_states(js, replicas=replicas)
     cases = await MentionCases.open(js, replicas=replicas)
     watch = ReputationWatch(
-        settings, js=js, tracer=tracer, counters=store, spikes=spike_states, alerts=alert_states, cases=cases
+        settings,
+        js=js,
+        tracer=tracer,
+        counters=store,
+        spikes=spike_states,
+        alerts=alert_states,
+        cases=cases,
+        metrics=counters.metrics if counters is not None else None,
     )
     trends = TrendsCounter(js, store, keywords=settings.keywords.keywords, clock=clock)
     return Reputation(
@@ -94,6 +106,7 @@ async def run(config_path: Path | None, *, clock: Clock = system_clock) -> None:
         js,
         settings,
         tracer=runtime.tracer,
+        counters=runtime.counters,
         replicas=config.nats.stream_replicas,
         history_days=config.nats.history_days,
         clock=clock,

@@ -9,6 +9,10 @@ in KV (``router_alerts``) for ``ListAlerts``, the trends and the dashboard. An a
 lead needs: counts against the baseline, growth, top terms and categories, sources, languages, the
 most-reached authors, sample posts and the cases the router placed them in (the mention → case
 index, read through :class:`services.reputation.clients.MentionCases`).
+
+``clamor.reputation.alerts`` counts alerts raised, by the kind of topic they are about (``watch``,
+``category`` or ``keyword``): a surge once, however often it grows, resolves or comes back within
+its cooldown, and once across replicas (the replica whose state write starts the alert counts it).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from services.reputation.spikes import SpikeEvent, SpikeSettings, SpikeState, Wi
 from services.shared import subjects
 from services.shared.jetstream import publish
 from services.shared.kv_state import KvState
+from services.shared.metric_catalogue import TOPIC_KIND
+from services.shared.metrics import Metrics
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -39,6 +45,8 @@ log = logging.getLogger(__name__)
 
 REPUTATION_SUBJECT = subjects.alert_subject("reputation")
 TOP = 5
+# The kinds of topic an alert is about, as the metrics name them.
+WATCH, CATEGORY, KEYWORD = "watch", "category", "keyword"
 
 
 async def open_states(js: JetStreamContext, *, replicas: int) -> tuple[KvState[SpikeState], KvState[alert_pb2.Alert]]:
@@ -74,8 +82,10 @@ class ReputationWatch:
         spikes: KvState[SpikeState],
         alerts: KvState[alert_pb2.Alert],
         cases: MentionCases,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics or Metrics()
         self._js = js
         self._tracer = tracer
         self._counters = counters
@@ -132,10 +142,29 @@ class ReputationWatch:
                 await self._publish(alert)
                 published.append(alert)
             if new_state != state:
-                await self._spikes.change(key, _replace_with(new_state))
+                started = await self._store(key, new_state)
+                if started and event is not None and event.kind == "raised":
+                    kind = KEYWORD if keyword else CATEGORY if category else WATCH
+                    self._metrics.add("clamor.reputation.alerts", 1, {TOPIC_KIND: kind})
             if key == watch:
                 watch_firing = new_state.status == "firing"
         return published
+
+    async def _store(self, key: str, state: SpikeState) -> bool:
+        """Keep ``state`` as the key's; True when the stored state did not hold its alert yet.
+
+        Another replica that evaluated the same slot has stored the same alert id already: the
+        alert is one, and it counts once.
+        """
+        new_alert = False
+
+        def replace_with(found: SpikeState | None) -> SpikeState:
+            nonlocal new_alert
+            new_alert = found is None or found.alert_id != state.alert_id
+            return state
+
+        await self._spikes.change(key, replace_with)
+        return new_alert
 
     async def _publish(self, alert: alert_pb2.Alert) -> None:
         await publish(self._js, self._tracer, REPUTATION_SUBJECT, alert, msg_id=f"{alert.id}:{alert.revision}")
@@ -230,7 +259,3 @@ def _of_category(category: str) -> Callable[[HourCounts], list[int] | None]:
 
 def _of_keyword(keyword: str) -> Callable[[HourCounts], list[int] | None]:
     return lambda record: record.keyword_slots.get(keyword)
-
-
-def _replace_with(state: SpikeState) -> Callable[[SpikeState | None], SpikeState]:
-    return lambda _: state

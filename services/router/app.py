@@ -23,6 +23,7 @@ from services.router.config import OUTBOX, RouterConfig, RouterSettings
 from services.router.consumer import RouterHandler, RulesHolder
 from services.router.dead_letters import DeadLetters
 from services.router.delivery.destinations import build_destination
+from services.router.delivery.destinations.base import HttpDestination
 from services.router.delivery.local import NatsDestination, OutboxDestination
 from services.router.delivery.worker import (
     DeliveryWorker,
@@ -41,6 +42,7 @@ from services.shared.clock import system_clock
 from services.shared.config import load_config
 from services.shared.kv_state import KvState
 from services.shared.lifecycle import ServiceRuntime
+from services.shared.metrics import Metrics
 from services.shared.pull_consumer import BatchHandler, concurrently, one_at_a_time
 from services.shared.telemetry import setup_telemetry
 
@@ -61,7 +63,12 @@ log = logging.getLogger(__name__)
 
 
 def build_destinations(
-    settings: RouterSettings, js: JetStreamContext, tracer: trace.Tracer, *, clock: Clock = system_clock
+    settings: RouterSettings,
+    js: JetStreamContext,
+    tracer: trace.Tracer,
+    *,
+    clock: Clock = system_clock,
+    metrics: Metrics | None = None,
 ) -> tuple[dict[str, Destination], dict[str, DestinationPolicy]]:
     """Every destination by name with its budget and retry period; the outbox is always there."""
     destinations: dict[str, Destination] = {OUTBOX: OutboxDestination(settings.outbox.path)}
@@ -70,7 +77,10 @@ def build_destinations(
         if item.kind == "nats":
             destinations[item.name] = NatsDestination(item.name, js, tracer)
         else:
-            destinations[item.name] = build_destination(item, clock=clock)
+            destination = build_destination(item, clock=clock)
+            if metrics is not None and isinstance(destination, HttpDestination):
+                destination.measure_with(metrics)
+            destinations[item.name] = destination
         policies[item.name] = DestinationPolicy(item.rate_per_s, item.burst, item.retry_for_s)
     return destinations, policies
 
@@ -162,7 +172,7 @@ async def assemble(
         counters=counters,
         clock=clock,
     )
-    destinations, budgets = build_destinations(settings, js, tracer, clock=clock)
+    destinations, budgets = build_destinations(settings, js, tracer, clock=clock, metrics=counters.metrics)
     worker = DeliveryWorker(
         destinations,
         budgets,

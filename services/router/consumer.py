@@ -6,6 +6,12 @@ repeating effects: a post joins its case once (by mention id), and so does a bra
 create), a delivery request has a stable Nats-Msg-Id per destination and history length, and an
 escalation's id is stable per case, step and team (JetStream drops repeats, and the case's
 history is checked before publishing again).
+
+Metrics count what a write changed, never what a handler was asked to do, so a redelivery or a
+second replica repeating a step counts nothing twice: a case opened is a KV create that made the
+case, a post grouped or an escalation is a history entry the case did not hold yet. Cases opened
+and grouped carry the owning team, escalations the team escalated to, SLA warnings and breaches
+the owning team (whose deadline it was) and the policy.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from services.router.rules import Defaults, Facts, RoutingDecision, Rule, route
 from services.router.sla import deadlines
 from services.shared.case_names import action_name
 from services.shared.clock import Clock, system_clock
+from services.shared.metric_catalogue import POLICY, TEAM
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -216,7 +223,9 @@ class RouterHandler:
                 await self._index.point(key, own_id, now=now)
         policy = self._policies.get(decision.sla)
         due = deadlines(policy, opened_at=now) if policy is not None else (None, None)
-        case, _ = await self._cases.create_or_get(new_case(triaged, decision, keys=keys, now=now, due=due))
+        case, made = await self._cases.create_or_get(new_case(triaged, decision, keys=keys, now=now, due=due))
+        if made:
+            self._counters.metrics.add("clamor.router.cases.opened", 1, {TEAM: case.team})
         for key in keys:
             await self._index.point(key, case.id, now=now)
         return case, True
@@ -231,8 +240,17 @@ class RouterHandler:
             return None
         if len(found[0].mentions) >= self._settings.grouping.max_posts and not _holds(found[0], triaged):
             return None
-        case = await self._cases.update(case_id, lambda c: attach_post(c, triaged, now=now))
+        added = False
+
+        def change(case: case_pb2.Case) -> bool:
+            nonlocal added
+            added = attach_post(case, triaged, now=now)
+            return added
+
+        case = await self._cases.update(case_id, change)
         self._counters.inc("posts_grouped")
+        if added:
+            self._counters.metrics.add("clamor.router.cases.grouped", 1, {TEAM: case.team})
         return case
 
     async def _escalate(
@@ -242,7 +260,17 @@ class RouterHandler:
             return case  # sent before (a redelivery): JetStream's duplicate window may have passed
         await self._escalations.publish(escalation, mention_id=delivery.mention_id, context=delivery.context)
         self._counters.inc("escalations")
-        return await self._cases.update(case.id, lambda c: mark_escalated(c, escalation, now=now))
+        marked = False
+
+        def change(c: case_pb2.Case) -> bool:
+            nonlocal marked
+            marked = mark_escalated(c, escalation, now=now)
+            return marked
+
+        case = await self._cases.update(case.id, change)
+        if marked:
+            self._counters.metrics.add("clamor.router.cases.escalated", 1, {TEAM: escalation.team})
+        return case
 
     async def _deliver(
         self, case: case_pb2.Case, *, reason: str, now: datetime, delivery: Delivery[Any] | None = None
@@ -277,13 +305,29 @@ class RouterHandler:
         await self._escalations.publish(escalation)
         self._counters.inc("sla_warnings" if step.kind == "warning" else "sla_escalations")
 
+        marked = False
+
         def change(case: case_pb2.Case) -> bool:
+            nonlocal marked
             marked = mark_escalated(case, escalation, now=now)
             breached = step.kind != "warning" and note_breach(case, step.clock)
             return marked or breached
 
         case = await self._cases.update(record.case_id, change)
+        if marked:
+            self._count_sla_step(record, step)
         await self._deliver(case, reason="escalated", now=now)
+
+    def _count_sla_step(self, record: SlaRecord, step: SlaStep) -> None:
+        """A warning is the owner's; a breach is both the owner's breach and an escalation to the level's team."""
+        metrics = self._counters.metrics
+        owner = {TEAM: record.team, POLICY: record.policy}
+        if step.kind == "warning":
+            metrics.add("clamor.router.sla.warnings", 1, owner)
+            return
+        if step.kind == "breach":
+            metrics.add("clamor.router.sla.breaches", 1, owner)
+        metrics.add("clamor.router.cases.escalated", 1, {TEAM: step.team})
 
     async def on_action(self, delivery: Delivery[case_pb2.CaseAction]) -> None:
         """An acknowledgement, resolution or "not a complaint" from a responder or a CRM."""

@@ -120,6 +120,9 @@ class NatsSettings(Section):
     # streams are the only copy of a post before triage, and an acknowledged write the disk never saw
     # is lost on power loss. Servers run elsewhere take it from their own config (deploy/k8s nats.conf).
     sync: Literal["always", "interval"] = "always"
+    # The HTTP monitoring port (/varz, /jsz: what Prometheus' NATS exporter reads) of the
+    # nats-server that `clamor up` starts; null opens none.
+    monitor_port: int | None = Field(default=8222, ge=1, le=65535)
     # Optional credentials; use ${ENV} references, never literals.
     user: str = ""
     password: str = ""
@@ -137,8 +140,23 @@ class NatsSettings(Section):
 
 
 class TelemetrySettings(Section):
-    # OTLP/gRPC collector endpoint, e.g. http://otel-collector:4317; empty disables export.
+    """Defaults only: the standard ``OTEL_*`` environment variables win (services/shared/otel_env.py)."""
+
+    # OTLP collector endpoint, e.g. http://otel-collector:4317; empty exports nothing unless
+    # OTEL_EXPORTER_OTLP_ENDPOINT (or a per-signal one) is set.
     otlp_endpoint: str = ""
+    otlp_protocol: str = Field(default="grpc", pattern="^(grpc|http/protobuf)$")
+    # Send log records over OTLP too (OTEL_LOGS_EXPORTER=otlp does the same).
+    otlp_logs: bool = False
+    # Record metrics at all; off, every part records to a no-op meter (nothing served or exported).
+    metrics: bool = True
+    # Serve Prometheus /metrics on this port (0 picks a free one; unset serves none).
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    # deployment.environment.name on every span, metric and log record.
+    environment: str = Field(default="development", min_length=1)
+    # Spans for StatusService calls (the CLI's and clamor up's polls): off, as they are noise.
+    trace_status_calls: bool = False
     # Folder for JSON-lines span files (one per service) that `clamor trace` reads; empty disables.
     span_dir: RelativePath | None = None
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")

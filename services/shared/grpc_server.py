@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 
 from clamor.v1 import status_pb2, status_pb2_grpc
+from services.shared.grpc_metrics import CallDurationInterceptor
 
 if TYPE_CHECKING:
     from services.shared.config import GrpcSettings
@@ -47,14 +48,19 @@ class GrpcServer:
         *,
         service_names: Sequence[str],
         register: Registrar,
+        trace_status_calls: bool = False,
     ) -> None:
         self._settings = settings
         self._reporter = reporter
         self._service_names = [*service_names, status_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name]
         self._health = health.aio.HealthServicer()
-        untraced = filters.any_of(filters.health_check(), filters.service_prefix("grpc.reflection"))
-        tracing = aio_server_interceptor(filter_=filters.negate(untraced))  # type: ignore[no-untyped-call]
-        self._server = grpc.aio.server(interceptors=[tracing])
+        untraced = [filters.health_check(), filters.service_prefix("grpc.reflection")]
+        if not trace_status_calls:
+            # The CLI and `clamor up` poll GetStatus every second or so: spans of those are noise.
+            untraced.append(filters.service_prefix(status_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name))
+        tracing = aio_server_interceptor(filter_=filters.negate(filters.any_of(*untraced)))  # type: ignore[no-untyped-call]
+        timing = CallDurationInterceptor(reporter.counters.metrics)
+        self._server = grpc.aio.server(interceptors=[tracing, timing])
         register(self._server)
         status_pb2_grpc.add_StatusServiceServicer_to_server(StatusServicer(reporter), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)

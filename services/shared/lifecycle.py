@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from services.shared.consumer_gauges import ConsumerGauges
 from services.shared.errors import ClamorError, ConfigError
 from services.shared.grpc_server import GrpcServer, Registrar
 from services.shared.jetstream import connect, ensure_streams
@@ -43,6 +44,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NATS_CONDITION = "nats"
+# Met once the service has wired its parts (servicer attached, consumers bound, workers running):
+# NATS up alone must not make health SERVING while an RPC would still answer "connecting".
+STARTED_CONDITION = "started"
+# How often consumer lag and dead-letter depth are read from JetStream: a scrape interval's worth.
+CONSUMER_GAUGES_EVERY_S = 5.0
 # Set by `clamor up`: a service whose supervisor is gone stops instead of lingering.
 SUPERVISOR_ENV = "CLAMOR_SUPERVISOR_PID"
 
@@ -55,9 +61,10 @@ class ServiceRuntime:
     ) -> None:
         self.name = name
         self.telemetry = telemetry
-        self.readiness = Readiness(NATS_CONDITION)
-        self.counters = Counters()
+        self.readiness = Readiness(NATS_CONDITION, STARTED_CONDITION)
+        self.counters = Counters(telemetry.metrics)
         self.reporter = StatusReporter(name, self.readiness, self.counters)
+        self.consumer_gauges = ConsumerGauges(telemetry.metrics, self.reporter)
         self.stopping = asyncio.Event()
         self._nats_settings = nats_settings
         self._grpc_settings = grpc_settings
@@ -83,7 +90,13 @@ class ServiceRuntime:
         return self._grpc.port if self._grpc is not None else 0
 
     async def start_grpc(self, register: Registrar, service_names: Sequence[str]) -> int:
-        self._grpc = GrpcServer(self._grpc_settings, self.reporter, service_names=service_names, register=register)
+        self._grpc = GrpcServer(
+            self._grpc_settings,
+            self.reporter,
+            service_names=service_names,
+            register=register,
+            trace_status_calls=self.telemetry.trace_status_calls,
+        )
         return await self._grpc.start()
 
     async def connect(self) -> JetStreamContext:
@@ -124,6 +137,10 @@ class ServiceRuntime:
         await consumer.bind()
         await self.readiness.mark(consumer.readiness_condition, True)
         self._consumers.append(consumer)
+        if not self._consumers[:-1]:
+            # Once, with the first durable: lag and dead letters for /metrics and GetStatus.
+            self.add_periodic("consumer-gauges", CONSUMER_GAUGES_EVERY_S, lambda: self.consumer_gauges.refresh(self.js))
+        self.consumer_gauges.add(spec)
         return consumer
 
     def add_worker(self, name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -138,6 +155,10 @@ class ServiceRuntime:
         """
         self.add_worker(name, lambda: every(interval_s, tick, self.stopping, name=name))
 
+    async def started(self) -> None:
+        """Every part is wired: from now on health follows NATS and the consumers alone."""
+        await self.readiness.mark(STARTED_CONDITION, True)
+
     async def run_until_signal(self) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -145,6 +166,7 @@ class ServiceRuntime:
         tasks = [asyncio.create_task(self._guard(f"consumer {c.spec.durable}", c.run)) for c in self._consumers]
         tasks += [asyncio.create_task(self._guard(name, work)) for name, work in self._workers]
         watchdog = asyncio.create_task(self._watch_supervisor())
+        await self.started()
         log.info("%s ready", self.name)
         await self.stopping.wait()
         watchdog.cancel()

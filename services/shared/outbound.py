@@ -23,8 +23,10 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
+from services.shared import metric_catalogue as m
 from services.shared.clock import Clock, system_clock
 from services.shared.errors import PermanentError, TransientError
+from services.shared.metrics import Metrics
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -248,8 +250,11 @@ class OutboundClient:
         limits: FetchLimits | None = None,
         user_agent: str = DEFAULT_USER_AGENT,
         clock: Clock = system_clock,
+        metrics: Metrics | None = None,
     ) -> None:
         self.policy = policy
+        # http.client.request.duration per request; the owner hands in its process's metrics.
+        self.metrics = metrics or Metrics()
         # Public: adapters that need the time of a request (X's search window) read the client's clock.
         self.clock = clock
         self.limits = limits or FetchLimits()
@@ -286,6 +291,38 @@ class OutboundClient:
 
         With ``follow_redirects=False`` a 3xx raises :class:`RedirectRefusedError` (signed webhooks).
         """
+        attributes: dict[str, str | int] = {m.HTTP_METHOD: method, m.SERVER_ADDRESS: _host(url)}
+        started = time.perf_counter()
+        try:
+            response = await self._request(
+                method,
+                url,
+                headers=headers,
+                params=params,
+                content=content,
+                data=data,
+                follow_redirects=follow_redirects,
+            )
+        except Exception as exc:
+            attributes[m.ERROR_TYPE] = type(exc).__name__
+            raise
+        else:
+            attributes[m.HTTP_STATUS] = response.status
+            return response
+        finally:
+            self.metrics.record("http.client.request.duration", time.perf_counter() - started, attributes)
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None,
+        params: Mapping[str, str | int] | None,
+        content: bytes | None,
+        data: Mapping[str, str] | None,
+        follow_redirects: bool,
+    ) -> HttpResponse:
         scheme = url.split(":", 1)[0].lower()
         if scheme not in ("http", "https"):
             raise BlockedAddressError(f"refusing {redact(url)}: only http and https URLs are fetched")
@@ -367,6 +404,13 @@ class OutboundClient:
             elapsed_s=time.monotonic() - started,
             received_at=self.clock(),
         )
+
+
+def _host(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
 
 
 def raise_for_status(response: HttpResponse, *, what: str, retry_after_s: float | None = None) -> None:

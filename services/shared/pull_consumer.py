@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -27,6 +28,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
+from services.shared import metric_catalogue as m
 from services.shared import subjects
 from services.shared.errors import PermanentError, TransientError
 from services.shared.jetstream import ensure_consumer
@@ -176,14 +178,34 @@ class PullConsumer(Generic[PayloadT]):
         if not deliveries:
             return
         heartbeat = asyncio.create_task(self._heartbeat([d.msg for d in deliveries]))
+        # A duration, not a point in time: the monotonic counter, not the injected clock.
+        started = time.perf_counter()
         try:
             outcomes = await self._run_handler(deliveries)
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+        elapsed = time.perf_counter() - started
         for delivery, outcome in zip(deliveries, outcomes, strict=True):
-            await self._settle(delivery, outcome)
+            # Logs written while settling carry the message's trace and span ids.
+            with trace.use_span(delivery.span, end_on_exit=False):
+                await self._settle(delivery, outcome)
+            self._record(outcome, elapsed)
+
+    def _record(self, outcome: BaseException | None, elapsed_s: float) -> None:
+        """One consumed message (handled together with its batch in ``elapsed_s``)."""
+        attributes: dict[str, str] = {
+            m.SYSTEM: "nats",
+            m.OPERATION: "process",
+            m.DESTINATION: self.spec.stream,
+            m.CONSUMER_GROUP: self.spec.durable,
+        }
+        if outcome is not None:
+            attributes[m.ERROR_TYPE] = type(outcome).__name__
+        metrics = self._counters.metrics
+        metrics.add("messaging.client.consumed.messages", 1, attributes)
+        metrics.record("messaging.process.duration", elapsed_s, attributes)
 
     async def _run_handler(self, deliveries: list[Delivery[PayloadT]]) -> Sequence[BaseException | None]:
         try:
@@ -220,7 +242,10 @@ class PullConsumer(Generic[PayloadT]):
             payload.ParseFromString(msg.data)
         except DecodeError as exc:
             delivery = Delivery(msg, payload, span, context, mention_id, attempt)
-            await self._dead_letter(delivery, PermanentError(f"undecodable {self._payload_type.__name__}: {exc}"))
+            error = PermanentError(f"undecodable {self._payload_type.__name__}: {exc}")
+            with trace.use_span(span, end_on_exit=False):
+                await self._dead_letter(delivery, error)
+            self._record(error, 0.0)
             return None
         return Delivery(msg, payload, span, context, mention_id, attempt)
 
@@ -289,6 +314,9 @@ class PullConsumer(Generic[PayloadT]):
             # The copy is kept: a redelivery is dead-lettered again, and its copy's Nats-Msg-Id drops the repeat.
             log.warning("%s: dead-lettered %s but could not terminate it: %s", self.spec.durable, msg.subject, exc)
         self._counters.inc("dead_lettered")
+        self._counters.metrics.add(
+            "clamor.messages.dead_lettered", 1, {m.STAGE: self.spec.durable, m.ERROR_TYPE: type(error).__name__}
+        )
         log.error(
             "%s: dead-lettered %s (stream seq %d) after %d deliveries: %s",
             self.spec.durable,

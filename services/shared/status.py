@@ -11,6 +11,7 @@ from collections import Counter as _Tally
 from collections.abc import Awaitable, Callable
 
 from clamor.v1 import status_pb2
+from services.shared.metrics import Metrics
 
 ReadinessListener = Callable[[bool], Awaitable[None]]
 # Reads a level when a status is asked for; it must be cheap (no I/O): a status answers at once.
@@ -22,10 +23,15 @@ QUEUED_GAUGE = "queued"
 
 
 class Counters:
-    """Monotonic per-process counters, by name."""
+    """Monotonic per-process counters, by name, for ``clamor status``; and the process's metrics.
 
-    def __init__(self) -> None:
+    Every part that counts already holds the counters, so they carry the :class:`Metrics` too:
+    one thing to hand around, and a part built without a meter records to a no-op one.
+    """
+
+    def __init__(self, metrics: Metrics | None = None) -> None:
         self._values: _Tally[str] = _Tally()
+        self.metrics = metrics or Metrics()
 
     def inc(self, name: str, amount: int = 1) -> None:
         self._values[name] += amount

@@ -8,11 +8,13 @@ accounts is never classified: it is noise by definition (``own_account_result``)
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 
 from clamor.v1 import mention_pb2, triage_pb2
+from services.triage.batch_metrics import BatchMetrics
 from services.triage.domain import Classifier, Post, own_account_result
 from services.triage.errors import UnclassifiableError
 
@@ -32,8 +34,10 @@ class TriageHandler:
         self._publisher = publisher
         self._tracer = tracer
         self._counters = counters
+        self._meter = BatchMetrics(counters.metrics)
 
     async def handle_batch(self, batch: Sequence[Delivery[mention_pb2.Mention]]) -> list[BaseException | None]:
+        self._meter.batch(len(batch))
         outcomes: list[BaseException | None] = [None] * len(batch)
         todo = []
         own: dict[int, triage_pb2.TriageResult] = {}
@@ -55,6 +59,7 @@ class TriageHandler:
                 outcomes[index] = exc
                 continue
             self._counters.inc("triaged")
+            self._meter.verdict(result)
             if index in own:
                 self._counters.inc("own_posts")
             elif result.verdict == triage_pb2.VERDICT_COMPLAINT:
@@ -75,5 +80,12 @@ class TriageHandler:
             attributes={"clamor.batch.size": len(posts), "clamor.model": self._classifier.version},
         ):
             # Off the event loop: the model that replaces the rules takes real CPU time.
-            results = await asyncio.to_thread(self._classifier.classify, posts)
+            results = await asyncio.to_thread(self._timed_classify, posts)
         return dict(zip(todo, results, strict=True))
+
+    def _timed_classify(self, posts: list[Post]) -> list[triage_pb2.TriageResult]:
+        """Timed on the worker thread, so a wait for a free thread is not counted as the model's."""
+        started = time.perf_counter()
+        results = self._classifier.classify(posts, encoded=self._meter.encoded)
+        self._meter.model_call(time.perf_counter() - started)
+        return results

@@ -18,7 +18,7 @@ from services.triage.language import detect_language
 from services.triage.terms import COMPLAINT_CUES, NOISE_CUES, RISK_TERMS, RiskFlag
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
 NAME = "rules"
 VERSION = "1"
@@ -143,7 +143,12 @@ class Classifier(Protocol):
     @property
     def version(self) -> str: ...
 
-    def classify(self, posts: Sequence[Post]) -> list[triage_pb2.TriageResult]: ...
+    def classify(
+        self, posts: Sequence[Post], *, encoded: Callable[[int], None] | None = None
+    ) -> list[triage_pb2.TriageResult]:
+        """One result per post, in order. ``encoded`` hears how many of the posts the encoder read, when
+        the classifier has one: a cascade decides the others without it, so only it knows."""
+        ...
 
 
 class RuleClassifier:
@@ -159,7 +164,10 @@ class RuleClassifier:
     def version(self) -> str:
         return f"{NAME}/{VERSION}"
 
-    def classify(self, posts: Sequence[Post]) -> list[triage_pb2.TriageResult]:
+    def classify(
+        self, posts: Sequence[Post], *, encoded: Callable[[int], None] | None = None
+    ) -> list[triage_pb2.TriageResult]:
+        # No encoder here: ``encoded`` is never called.
         return [self.classify_one(post) for post in posts]
 
     def classify_one(self, post: Post) -> triage_pb2.TriageResult:

@@ -245,7 +245,11 @@ class ModelClassifier:
         return self.spec.join(grams, self.encoder.encode(prepared, progress=progress))
 
     def classify(
-        self, posts: Sequence[Post], *, progress: Callable[[int], None] | None = None
+        self,
+        posts: Sequence[Post],
+        *,
+        progress: Callable[[int], None] | None = None,
+        encoded: Callable[[int], None] | None = None,
     ) -> list[triage_pb2.TriageResult]:
         if not posts:
             return []
@@ -275,6 +279,8 @@ class ModelClassifier:
         embeddings = np.zeros((count, EMBEDDING_DIM), dtype=np.float32)
         if len(embedded):
             embeddings[embedded] = self.encoder.encode([texts[i] for i in embedded], progress=progress)
+        if encoded is not None:
+            encoded(len(embedded))
         unsure = np.flatnonzero(~sure)
         if len(unsure):
             features = self.spec.join(grams[unsure] if grams is not None else None, embeddings[unsure])

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,13 +103,19 @@ class Mesh:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     # The gRPC port of every process, by process key ("router", "router#2").
     grpc_ports: dict[str, int] = field(default_factory=dict)
+    # Where every process serves Prometheus /metrics, by process key.
+    metrics_ports: dict[str, int] = field(default_factory=dict)
+    # Environment variables for every service process (OTEL_*), over the test's own.
+    env: dict[str, str] = field(default_factory=dict)
     # What a test did to the running mesh before it stopped, for the assertions after.
     observed: dict[str, Any] = field(default_factory=dict)
     _calm: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         if self.nats_url is None:
-            self.nats = LocalNatsServer(self.folder / "nats", port=free_port(), log_file=self.folder / "nats.log")
+            self.nats = LocalNatsServer(
+                self.folder / "nats", port=free_port(), monitor_port=free_port(), log_file=self.folder / "nats.log"
+            )
             self.nats_url = self.nats.url
         self.config_path = write_config(
             self.folder,
@@ -143,7 +150,9 @@ class Mesh:
 
     def start_service(self, name: str, *, replica: int = 1) -> None:
         key = replica_key(name, replica)
-        env = dict(os.environ, HF_HUB_OFFLINE="1")
+        env = dict(os.environ, HF_HUB_OFFLINE="1") | self.env
+        self.metrics_ports[key] = self.metrics_ports.get(key) or free_port()
+        env["CLAMOR__TELEMETRY__METRICS_PORT"] = str(self.metrics_ports[key])
         port = self.config.grpc(name).port
         if replica > 1:
             # Every replica reads the same file; only its gRPC port differs.
@@ -204,6 +213,12 @@ class Mesh:
                 raise AssertionError(f"{name} did not stop within 20s of SIGTERM") from None
         if self.nats is not None:
             self.nats.stop()
+
+    def scrape(self, key: str) -> str:
+        """The Prometheus exposition text a process serves on /metrics now."""
+        url = f"http://127.0.0.1:{self.metrics_ports[key]}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return str(answer.read().decode("utf-8"))
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in self.folder.glob("*.log"))

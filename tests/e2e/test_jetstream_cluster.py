@@ -11,6 +11,7 @@ complaint, one ticket per case, one page per escalation.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections import Counter
 from datetime import UTC, datetime
@@ -48,10 +49,17 @@ SETTLE_WITHIN_S = 240.0
 
 
 async def replication(cluster: NatsCluster, stream: str) -> tuple[int, int]:
-    """(configured replicas, peers holding the stream: the leader and its followers)."""
+    """(configured replicas, distinct peers holding the stream: the leader and its followers)."""
     info = await cluster.describe(stream)
     assert info.cluster is not None
-    return int(info.config.num_replicas or 0), 1 + len(info.cluster.replicas or [])
+    peers = {info.cluster.leader} | {peer.name for peer in info.cluster.replicas or []}
+    return int(info.config.num_replicas or 0), len(peers - {None})
+
+
+async def fully_replicated(cluster: NatsCluster, stream: str) -> bool:
+    # Right after creation the answering server may still be forming the peer set (a peer listed
+    # twice, or one missing): what matters is that it settles on REPLICAS distinct peers.
+    return await replication(cluster, stream) == (REPLICAS, REPLICAS)
 
 
 async def stored_messages(cluster: NatsCluster, stream: str) -> int:
@@ -104,7 +112,9 @@ async def test_leaders_killed_mid_flow_lose_nothing_duplicate_nothing_and_crash_
     try:
         await eventually(mesh.serving, what="every service serving", within_s=START_WITHIN_S, every_s=0.5)
         for stream in (subjects.MENTIONS.name, subjects.TRIAGED.name, CASES_STREAM):
-            assert await replication(nats_cluster, stream) == (REPLICAS, REPLICAS), stream
+            await eventually(
+                functools.partial(fully_replicated, nats_cluster, stream), what=f"{stream} on {REPLICAS} peers"
+            )
         pids = mesh.pids()
         await eventually(lambda: triaged_at_least(mesh, 10), what="posts flowing", within_s=START_WITHIN_S)
         await kill_leaders_in_turn(nats_cluster, mesh)

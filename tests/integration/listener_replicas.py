@@ -79,12 +79,21 @@ class Replica:
 
 
 async def start_replica(
-    js: JetStreamContext, name: str, sources: Sequence[Any], clock: ManualClock, *, ttl_s: float = TTL_S
+    js: JetStreamContext,
+    name: str,
+    sources: Sequence[Any],
+    clock: ManualClock,
+    *,
+    ttl_s: float = TTL_S,
+    counters: Counters | None = None,
 ) -> Replica:
-    """A replica running ``sources`` (settings, as in the config file); it holds no lease until it ticks."""
+    """A replica running ``sources`` (settings, as in the config file); it holds no lease until it ticks.
+
+    ``counters``: the replica's own, for a test that reads back what it recorded (``RecordedMetrics``).
+    """
     leases = await LeaseStore.open(js, replicas=1)
     keeper = LeaseKeeper(leases, holder=name, ttl_s=ttl_s, clock=clock)
-    counters = Counters()
+    counters = counters or Counters()
     spans = tracer()
     factory = SourceFactory(
         publisher=MentionPublisher(js, spans),

@@ -72,10 +72,12 @@ async def running_notifier(
     clock: Callable[[], datetime],
     channels: Sequence[Channel] | None = None,
     links: AckLinks | None = None,
+    counters: Counters | None = None,
 ) -> AsyncIterator[RunningNotifier]:
+    """The notifier's parts and consumers; ``counters`` (tests/support/metrics.py) to read its metrics back."""
     await ensure_streams(js)
     test_tracer = tracer()
-    counters = Counters()
+    counters = counters or Counters()
     built = list(channels) if channels is not None else [build_channel(c, quote_chars=280) for c in settings.channels]
     group_state = await KvState.open(js, subjects.NOTIFIER_GROUPS_BUCKET, codec=GROUP_CODEC)
     page_state = await KvState.open(js, subjects.NOTIFIER_PAGES_BUCKET, codec=PAGE_CODEC)

@@ -55,13 +55,19 @@ class RunningReputation:
 
 @asynccontextmanager
 async def running_reputation(
-    js: JetStreamContext, settings: ReputationSettings, tmp_path: Path, *, clock: Clock
+    js: JetStreamContext,
+    settings: ReputationSettings,
+    tmp_path: Path,
+    *,
+    clock: Clock,
+    counters: Counters | None = None,
 ) -> AsyncIterator[RunningReputation]:
+    """The reputation service beside a router; ``counters`` (tests/support/metrics.py) to read its metrics back."""
     await ensure_streams(js)
     async with running_router(
         js, router_settings({"outbox": {"path": "outbox.jsonl"}}, tmp_path), clock=clock
     ) as router:
-        reputation = await assemble(js, settings, tracer=tracer(), clock=clock)
+        reputation = await assemble(js, settings, tracer=tracer(), counters=counters, clock=clock)
         consumers = await ConsumerSet.start(js, reputation.consumers(), tracer=tracer(), counters=Counters())
         try:
             yield RunningReputation(router, reputation, consumers, clock)

@@ -78,11 +78,16 @@ class RunningRouter:
 
 @asynccontextmanager
 async def running_router(
-    js: JetStreamContext, settings: RouterSettings, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    js: JetStreamContext,
+    settings: RouterSettings,
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    counters: Counters | None = None,
 ) -> AsyncIterator[RunningRouter]:
+    """The router's parts and consumers; ``counters`` (tests/support/metrics.py) to read its metrics back."""
     await ensure_streams(js)
     test_tracer = tracer()
-    counters = Counters()
+    counters = counters or Counters()
     router = await assemble(js, settings, tracer=test_tracer, counters=counters, clock=clock)
     consumers = await ConsumerSet.start(js, router.consumers(), tracer=test_tracer, counters=Counters())
     try:

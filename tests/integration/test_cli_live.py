@@ -57,6 +57,7 @@ async def test_notifications_waiting_in_groups_count_as_pending_work_until_they_
         runtime.reporter.add_gauge(QUEUED_GAUGE, lambda: grouping.queued(notifier.groups.records()))
         port = await runtime.start_grpc(lambda server: None, [])
         await runtime.connect()
+        await runtime.started()
         settings = GrpcSettings(port=port)
 
         for case_id in ("q1", "q2"):

@@ -40,10 +40,14 @@ async def health_is(port: int, status: int) -> bool:
     return await health_of(port) == status
 
 
-async def test_health_is_not_serving_until_nats_is_connected(runtime: ServiceRuntime) -> None:
+async def test_health_is_not_serving_until_nats_is_connected_and_the_service_wired(runtime: ServiceRuntime) -> None:
     port = await runtime.start_grpc(lambda server: None, [])
     assert await health_of(port) == NOT_SERVING
     await runtime.connect()
+    # NATS alone is not enough: until the service has attached its parts, an RPC would answer
+    # "still connecting", so a readiness probe must not send it traffic yet.
+    assert await health_of(port) == NOT_SERVING
+    await runtime.started()
     assert await health_of(port) == SERVING
 
 
@@ -51,6 +55,7 @@ async def test_health_waits_for_every_readiness_condition(runtime: ServiceRuntim
     await runtime.readiness.require("model")
     port = await runtime.start_grpc(lambda server: None, [])
     await runtime.connect()
+    await runtime.started()
     assert await health_of(port) == NOT_SERVING
     await runtime.readiness.mark("model", True)
     assert await health_of(port) == SERVING
@@ -61,6 +66,7 @@ async def test_health_drops_when_nats_goes_away_and_returns_with_it(
 ) -> None:
     port = await runtime.start_grpc(lambda server: None, [])
     await runtime.connect()
+    await runtime.started()
     assert await health_of(port) == SERVING
     nats_server.stop()
     await eventually(lambda: health_is(port, NOT_SERVING), what="health NOT_SERVING")
@@ -77,7 +83,7 @@ async def test_status_service_reports_counters_and_missing_conditions(runtime: S
     status = response.status
     assert status.service == "test"
     assert status.ready is False
-    assert list(status.not_ready) == ["model", "nats"]
+    assert list(status.not_ready) == ["model", "nats", "started"]
     assert [(c.name, c.value) for c in status.counters] == [("triaged", 3)]
 
 

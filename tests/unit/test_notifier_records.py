@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from services.notifier.grouping import Claim, Group, Item
 from services.notifier.message import Message
@@ -76,6 +77,11 @@ def test_a_group_is_stored_as_protobuf_and_read_back() -> None:
 
 def test_a_page_is_stored_as_protobuf_and_read_back() -> None:
     assert PAGE_CODEC.decode(PAGE_CODEC.encode(PAGE)) == PAGE
+
+
+def test_a_page_keeps_when_it_opened() -> None:
+    opened = replace(PAGE, opened_at=T - timedelta(minutes=12))
+    assert PAGE_CODEC.decode(PAGE_CODEC.encode(opened)) == opened
 
 
 def test_a_group_an_earlier_version_wrote_as_json_is_read() -> None:

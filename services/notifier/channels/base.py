@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 from services.notifier.message import MAX_QUOTE_CHARS
 from services.shared.clock import Clock, system_clock
+from services.shared.metrics import Metrics
 from services.shared.outbound import FetchLimits, OutboundClient, OutboundPolicy
 
 if TYPE_CHECKING:
@@ -76,6 +77,10 @@ class HttpChannel(Channel, Generic[SettingsT]):
         self._http = http or OutboundClient(
             OutboundPolicy(tuple(settings.allow_hosts)), limits=self._limits(settings), clock=clock
         )
+
+    def measure_with(self, metrics: Metrics) -> None:
+        """Record this one's HTTP requests (http.client.request.duration) to ``metrics``."""
+        self._http.metrics = metrics
 
     def _limits(self, settings: SettingsT) -> FetchLimits:
         """The limits for a client the channel builds itself."""

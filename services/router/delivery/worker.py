@@ -18,6 +18,13 @@ Failures, by class:
 - once the destination's ``retry_for_s`` since the first request is spent, or at once for a
   permanent refusal (401, 400…), the delivery goes to dead letters, from where it is replayed;
 - 410 Gone disables the destination (KV ``router_destinations``) until a replay re-enables it.
+
+Every attempt counts once in ``clamor.router.crm.requests`` and ``clamor.router.crm.duration`` by
+destination and outcome: ``delivered`` (the destination is up to date with the case), ``retried``
+(the attempt failed and the delivery goes back to JetStream for another) or ``failed`` (given up:
+the delivery goes to dead letters, also counted in ``clamor.router.dead_letters``). An attempt the
+budget or another replica's claim turned back before any call counts as retried too: the case still
+waits for its destination.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from dataclasses import dataclass, replace
 from datetime import UTC
 from typing import TYPE_CHECKING
@@ -38,6 +46,7 @@ from services.shared.budget import RateBudget
 from services.shared.clock import Clock, system_clock
 from services.shared.errors import PermanentError, TransientError
 from services.shared.kv_state import KvState, MappedCodec
+from services.shared.metric_catalogue import DESTINATION_NAME, OUTCOME
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -58,6 +67,10 @@ log = logging.getLogger(__name__)
 CREATE_LEASE_S = 60.0
 # Longer waits for a destination's budget are spent back in JetStream (nak with delay), not in memory.
 MAX_BUDGET_WAIT_S = 2.0
+# Outcomes of one delivery attempt, as the metrics name them.
+DELIVERED = "delivered"
+RETRIED = "retried"
+FAILED = "failed"
 
 
 class RetryDeliveryError(TransientError, RouterError):
@@ -210,6 +223,27 @@ class DeliveryWorker:
         return float(step / 2 + self._jitter() * step / 2)
 
     async def handle(self, delivery: Delivery[case_pb2.CaseDelivery]) -> None:
+        name = delivery.payload.destination
+        started = time.perf_counter()
+        try:
+            await self._attempt(delivery)
+        except Exception as exc:
+            # Dead-lettered by the consumer: a permanent error, or a last allowed delivery.
+            given_up = (
+                isinstance(exc, PermanentError) or delivery.attempt >= subjects.ROUTER_DELIVERY_CONSUMER.max_deliver
+            )
+            self._measure(name, FAILED if given_up else RETRIED, started)
+            if given_up:
+                self._counters.metrics.add("clamor.router.dead_letters", 1, {DESTINATION_NAME: name})
+            raise
+        self._measure(name, DELIVERED, started)
+
+    def _measure(self, name: str, outcome: str, started: float) -> None:
+        attributes = {DESTINATION_NAME: name, OUTCOME: outcome}
+        self._counters.metrics.add("clamor.router.crm.requests", 1, attributes)
+        self._counters.metrics.record("clamor.router.crm.duration", time.perf_counter() - started, attributes)
+
+    async def _attempt(self, delivery: Delivery[case_pb2.CaseDelivery]) -> None:
         job = delivery.payload
         name = job.destination
         destination = self._destinations.get(name)

@@ -29,6 +29,7 @@ from services.router.errors import DestinationError, RouterError
 from services.shared.budget import RateBudget
 from services.shared.clock import Clock, system_clock
 from services.shared.errors import PermanentError
+from services.shared.metrics import Metrics
 from services.shared.outbound import (
     FetchLimits,
     OutboundClient,
@@ -124,6 +125,10 @@ class HttpDestination(Destination, Generic[SettingsT]):
         self._http = http or OutboundClient(
             OutboundPolicy(tuple(settings.allow_hosts)), limits=FetchLimits(timeout_s=settings.timeout_s), clock=clock
         )
+
+    def measure_with(self, metrics: Metrics) -> None:
+        """Record this one's HTTP requests (http.client.request.duration) to ``metrics``."""
+        self._http.metrics = metrics
 
     def _secrets(self) -> tuple[str, ...]:
         """Every credential value (and encoding of one) an error message must never show."""
