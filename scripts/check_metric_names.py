@@ -46,10 +46,15 @@ DASHBOARD = REPO / "deploy" / "observability" / "grafana" / "clamor-mesh.json"
 # What the scrape adds to every series: Prometheus (job, instance) and the Prometheus Operator's
 # PodMonitor (namespace, pod, container, endpoint).
 SCRAPE_LABELS = frozenset({"job", "instance", "namespace", "pod", "container", "endpoint"})
+# What opentelemetry-exporter-prometheus adds to every Clamor series: the instrumentation scope.
+SCOPE_LABELS = frozenset({"otel_scope_name", "otel_scope_version", "otel_scope_schema_url"})
 # The OpenTelemetry resource, as opentelemetry-exporter-prometheus exports it.
 TARGET_INFO_LABELS = frozenset(
-    {"service_name", "service_namespace", "service_version", "service_instance_id", "deployment_environment_name"}
-)
+    {
+        "service_name", "service_namespace", "service_version", "service_instance_id", "deployment_environment_name",
+        "telemetry_sdk_language", "telemetry_sdk_name", "telemetry_sdk_version",
+    }
+)  # fmt: skip
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 # prometheus-nats-exporter's series that the dashboard reads (-varz), labelled by the server's id.
 NATS_EXPORTER = {
@@ -114,7 +119,7 @@ def exported_series() -> dict[str, frozenset[str]]:
         **OPERATOR_SERIES,
     }
     for spec in CATALOGUE:
-        labels = SCRAPE_LABELS | {_label(a) for a in spec.attributes}
+        labels = SCRAPE_LABELS | SCOPE_LABELS | {_label(a) for a in spec.attributes}
         if spec.kind is Kind.HISTOGRAM:
             series[spec.prometheus_name + "_bucket"] = labels | {"le"}
             series[spec.prometheus_name + "_sum"] = labels
