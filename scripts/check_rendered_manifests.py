@@ -13,7 +13,12 @@ each other and with the code:
 - ``nats.conf`` in ConfigMap nats-config passes ``nats-server -t`` with the StatefulSet's environment,
   and its routes name only pods that exist;
 - each KEDA ScaledObject reads a stream and durable that services/shared/subjects.py declares and
-  scales a Deployment of the same overlay, from the replicas that Deployment starts with.
+  scales a Deployment of the same overlay, from the replicas that Deployment starts with;
+- each service's container has port ``metrics`` at ``telemetry.metrics_port`` of clamor.yaml, bound on
+  every interface, and the NATS pods have the exporter sidecar's ``metrics`` port;
+- each PodMonitor selects the pods of one workload and scrapes a port those pods name, which a
+  NetworkPolicy opens to another namespace; with PodMonitors, every service and NATS has one;
+- the PrometheusRule holds exactly the groups of deploy/observability/prometheus/clamor-rules.yaml.
 
     python scripts/check_rendered_manifests.py rendered.yaml [more.yaml...]
 
@@ -52,6 +57,8 @@ MODELS: dict[str, type[CommonConfig]] = {
     "reputation": ReputationConfig,
     "notifier": NotifierConfig,
 }
+REPO = Path(__file__).resolve().parents[1]
+RULES = REPO / "deploy" / "observability" / "prometheus" / "clamor-rules.yaml"
 # Values Kubernetes fills in at run time (Secrets, the downward API); the checks need only their presence.
 FILLED_AT_RUN_TIME = "filled-in-by-kubernetes"
 NATS_POD = re.compile(r"^nats-(\d+)\.nats-headless$")
@@ -250,6 +257,114 @@ def check_scaled_objects(rendered: Rendered, report: Report) -> None:
         )
 
 
+def pod_labels(workload: Resource) -> dict[str, str]:
+    labels: dict[str, str] = workload["spec"]["template"]["metadata"].get("labels", {})
+    return labels
+
+
+def selects(selector: Resource, labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels and In/NotIn/Exists matchExpressions) selects ``labels``."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        matched = {
+            "In": labels.get(key) in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[operator]
+        if not matched:
+            return False
+    return True
+
+
+def pod_ports(workload: Resource) -> dict[str, int]:
+    """Every named port of every container of the pod (names are unique across a pod's containers)."""
+    ports: dict[str, int] = {}
+    for spec in workload["spec"]["template"]["spec"]["containers"]:
+        ports.update(named_ports(spec))
+    return ports
+
+
+def ingress_from_other_namespaces(rendered: Rendered, labels: dict[str, str]) -> set[int]:
+    """The ports that NetworkPolicies open to pods of another namespace, for pods with ``labels``."""
+    opened: set[int] = set()
+    for policy in rendered.of_kind("NetworkPolicy"):
+        spec = policy["spec"]
+        if "Ingress" not in spec.get("policyTypes", []) or not selects(spec["podSelector"], labels):
+            continue
+        for rule in spec.get("ingress", []):
+            if any("namespaceSelector" in peer for peer in rule.get("from", [])):
+                opened |= {port["port"] for port in rule.get("ports", []) if isinstance(port.get("port"), int)}
+    return opened
+
+
+def check_metrics_ports(rendered: Rendered, config_text: str, report: Report) -> None:
+    telemetry = (yaml.safe_load(config_text) or {}).get("telemetry", {})
+    port, host = telemetry.get("metrics_port"), telemetry.get("metrics_host")
+    for name in MODELS:
+        spec = container(rendered.get("Deployment", f"clamor-{name}"))
+        report.check(
+            port is not None and host == "0.0.0.0" and named_ports(spec).get("metrics") == port,
+            f"clamor-{name} serves /metrics on port metrics ({port}) on every interface",
+            f"telemetry.metrics_host {host!r}, metrics_port {port!r}; container ports {named_ports(spec)}",
+        )
+    nats = rendered.get("StatefulSet", "nats")
+    sidecar = next((c for c in nats["spec"]["template"]["spec"]["containers"] if c["name"] == "metrics"), None)
+    report.check(
+        sidecar is not None
+        and "prometheus-nats-exporter" in sidecar["image"]
+        and named_ports(sidecar).get("metrics") == 7777
+        and "http://localhost:8222" in sidecar.get("args", [])
+        and named_ports(container(nats)).get("monitor") == 8222,
+        "nats runs the exporter sidecar on port metrics (7777), reading the monitor port (8222)",
+        f"sidecar {sidecar}",
+    )
+
+
+def check_pod_monitors(rendered: Rendered, report: Report) -> None:
+    monitors = rendered.of_kind("PodMonitor")
+    workloads = rendered.of_kind("Deployment") + rendered.of_kind("StatefulSet")
+    monitored: set[str] = set()
+    for monitor in monitors:
+        name = monitor["metadata"]["name"]
+        selected = [w for w in workloads if selects(monitor["spec"]["selector"], pod_labels(w))]
+        problems = []
+        if len(selected) != 1:
+            problems.append(f"selects {[w['metadata']['name'] for w in selected]}, not one workload")
+        for workload in selected:
+            monitored.add(workload["metadata"]["name"])
+            ports = pod_ports(workload)
+            opened = ingress_from_other_namespaces(rendered, pod_labels(workload))
+            for endpoint in monitor["spec"]["podMetricsEndpoints"]:
+                port = ports.get(endpoint.get("port", ""))
+                if port is None:
+                    problems.append(f"{workload['metadata']['name']} has no port {endpoint.get('port')!r}")
+                elif port not in opened:
+                    problems.append(f"no NetworkPolicy opens {port} to another namespace")
+                if endpoint.get("path", "/metrics") != "/metrics":
+                    problems.append(f"path {endpoint['path']}")
+        report.check(not problems, f"PodMonitor {name} scrapes /metrics on a port its pods open", "; ".join(problems))
+    if monitors:
+        expected = {f"clamor-{name}" for name in MODELS} | {"nats"}
+        report.check(
+            expected <= monitored,
+            "every service and NATS has a PodMonitor",
+            f"none for {sorted(expected - monitored)}",
+        )
+
+
+def check_prometheus_rules(rendered: Rendered, report: Report) -> None:
+    groups = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
+    for rule in rendered.of_kind("PrometheusRule"):
+        report.check(
+            rule["spec"]["groups"] == groups,
+            f"PrometheusRule {rule['metadata']['name']} holds the groups of {RULES.name}",
+            "run python scripts/generate_prometheus_rule.py",
+        )
+
+
 def check(path: Path) -> list[str]:
     print(f"== {path}")
     report = Report()
@@ -261,6 +376,9 @@ def check(path: Path) -> list[str]:
             check_nats_url(rendered, name, config, report)
     check_nats_config(rendered, report)
     check_scaled_objects(rendered, report)
+    check_metrics_ports(rendered, config_text, report)
+    check_pod_monitors(rendered, report)
+    check_prometheus_rules(rendered, report)
     return report.failures
 
 

@@ -187,6 +187,11 @@ def _service_overrides(component: str, pod: Pod, workload: Workload, posts: Path
         section = {"listener": "WEBHOOK_SERVER", "router": "CALLBACK", "notifier": "ACK"}[component]
         env[f"{prefix}{section}__HOST"] = "127.0.0.1"
         env[f"{prefix}{section}__PORT"] = str(pod.ports[http])
+    metrics = workload.ports.get("metrics")
+    if metrics is not None:
+        # Every pod serves /metrics on 9464 in the cluster; here they share one host.
+        env["CLAMOR__TELEMETRY__METRICS_HOST"] = "127.0.0.1"
+        env["CLAMOR__TELEMETRY__METRICS_PORT"] = str(pod.ports[metrics])
     if component == "listener":
         source = {"name": SOURCE, "kind": "replay", "path": str(posts), "rate_per_second": 30}
         env[f"{prefix}SOURCES"] = json.dumps([source])
@@ -324,6 +329,15 @@ def test_every_probe_answers_and_posts_become_cases_one_trace_each(deployment: D
     delivered = case_mentions()
     assert [m for m, n in Counter(delivered).items() if n > 1] == []
     assert set(delivered) - borderline == expected
+
+    # The port the PodMonitors scrape answers with each service's metrics and resource.
+    for pod in deployment.pods.values():
+        if pod.workload.component in SERVICES:
+            port = pod.ports[pod.workload.ports["metrics"]]
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+                page = answer.read().decode()
+            assert f'service_name="{pod.workload.component}"' in page, pod.name
+            assert 'deployment_environment_name="' in page
 
     # SIGTERM flushes each service's spans to the receiver, as a rolling update would.
     stopped = [pod for pod in deployment.pods.values() if pod.workload.component in SERVICES]

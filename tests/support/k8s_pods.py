@@ -100,6 +100,19 @@ class Workload:
         return list(self.container.get("volumeMounts", []))
 
 
+def _main_container(kind: str, name: str, component: str, containers: list[Manifest]) -> Manifest:
+    """The pod's own container: the only one, or the one named after its component.
+
+    Others are sidecars (NATS's metrics exporter) whose images are not here; they are not started.
+    """
+    if len(containers) == 1:
+        return containers[0]
+    named = [c for c in containers if c["name"] == component]
+    if len(named) != 1:
+        raise AssertionError(f"{kind} {name}: {len(containers)} containers and none named {component!r}")
+    return named[0]
+
+
 @dataclass
 class Cluster:
     """The objects of one rendered overlay, by kind and name."""
@@ -117,17 +130,15 @@ class Cluster:
         for kind in ("Deployment", "StatefulSet"):
             for name, item in self.by_kind.get(kind, {}).items():
                 spec = item["spec"]["template"]["spec"]
-                containers = spec["containers"]
-                if len(containers) != 1:
-                    raise AssertionError(f"{kind} {name}: expected one container, found {len(containers)}")
                 labels = item["spec"]["template"]["metadata"].get("labels", {})
+                component = labels.get("app.kubernetes.io/component", name)
                 found.append(
                     Workload(
                         kind=kind,
                         name=name,
-                        component=labels.get("app.kubernetes.io/component", name),
+                        component=component,
                         replicas=int(item["spec"].get("replicas", 1)),
-                        container=containers[0],
+                        container=_main_container(kind, name, component, spec["containers"]),
                         volumes={v["name"]: v for v in spec.get("volumes", [])},
                         pod_spec=spec,
                         manifest=item,
