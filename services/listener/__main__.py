@@ -64,9 +64,9 @@ async def run(config_path: Path | None) -> None:
     )
     log.info("listener replica %s", keeper.holder)
     factory = SourceFactory(
-        publisher=MentionPublisher(js, runtime.tracer),
+        publisher=MentionPublisher(js, runtime.tracer, metrics=runtime.counters.metrics),
         states=await StateStore.open(js, replicas=replicas),
-        alerts=AlertPublisher(js, runtime.tracer, clock=clock),
+        alerts=AlertPublisher(js, runtime.tracer, clock=clock, metrics=runtime.counters.metrics),
         leases=keeper,
         watches=build_watches(settings),
         tracer=runtime.tracer,

@@ -16,6 +16,7 @@ from services.shared import subjects
 from services.shared.clock import Clock, system_clock
 from services.shared.jetstream import publish
 from services.shared.kv_state import KvState, UnreadableRecordError
+from services.shared.metrics import Metrics
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -29,9 +30,11 @@ log = logging.getLogger(__name__)
 
 
 class MentionPublisher:
-    def __init__(self, js: JetStreamContext, tracer: trace.Tracer) -> None:
+    def __init__(self, js: JetStreamContext, tracer: trace.Tracer, *, metrics: Metrics | None = None) -> None:
         self._js = js
         self._tracer = tracer
+        # messaging.client.sent.messages per publish; a no-op meter when none is handed in.
+        self._metrics = metrics or Metrics()
 
     async def publish(self, mention: mention_pb2.Mention) -> bool:
         """Publish in the current trace; returns False when JetStream saw the id before."""
@@ -42,6 +45,7 @@ class MentionPublisher:
             mention,
             msg_id=mention.id,
             mention_id=mention.id,
+            metrics=self._metrics,
         )
         return not ack.duplicate
 
@@ -165,9 +169,13 @@ class LeaseStore:
 class AlertPublisher:
     """Operational alerts about sources: silent or failing past their thresholds."""
 
-    def __init__(self, js: JetStreamContext, tracer: trace.Tracer, *, clock: Clock = system_clock) -> None:
+    def __init__(
+        self, js: JetStreamContext, tracer: trace.Tracer, *, clock: Clock = system_clock, metrics: Metrics | None = None
+    ) -> None:
         self._js = js
         self._tracer = tracer
+        # messaging.client.sent.messages per publish; a no-op meter when none is handed in.
+        self._metrics = metrics or Metrics()
         self._clock = clock
 
     async def source_unhealthy(self, source: str, summary: str) -> None:
@@ -176,4 +184,6 @@ class AlertPublisher:
         alert_id = f"source-health:{source}:{now:%Y%m%d%H}"
         alert = alert_pb2.Alert(id=alert_id, kind=alert_pb2.ALERT_KIND_SOURCE_HEALTH, topic=source, summary=summary)
         alert.raised_at.FromDatetime(now)
-        await publish(self._js, self._tracer, subjects.SOURCE_HEALTH_ALERTS, alert, msg_id=alert_id)
+        await publish(
+            self._js, self._tracer, subjects.SOURCE_HEALTH_ALERTS, alert, msg_id=alert_id, metrics=self._metrics
+        )

@@ -55,8 +55,8 @@ async def run(config_path: Path | None) -> None:
     await runtime.start_grpc(register, [SERVICE_NAME])
     js = await runtime.connect()
     replicas = config.nats.stream_replicas
-    log = NotificationLog(js, runtime.tracer)
-    actions = CaseActions(js, runtime.tracer, clock=clock)
+    log = NotificationLog(js, runtime.tracer, metrics=runtime.counters.metrics)
+    actions = CaseActions(js, runtime.tracer, clock=clock, metrics=runtime.counters.metrics)
     servicer.attach(log, actions, by_name, KnownCases(js))
     group_state = await KvState.open(
         js, subjects.NOTIFIER_GROUPS_BUCKET, codec=records.GROUP_CODEC, replicas=replicas, ttl_s=STATE_TTL_S

@@ -97,9 +97,11 @@ class DeliveryStore:
 class NotificationLog:
     """What was sent to whom, when, and the result: the NOTIFICATIONS stream, newest read first."""
 
-    def __init__(self, js: JetStreamContext, tracer: trace.Tracer) -> None:
+    def __init__(self, js: JetStreamContext, tracer: trace.Tracer, *, metrics: Metrics | None = None) -> None:
         self._js = js
         self._tracer = tracer
+        # messaging.client.sent.messages per publish; a no-op meter when none is handed in.
+        self._metrics = metrics or Metrics()
 
     async def record(self, notification: notification_pb2.Notification) -> None:
         status = notification_pb2.DeliveryStatus.Name(notification.status)
@@ -109,6 +111,7 @@ class NotificationLog:
             subjects.notification_subject(notification.channel),
             notification,
             msg_id=f"{notification.id}:{status}",
+            metrics=self._metrics,
         )
 
     async def latest(self, *, limit: int, case_id: str = "", channel: str = "") -> list[notification_pb2.Notification]:

@@ -167,7 +167,14 @@ class ReputationWatch:
         return new_alert
 
     async def _publish(self, alert: alert_pb2.Alert) -> None:
-        await publish(self._js, self._tracer, REPUTATION_SUBJECT, alert, msg_id=f"{alert.id}:{alert.revision}")
+        await publish(
+            self._js,
+            self._tracer,
+            REPUTATION_SUBJECT,
+            alert,
+            msg_id=f"{alert.id}:{alert.revision}",
+            metrics=self._metrics,
+        )
 
         def newest(found: alert_pb2.Alert | None) -> alert_pb2.Alert | None:
             return alert if found is None or found.revision <= alert.revision else found

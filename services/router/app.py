@@ -75,7 +75,7 @@ def build_destinations(
     policies = {OUTBOX: DestinationPolicy(rate_per_s=1000.0, burst=100, retry_for_s=settings.outbox.retry_for_s)}
     for item in settings.destinations:
         if item.kind == "nats":
-            destinations[item.name] = NatsDestination(item.name, js, tracer)
+            destinations[item.name] = NatsDestination(item.name, js, tracer, metrics=metrics)
         else:
             destination = build_destination(item, clock=clock)
             if metrics is not None and isinstance(destination, HttpDestination):
@@ -164,8 +164,8 @@ async def assemble(
         rules=rules or RulesHolder(settings.rules),
         cases=cases,
         index=index,
-        queue=DeliveryQueue(js, tracer),
-        escalations=EscalationPublisher(js, tracer),
+        queue=DeliveryQueue(js, tracer, metrics=counters.metrics),
+        escalations=EscalationPublisher(js, tracer, metrics=counters.metrics),
         clocks=clocks,
         mentions=mentions,
         feedback=feedback,
@@ -191,8 +191,8 @@ async def assemble(
         mentions=mentions,
         tickets=tickets,
         disabled=disabled,
-        actions=CaseActions(js, tracer, clock=clock),
-        dead_letters=DeadLetters(js, tracer, disabled, clock=clock),
+        actions=CaseActions(js, tracer, clock=clock, metrics=counters.metrics),
+        dead_letters=DeadLetters(js, tracer, disabled, clock=clock, metrics=counters.metrics),
         feedback=feedback,
         handler=handler,
         clocks=clocks,

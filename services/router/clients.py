@@ -17,6 +17,7 @@ from services.shared import subjects
 from services.shared.errors import TransientError
 from services.shared.jetstream import publish
 from services.shared.kv_state import KvState, ProtoCodec
+from services.shared.metrics import Metrics
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -176,9 +177,11 @@ class MentionCaseIndex:
 class DeliveryQueue:
     """Asks the delivery worker to bring a destination up to date with a case (DELIVERIES stream)."""
 
-    def __init__(self, js: JetStreamContext, tracer: trace.Tracer) -> None:
+    def __init__(self, js: JetStreamContext, tracer: trace.Tracer, *, metrics: Metrics | None = None) -> None:
         self._js = js
         self._tracer = tracer
+        # messaging.client.sent.messages per publish; a no-op meter when none is handed in.
+        self._metrics = metrics or Metrics()
 
     async def request(
         self,
@@ -208,13 +211,16 @@ class DeliveryQueue:
             msg_id=job.id,
             mention_id=mention_id,
             context=context,
+            metrics=self._metrics,
         )
 
 
 class EscalationPublisher:
-    def __init__(self, js: JetStreamContext, tracer: trace.Tracer) -> None:
+    def __init__(self, js: JetStreamContext, tracer: trace.Tracer, *, metrics: Metrics | None = None) -> None:
         self._js = js
         self._tracer = tracer
+        # messaging.client.sent.messages per publish; a no-op meter when none is handed in.
+        self._metrics = metrics or Metrics()
 
     async def publish(
         self, escalation: case_pb2.Escalation, *, mention_id: str = "", context: Context | None = None
@@ -228,6 +234,7 @@ class EscalationPublisher:
             msg_id=escalation.id,
             mention_id=mention_id,
             context=context,
+            metrics=self._metrics,
         )
 
 

@@ -23,6 +23,7 @@ from services.shared import subjects
 from services.shared.clock import Clock, system_clock
 from services.shared.errors import map_exceptions
 from services.shared.jetstream import NATS_FAILURES, publish
+from services.shared.metrics import Metrics
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -48,10 +49,18 @@ class DeadDelivery:
 
 class DeadLetters:
     def __init__(
-        self, js: JetStreamContext, tracer: trace.Tracer, disabled: KvState[Disabled], *, clock: Clock = system_clock
+        self,
+        js: JetStreamContext,
+        tracer: trace.Tracer,
+        disabled: KvState[Disabled],
+        *,
+        clock: Clock = system_clock,
+        metrics: Metrics | None = None,
     ) -> None:
         self._js = js
         self._tracer = tracer
+        # messaging.client.sent.messages per publish; a no-op meter when none is handed in.
+        self._metrics = metrics or Metrics()
         self._disabled = disabled
         self._clock = clock
 
@@ -102,7 +111,14 @@ class DeadLetters:
             if self._disabled.peek(job.destination) is not None:
                 await self._disabled.delete(job.destination)
                 log.warning("destination %s re-enabled by a replay of its dead letters", job.destination)
-            await publish(self._js, self._tracer, subjects.delivery_subject(job.destination), job, msg_id=job.id)
+            await publish(
+                self._js,
+                self._tracer,
+                subjects.delivery_subject(job.destination),
+                job,
+                msg_id=job.id,
+                metrics=self._metrics,
+            )
             try:
                 await self._js.delete_msg(subjects.DEAD_LETTERS.name, item.info.sequence)
             except (TimeoutError, NatsLibraryError) as exc:

@@ -14,6 +14,7 @@ from services.shared import subjects
 from services.shared.case_names import action_name, via_value
 from services.shared.clock import Clock, system_clock
 from services.shared.jetstream import publish
+from services.shared.metrics import Metrics
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
@@ -23,9 +24,13 @@ if TYPE_CHECKING:
 class CaseActions:
     """Publishes acknowledgements and resolutions for the router and the notifier to act on."""
 
-    def __init__(self, js: JetStreamContext, tracer: trace.Tracer, *, clock: Clock = system_clock) -> None:
+    def __init__(
+        self, js: JetStreamContext, tracer: trace.Tracer, *, clock: Clock = system_clock, metrics: Metrics | None = None
+    ) -> None:
         self._js = js
         self._tracer = tracer
+        # messaging.client.sent.messages per publish; a no-op meter when none is handed in.
+        self._metrics = metrics or Metrics()
         self._clock = clock
 
     async def publish(
@@ -50,5 +55,7 @@ class CaseActions:
             origin_destination=origin_destination,
         )
         action.at.FromDatetime(self._clock())
-        await publish(self._js, self._tracer, subjects.case_action_subject(name), action, msg_id=action.id)
+        await publish(
+            self._js, self._tracer, subjects.case_action_subject(name), action, msg_id=action.id, metrics=self._metrics
+        )
         return action.id

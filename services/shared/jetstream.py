@@ -29,6 +29,7 @@ from nats.js.api import (
 from nats.js.errors import NoStreamResponseError, NotFoundError, ServiceUnavailableError
 from opentelemetry import trace
 
+from services.shared import metric_catalogue as m
 from services.shared import subjects
 from services.shared.config import redact
 from services.shared.errors import ExceptionMapping, TransientError, map_exceptions
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
 
     from services.shared.config import NatsSettings
+    from services.shared.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -260,6 +262,7 @@ async def publish(
     msg_id: str,
     mention_id: str = "",
     context: Context | None = None,
+    metrics: Metrics | None = None,
 ) -> PubAck:
     """Publish ``message`` with ``Nats-Msg-Id`` and the trace context, in a PRODUCER span.
 
@@ -281,7 +284,15 @@ async def publish(
         if mention_id:
             headers[subjects.MENTION_ID_HEADER] = mention_id
         inject_context(headers)
-        with map_exceptions(NATS_FAILURES, f"publish to {subject} failed"):
-            ack = await js.publish(subject, message.SerializeToString(), headers=headers)
+        sent: dict[str, str] = {m.SYSTEM: "nats", m.OPERATION: "send", m.DESTINATION: subject}
+        try:
+            with map_exceptions(NATS_FAILURES, f"publish to {subject} failed"):
+                ack = await js.publish(subject, message.SerializeToString(), headers=headers)
+        except Exception as exc:
+            sent[m.ERROR_TYPE] = type(exc).__name__
+            raise
+        finally:
+            if metrics is not None:
+                metrics.add("messaging.client.sent.messages", 1, sent)
         span.set_attribute("messaging.nats.duplicate", bool(ack.duplicate))
         return ack

@@ -47,7 +47,8 @@ async def run(config_path: Path | None) -> None:
 
     await runtime.start_grpc(register, [SERVICE_NAME])
     js = await runtime.connect()
-    handler = TriageHandler(classifier, TriagedPublisher(js, runtime.tracer), runtime.tracer, runtime.counters)
+    publisher = TriagedPublisher(js, runtime.tracer, metrics=runtime.counters.metrics)
+    handler = TriageHandler(classifier, publisher, runtime.tracer, runtime.counters)
     await runtime.add_consumer(
         subjects.TRIAGE_CONSUMER,
         mention_pb2.Mention,

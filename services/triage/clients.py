@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from clamor.v1 import triage_pb2
 from services.shared import subjects
 from services.shared.jetstream import publish
+from services.shared.metrics import Metrics
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
@@ -15,9 +16,11 @@ if TYPE_CHECKING:
 
 
 class TriagedPublisher:
-    def __init__(self, js: JetStreamContext, tracer: trace.Tracer) -> None:
+    def __init__(self, js: JetStreamContext, tracer: trace.Tracer, *, metrics: Metrics | None = None) -> None:
         self._js = js
         self._tracer = tracer
+        # messaging.client.sent.messages per publish; a no-op meter when none is handed in.
+        self._metrics = metrics or Metrics()
 
     async def publish(self, triaged: triage_pb2.TriagedMention, *, context: Context) -> None:
         verdict = "complaint" if triaged.result.verdict == triage_pb2.VERDICT_COMPLAINT else "noise"
@@ -30,4 +33,5 @@ class TriagedPublisher:
             msg_id=mention_id,
             mention_id=mention_id,
             context=context,
+            metrics=self._metrics,
         )

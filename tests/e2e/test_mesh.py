@@ -220,6 +220,9 @@ def test_metrics_scraped_from_each_service_agree_with_what_happened(finished_mes
 
     assert total(pages["listener"], "clamor_listener_posts_new_total", clamor_source="e2e") == POSTS
     assert total(pages["listener"], "clamor_listener_posts_seen_total", clamor_source="e2e") == POSTS
+    sent = "messaging_client_sent_messages_total"
+    assert total(pages["listener"], sent, error_type="") == POSTS  # one mention per post, by platform subject
+    assert total(pages["triage"], sent, error_type="") == POSTS
     assert total(pages["triage"], "clamor_triage_verdicts_total") == POSTS
     counted = total(pages["triage"], "clamor_triage_verdicts_total", clamor_label="complaint")
     assert len(set(complaints) - borderline) <= counted <= len(set(complaints) | borderline)

@@ -23,11 +23,12 @@ def samples(text: str) -> list[Sample]:
 
 
 def total(pages: list[str] | str, name: str, **labels: str) -> float:
-    """The sum of ``name`` over every page and series whose labels include ``labels``."""
+    """The sum of ``name`` over every page and series whose labels include ``labels`` (a missing
+    label matches "", as in PromQL)."""
     found = 0.0
     for page in [pages] if isinstance(pages, str) else pages:
         for sample in samples(page):
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+            if sample.name == name and all(sample.labels.get(k, "") == v for k, v in labels.items()):
                 found += sample.value
     return found
 

@@ -16,6 +16,7 @@ from services.router.errors import DestinationError
 from services.shared import subjects
 from services.shared.jetstream import publish
 from services.shared.jsonl import IdempotentJsonlFile
+from services.shared.metrics import Metrics
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -64,10 +65,14 @@ class NatsDestination(Destination):
 
     kind: ClassVar[str] = "nats"
 
-    def __init__(self, name: str, js: JetStreamContext, tracer: trace.Tracer) -> None:
+    def __init__(
+        self, name: str, js: JetStreamContext, tracer: trace.Tracer, *, metrics: Metrics | None = None
+    ) -> None:
         self.name = name
         self._js = js
         self._tracer = tracer
+        # messaging.client.sent.messages per publish; a no-op meter when none is handed in.
+        self._metrics = metrics or Metrics()
 
     async def create(self, case: case_pb2.Case) -> Ticket:
         # A new case continues the trace of the post that founded it.
@@ -87,4 +92,5 @@ class NatsDestination(Destination):
             case,
             msg_id=f"{case.id}:{self.name}:{len(case.history)}",
             mention_id=mention_id,
+            metrics=self._metrics,
         )
