@@ -190,14 +190,22 @@ def main() -> None:
         default="both",
         help="metrics off, on (served and scraped every second), or one run of each",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="measure each variant this many times, alternating, and compare medians (the spread shows the noise)",
+    )
     options = parser.parse_args()
     modes = ("always", "interval") if options.sync == "both" else (options.sync,)
     recording = {"both": (False, True), "on": (True,), "off": (False,)}[options.metrics]
     results = []
     for mode in modes:
-        for metrics in recording:
-            print(f"measuring: sync {mode}, metrics {'on' if metrics else 'off'} ({options.posts} posts)…", flush=True)
-            results.append(measure(options.posts, options.rate, mode, metrics))
+        for round_ in range(1, options.repeat + 1):
+            for metrics in recording:
+                what = f"sync {mode}, metrics {'on' if metrics else 'off'}, round {round_}/{options.repeat}"
+                print(f"measuring: {what} ({options.posts} posts)…", flush=True)
+                results.append(measure(options.posts, options.rate, mode, metrics))
     for result in results:
         report(result, options.posts)
     rates = ", ".join(
@@ -205,11 +213,15 @@ def main() -> None:
     )
     print(f"throughput: {rates} mentions/s end to end ({len(SERVICES)} services, 1 nats-server, this machine)")
     for mode in modes:
-        off = next((r for r in results if r.sync == mode and not r.metrics), None)
-        on = next((r for r in results if r.sync == mode and r.metrics), None)
-        if off is not None and on is not None:
-            cost = 1 - off.elapsed_s / on.elapsed_s
-            print(f"metrics cost (sync {mode}): {cost:+.1%} of throughput (on/off, same run; target < 5%)")
+        off = [r.elapsed_s for r in results if r.sync == mode and not r.metrics]
+        on = [r.elapsed_s for r in results if r.sync == mode and r.metrics]
+        if off and on:
+            cost = 1 - statistics.median(off) / statistics.median(on)
+            spread = f"off {min(off):.1f}-{max(off):.1f}s, on {min(on):.1f}-{max(on):.1f}s" if len(off) > 1 else ""
+            print(
+                f"metrics cost (sync {mode}): {cost:+.1%} of throughput "
+                f"(median of {len(on)} on/off pairs in one run; {spread}; target < 5%)"
+            )
 
 
 if __name__ == "__main__":
