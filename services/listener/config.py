@@ -222,6 +222,14 @@ class DvachSourceSettings(HttpSourceSettings):
 
     _check_url = field_validator("base_url")(_http_url)
 
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads_from_text(cls, value: object) -> object:
+        # "300,301" from an environment variable or `clamor sources fetch -o threads=…`.
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
 
 class WebhookSourceSettings(SourceSettings):
     """Posts pushed to the listener: POST JSON to /hooks/<name>, signed with HMAC-SHA256."""
