@@ -69,7 +69,8 @@ class DvachSource(Source):
                 return Poll(posts=[], state=state, wait_s=max(waits, default=None), not_modified=True)
             active = self._catalog_threads(catalog)
         since_s = int(since.timestamp())
-        # Catalog threads whose last post is no newer than what was read (or than since) have nothing new.
+        # Catalog threads whose last post is no newer than what was read (or than since) have nothing new;
+        # named threads (no catalog time) are always read.
         changed = [
             num
             for num, last_hit in active.items()
@@ -86,17 +87,9 @@ class DvachSource(Source):
                 gone.append(num)
                 continue
             _wait(response, waits)
-            mark = marks.get(num)
-            thread_posts = self._thread_posts(response, num)
-            newest = max((safe_int(p.get("num")) for p in thread_posts), default=0)
-            last_hit = active[num] or max((safe_int(p.get("timestamp")) for p in thread_posts), default=0)
-            posts += [
-                post
-                for post in (self._post(p, num) for p in thread_posts)
-                if post is not None and (_number(post) > mark.newest if mark else _after(post, since))
-            ]
-            marks[num] = ThreadMark(newest=max(newest, mark.newest if mark else 0), last_hit=last_hit, read_at=now)
-        if self.settings.threads and chosen and len(gone) == len(chosen):
+            new, marks[num] = self._new_posts(response, num, marks.get(num), last_hit=active[num], since=since, now=now)
+            posts += new
+        if self.settings.threads and len(gone) == len(self.settings.threads):
             listed = ", ".join(str(num) for num in gone)
             raise ApiRefusedError(f"{self._what}: threads {listed} of /{self.settings.board}/ are gone (404)")
         if len(changed) > len(chosen):
@@ -106,6 +99,21 @@ class DvachSource(Source):
         # Numbers grow along the whole board: oldest first across threads too.
         posts.sort(key=_number)
         return Poll(posts=posts, state=state, wait_s=max(waits, default=None))
+
+    def _new_posts(
+        self, response: HttpResponse, num: int, mark: ThreadMark | None, *, last_hit: int, since: datetime, now: int
+    ) -> tuple[list[Post], ThreadMark]:
+        """The thread's posts after its mark (after ``since`` for a thread not read before), and its new mark."""
+        thread_posts = self._thread_posts(response, num)
+        newest = max((safe_int(p.get("num")) for p in thread_posts), default=0)
+        # Named threads have no catalog entry: their last post tells when they last changed.
+        last_hit = last_hit or max((safe_int(p.get("timestamp")) for p in thread_posts), default=0)
+        posts = [
+            post
+            for post in (self._post(p, num) for p in thread_posts)
+            if post is not None and (_number(post) > mark.newest if mark else _after(post, since))
+        ]
+        return posts, ThreadMark(newest=max(newest, mark.newest if mark else 0), last_hit=last_hit, read_at=now)
 
     async def _catalog(self, http: OutboundClient, state: SourceState) -> HttpResponse:
         response = await http.get(f"{self._board_url}/catalog.json", headers=state.conditional_headers())
