@@ -162,6 +162,13 @@ async def test_results_are_followed_over_two_pages_with_start_from(http: Outboun
     assert poll.state.cursor == str(at(3))
 
 
+async def test_a_page_of_posts_without_text_does_not_end_the_paging(http: OutboundClient) -> None:
+    photos = [wall_post(i, i, text="", attachments=[{"type": "photo"}]) for i in (3, 4)]
+    poll, server = await poll_once(FakeVk(wall_post(1, 1), wall_post(2, 2), *photos, page_size=2), http)
+    assert len(server.requests) == 2
+    assert [p.native_id for p in poll.posts] == ["5150_1", "5150_2"]
+
+
 async def test_second_poll_searches_from_a_little_before_the_cursor_and_takes_only_new_posts(
     http: OutboundClient,
 ) -> None:

@@ -83,7 +83,8 @@ class VkSource(Source):
             response, page = await self._search(http, start, start_from)
             found, start_from = self._parse(page)
             items.extend(found)
-            if not found or not start_from:
+            # A page of posts without text (photos alone) yields nothing, yet the next page may.
+            if not page["items"] or not start_from:
                 break
         posts = take_new(items, state, newer_than=None if state.cursor else since)
         newest = max([int(at.timestamp()) for at, _ in items] + [safe_int(state.cursor)])
