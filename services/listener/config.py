@@ -222,6 +222,44 @@ class JsonApiSourceSettings(HttpSourceSettings):
     _check_url = field_validator("url")(_http_url)
 
 
+class VkSourceSettings(HttpSourceSettings):
+    """VK newsfeed.search (posts on open walls) with a service token, ≤ 3 requests a second per token."""
+
+    kind: Literal["vk"]
+    base_url: str = "https://api.vk.com"
+    # A service token (the app's "service key"): newsfeed.search takes one, no user login needed.
+    access_token: str = Field(min_length=1)
+    api_version: str = Field(default="5.199", pattern=r"^5\.\d{1,4}$")
+    query: str = Field(min_length=1)
+    # Posts a page; VK answers at most 200, and only the first 1000 results of a search.
+    count: int = Field(default=200, ge=1, le=200)
+
+    _check_url = field_validator("base_url")(_http_url)
+
+
+class DvachSourceSettings(HttpSourceSettings):
+    """A 2ch.hk board: the threads its catalog lists (or the ones named), read as JSON."""
+
+    kind: Literal["dvach"]
+    base_url: str = "https://2ch.hk"
+    board: str = Field(pattern=r"^[a-z0-9]{1,20}$")
+    # Thread numbers to follow; empty follows the threads the board's catalog lists.
+    threads: list[Annotated[int, Field(gt=0)]] = Field(default_factory=list)
+    # Politeness per board: thread pages read a poll at most; the rest wait for the next poll.
+    max_threads_per_poll: int = Field(default=5, ge=1, le=50)
+    interval_s: float = Field(default=300.0, ge=60.0, le=86_400.0)
+
+    _check_url = field_validator("base_url")(_http_url)
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads_from_text(cls, value: object) -> object:
+        # "300,301" from an environment variable or `clamor sources fetch -o threads=…`.
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
 class WebhookSourceSettings(SourceSettings):
     """Posts pushed to the listener: POST JSON to /hooks/<name>, signed with HMAC-SHA256."""
 
@@ -249,6 +287,8 @@ AnySourceSettings = Annotated[
     | HackerNewsSourceSettings
     | XSourceSettings
     | JsonApiSourceSettings
+    | VkSourceSettings
+    | DvachSourceSettings
     | WebhookSourceSettings
     | ReplaySourceSettings,
     Field(discriminator="kind"),

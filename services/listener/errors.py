@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.shared.errors import ClamorError, PermanentError
+from services.shared.errors import ClamorError, PermanentError, TransientError
 
 
 class ListenerError(ClamorError):
@@ -15,6 +15,16 @@ class MalformedPostError(PermanentError, ListenerError):
 
 class SourceFormatError(PermanentError, ListenerError):
     """A source answered with a body that is not what its documented format promises."""
+
+
+class ApiRefusedError(PermanentError, ListenerError):
+    """A platform answered with an error of its own in the body (VK's ``error`` object) that asking again
+    will not cure: a bad token, a bad parameter. The message names the source, the code and the setting."""
+
+
+class ApiThrottledError(TransientError, ListenerError):
+    """A platform said in the body, not the status, to slow down or that it failed for now;
+    ``retry_after_s`` is how long to wait."""
 
 
 class NotHolderError(ListenerError):

@@ -60,6 +60,8 @@ class SourceCases(abc.ABC):
 
     # The path the source polls, answered by the handler each case gives.
     path: ClassVar[str]
+    # How it asks: APIs that take their credentials in a form (VK) POST.
+    method: ClassVar[str] = "GET"
     since: ClassVar[datetime] = datetime(2026, 3, 1, tzinfo=UTC)
 
     @abc.abstractmethod
@@ -68,7 +70,7 @@ class SourceCases(abc.ABC):
 
     async def poll_answered_by(self, handler: Handler) -> tuple[Poll, LocalHttpServer]:
         """A first poll of a source whose every request ``handler`` answers."""
-        async with serve({("GET", self.path): handler}) as server, outbound() as http:
+        async with serve({(self.method, self.path): handler}) as server, outbound() as http:
             poll = await self.source(server).poll(http, SourceState(), since=self.since)
         return poll, server
 

@@ -19,6 +19,8 @@ ADAPTERS: dict[str, str] = {
     "bluesky": "services.listener.sources.bluesky:BlueskySource",
     "hackernews": "services.listener.sources.hackernews:HackerNewsSource",
     "x": "services.listener.sources.x:XSource",
+    "vk": "services.listener.sources.vk:VkSource",
+    "dvach": "services.listener.sources.dvach:DvachSource",
 }
 
 
