@@ -21,6 +21,7 @@ from defusedxml import ElementTree as SafeElementTree
 from services.listener.domain import MAX_TEXT_CHARS
 from services.listener.errors import SourceFormatError
 from services.listener.sources.base import Poll, Post, Source, SourceState, poll_from
+from services.listener.sources.charset import as_utf8_xml, decode_body
 from services.listener.sources.common import (
     MAX_NATIVE_ID_CHARS,
     html_to_text,
@@ -76,14 +77,17 @@ class RssSource(Source):
         return poll_from(response, take_new_with_time_cursor(posts, state, since=since), state)
 
     def _parse(self, response: HttpResponse) -> list[Post]:
-        refuse_entity_declarations(response.body, what=self.what)
+        content_type = response.headers.get("content-type", "application/xml")
+        # Decoded here, by header, declaration or detection, and handed on as UTF-8 that says so:
+        # feedparser and expat know fewer charsets and guess none (an undeclared Windows-1251 feed
+        # would come out as Latin-1), and the entity check then reads what feedparser will.
+        body = as_utf8_xml(decode_body(response.body, content_type=content_type, document=True).text)
+        refuse_entity_declarations(body, what=self.what)
         # Bytes in a stream: feedparser treats a str or bytes argument as a URL or a file name to open.
         # No content-location either: feedparser would resolve relative guids against it, and an id
         # must not change when the feed moves.
-        parsed = feedparser.parse(
-            io.BytesIO(response.body),
-            response_headers={"content-type": response.headers.get("content-type", "application/xml")},
-        )
+        media_type = content_type.split(";", 1)[0].strip() or "application/xml"
+        parsed = feedparser.parse(io.BytesIO(body), response_headers={"content-type": f"{media_type}; charset=utf-8"})
         entries: list[Any] = list(parsed.entries)
         problem = parsed.get("bozo_exception") if parsed.bozo else None
         if isinstance(problem, SAXParseException) and _expat_code(problem) in _TRUNCATION_ERRORS:
