@@ -18,6 +18,7 @@ ADAPTERS: dict[str, str] = {
     "bluesky": "services.listener.sources.bluesky:BlueskySource",
     "hackernews": "services.listener.sources.hackernews:HackerNewsSource",
     "x": "services.listener.sources.x:XSource",
+    "fivech": "services.listener.sources.fivech:FivechSource",
 }
 
 
