@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from tests.http_server import LocalHttpServer, serve
+from tests.http_server import Handler, LocalHttpServer, serve
 
 pytestmark = pytest.mark.e2e
 
@@ -86,7 +86,10 @@ async def test_fetch_fivech_prints_the_posts_of_a_board() -> None:
     async def dat(_: web.Request) -> web.StreamResponse:
         return web.Response(body=BOARD_DAT, headers={"Content-Type": "text/plain"})
 
-    routes = {("GET", "/news/subject.txt"): subject, ("GET", "/news/dat/1763600000.dat"): dat}
+    routes: dict[tuple[str, str], Handler] = {
+        ("GET", "/news/subject.txt"): subject,
+        ("GET", "/news/dat/1763600000.dat"): dat,
+    }
     async with serve(routes) as board:
         options = ("-o", "board=news", "--allow-host", "127.0.0.1", "--hours", "1e5")
         code, out, err = await clamor("sources", "fetch", "fivech", "--url", board.base_url, *options)
