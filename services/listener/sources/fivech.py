@@ -27,6 +27,7 @@ from services.listener.sources.charset import decode_body
 from services.listener.sources.common import retry_after_for
 from services.listener.sources.fivech_format import DatPost, Thread, parse_dat_line, parse_subject
 from services.shared.outbound import HttpStatusError, OutboundError, ResponseTooLargeError, raise_for_status
+from services.shared.ratelimit import next_wait_seconds
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -82,6 +83,8 @@ class _Read:
 
 
 class FivechSource(Source):
+    """One board of a 5ch-style server; each post of its threads becomes a Post."""
+
     kind: ClassVar[str] = "fivech"
     platform = "5ch"
 
@@ -116,7 +119,7 @@ class FivechSource(Source):
         grown.sort(key=lambda t: (cursor.threads[t.key].read_at_poll if t.key in cursor.threads else -1, order[t.key]))
         chosen = grown[: self.settings.max_threads_per_poll]
         posts: list[Post] = []
-        wait_s: float | None = None
+        wait_s = next_wait_seconds(dict(response.headers), response.received_at)
         for index, thread in enumerate(chosen):
             try:
                 posts.extend(await self._read_thread(http, thread, cursor, since=since))
@@ -125,7 +128,7 @@ class FivechSource(Source):
                     raise
                 # The board refuses more for now: keep what this poll read, come back when it says.
                 log.warning("%s: stopped at thread %s: %s", self.what, thread.key, exc)
-                wait_s = exc.retry_after_s
+                wait_s = exc.retry_after_s if exc.retry_after_s is not None else wait_s
                 break
         cursor.pending = any(t.key not in cursor.threads or t.posts > cursor.threads[t.key].posts for t in grown)
         state.cursor = cursor.dump()
