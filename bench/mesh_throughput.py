@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import resource
 import statistics
 import tempfile
 import threading
@@ -124,9 +125,17 @@ class Result:
     cases: int
     elapsed_s: float
     latencies_ms: list[float]
+    cpu_s: float
+
+
+def children_cpu_s() -> float:
+    """CPU seconds (user and system) of every child process waited for so far: the mesh's, once stopped."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def measure(posts_count: int, rate: float, sync: str, metrics: bool) -> Result:
+    cpu_before = children_cpu_s()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         posts = folder / "posts.jsonl"
@@ -157,7 +166,15 @@ def measure(posts_count: int, rate: float, sync: str, metrics: bool) -> Result:
         ]
         cases = sum(1 for _ in (folder / "outbox.jsonl").open(encoding="utf-8"))
     return Result(
-        sync=sync, metrics=metrics, scrapes=scraper.scrapes, cases=cases, elapsed_s=elapsed, latencies_ms=latencies
+        sync=sync,
+        metrics=metrics,
+        scrapes=scraper.scrapes,
+        cases=cases,
+        elapsed_s=elapsed,
+        latencies_ms=latencies,
+        # The services and nats-server, start-up and shutdown included: the same for both variants
+        # but for what metrics add, and far steadier than wall-clock time on a shared machine.
+        cpu_s=children_cpu_s() - cpu_before,
     )
 
 
@@ -172,6 +189,8 @@ def report(result: Result, posts: int) -> None:
         f"p95 {quantiles[94]:.1f}, max {max(latencies, default=0.0):.1f}"
     )
     print(f"{tag} throughput: {posts / result.elapsed_s:.0f} mentions/s end to end")
+    per_post_ms = result.cpu_s / posts * 1000
+    print(f"{tag} CPU: {result.cpu_s:.1f} s for the services and nats-server ({per_post_ms:.2f} ms/post)")
 
 
 def main() -> None:
@@ -222,6 +241,10 @@ def main() -> None:
                 f"metrics cost (sync {mode}): {cost:+.1%} of throughput "
                 f"(median of {len(on)} on/off pairs in one run; {spread}; target < 5%)"
             )
+            cpu_off = statistics.median(r.cpu_s for r in results if r.sync == mode and not r.metrics)
+            cpu_on = statistics.median(r.cpu_s for r in results if r.sync == mode and r.metrics)
+            extra = cpu_on / cpu_off - 1
+            print(f"metrics CPU (sync {mode}): {extra:+.1%} ({cpu_off:.1f} s off, {cpu_on:.1f} s on, medians)")
 
 
 if __name__ == "__main__":

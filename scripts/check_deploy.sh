@@ -32,8 +32,9 @@ result() { # result <status> <check> [detail file]
   fi
 }
 
-# The overlays as shipped, and the base with the HPA component (clusters without KEDA).
-variants=(dev production production-hpa)
+# The overlays as shipped, the base with the HPA component (clusters without KEDA), and production
+# with the optional RSSHub component.
+variants=(dev production production-hpa production-rsshub)
 mkdir -p "$work/production-hpa"
 root=$(realpath --relative-to="$work/production-hpa" deploy/k8s)
 cat >"$work/production-hpa/kustomization.yaml" <<EOF
@@ -44,10 +45,21 @@ resources:
 components:
   - $root/components/hpa
 EOF
+mkdir -p "$work/production-rsshub"
+cat >"$work/production-rsshub/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+namespace: clamor
+resources:
+  - $root/overlays/production
+components:
+  - $root/components/rsshub
+EOF
 
 for variant in "${variants[@]}"; do
   source="deploy/k8s/overlays/$variant"
   [ "$variant" = production-hpa ] && source="$work/production-hpa"
+  [ "$variant" = production-rsshub ] && source="$work/production-rsshub"
   kubectl kustomize "$source" >"$work/$variant.yaml" 2>"$work/$variant.err"
   result $? "kustomize: $variant renders ($(grep -c '^kind:' "$work/$variant.yaml") objects)" "$work/$variant.err"
 done

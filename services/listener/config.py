@@ -102,6 +102,35 @@ class RssSourceSettings(HttpSourceSettings):
     _check_url = field_validator("url")(_http_url)
 
 
+class RsshubSourceSettings(HttpSourceSettings):
+    """One route of a self-hosted RSSHub instance (weibo, zhihu, bilibili, 黑猫投诉 …); docs/sources.md."""
+
+    kind: Literal["rsshub"]
+    # The instance, e.g. http://rsshub.clamor.svc:1200.
+    base_url: str
+    # The route as RSSHub's docs write it, parameters filled in: /weibo/keyword/SkylarkAir.
+    route: str
+    # The instance's ACCESS_KEY, sent as the `key` query parameter; a secret (write "${RSSHUB_KEY}").
+    access_key: str = Field(default="", repr=False)
+    # rss: RSSHub's RSS 2.0 output; json: its JSON Feed 1.1 output (?format=json).
+    format: Literal["rss", "json"] = "rss"
+    # Platform label on mentions; empty infers it from the route (services/listener/sources/rsshub_routes.py).
+    platform: str = Field(default="", pattern=r"^$|^[a-z0-9_-]{1,32}$")
+    # BCP-47 primary tag for posts the route does not tag itself; empty: the platform's usual language.
+    language: str = Field(default="", pattern=r"^$|^[a-z]{2,3}$")
+
+    _check_url = field_validator("base_url")(_http_url)
+
+    @field_validator("route")
+    @classmethod
+    def _route_is_a_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"must start with '/', as RSSHub's docs write routes (/weibo/keyword/…); got {value!r}")
+        if any(c.isspace() for c in value) or "#" in value:
+            raise ValueError("must not contain spaces or '#'; percent-encode them")
+        return value
+
+
 class RedditSourceSettings(HttpSourceSettings):
     """Reddit search or subreddit listing, public JSON or an app-only OAuth token."""
 
@@ -240,6 +269,7 @@ class ReplaySourceSettings(SourceSettings):
 
 AnySourceSettings = Annotated[
     RssSourceSettings
+    | RsshubSourceSettings
     | RedditSourceSettings
     | MastodonSourceSettings
     | BlueskySourceSettings

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 # kind → "module:Class"; imported on first use so one adapter's dependencies never load for another.
 ADAPTERS: dict[str, str] = {
     "rss": "services.listener.sources.rss:RssSource",
+    "rsshub": "services.listener.sources.rsshub:RsshubSource",
     "json": "services.listener.sources.json_api:JsonApiSource",
     "reddit": "services.listener.sources.reddit:RedditSource",
     "mastodon": "services.listener.sources.mastodon:MastodonSource",

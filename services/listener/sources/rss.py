@@ -77,29 +77,40 @@ class RssSource(Source):
         return poll_from(response, take_new_with_time_cursor(posts, state, since=since), state)
 
     def _parse(self, response: HttpResponse) -> list[Post]:
-        content_type = response.headers.get("content-type", "application/xml")
-        # Decoded here, by header, declaration or detection, and handed on as UTF-8 that says so:
-        # feedparser and expat know fewer charsets and guess none (an undeclared Windows-1251 feed
-        # would come out as Latin-1), and the entity check then reads what feedparser will.
-        body = as_utf8_xml(decode_body(response.body, content_type=content_type, document=True).text)
-        refuse_entity_declarations(body, what=self.what)
-        # Bytes in a stream: feedparser treats a str or bytes argument as a URL or a file name to open.
-        # No content-location either: feedparser would resolve relative guids against it, and an id
-        # must not change when the feed moves.
-        media_type = content_type.split(";", 1)[0].strip() or "application/xml"
-        parsed = feedparser.parse(io.BytesIO(body), response_headers={"content-type": f"{media_type}; charset=utf-8"})
-        entries: list[Any] = list(parsed.entries)
-        problem = parsed.get("bozo_exception") if parsed.bozo else None
-        if isinstance(problem, SAXParseException) and _expat_code(problem) in _TRUNCATION_ERRORS:
-            raise SourceFormatError(f"{self.what}: the document is truncated ({problem})")
-        if not entries:
-            if isinstance(problem, SAXParseException):
-                raise SourceFormatError(f"{self.what}: not well-formed XML ({problem})")
-            if not parsed.version:
-                raise SourceFormatError(f"{self.what}: not an RSS or Atom feed")
-        feed_language = str(parsed.feed.get("language") or "")
-        posts = (post_from_entry(entry, feed_language=feed_language, base_url=response.url) for entry in entries)
-        return [post for post in posts if post is not None]
+        return parse_feed(
+            response.body,
+            content_type=response.headers.get("content-type", "application/xml"),
+            base_url=response.url,
+            what=self.what,
+        )
+
+
+def parse_feed(body: bytes, *, content_type: str, base_url: str, what: str) -> list[Post]:
+    """The entries of an RSS or Atom document as Posts; the charset comes from a byte-order mark,
+    ``content_type``, the XML declaration or detection (:mod:`services.listener.sources.charset`).
+    Raises SourceFormatError (naming ``what``) for a body that is no feed."""
+    # Decoded here and handed on as UTF-8 that says so: feedparser and expat know fewer charsets and
+    # guess none (an undeclared Windows-1251 feed would come out as Latin-1), and the entity check
+    # then reads what feedparser will.
+    utf8 = as_utf8_xml(decode_body(body, content_type=content_type, document=True).text)
+    refuse_entity_declarations(utf8, what=what)
+    # Bytes in a stream: feedparser treats a str or bytes argument as a URL or a file name to open.
+    # No content-location either: feedparser would resolve relative guids against it, and an id
+    # must not change when the feed moves.
+    media_type = content_type.split(";", 1)[0].strip() or "application/xml"
+    parsed = feedparser.parse(io.BytesIO(utf8), response_headers={"content-type": f"{media_type}; charset=utf-8"})
+    entries: list[Any] = list(parsed.entries)
+    problem = parsed.get("bozo_exception") if parsed.bozo else None
+    if isinstance(problem, SAXParseException) and _expat_code(problem) in _TRUNCATION_ERRORS:
+        raise SourceFormatError(f"{what}: the document is truncated ({problem})")
+    if not entries:
+        if isinstance(problem, SAXParseException):
+            raise SourceFormatError(f"{what}: not well-formed XML ({problem})")
+        if not parsed.version:
+            raise SourceFormatError(f"{what}: not an RSS or Atom feed")
+    feed_language = str(parsed.feed.get("language") or "")
+    posts = (post_from_entry(entry, feed_language=feed_language, base_url=base_url) for entry in entries)
+    return [post for post in posts if post is not None]
 
 
 def _expat_code(error: SAXParseException) -> int | None:
