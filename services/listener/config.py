@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from services.listener.sources.charset import codec_name
 from services.listener.watch import Query, QueryError, Watch, fold_handle
 from services.shared.config import CommonConfig, GrpcSettings, RelativePath, Section
 
@@ -257,6 +258,29 @@ class DvachSourceSettings(HttpSourceSettings):
         # "300,301" from an environment variable or `clamor sources fetch -o threads=…`.
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+class FivechSourceSettings(HttpSourceSettings):
+    """A 5ch-style board (5ch and its mirrors): subject.txt and dat files, Shift_JIS by convention."""
+
+    kind: Literal["fivech"]
+    # The board's server: threads are at <base_url>/<board>/dat/<key>.dat.
+    base_url: str
+    board: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    # Politeness: dat files read per poll at most; threads left over are read by the next polls.
+    max_threads_per_poll: int = Field(default=10, ge=1, le=100)
+    # Of bodies that declare no charset; a charset in Content-Type wins.
+    encoding: str = "cp932"
+    platform: str = Field(default="5ch", pattern=r"^[a-z0-9_-]{1,32}$")
+    # 5ch serves clients that name themselves the way its browsers do ("Monazilla/1.00 ...").
+    user_agent: str = "Monazilla/1.00 clamor-listener/0.1"
+    language: str = "ja"
+
+    _check_url = field_validator("base_url")(_http_url)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        if codec_name(value) is None:
+            raise ValueError(f"unknown encoding {value!r} (try cp932, euc-jp, utf-8)")
         return value
 
 
@@ -289,6 +313,7 @@ AnySourceSettings = Annotated[
     | JsonApiSourceSettings
     | VkSourceSettings
     | DvachSourceSettings
+    | FivechSourceSettings
     | WebhookSourceSettings
     | ReplaySourceSettings,
     Field(discriminator="kind"),

@@ -9,14 +9,18 @@ scan for it in linear time instead of trying a lookbehind at every position.
 Matching rules, for watch terms and query words and phrases alike:
 
 - Text and terms are compared after NFKC normalisation and Unicode casefolding, so full-width
-  letters and any letter case match.
+  and half-width forms ("ＡＢＣ" and "abc", "ｶﾀｶﾅ" and "カタカナ") and any letter case match;
+  "ё" is compared as "е", as most Russian text writes it.
 - An end of a term that is a letter or digit of a spaced script (Latin, Cyrillic, Greek...)
   must sit at a word boundary: ``sue`` does not match "issue". Letters of scripts written
   without spaces (Chinese, Japanese, Korean, Thai...) neither need nor form a boundary, so
   ``退款`` matches inside a sentence and ``skylark`` matches in "我的skylark订单".
-- A trailing ``*`` drops the right boundary: ``refund*`` matches "refunded". Inflected
-  languages need it: ``суд`` matches "суд" but not "суда", while ``суд*`` matches "суда" and
-  "судьба" alike, so list the forms of short stems instead.
+- Russian words match their inflected forms: a word of Russian letters matches any word with
+  the same Snowball stem, so ``возврат`` matches "возврата" and "возвратом", ``задержка``
+  matches "задержки", and ``суд`` matches "суда" but not "судьба". Forms whose stem changes
+  inside (the fleeting vowel of "задержек") are not found this way: list them, or use ``*``.
+- A trailing ``*`` drops the right boundary: ``refund*`` matches "refunded", ``суд*`` matches
+  "суда" and "судьба" alike. The prefix is matched as written, not stemmed.
 - The words of a phrase match across any run of whitespace, newlines included.
 - ``@handle`` and ``#tag`` also match the bare word: ``@SkylarkAir`` hits "SkylarkAir".
 
@@ -27,10 +31,14 @@ router records it in the customer's case instead of treating it as a complaint.
 
 from __future__ import annotations
 
+import functools
 import re
+import threading
 import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
+
+import snowballstemmer
 
 from services.listener.errors import ListenerError
 
@@ -59,6 +67,8 @@ _UNSPACED = (
 )
 _WORD_CHAR = f"[^\\W{_UNSPACED}]"
 _IS_WORD_CHAR = re.compile(_WORD_CHAR)
+# A word the Russian stemmer applies to, as folded (so without "ё").
+_RUSSIAN_WORD = re.compile("[а-я]+")
 _BARE_WORD = re.compile(r'[^\s()"]+')
 _SIGILS = ("@", "#")
 # "und" is BCP-47 for "undetermined", which is what the triage language guess says when unsure.
@@ -79,39 +89,96 @@ class QueryError(ListenerError, ValueError):
 
 def _fold(text: str) -> str:
     # NFKC again after casefolding, because casefolding can leave a few characters unnormalised.
-    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+    # "ё" → "е" keeps lengths, so offsets into the folded text stay those of the text.
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold()).replace("ё", "е")
 
 
-def _compile(term: str, position: int | None) -> re.Pattern[str]:
+# The stemmer keeps its working word in the object, so each thread gets its own.
+_stemmers = threading.local()
+
+
+@functools.lru_cache(maxsize=65_536)
+def _stem(word: str) -> str:
+    """The Snowball stem of a folded Russian word: only endings are removed, so it is a prefix of the word."""
+    stemmer = getattr(_stemmers, "russian", None)
+    if stemmer is None:
+        stemmer = _stemmers.russian = snowballstemmer.stemmer("russian")
+    return str(stemmer.stemWord(word)) or word
+
+
+@dataclass(frozen=True)
+class _Pattern:
+    """A compiled term. The regex finds candidates in linear time; for a term with Russian words it
+    captures the rest of each such word after its stem, and a candidate matches only if every word
+    so found (stem + rest) has that same stem, one of ``stems``."""
+
+    regex: re.Pattern[str]
+    stems: tuple[str, ...] = ()
+
+    def found_in(self, folded: str) -> bool:
+        if not self.stems:
+            return self.regex.search(folded) is not None
+        position = 0
+        while (match := self.regex.search(folded, position)) is not None:
+            if all(_stem(stem + tail) == stem for stem, tail in zip(self.stems, match.groups(), strict=True)):
+                return True
+            position = match.start() + 1
+        return False
+
+
+@dataclass(frozen=True)
+class _Word:
+    """One word of a term: the literal every match starts with, then, for a stemmed word, the rest of it."""
+
+    literal: str
+    stem: str | None = None
+
+    @classmethod
+    def of(cls, word: str, *, stemmed: bool) -> _Word:
+        if not stemmed or not _RUSSIAN_WORD.fullmatch(word):
+            return cls(word)
+        stem = _stem(word)
+        return cls(stem, stem)
+
+    @property
+    def rest(self) -> str:
+        # Possessive: the rest of the word is taken whole, so the stem check sees the word as written.
+        return f"({_WORD_CHAR}*+)" if self.stem is not None else ""
+
+
+def _compile(term: str, position: int | None) -> _Pattern:
     body = _fold(term).strip()
     prefix = body.endswith("*")
     if prefix:
         body = body[:-1]
     if len(body) > 1 and body.startswith(_SIGILS):
         body = body[1:]
-    words = body.split()
-    if not words:
+    texts = body.split()
+    if not texts:
         raise QueryError(f"nothing to match in {term!r}", position)
-    first, last = words[0], words[-1]
-    pattern = re.escape(first)
-    if _IS_WORD_CHAR.match(first[0]):
+    # A prefix term's last word is matched as written: "суд*" means words that begin with "суд".
+    words = [_Word.of(text, stemmed=not (prefix and index == len(texts) - 1)) for index, text in enumerate(texts)]
+    first = words[0]
+    pattern = re.escape(first.literal)
+    if _IS_WORD_CHAR.match(first.literal[0]):
         # The left boundary is checked behind the literal, so the pattern still starts with it.
-        pattern += f"(?<!{_WORD_CHAR}.{{{len(first)}}})"
+        pattern += f"(?<!{_WORD_CHAR}.{{{len(first.literal)}}})"
+    pattern += first.rest
     for word in words[1:]:
         # Possessive: whitespace never needs giving back, so a long run cannot backtrack.
-        pattern += r"\s++" + re.escape(word)
-    if not prefix and _IS_WORD_CHAR.match(last[-1]):
+        pattern += r"\s++" + re.escape(word.literal) + word.rest
+    if not prefix and _IS_WORD_CHAR.match(texts[-1][-1]):
         pattern += f"(?!{_WORD_CHAR})"
-    return re.compile(pattern)
+    return _Pattern(re.compile(pattern), tuple(word.stem for word in words if word.stem is not None))
 
 
 @dataclass(frozen=True)
 class _Term:
     text: str
-    pattern: re.Pattern[str]
+    pattern: _Pattern
 
     def matches(self, folded: str) -> bool:
-        return self.pattern.search(folded) is not None
+        return self.pattern.found_in(folded)
 
     def positives(self, negated: bool) -> Iterator[str]:
         if not negated:
@@ -325,7 +392,7 @@ class Watch:
     query: Query | None = None
     languages: tuple[str, ...] = ()
     own_handles: frozenset[str] = frozenset()
-    _patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False, default=())
+    _patterns: tuple[_Pattern, ...] = field(init=False, repr=False, compare=False, default=())
     _languages: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
 
     def __post_init__(self) -> None:
@@ -364,6 +431,6 @@ class Watch:
         if not self._patterns and self.query is None:
             return True
         folded = _fold(text)
-        if self._patterns and not any(pattern.search(folded) for pattern in self._patterns):
+        if self._patterns and not any(pattern.found_in(folded) for pattern in self._patterns):
             return False
         return self.query is None or self.query.root.matches(folded)

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from tests.http_server import LocalHttpServer, serve
+from tests.http_server import Handler, LocalHttpServer, serve
 
 pytestmark = pytest.mark.e2e
 
@@ -69,3 +69,35 @@ async def test_fetch_names_a_missing_setting() -> None:
     code, _, err = await clamor("sources", "fetch", "x", "--query", "lumo")
     assert code == 2
     assert "bearer_token" in err
+
+
+BOARD_SUBJECT = "1763600000.dat<>ミドリ運輸の配達遅延について (2)\n".encode("cp932")
+BOARD_DAT = (
+    "名無しさん<>sage<>2026/11/23(月) 09:00:00.00 ID:Ab1Cd2Ef0<> 荷物が三日も届かない <br> 返金してほしい <>"
+    "ミドリ運輸の配達遅延について\n"
+    "名無しさん<><>2026/11/23(月) 09:05:00.00 ID:Zz9Yy8Xx0<> &gt;&gt;1 うちも同じ <>\n"
+).encode("cp932")
+
+
+async def test_fetch_fivech_prints_the_posts_of_a_board() -> None:
+    async def subject(_: web.Request) -> web.StreamResponse:
+        return web.Response(body=BOARD_SUBJECT, headers={"Content-Type": "text/plain"})
+
+    async def dat(_: web.Request) -> web.StreamResponse:
+        return web.Response(body=BOARD_DAT, headers={"Content-Type": "text/plain"})
+
+    routes: dict[tuple[str, str], Handler] = {
+        ("GET", "/news/subject.txt"): subject,
+        ("GET", "/news/dat/1763600000.dat"): dat,
+    }
+    async with serve(routes) as board:
+        options = ("-o", "board=news", "--allow-host", "127.0.0.1", "--hours", "1e5")
+        code, out, err = await clamor("sources", "fetch", "fivech", "--url", board.base_url, *options)
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["native_id"] for line in lines] == ["news/1763600000/1", "news/1763600000/2"]
+    assert lines[0]["id"] == "5ch:news/1763600000/1"
+    assert lines[0]["text"] == "ミドリ運輸の配達遅延について\n\n荷物が三日も届かない\n返金してほしい"
+    assert lines[0]["created_at"] == "2026-11-23T00:00:00Z"
+    assert lines[1]["thread_id"] == "news/1763600000"
+    assert lines[1]["language"] == "ja"

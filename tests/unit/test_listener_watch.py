@@ -185,22 +185,127 @@ def test_mixed_term_keeps_the_boundary_at_its_latin_end() -> None:
     assert not matches("skylark航空", "myskylark航空")
 
 
-def test_cyrillic_word_matches_only_the_whole_word() -> None:
+def test_cyrillic_word_matches_its_inflections_but_not_longer_words() -> None:
     query = Query.parse("суд")
     assert query.matches("Подам в СУД!")
+    assert query.matches("дойдёт до суда")
     assert not query.matches("такая судьба")
-    assert not query.matches("до суда")
+    assert not query.matches("подсудный")
 
 
 def test_cyrillic_prefix_matches_inflections_and_longer_words_alike() -> None:
     query = Query.parse("суд*")
     for text in ("до суда", "судом", "такая судьба"):
         assert query.matches(text)
+    assert not query.matches("подсудный")
+
+
+@pytest.mark.parametrize(
+    ("term", "text"),
+    [
+        ("возврат", "Где мой возврат?"),
+        ("возврат", "Жду возврата денег третью неделю"),
+        ("возврат", "С возвратом опять тянут"),
+        ("задержка", "Опять задержки с доставкой"),
+        ("задержка", "Из-за ЗАДЕРЖКИ рейса я опоздал"),
+        ("доставки", "Доставкой недоволен"),
+        ("жалоба", "написал жалобу в поддержку"),
+    ],
+)
+def test_russian_term_matches_inflected_forms(term: str, text: str) -> None:
+    assert Watch("ru", terms=(term,)).matches(text, "ru")
+
+
+@pytest.mark.parametrize(
+    ("term", "text"),
+    [
+        ("возврат", "невозврат кредита"),
+        ("возврат", "возвратный механизм"),
+        ("задержка", "задержан на таможне"),
+        ("суд", "судьба"),
+    ],
+)
+def test_russian_term_does_not_match_words_with_another_stem(term: str, text: str) -> None:
+    assert not Watch("ru", terms=(term,)).matches(text, "ru")
+
+
+def test_russian_phrase_matches_each_word_inflected() -> None:
+    query = Query.parse('"возврат денег"')
+    assert query.matches("Требую ВОЗВРАТА\nденег за билет")
+    assert not query.matches("возврат денежный")
+    assert not query.matches("денег возврат")
+
+
+def test_russian_inflected_match_is_found_after_a_candidate_that_fails() -> None:
+    # "возвратный" starts with the stem but has another one; the real match comes later.
+    assert matches("возврат", "возвратный механизм сломан, жду возврата")
+
+
+def test_russian_yo_and_ye_are_the_same_letter() -> None:
+    assert matches("ёлка", "купили елку")
+    assert matches("елка", "ЁЛКИ осыпались")
+
+
+def test_russian_query_combines_stemmed_words_with_boolean_operators() -> None:
+    query = Query.parse("(возврат OR задержка) AND Лумо NOT вакансия")
+    assert query.matches("Лумо, где возврат моих денег?")
+    assert query.matches("у Лумо опять задержки")
+    assert not query.matches("Лумо: вакансии отдела возвратов")
+    assert not query.matches("задержки у всех")
+
+
+def test_ukrainian_letters_keep_exact_matching() -> None:
+    # Not Russian: the Russian stemmer is not applied to words with і, ї, є or ґ.
+    assert matches("повернення", "чекаю на повернення")
+    assert not matches("відшкодування", "відшкодуванням")
 
 
 def test_full_width_letters_match_ascii_and_back() -> None:
     assert matches("refund", "ＲＥＦＵＮＤ please")
     assert matches("ｒｅｆｕｎｄ", "refund please")
+
+
+def test_full_width_digits_and_brand_match_half_width() -> None:
+    assert matches("ABC123", "ＡＢＣ１２３の返品について")
+    assert matches("ＡＢＣ", "abc")
+
+
+def test_half_width_katakana_matches_full_width_and_back() -> None:
+    assert matches("ﾍﾝｷﾝ", "ヘンキンしてほしい")
+    assert matches("ポイント", "ﾎﾟｲﾝﾄが消えた")
+
+
+@pytest.mark.parametrize(
+    ("term", "text"),
+    [
+        ("退款", "申请了退款三周还没到账"),
+        ("客服", "打了十几次客服电话都没人接"),
+        ("拾光咖啡", "昨天在拾光咖啡买的三明治是坏的"),
+        ("快递", "快递員態度很差"),
+    ],
+)
+def test_chinese_terms_match_unsegmented_text(term: str, text: str) -> None:
+    assert Watch("zh", terms=(term,)).matches(text, "zh")
+
+
+@pytest.mark.parametrize(
+    ("term", "text"),
+    [
+        ("返金", "返金されないまま一か月たった"),
+        ("ミドリ運輸", "ミドリ運輸の配達員が荷物を投げた"),
+        ("遅延", "配送遅延のお知らせすら来ない"),
+        ("ｻﾎﾟｰﾄ", "サポートに電話してもつながらない"),
+    ],
+)
+def test_japanese_terms_match_unsegmented_text(term: str, text: str) -> None:
+    assert Watch("ja", terms=(term,)).matches(text, "ja")
+
+
+def test_chinese_query_combines_unsegmented_terms() -> None:
+    query = Query.parse("拾光咖啡 (退款 OR 投诉) NOT 招聘")
+    assert query.matches("拾光咖啡不给退款，我要去投诉")
+    assert not query.matches("拾光咖啡招聘店员，可退款")
+    assert not query.matches("拾光咖啡的拿铁很好喝")
 
 
 def test_casefolding_matches_sharp_s() -> None:

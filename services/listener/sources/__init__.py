@@ -21,6 +21,7 @@ ADAPTERS: dict[str, str] = {
     "x": "services.listener.sources.x:XSource",
     "vk": "services.listener.sources.vk:VkSource",
     "dvach": "services.listener.sources.dvach:DvachSource",
+    "fivech": "services.listener.sources.fivech:FivechSource",
 }
 
 

@@ -41,8 +41,11 @@ _BLOCK_TAGS = frozenset(
 )
 
 
-def decode_json(body: bytes, *, what: str) -> Any:
-    """The parsed body, or SourceFormatError naming ``what`` and saying where it stops being JSON."""
+def decode_json(body: bytes | str, *, what: str) -> Any:
+    """The parsed body, or SourceFormatError naming ``what`` and saying where it stops being JSON.
+
+    Bytes are read as UTF-8 (or UTF-16/32), as RFC 8259 says; a source that meets other charsets
+    passes the text from :func:`services.listener.sources.charset.decode_body` instead."""
     try:
         return json.loads(body)
     except json.JSONDecodeError as exc:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from services.listener.domain import MAX_TEXT_CHARS
 from services.listener.errors import SourceFormatError
 from services.listener.sources.base import Poll, Post, Source, SourceState, poll_from
+from services.listener.sources.charset import decode_body
 from services.listener.sources.common import (
     decode_json,
     http_url,
@@ -121,7 +122,9 @@ class JsonApiSource(Source):
         return poll_from(response, take_new_with_time_cursor(posts, state, since=since), state)
 
     def _parse(self, response: HttpResponse) -> tuple[list[Post], list[_Rejected]]:
-        body = decode_json(response.body, what=self.what)
+        # Review and complaint sites in China and Japan serve JSON in GBK or Shift_JIS, RFC 8259 notwithstanding.
+        text = decode_body(response.body, content_type=response.headers.get("content-type", "")).text
+        body = decode_json(text, what=self.what)
         items = lookup(body, self.settings.items_path)
         where = f"items_path {self.settings.items_path!r}" if self.settings.items_path else "the body"
         if items is MISSING:

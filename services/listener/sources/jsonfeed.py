@@ -1,19 +1,20 @@
 """JSON Feed (https://www.jsonfeed.org/version/1.1/, and 1.0) items as Posts.
 
 The spec says UTF-8, but a server that declares another charset (GB18030 from some Chinese
-instances) is taken at its word. Items without an id or text are skipped; a body that is not a JSON
-Feed at all is a SourceFormatError.
+instances) is taken at its word, and one that declares none is read as UTF-8 or, failing that, in
+the charset detected (:mod:`services.listener.sources.charset`). Items without an id or text are
+skipped; a body that is not a JSON Feed at all is a SourceFormatError.
 """
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 from typing import TYPE_CHECKING, Any
 
 from services.listener.domain import MAX_TEXT_CHARS
 from services.listener.errors import SourceFormatError
 from services.listener.sources.base import Post
+from services.listener.sources.charset import decode_body
 from services.listener.sources.common import (
     MAX_NATIVE_ID_CHARS,
     decode_json,
@@ -30,34 +31,9 @@ if TYPE_CHECKING:
 VERSION_PREFIX = "https://jsonfeed.org/version/"
 
 
-def charset_of(content_type: str) -> str:
-    """The ``charset`` parameter of a Content-Type header, '' when absent."""
-    for part in content_type.split(";")[1:]:
-        key, _, value = part.strip().partition("=")
-        if key.strip().lower() == "charset":
-            return value.strip().strip('"').lower()
-    return ""
-
-
-def as_utf8(body: bytes, *, content_type: str, what: str) -> bytes:
-    """The body in UTF-8, transcoded from the declared charset when it is another one."""
-    charset = charset_of(content_type) or "utf-8"
-    try:
-        codec = codecs.lookup(charset)
-    except LookupError as exc:
-        raise SourceFormatError(f"{what}: unknown charset {charset!r} in Content-Type") from exc
-    if codec.name == "utf-8":
-        # Left to decode_json, which says where a stray byte sits.
-        return body
-    try:
-        return body.decode(codec.name).encode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SourceFormatError(f"{what}: body is not {charset} text (byte {exc.start})") from exc
-
-
 def parse_json_feed(body: bytes, *, content_type: str, what: str) -> tuple[list[Post], str]:
     """The feed's items as Posts, and the feed-level language tag ('' when none)."""
-    document = decode_json(as_utf8(body, content_type=content_type, what=what), what=what)
+    document = decode_json(decode_body(body, content_type=content_type).text, what=what)
     if not isinstance(document, dict) or not string(document.get("version")).startswith(VERSION_PREFIX):
         raise SourceFormatError(f"{what}: not a JSON Feed (no version {VERSION_PREFIX}…)")
     items = document.get("items")

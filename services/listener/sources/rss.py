@@ -21,6 +21,7 @@ from defusedxml import ElementTree as SafeElementTree
 from services.listener.domain import MAX_TEXT_CHARS
 from services.listener.errors import SourceFormatError
 from services.listener.sources.base import Poll, Post, Source, SourceState, poll_from
+from services.listener.sources.charset import as_utf8_xml, decode_body
 from services.listener.sources.common import (
     MAX_NATIVE_ID_CHARS,
     html_to_text,
@@ -85,13 +86,19 @@ class RssSource(Source):
 
 
 def parse_feed(body: bytes, *, content_type: str, base_url: str, what: str) -> list[Post]:
-    """The entries of an RSS or Atom document as Posts; the charset comes from ``content_type`` or the
-    XML declaration. Raises SourceFormatError (naming ``what``) for a body that is no feed."""
-    refuse_entity_declarations(body, what=what)
+    """The entries of an RSS or Atom document as Posts; the charset comes from a byte-order mark,
+    ``content_type``, the XML declaration or detection (:mod:`services.listener.sources.charset`).
+    Raises SourceFormatError (naming ``what``) for a body that is no feed."""
+    # Decoded here and handed on as UTF-8 that says so: feedparser and expat know fewer charsets and
+    # guess none (an undeclared Windows-1251 feed would come out as Latin-1), and the entity check
+    # then reads what feedparser will.
+    utf8 = as_utf8_xml(decode_body(body, content_type=content_type, document=True).text)
+    refuse_entity_declarations(utf8, what=what)
     # Bytes in a stream: feedparser treats a str or bytes argument as a URL or a file name to open.
     # No content-location either: feedparser would resolve relative guids against it, and an id
     # must not change when the feed moves.
-    parsed = feedparser.parse(io.BytesIO(body), response_headers={"content-type": content_type})
+    media_type = content_type.split(";", 1)[0].strip() or "application/xml"
+    parsed = feedparser.parse(io.BytesIO(utf8), response_headers={"content-type": f"{media_type}; charset=utf-8"})
     entries: list[Any] = list(parsed.entries)
     problem = parsed.get("bozo_exception") if parsed.bozo else None
     if isinstance(problem, SAXParseException) and _expat_code(problem) in _TRUNCATION_ERRORS:
