@@ -258,6 +258,9 @@ class DvachSourceSettings(HttpSourceSettings):
         # "300,301" from an environment variable or `clamor sources fetch -o threads=…`.
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
 class FivechSourceSettings(HttpSourceSettings):
     """A 5ch-style board (5ch and its mirrors): subject.txt and dat files, Shift_JIS by convention."""
 
