@@ -299,3 +299,16 @@ def test_warnings_and_errors_about_a_message_carry_its_trace_id(finished_mesh: M
     assert [line for line in about_messages if not line.get("trace_id")] == []
     # RFC 3339 with milliseconds and the zone.
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["ts"]) for line in lines)
+
+
+def test_no_log_line_or_span_holds_a_posts_text(finished_mesh: Mesh) -> None:
+    """Logs and traces carry ids, never what people wrote (their text stays in the streams and cases)."""
+    texts = [json.loads(line)["text"] for line in finished_mesh.posts.read_text(encoding="utf-8").splitlines()]
+    # A stretch long enough to be the post's own words, short enough to survive truncation.
+    snippets = {text[:24] for text in texts if len(text) >= 24}
+    assert len(snippets) > 100
+    files = [*finished_mesh.folder.glob("*.log"), *finished_mesh.span_dir.glob("*.jsonl")]
+    assert len(files) >= 10
+    for path in files:
+        content = path.read_text(encoding="utf-8", errors="replace")
+        assert [snippet for snippet in snippets if snippet in content] == [], path.name
