@@ -177,6 +177,8 @@ class SourceRunner:
         self._alerts = alerts
         self._counters = counters
         self._wake = asyncio.Event()
+        # Set by poll_now: the wait that poll asked for, so the schedule restarts from it instead of polling again.
+        self._rescheduled_wait: float | None = None
         self._lock = asyncio.Lock()
         # Since when this replica polls the source: silence before that was another replica's to report.
         self._polling_since = clock()
@@ -203,6 +205,10 @@ class SourceRunner:
             await self._sleep(wait_s, stopping)
             if stopping.is_set():
                 return
+            if self._rescheduled_wait is not None:
+                # A PollNow just polled: count the interval from it rather than polling a second time.
+                wait_s, self._rescheduled_wait = self._rescheduled_wait, None
+                continue
             if not self._lease.held():
                 # Lost: the replica that holds the lease now polls the source, on its own schedule.
                 self.status.next_poll_at = None
@@ -225,7 +231,8 @@ class SourceRunner:
         if not self._lease.held():
             holder = self._lease.holder or "none right now"
             raise NotHolderError(f"source {self.settings.name} is polled by another listener replica ({holder})")
-        outcome, _ = await self._poll_and_publish()
+        outcome, asked_wait = await self._poll_and_publish()
+        self._rescheduled_wait = self._next_wait(asked_wait, failed=bool(outcome.error))
         self._wake.set()
         return outcome
 

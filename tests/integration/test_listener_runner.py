@@ -275,6 +275,28 @@ async def test_a_paused_source_is_not_polled_on_schedule(
     assert outcome.published == 3
 
 
+async def test_a_poll_now_restarts_the_schedule_without_a_second_request(
+    js: JetStreamContext, api: tuple[Api, LocalHttpServer]
+) -> None:
+    _, server = api
+    runner = await make_runner(js, server)
+    stopping = asyncio.Event()
+    task = asyncio.create_task(runner.run(stopping))
+    try:
+        await eventually(lambda: len(server.requests) == 1 and runner.status.next_poll_at is not None, what="a poll")
+        CLOCK.advance(10)
+        await runner.poll_now()
+        # The loop wakes and schedules its next poll an interval after the manual one...
+        await eventually(
+            lambda: runner.status.next_poll_at == CLOCK() + timedelta(seconds=60), what="the schedule restarted"
+        )
+        # ...having made no request of its own in between.
+        assert len(server.requests) == 2
+    finally:
+        stopping.set()
+        await task
+
+
 def test_the_delay_is_the_interval_with_jitter() -> None:
     delays = [next_poll_delay(100, jitter=0.1, failures=0, asked_s=None, rng=random.Random(n)) for n in range(50)]
     assert all(90 <= d <= 110 for d in delays)
