@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
 from nats.aio.client import Client as NatsClient
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -283,7 +285,15 @@ async def test_a_stream_created_at_one_replica_moves_to_three_in_place(
     try:
         js = nc.jetstream()
         await ensure_streams(js, [subjects.MENTIONS], replicas=1)
-        assert await publish_mention(js, tracer, mention("1"))
+
+        async def stored() -> bool:
+            # Right after creation the stream's interest may not have reached this client's node yet
+            # ("no responders"): a publisher retries, as the services do.
+            with contextlib.suppress(TransientError):
+                await publish_mention(js, tracer, mention("1"))
+            return (await nats_cluster.describe(subjects.MENTIONS.name)).state.messages == 1
+
+        await eventually(stored, what="the first mention stored", every_s=0.2)
         await ensure_streams(js, [subjects.MENTIONS], replicas=3)
         info = await nats_cluster.describe(subjects.MENTIONS.name)
         assert info.config.num_replicas == 3
@@ -298,7 +308,15 @@ async def test_a_bucket_created_at_one_replica_moves_to_three_in_place(nats_clus
     try:
         js = nc.jetstream()
         kv = await ensure_bucket(js, "moved", replicas=1)
-        await kv.put("k", b"kept")
+
+        async def kept() -> bool:
+            # As above: the new bucket's interest may reach this client's node a moment later.
+            with contextlib.suppress(NatsError):
+                await kv.put("k", b"kept")
+                return True
+            return False
+
+        await eventually(kept, what="the first key stored", every_s=0.2)
         kv = await ensure_bucket(js, "moved", replicas=3)
         assert (await nats_cluster.describe(bucket_stream("moved"))).config.num_replicas == 3
         await nats_cluster.wait_current(bucket_stream("moved"))
