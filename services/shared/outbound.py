@@ -291,18 +291,42 @@ class OutboundClient:
 
         With ``follow_redirects=False`` a 3xx raises :class:`RedirectRefusedError` (signed webhooks).
         """
+        scheme = url.split(":", 1)[0].lower()
+        if scheme not in ("http", "https"):
+            raise BlockedAddressError(f"refusing {redact(url)}: only http and https URLs are fetched")
         attributes: dict[str, str | int] = {m.HTTP_METHOD: method, m.SERVER_ADDRESS: _host(url)}
-        started = time.perf_counter()
+        started = time.monotonic()
+        # The outer try measures (http.client.request.duration); the inner one names the failure.
         try:
-            response = await self._request(
-                method,
-                url,
-                headers=headers,
-                params=params,
-                content=content,
-                data=data,
-                follow_redirects=follow_redirects,
-            )
+            try:
+                response = await asyncio.wait_for(
+                    self._send(
+                        method,
+                        url,
+                        headers=headers,
+                        params=params,
+                        content=content,
+                        data=data,
+                        started=started,
+                        follow_redirects=follow_redirects,
+                    ),
+                    timeout=self.limits.timeout_s,
+                )
+            except TimeoutError as exc:
+                raise OutboundError(
+                    f"{method} {redact(url)}: no complete answer within {self.limits.timeout_s:.0f}s"
+                ) from exc
+            except httpx.TooManyRedirects as exc:
+                raise OutboundError(f"{method} {redact(url)}: more than {self.limits.max_redirects} redirects") from exc
+            except httpx.InvalidURL as exc:
+                # e.g. octal or otherwise ambiguous IPv4 forms, which resolvers disagree about.
+                raise BlockedAddressError(f"refusing {redact(url)}: not a valid URL ({exc})") from exc
+            except httpx.UnsupportedProtocol as exc:
+                raise BlockedAddressError(
+                    f"{method} {redact(url)}: redirected to a scheme other than http or https"
+                ) from exc
+            except httpx.HTTPError as exc:
+                raise OutboundError(f"{method} {redact(url)}: {type(exc).__name__}: {exc}") from exc
         except Exception as exc:
             attributes[m.ERROR_TYPE] = type(exc).__name__
             raise
@@ -310,52 +334,7 @@ class OutboundClient:
             attributes[m.HTTP_STATUS] = response.status
             return response
         finally:
-            self.metrics.record("http.client.request.duration", time.perf_counter() - started, attributes)
-
-    async def _request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None,
-        params: Mapping[str, str | int] | None,
-        content: bytes | None,
-        data: Mapping[str, str] | None,
-        follow_redirects: bool,
-    ) -> HttpResponse:
-        scheme = url.split(":", 1)[0].lower()
-        if scheme not in ("http", "https"):
-            raise BlockedAddressError(f"refusing {redact(url)}: only http and https URLs are fetched")
-        started = time.monotonic()
-        try:
-            return await asyncio.wait_for(
-                self._send(
-                    method,
-                    url,
-                    headers=headers,
-                    params=params,
-                    content=content,
-                    data=data,
-                    started=started,
-                    follow_redirects=follow_redirects,
-                ),
-                timeout=self.limits.timeout_s,
-            )
-        except TimeoutError as exc:
-            raise OutboundError(
-                f"{method} {redact(url)}: no complete answer within {self.limits.timeout_s:.0f}s"
-            ) from exc
-        except httpx.TooManyRedirects as exc:
-            raise OutboundError(f"{method} {redact(url)}: more than {self.limits.max_redirects} redirects") from exc
-        except httpx.InvalidURL as exc:
-            # e.g. octal or otherwise ambiguous IPv4 forms, which resolvers disagree about.
-            raise BlockedAddressError(f"refusing {redact(url)}: not a valid URL ({exc})") from exc
-        except httpx.UnsupportedProtocol as exc:
-            raise BlockedAddressError(
-                f"{method} {redact(url)}: redirected to a scheme other than http or https"
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise OutboundError(f"{method} {redact(url)}: {type(exc).__name__}: {exc}") from exc
+            self.metrics.record("http.client.request.duration", time.monotonic() - started, attributes)
 
     async def get(
         self, url: str, *, headers: Mapping[str, str] | None = None, params: Mapping[str, str | int] | None = None
