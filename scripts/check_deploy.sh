@@ -20,17 +20,9 @@ cache="${CLAMOR_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/clamor/tools}"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-failed=0
 
-result() { # result <status> <check> [detail file]
-  if [ "$1" -eq 0 ]; then
-    echo "ok    $2"
-  else
-    echo "FAIL  $2"
-    [ -n "${3:-}" ] && sed 's/^/      /' "$3"
-    failed=1
-  fi
-}
+# shellcheck source=scripts/check_report.sh
+. scripts/check_report.sh
 
 # The overlays as shipped, the base with the HPA component (clusters without KEDA), and production
 # with the optional RSSHub component.

@@ -15,17 +15,9 @@ RULES=deploy/observability/prometheus/clamor-rules.yaml
 TESTS=deploy/observability/prometheus/tests
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-failed=0
 
-result() { # result <status> <check> [detail file]
-  if [ "$1" -eq 0 ]; then
-    echo "ok    $2"
-  else
-    echo "FAIL  $2"
-    [ -n "${3:-}" ] && sed 's/^/      /' "$3"
-    failed=1
-  fi
-}
+# shellcheck source=scripts/check_report.sh
+. scripts/check_report.sh
 
 if command -v promtool >/dev/null; then
   version=$(promtool --version 2>&1 | head -n 1 | awk '{print $3}')

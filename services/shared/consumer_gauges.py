@@ -62,9 +62,6 @@ class ConsumerGauges:
             self._reporter.add_gauge(LAG_GAUGE_PREFIX + durable, lambda: self._lag(durable))
             self._reporter.add_gauge(DEAD_LETTERS_GAUGE_PREFIX + durable, lambda: self._dead(durable))
 
-    def reading(self, durable: str) -> ConsumerReading | None:
-        return self._readings.get(durable)
-
     async def refresh(self, js: JetStreamContext) -> None:
         """Ask JetStream again; a durable that does not answer keeps its last reading."""
         if not self._specs:

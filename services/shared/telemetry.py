@@ -112,10 +112,6 @@ class Telemetry:
     def tracer(self) -> trace.Tracer:
         return self.provider.get_tracer(f"{SERVICE_NAMESPACE}.{self.service}")
 
-    @property
-    def metrics_port(self) -> int:
-        return self.metrics_server.port if self.metrics_server is not None else 0
-
     def shutdown(self) -> None:
         """Flush and close every exporter; the last step of a graceful shutdown."""
         self.provider.force_flush()
